@@ -1,0 +1,16 @@
+/* cli.h: shared declarations of the normbench command's subcommands. */
+#ifndef NB_CLI_H
+#define NB_CLI_H
+
+#include "normbench.h"
+
+#include <stdbool.h>
+
+/* Print `normbench: <message>` on one line to stderr; returns 2. */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Kernel selection: no globs means every kernel except negative controls. */
+bool cli_kernel_selected(const nb_kernel *k, char **globs, int nglobs);
+
+int cmd_verify(int argc, char **argv);
+
+#endif

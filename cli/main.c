@@ -1,0 +1,106 @@
+/* main.c: the normbench command line: subcommand dispatch, `list`, and the
+ * shared error reporting (one line on stderr, non-zero exit). */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("normbench: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 2;
+}
+
+bool cli_kernel_selected(const nb_kernel *k, char **globs, int nglobs)
+{
+    if (nglobs == 0)
+        return !(k->flags & NB_KF_NEGATIVE_CONTROL);
+    for (int i = 0; i < nglobs; i++) {
+        /* a glob may list alternatives separated by commas */
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", globs[i]);
+        char *save = NULL;
+        for (char *g = strtok_r(buf, ",", &save); g; g = strtok_r(NULL, ",", &save))
+            if (nb_glob_match(g, k->name))
+                return true;
+    }
+    return false;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+    char *globs[64];
+    int ng = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--kernels") && i + 1 < argc) {
+            if (ng == 64)
+                return cli_error("too many --kernels patterns");
+            globs[ng++] = argv[++i];
+        } else {
+            return cli_error("list: unknown argument '%s' (usage: normbench list [--kernels GLOB])",
+                             argv[i]);
+        }
+    }
+    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %s\n", "kernel", "layer", "algo", "isa", "omp",
+           "reduction", "dtypes", "status");
+    for (size_t i = 0; i < nb_kernel_count(); i++) {
+        const nb_kernel *k = nb_kernel_at(i);
+        if (ng && !cli_kernel_selected(k, globs, ng))
+            continue;
+        static const char *const red[] = {"sequential", "pairwise", "blocked"};
+        char dt[16] = "";
+        if (k->dtypes & (1u << NB_F32))
+            strcat(dt, "f32");
+        if (k->dtypes & (1u << NB_F64))
+            strcat(dt, dt[0] ? ",f64" : "f64");
+        char flags[64] = "";
+        if (k->flags & NB_KF_NEGATIVE_CONTROL)
+            strcat(flags, " negative-control");
+        if (k->flags & NB_KF_PRESCALED)
+            strcat(flags, " prescaled");
+        if (k->flags & NB_KF_DETERMINISTIC)
+            strcat(flags, " deterministic");
+        printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %s%s\n", k->name, nb_layer_name(k->layer),
+               nb_algo_name(k->algo), nb_isa_name(k->isa), k->omp ? "yes" : "no", red[k->reduction],
+               dt, nb_kernel_available(k) ? "available" : "unavailable", flags);
+    }
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: normbench <command> [options]\n"
+          "commands:\n"
+          "  list    [--kernels GLOB]              registered kernels and whether this CPU runs them\n"
+          "  verify  [--kernels GLOB] [--problems STR ...] [--seed N] [--seeds K] [--failures-only]\n"
+          "                                        check kernels against the MPFR reference\n"
+          "  help                                  this text\n"
+          "Problem strings: see README.md, e.g. ln:rows64:cols256:eps1e-5:f32:data=offset1e4\n"
+          "NORMBENCH_ISA=scalar|avx2|avx512 caps the instruction set used.\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "list"))
+        return cmd_list(argc - 1, argv + 1);
+    if (!strcmp(cmd, "verify"))
+        return cmd_verify(argc - 1, argv + 1);
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    return cli_error("unknown command '%s' (try 'normbench help')", cmd);
+}

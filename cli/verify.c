@@ -1,0 +1,194 @@
+/* verify.c: `normbench verify`: run the selected kernels on each problem,
+ * compare with the MPFR reference under the scaled error model and print
+ * one line per (kernel, problem) with the problem string, seed, errors,
+ * verdict, the worst element in hex float and a repro command. */
+#include "cli.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void print_coord(const nb_problem *p, const nb_check *c, char *buf, size_t len)
+{
+    if (p->layer == NB_LN || p->layer == NB_RMS) {
+        snprintf(buf, len, "row %" PRId64 " col %" PRId64, c->worst_coord[0], c->worst_coord[1]);
+        return;
+    }
+    int o = snprintf(buf, len, "n %" PRId64 " c %" PRId64, c->worst_coord[0], c->worst_coord[1]);
+    static const char *const names[3] = {"d", "h", "w"};
+    for (int k = 0; k < p->spatial_rank && o > 0 && (size_t)o < len; k++) {
+        int slot = 5 - p->spatial_rank + k;
+        const char *nm = p->spatial_rank == 1 ? "l" : names[3 - p->spatial_rank + k];
+        o += snprintf(buf + o, len - (size_t)o, " %s %" PRId64, nm, c->worst_coord[slot]);
+    }
+}
+
+static void print_line(const nb_kernel *k, const char *ps, const nb_problem *p, const nb_check *c)
+{
+    printf("%-5s %s %s", nb_verdict_name(c->verdict), k->name, ps);
+    if (c->verdict == NB_SKIP) {
+        printf(" | %s\n", c->reason);
+        return;
+    }
+    printf(" scaled=%.3g mean_scaled=%.3g", c->max_scaled, c->mean_scaled);
+    if (c->max_ulp >= 0)
+        printf(" ulp=%.3g", c->max_ulp);
+    else
+        printf(" ulp=n/a");
+    printf(" bound_use=%.3g stats_use=%.3g C=%.0f", c->max_bound_use, c->stat_bound_use, c->depth);
+    if (c->verdict != NB_PASS) {
+        char coord[128];
+        print_coord(p, c, coord, sizeof coord);
+        printf(" | %s", c->reason);
+        if (c->worst >= 0)
+            printf(" | worst i=%" PRId64 " [%s] x=%a got=%a want=%a tol=%.3g", c->worst, coord,
+                   c->worst_x, c->worst_got, c->worst_want, c->worst_tol);
+        printf(" | repro: normbench verify --kernels %s --problems %s", k->name, ps);
+    }
+    putchar('\n');
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    char *globs[64];
+    int ng = 0;
+    char **probs = calloc((size_t)argc + 1, sizeof *probs);
+    if (!probs)
+        return cli_error("out of memory");
+    size_t np = 0;
+    long long seed = -1, seeds = 1;
+    bool failures_only = false;
+    int rc = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--kernels")) {
+            if (i + 1 >= argc || ng == 64) {
+                rc = cli_error("--kernels needs a pattern");
+                goto done;
+            }
+            globs[ng++] = argv[++i];
+        } else if (!strcmp(a, "--problems") || !strcmp(a, "--problem")) {
+            if (i + 1 >= argc || argv[i + 1][0] == '-') {
+                rc = cli_error("%s needs at least one problem string", a);
+                goto done;
+            }
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
+                probs[np++] = argv[++i];
+        } else if (!strcmp(a, "--seed") || !strcmp(a, "--seeds")) {
+            char *end;
+            if (i + 1 >= argc) {
+                rc = cli_error("%s needs a number", a);
+                goto done;
+            }
+            long long v = strtoll(argv[++i], &end, 10);
+            if (*end || v < (a[6] ? 1 : 0) || (a[6] && v > 1000000)) {
+                rc = cli_error("bad value '%s' for %s", argv[i], a);
+                goto done;
+            }
+            if (a[6])
+                seeds = v;
+            else
+                seed = v;
+        } else if (!strcmp(a, "--failures-only")) {
+            failures_only = true;
+        } else {
+            rc = cli_error("verify: unknown argument '%s'", a);
+            goto done;
+        }
+    }
+
+    char **sweep = NULL;
+    size_t nsweep = 0;
+    if (np == 0) {
+        sweep = nb_sweep_default(&nsweep);
+        if (!sweep) {
+            rc = cli_error("out of memory");
+            goto done;
+        }
+    }
+    const size_t total = np ? np : nsweep;
+    char **list = np ? probs : sweep;
+
+    /* Parse everything first: a bad problem is a usage error, nothing runs. */
+    nb_problem *pp = calloc(total, sizeof *pp);
+    if (!pp) {
+        nb_sweep_free(sweep, nsweep);
+        rc = cli_error("out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < total; i++) {
+        char err[256];
+        if (nb_problem_parse(list[i], &pp[i], err, sizeof err)) {
+            rc = cli_error("invalid problem '%s': %s", list[i], err);
+            free(pp);
+            nb_sweep_free(sweep, nsweep);
+            goto done;
+        }
+    }
+    bool any_kernel = false;
+    for (size_t k = 0; k < nb_kernel_count(); k++)
+        any_kernel |= cli_kernel_selected(nb_kernel_at(k), globs, ng);
+    if (!any_kernel) {
+        rc = cli_error("no kernel matches the --kernels pattern(s); see 'normbench list'");
+        free(pp);
+        nb_sweep_free(sweep, nsweep);
+        goto done;
+    }
+
+    long npass = 0, nfail = 0, nlimit = 0, nskip = 0;
+    for (size_t i = 0; i < total; i++) {
+        for (long long sd = 0; sd < seeds; sd++) {
+            nb_problem p = pp[i];
+            if (seed >= 0)
+                p.seed = (uint64_t)seed;
+            p.seed += (uint64_t)sd;
+            bool any = false;
+            for (size_t k = 0; k < nb_kernel_count(); k++) {
+                const nb_kernel *kn = nb_kernel_at(k);
+                any |= kn->layer == p.layer && cli_kernel_selected(kn, globs, ng);
+            }
+            if (!any)
+                continue;
+            char ps[512];
+            nb_problem_format(&p, ps, sizeof ps);
+            nb_data d;
+            nb_ref r = {0};
+            nb_status st = nb_data_alloc(&d, &p);
+            if (!st)
+                st = nb_ref_compute(&d, &r);
+            if (st) {
+                fprintf(stderr, "normbench: %s: %s\n", ps, nb_strerror(st));
+                nb_ref_free(&r);
+                nb_data_free(&d);
+                nfail++;
+                continue;
+            }
+            for (size_t k = 0; k < nb_kernel_count(); k++) {
+                const nb_kernel *kn = nb_kernel_at(k);
+                if (kn->layer != p.layer || !cli_kernel_selected(kn, globs, ng))
+                    continue;
+                nb_check c;
+                nb_verify_one(kn, &d, &r, &c);
+                switch (c.verdict) {
+                case NB_PASS: npass++; break;
+                case NB_FAIL: nfail++; break;
+                case NB_LIMIT: nlimit++; break;
+                default: nskip++; break;
+                }
+                if (!failures_only || c.verdict == NB_FAIL)
+                    print_line(kn, ps, &p, &c);
+                fflush(stdout);
+            }
+            nb_ref_free(&r);
+            nb_data_free(&d);
+        }
+    }
+    printf("verify: %ld passed, %ld failed, %ld limited, %ld skipped\n", npass, nfail, nlimit, nskip);
+    rc = nfail ? 1 : 0;
+    free(pp);
+    nb_sweep_free(sweep, nsweep);
+done:
+    free(probs);
+    return rc;
+}

@@ -1,0 +1,267 @@
+/* data.c: seeded, reproducible problem data. Every buffer of a problem is
+ * drawn from its own stream of a SplitMix64 generator keyed by the problem's
+ * seed, so a problem string alone reproduces its inputs bit for bit on any
+ * machine. Values are drawn in double and rounded once to the dtype. */
+#include "normbench.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct rng {
+    uint64_t s;
+    bool have_spare;
+    double spare;
+} rng;
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void rng_init(rng *r, uint64_t seed, uint64_t stream)
+{
+    r->s = seed * 0xD1B54A32D192ED03ull + stream * 0x8CB92BA72F3D8DD7ull;
+    (void)splitmix64(&r->s);
+    r->have_spare = false;
+}
+
+/* Uniform in (0, 1): never 0, so log() below is finite. */
+static double rng_uniform(rng *r) { return ((double)(splitmix64(&r->s) >> 11) + 0.5) * 0x1p-53; }
+
+/* Standard normal by the Box-Muller transform. */
+static double rng_normal(rng *r)
+{
+    if (r->have_spare) {
+        r->have_spare = false;
+        return r->spare;
+    }
+    double u = rng_uniform(r), v = rng_uniform(r);
+    double rad = sqrt(-2.0 * log(u)), th = 6.283185307179586 * v;
+    r->spare = rad * sin(th);
+    r->have_spare = true;
+    return rad * cos(th);
+}
+
+static double rounded(nb_dtype t, double v) { return t == NB_F32 ? (double)(float)v : v; }
+
+static void put(void *buf, nb_dtype t, int64_t i, double v)
+{
+    if (t == NB_F32)
+        ((float *)buf)[i] = (float)v;
+    else
+        ((double *)buf)[i] = v;
+}
+
+static double get(const void *buf, nb_dtype t, int64_t i)
+{
+    return t == NB_F32 ? (double)((const float *)buf)[i] : ((const double *)buf)[i];
+}
+
+/* Statistics group of element i (written independently of impls/). */
+static int64_t group_of(const nb_problem *p, int64_t i)
+{
+    const int64_t C = p->c, S = nb_problem_spatial(p);
+    if (p->layer == NB_LN || p->layer == NB_RMS)
+        return i / C;
+    int64_t n, c;
+    if (p->layout == NB_NCHW) {
+        c = (i / S) % C;
+        n = i / (S * C);
+    } else {
+        c = i % C;
+        n = i / (C * S);
+    }
+    switch (p->layer) {
+    case NB_BN: return c;
+    case NB_IN: return n * C + c;
+    default: return n * p->groups + c / (C / p->groups);
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static nb_status fill_x(const nb_problem *p, void *x)
+{
+    const nb_dtype t = p->dtype;
+    const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p);
+    const double mu = p->dist_param;
+    rng r;
+    rng_init(&r, p->seed, 1);
+    const double big = t == NB_F32 ? sqrt((double)FLT_MAX) : sqrt(DBL_MAX);
+    const double sub = t == NB_F32 ? 0x1p-140 : 0x1p-1060;
+    for (int64_t i = 0; i < N; i++) {
+        double v;
+        switch (p->dist) {
+        case NB_DIST_OFFSET:
+        case NB_DIST_SORTED: v = mu + rng_normal(&r); break;
+        case NB_DIST_CONST: v = mu; break;
+        case NB_DIST_TINY: v = 1.0 + mu * rng_normal(&r); break;
+        case NB_DIST_HUGE: {
+            double u = rng_uniform(&r);
+            v = big * (0.5 + 0.49 * u) * (rng_uniform(&r) < 0.5 ? -1.0 : 1.0);
+            break;
+        }
+        case NB_DIST_SUBNORMAL: v = sub * rng_normal(&r); break;
+        default: v = rng_normal(&r); break;
+        }
+        put(x, t, i, rounded(t, v));
+    }
+    if (p->dist == NB_DIST_ALT || p->dist == NB_DIST_SORTED || p->dist == NB_DIST_NAN) {
+        /* Group-aware distributions: enumerate each group's values in
+         * memory order. */
+        int64_t *count = calloc((size_t)G + 1, sizeof *count);
+        int64_t *idx = malloc((size_t)N * sizeof *idx);
+        if (!count || !idx) {
+            free(count);
+            free(idx);
+            return NB_ERR_NOMEM;
+        }
+        for (int64_t i = 0; i < N; i++)
+            count[group_of(p, i) + 1]++;
+        for (int64_t g = 0; g < G; g++)
+            count[g + 1] += count[g];
+        int64_t *fillpos = malloc((size_t)G * sizeof *fillpos);
+        double *vals = p->dist == NB_DIST_SORTED ? malloc((size_t)N * sizeof *vals) : NULL;
+        if (!fillpos || (p->dist == NB_DIST_SORTED && !vals)) {
+            free(count);
+            free(idx);
+            free(fillpos);
+            free(vals);
+            return NB_ERR_NOMEM;
+        }
+        memcpy(fillpos, count, (size_t)G * sizeof *fillpos);
+        for (int64_t i = 0; i < N; i++)
+            idx[fillpos[group_of(p, i)]++] = i;
+        for (int64_t g = 0; g < G; g++) {
+            const int64_t b = count[g], e = count[g + 1];
+            if (p->dist == NB_DIST_ALT) {
+                for (int64_t j = b; j < e; j++)
+                    put(x, t, idx[j], rounded(t, mu + ((j - b) % 2 ? -1.0 : 1.0)));
+            } else if (p->dist == NB_DIST_SORTED) {
+                for (int64_t j = b; j < e; j++)
+                    vals[j] = get(x, t, idx[j]);
+                qsort(vals + b, (size_t)(e - b), sizeof *vals, cmp_double);
+                for (int64_t j = b; j < e; j++)
+                    put(x, t, idx[j], vals[j]);
+            } else if (e > b && g < 3) {
+                /* NaN in group 0, +Inf in group 1, -Inf in group 2, placed
+                 * in the middle of the group. */
+                double bad = g == 0 ? NAN : g == 1 ? INFINITY : -INFINITY;
+                put(x, t, idx[b + (e - b) / 2], bad);
+            }
+        }
+        free(count);
+        free(idx);
+        free(fillpos);
+        free(vals);
+    }
+    return NB_OK;
+}
+
+static void *alloc_buf(int64_t count, nb_dtype t)
+{
+    size_t bytes = (size_t)count * nb_dtype_size(t);
+    bytes = (bytes + 63) / 64 * 64;
+    if (bytes == 0)
+        bytes = 64;
+    return aligned_alloc(64, bytes);
+}
+
+void nb_data_free(nb_data *d)
+{
+    if (!d)
+        return;
+    void **bufs[] = {&d->x,    &d->y,           &d->gamma,       &d->beta,
+                     &d->mean, &d->var,         &d->rstd,        &d->running_mean,
+                     &d->running_var, &d->running_mean0, &d->running_var0};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        free(*bufs[i]);
+        *bufs[i] = NULL;
+    }
+}
+
+nb_status nb_data_alloc(nb_data *d, const nb_problem *p)
+{
+    if (!d || !p)
+        return NB_ERR_NULL;
+    memset(d, 0, sizeof *d);
+    nb_status st = nb_problem_check(p, NULL, 0);
+    if (st)
+        return st;
+    d->prob = *p;
+    const nb_dtype t = p->dtype;
+    const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p), P = nb_problem_param_count(p);
+    if ((uint64_t)N > SIZE_MAX / 8 / 2)
+        return NB_ERR_OVERFLOW;
+    d->x = alloc_buf(N, t);
+    d->y = alloc_buf(N, t);
+    d->mean = alloc_buf(G, t);
+    d->var = alloc_buf(G, t);
+    d->rstd = alloc_buf(G, t);
+    d->gamma = alloc_buf(P, t);
+    d->beta = alloc_buf(P, t);
+    d->running_mean = alloc_buf(P, t);
+    d->running_var = alloc_buf(P, t);
+    d->running_mean0 = alloc_buf(P, t);
+    d->running_var0 = alloc_buf(P, t);
+    if (!d->x || !d->y || !d->mean || !d->var || !d->rstd || !d->gamma || !d->beta ||
+        !d->running_mean || !d->running_var || !d->running_mean0 || !d->running_var0) {
+        nb_data_free(d);
+        return NB_ERR_NOMEM;
+    }
+    if ((st = fill_x(p, d->x))) {
+        nb_data_free(d);
+        return st;
+    }
+    rng r;
+    rng_init(&r, p->seed, 2);
+    for (int64_t i = 0; i < P; i++) {
+        put(d->gamma, t, i, rounded(t, 1.0 + 0.5 * rng_normal(&r)));
+        put(d->beta, t, i, rounded(t, 0.5 * rng_normal(&r)));
+        put(d->running_mean0, t, i, rounded(t, 0.5 * rng_normal(&r)));
+        put(d->running_var0, t, i, rounded(t, 0.5 + rng_uniform(&r)));
+    }
+    nb_data_reset(d);
+    return NB_OK;
+}
+
+void nb_data_reset(nb_data *d)
+{
+    const nb_problem *p = &d->prob;
+    const nb_dtype t = p->dtype;
+    const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p), P = nb_problem_param_count(p);
+    for (int64_t i = 0; i < N; i++)
+        put(d->y, t, i, NAN);
+    for (int64_t i = 0; i < G; i++) {
+        put(d->mean, t, i, NAN);
+        put(d->var, t, i, NAN);
+        put(d->rstd, t, i, NAN);
+    }
+    memcpy(d->running_mean, d->running_mean0, (size_t)P * nb_dtype_size(t));
+    memcpy(d->running_var, d->running_var0, (size_t)P * nb_dtype_size(t));
+}
+
+nb_args nb_data_args(const nb_data *d)
+{
+    const nb_problem *p = &d->prob;
+    nb_args a = {.x = d->x, .y = d->y, .mean = d->mean, .var = d->var, .rstd = d->rstd};
+    if (p->affine) {
+        a.gamma = d->gamma;
+        if (p->has_beta && p->layer != NB_RMS)
+            a.beta = d->beta;
+    }
+    if (nb_problem_has_running(p)) {
+        a.running_mean = d->running_mean;
+        a.running_var = d->running_var;
+    }
+    return a;
+}

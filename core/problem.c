@@ -1,0 +1,492 @@
+/* problem.c: problem descriptions: defaults, derived sizes, consistency
+ * checks, status strings, and the compact problem-string grammar
+ * (`ln:rows64:cols256:eps1e-5:f32:data=offset1e4`), parsed and printed so
+ * that parse(format(p)) == p. */
+#include "normbench.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const status_text[NB_STATUS_COUNT] = {
+    [NB_OK] = "ok",
+    [NB_ERR_NULL] = "a required buffer is NULL",
+    [NB_ERR_SHAPE] = "a dimension is zero or negative",
+    [NB_ERR_OVERFLOW] = "the shape's size overflows",
+    [NB_ERR_GROUPS] = "groups must be positive and divide the channel count",
+    [NB_ERR_SINGLE] = "expected more than 1 value per channel (or instance) when training",
+    [NB_ERR_EPS] = "eps must be finite and non-negative",
+    [NB_ERR_MOMENTUM] = "momentum must lie in [0, 1]",
+    [NB_ERR_DTYPE] = "dtype not supported by this kernel",
+    [NB_ERR_LAYER] = "problem layer does not match the kernel's layer",
+    [NB_ERR_LAYOUT] = "layout not valid for this layer",
+    [NB_ERR_UNAVAILABLE] = "this CPU lacks the kernel's instruction set",
+    [NB_ERR_NOMEM] = "out of memory",
+    [NB_ERR_PARSE] = "malformed problem string",
+    [NB_ERR_MPFR] = "reference could not reach its precision target",
+    [NB_ERR_IO] = "file could not be read or written",
+    [NB_ERR_ARG] = "invalid argument",
+};
+
+const char *nb_strerror(nb_status s)
+{
+    if ((unsigned)s >= NB_STATUS_COUNT)
+        return "unknown status";
+    return status_text[s];
+}
+
+static const char *const layer_short[NB_LAYER_COUNT] = {"bn", "in", "ln", "gn", "rms"};
+static const char *const layer_long[NB_LAYER_COUNT] = {"batchnorm", "instancenorm", "layernorm",
+                                                       "groupnorm", "rmsnorm"};
+static const char *const dist_names[NB_DIST_COUNT] = {
+    "normal", "offset", "sorted", "const", "alt", "tiny", "huge", "subnormal", "nan"};
+
+const char *nb_layer_short(nb_layer l) { return (unsigned)l < NB_LAYER_COUNT ? layer_short[l] : "?"; }
+const char *nb_layer_name(nb_layer l) { return (unsigned)l < NB_LAYER_COUNT ? layer_long[l] : "?"; }
+const char *nb_dtype_name(nb_dtype t) { return t == NB_F32 ? "f32" : t == NB_F64 ? "f64" : "?"; }
+const char *nb_dist_name(nb_dist d) { return (unsigned)d < NB_DIST_COUNT ? dist_names[d] : "?"; }
+size_t nb_dtype_size(nb_dtype t) { return t == NB_F64 ? sizeof(double) : sizeof(float); }
+
+void nb_problem_defaults(nb_problem *p, nb_layer layer)
+{
+    memset(p, 0, sizeof *p);
+    p->layer = layer;
+    p->dtype = NB_F32;
+    p->layout = NB_NCHW;
+    p->groups = layer == NB_GN ? 1 : 0;
+    p->eps = 1e-5;
+    p->training = true;
+    p->momentum = 0.1;
+    p->num_batches_tracked = 1;
+    p->affine = layer != NB_IN;
+    p->has_beta = layer != NB_RMS;
+    p->track_running = layer == NB_BN;
+    p->dist = NB_DIST_NORMAL;
+    p->dist_param = 0.0;
+    p->seed = 1;
+}
+
+static bool is_rowwise(const nb_problem *p) { return p->layer == NB_LN || p->layer == NB_RMS; }
+
+int64_t nb_problem_spatial(const nb_problem *p)
+{
+    int64_t s = 1;
+    for (int i = 0; i < p->spatial_rank && i < NB_MAX_SPATIAL; i++)
+        s *= p->spatial[i];
+    return s;
+}
+
+int64_t nb_problem_numel(const nb_problem *p) { return p->n * p->c * nb_problem_spatial(p); }
+
+int64_t nb_problem_stat_count(const nb_problem *p)
+{
+    switch (p->layer) {
+    case NB_BN: return p->c;
+    case NB_IN: return p->n * p->c;
+    case NB_GN: return p->n * p->groups;
+    default: return p->n;
+    }
+}
+
+int64_t nb_problem_group_size(const nb_problem *p)
+{
+    int64_t s = nb_problem_spatial(p);
+    switch (p->layer) {
+    case NB_BN: return p->n * s;
+    case NB_IN: return s;
+    case NB_GN: return p->groups > 0 ? p->c / p->groups * s : 0;
+    default: return p->c;
+    }
+}
+
+int64_t nb_problem_param_count(const nb_problem *p) { return p->c; }
+
+bool nb_problem_has_running(const nb_problem *p)
+{
+    return p->layer == NB_BN || (p->layer == NB_IN && p->track_running);
+}
+
+bool nb_problem_uses_batch_stats(const nb_problem *p) { return !(p->layer == NB_BN && !p->training); }
+
+static nb_status fail(char *err, size_t len, nb_status s, const char *fmt, ...)
+{
+    if (err && len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, len, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+/* Largest element count we accept: byte sizes of every buffer must fit in
+ * size_t and indices in int64_t with room for address arithmetic. */
+#define NB_MAX_NUMEL (INT64_C(1) << 40)
+
+static bool mul_ok(int64_t a, int64_t b, int64_t *out)
+{
+    if (a > 0 && b > NB_MAX_NUMEL / a)
+        return false;
+    *out = a * b;
+    return true;
+}
+
+nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
+{
+    if (!p)
+        return fail(err, len, NB_ERR_NULL, "problem is NULL");
+    if ((unsigned)p->layer >= NB_LAYER_COUNT)
+        return fail(err, len, NB_ERR_ARG, "unknown layer %d", (int)p->layer);
+    if ((unsigned)p->dtype >= NB_DTYPE_COUNT)
+        return fail(err, len, NB_ERR_DTYPE, "unknown dtype %d", (int)p->dtype);
+    if (p->layout != NB_NCHW && p->layout != NB_NHWC)
+        return fail(err, len, NB_ERR_LAYOUT, "unknown layout %d", (int)p->layout);
+    if (is_rowwise(p) && p->layout != NB_NCHW)
+        return fail(err, len, NB_ERR_LAYOUT, "%s takes rows x cols, not nhwc", layer_short[p->layer]);
+    if (p->spatial_rank < 0 || p->spatial_rank > NB_MAX_SPATIAL || (is_rowwise(p) && p->spatial_rank))
+        return fail(err, len, NB_ERR_SHAPE, "spatial rank %d out of range", p->spatial_rank);
+    const char *nn = is_rowwise(p) ? "rows" : "n", *cn = is_rowwise(p) ? "cols" : "c";
+    if (p->n <= 0)
+        return fail(err, len, NB_ERR_SHAPE, "%s must be positive, got %" PRId64, nn, p->n);
+    if (p->c <= 0)
+        return fail(err, len, NB_ERR_SHAPE, "%s must be positive, got %" PRId64, cn, p->c);
+    int64_t total = p->n;
+    if (!mul_ok(total, p->c, &total))
+        return fail(err, len, NB_ERR_OVERFLOW, "shape too large: %s*%s overflows", nn, cn);
+    for (int i = 0; i < p->spatial_rank; i++) {
+        if (p->spatial[i] <= 0)
+            return fail(err, len, NB_ERR_SHAPE, "spatial dimension %d must be positive, got %" PRId64,
+                        i, p->spatial[i]);
+        if (!mul_ok(total, p->spatial[i], &total))
+            return fail(err, len, NB_ERR_OVERFLOW, "shape too large: more than 2^40 elements");
+    }
+    if (p->layer == NB_GN) {
+        if (p->groups <= 0)
+            return fail(err, len, NB_ERR_GROUPS, "groups must be positive, got %" PRId64, p->groups);
+        if (p->c % p->groups != 0)
+            return fail(err, len, NB_ERR_GROUPS,
+                        "channels %" PRId64 " not divisible by groups %" PRId64, p->c, p->groups);
+    }
+    if (!(p->eps >= 0.0) || !isfinite(p->eps))
+        return fail(err, len, NB_ERR_EPS, "eps must be finite and >= 0, got %g", p->eps);
+    if (p->dtype == NB_F32 && p->eps > 3.4e38)
+        return fail(err, len, NB_ERR_EPS, "eps %g overflows f32", p->eps);
+    if (p->layer == NB_BN && p->training) {
+        if (nb_problem_group_size(p) < 2)
+            return fail(err, len, NB_ERR_SINGLE,
+                        "expected more than 1 value per channel when training (n*spatial = %" PRId64 ")",
+                        nb_problem_group_size(p));
+    }
+    if (p->layer == NB_IN && nb_problem_spatial(p) < 2)
+        return fail(err, len, NB_ERR_SINGLE,
+                    "instancenorm expects more than 1 spatial element per instance, got %" PRId64,
+                    nb_problem_spatial(p));
+    if (nb_problem_has_running(p)) {
+        if (p->momentum_none) {
+            if (p->layer != NB_BN)
+                return fail(err, len, NB_ERR_MOMENTUM, "momnone is only defined for bn");
+            if (p->num_batches_tracked < 1)
+                return fail(err, len, NB_ERR_MOMENTUM, "nbt must be >= 1 with momnone");
+        } else if (!(p->momentum >= 0.0 && p->momentum <= 1.0)) {
+            return fail(err, len, NB_ERR_MOMENTUM, "momentum must lie in [0, 1], got %g", p->momentum);
+        }
+    }
+    if ((unsigned)p->dist >= NB_DIST_COUNT)
+        return fail(err, len, NB_ERR_ARG, "unknown data distribution %d", (int)p->dist);
+    if (!isfinite(p->dist_param))
+        return fail(err, len, NB_ERR_ARG, "data parameter must be finite");
+    return NB_OK;
+}
+
+/* ---- parsing ----------------------------------------------------------- */
+
+/* Parse a whole decimal integer >= 0 from [s, end); false on garbage. */
+static bool parse_i64(const char *s, const char *end, int64_t *out)
+{
+    if (s == end)
+        return false;
+    int64_t v = 0;
+    for (const char *q = s; q < end; q++) {
+        if (!isdigit((unsigned char)*q))
+            return false;
+        int d = *q - '0';
+        if (v > (INT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+static bool parse_double(const char *s, double *out)
+{
+    if (!*s || isspace((unsigned char)*s))
+        return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end || errno == ERANGE || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* The combined shape token: n<N>c<C>[l<L> | h<H>w<W> | d<D>h<H>w<W>]. */
+static nb_status parse_shape(const char *tok, nb_problem *p, char *err, size_t len)
+{
+    const char *q = tok;
+    char keys[8];
+    int64_t vals[8];
+    int k = 0;
+    while (*q) {
+        if (k == 8)
+            return fail(err, len, NB_ERR_PARSE, "bad shape token '%s': too many dimensions", tok);
+        char key = *q++;
+        const char *s = q;
+        while (isdigit((unsigned char)*q))
+            q++;
+        if (!parse_i64(s, q, &vals[k]))
+            return fail(err, len, NB_ERR_PARSE, "bad shape token '%s': '%c' needs a number", tok, key);
+        keys[k++] = key;
+    }
+    keys[k] = 0;
+    if (k < 2 || keys[0] != 'n' || keys[1] != 'c')
+        return fail(err, len, NB_ERR_PARSE, "bad shape token '%s': expected n<N>c<C>...", tok);
+    p->n = vals[0];
+    p->c = vals[1];
+    const char *rest = keys + 2;
+    if (!strcmp(rest, "")) {
+        p->spatial_rank = 0;
+    } else if (!strcmp(rest, "l")) {
+        p->spatial_rank = 1;
+    } else if (!strcmp(rest, "hw")) {
+        p->spatial_rank = 2;
+    } else if (!strcmp(rest, "dhw")) {
+        p->spatial_rank = 3;
+    } else {
+        return fail(err, len, NB_ERR_PARSE,
+                    "bad shape token '%s': spatial dims must be l, hw or dhw", tok);
+    }
+    for (int i = 0; i < p->spatial_rank; i++)
+        p->spatial[i] = vals[2 + i];
+    return NB_OK;
+}
+
+static nb_status parse_data(const char *v, nb_problem *p, char *err, size_t len)
+{
+    static const struct {
+        const char *name;
+        nb_dist dist;
+        int param; /* 0 none, 1 required, 2 optional */
+        double dflt;
+    } tab[] = {
+        {"normal", NB_DIST_NORMAL, 0, 0},  {"offset", NB_DIST_OFFSET, 1, 0},
+        {"sorted", NB_DIST_SORTED, 2, 0},  {"const", NB_DIST_CONST, 1, 0},
+        {"alt", NB_DIST_ALT, 2, 0},        {"tiny", NB_DIST_TINY, 2, 1e-6},
+        {"huge", NB_DIST_HUGE, 0, 0},      {"subnormal", NB_DIST_SUBNORMAL, 0, 0},
+        {"nan", NB_DIST_NAN, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
+        size_t l = strlen(tab[i].name);
+        if (strncmp(v, tab[i].name, l))
+            continue;
+        const char *arg = v + l;
+        if (!*arg) {
+            if (tab[i].param == 1)
+                return fail(err, len, NB_ERR_PARSE, "bad token 'data=%s': %s needs a value, e.g. %s1e4",
+                            v, tab[i].name, tab[i].name);
+            p->dist = tab[i].dist;
+            p->dist_param = tab[i].dflt;
+            return NB_OK;
+        }
+        double d;
+        if (tab[i].param == 0 || !parse_double(arg, &d))
+            continue;
+        if (tab[i].dist == NB_DIST_TINY && !(d > 0))
+            return fail(err, len, NB_ERR_PARSE, "bad token 'data=%s': tiny needs sigma > 0", v);
+        p->dist = tab[i].dist;
+        p->dist_param = d;
+        return NB_OK;
+    }
+    return fail(err, len, NB_ERR_PARSE,
+                "bad token 'data=%s': expected normal, offset<mu>, sorted[mu], const<v>, alt[mu], "
+                "tiny[sigma], huge, subnormal or nan",
+                v);
+}
+
+nb_status nb_problem_parse(const char *s, nb_problem *p, char *err, size_t len)
+{
+    if (!s || !p)
+        return fail(err, len, NB_ERR_NULL, "problem string is NULL");
+    size_t sl = strlen(s);
+    if (sl == 0)
+        return fail(err, len, NB_ERR_PARSE, "empty problem string");
+    if (sl > 4000)
+        return fail(err, len, NB_ERR_PARSE, "problem string longer than 4000 characters");
+    char *buf = malloc(sl + 1);
+    if (!buf)
+        return fail(err, len, NB_ERR_NOMEM, "out of memory");
+    memcpy(buf, s, sl + 1);
+
+    nb_status st = NB_OK;
+    char *save = NULL;
+    char *tok = strtok_r(buf, ":", &save);
+    int layer = -1;
+    for (int i = 0; tok && i < NB_LAYER_COUNT; i++)
+        if (!strcmp(tok, layer_short[i]))
+            layer = i;
+    if (layer < 0) {
+        st = fail(err, len, NB_ERR_PARSE, "bad token '%s': problem must start with bn, in, ln, gn or rms",
+                  tok ? tok : s);
+        goto out;
+    }
+    nb_problem_defaults(p, (nb_layer)layer);
+    bool rowwise = is_rowwise(p), have_shape = false, have_rows = false, have_cols = false;
+    bool have_groups = false;
+    /* Empty tokens (`::`) are rejected: strtok_r would silently skip them. */
+    for (const char *q = s; *q; q++)
+        if (q[0] == ':' && (q[1] == ':' || q[1] == 0)) {
+            st = fail(err, len, NB_ERR_PARSE, "empty token in '%s'", s);
+            goto out;
+        }
+    while ((tok = strtok_r(NULL, ":", &save))) {
+        int64_t iv;
+        double dv;
+        if (!rowwise && tok[0] == 'n' && isdigit((unsigned char)tok[1])) {
+            if (have_shape) {
+                st = fail(err, len, NB_ERR_PARSE, "bad token '%s': shape given twice", tok);
+                goto out;
+            }
+            if ((st = parse_shape(tok, p, err, len)))
+                goto out;
+            have_shape = true;
+        } else if (rowwise && !strncmp(tok, "rows", 4) && parse_i64(tok + 4, tok + strlen(tok), &iv)) {
+            p->n = iv;
+            have_rows = true;
+        } else if (rowwise && !strncmp(tok, "cols", 4) && parse_i64(tok + 4, tok + strlen(tok), &iv)) {
+            p->c = iv;
+            have_cols = true;
+        } else if (p->layer == NB_GN && tok[0] == 'g' && parse_i64(tok + 1, tok + strlen(tok), &iv)) {
+            p->groups = iv;
+            have_groups = true;
+        } else if (!strcmp(tok, "nchw") || !strcmp(tok, "nhwc")) {
+            if (rowwise && tok[1] == 'h') {
+                st = fail(err, len, NB_ERR_PARSE, "bad token '%s': %s has no channel layout", tok,
+                          layer_short[layer]);
+                goto out;
+            }
+            p->layout = tok[1] == 'h' ? NB_NHWC : NB_NCHW;
+        } else if (p->layer == NB_BN && (!strcmp(tok, "train") || !strcmp(tok, "infer"))) {
+            p->training = tok[0] == 't';
+        } else if (!strncmp(tok, "eps", 3) && parse_double(tok + 3, &dv)) {
+            p->eps = dv;
+        } else if (!strcmp(tok, "f32") || !strcmp(tok, "f64")) {
+            p->dtype = tok[1] == '3' ? NB_F32 : NB_F64;
+        } else if (!strncmp(tok, "seed", 4) && parse_i64(tok + 4, tok + strlen(tok), &iv)) {
+            p->seed = (uint64_t)iv;
+        } else if (!strncmp(tok, "data=", 5)) {
+            if ((st = parse_data(tok + 5, p, err, len)))
+                goto out;
+        } else if ((p->layer == NB_BN || p->layer == NB_IN) && !strncmp(tok, "mom", 3) &&
+                   parse_double(tok + 3, &dv)) {
+            p->momentum = dv;
+            p->momentum_none = false;
+        } else if (p->layer == NB_BN && !strcmp(tok, "momnone")) {
+            p->momentum_none = true;
+        } else if (p->layer == NB_BN && !strncmp(tok, "nbt", 3) &&
+                   parse_i64(tok + 3, tok + strlen(tok), &iv)) {
+            p->num_batches_tracked = iv;
+        } else if (!strcmp(tok, "affine") || !strcmp(tok, "noaffine")) {
+            p->affine = tok[0] == 'a';
+        } else if (p->layer == NB_LN && !strcmp(tok, "nobeta")) {
+            p->has_beta = false;
+        } else if (p->layer == NB_IN && (!strcmp(tok, "track") || !strcmp(tok, "notrack"))) {
+            p->track_running = tok[0] == 't';
+        } else {
+            st = fail(err, len, NB_ERR_PARSE, "bad token '%s' in '%s'", tok, s);
+            goto out;
+        }
+    }
+    if (rowwise && (!have_rows || !have_cols)) {
+        st = fail(err, len, NB_ERR_PARSE, "%s needs rows<R> and cols<C> in '%s'", layer_short[layer], s);
+        goto out;
+    }
+    if (!rowwise && !have_shape) {
+        st = fail(err, len, NB_ERR_PARSE, "%s needs a shape such as n32c64h56w56 in '%s'",
+                  layer_short[layer], s);
+        goto out;
+    }
+    if (p->layer == NB_GN && !have_groups) {
+        st = fail(err, len, NB_ERR_PARSE, "gn needs a group count g<G> in '%s'", s);
+        goto out;
+    }
+    st = nb_problem_check(p, err, len);
+out:
+    free(buf);
+    return st;
+}
+
+/* ---- formatting -------------------------------------------------------- */
+
+/* Shortest %g form that reads back as the same double. */
+static void fmt_double(char *out, size_t len, double v)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, len, "%.*g", prec, v);
+        if (strtod(out, NULL) == v)
+            return;
+    }
+}
+
+int nb_problem_format(const nb_problem *p, char *buf, size_t len)
+{
+    char tmp[512], num[40];
+    size_t o = 0;
+#define PUT(...) o += (size_t)snprintf(tmp + o, o < sizeof tmp ? sizeof tmp - o : 0, __VA_ARGS__)
+    PUT("%s", nb_layer_short(p->layer));
+    if (is_rowwise(p)) {
+        PUT(":rows%" PRId64 ":cols%" PRId64, p->n, p->c);
+    } else {
+        static const char *const dimkeys[4][3] = {{0}, {"l"}, {"h", "w"}, {"d", "h", "w"}};
+        PUT(":n%" PRId64 "c%" PRId64, p->n, p->c);
+        for (int i = 0; i < p->spatial_rank && i < NB_MAX_SPATIAL; i++)
+            PUT("%s%" PRId64, dimkeys[p->spatial_rank][i], p->spatial[i]);
+        if (p->layer == NB_GN)
+            PUT(":g%" PRId64, p->groups);
+        PUT(":%s", p->layout == NB_NHWC ? "nhwc" : "nchw");
+    }
+    if (p->layer == NB_BN)
+        PUT(":%s", p->training ? "train" : "infer");
+    fmt_double(num, sizeof num, p->eps);
+    PUT(":eps%s:%s", num, nb_dtype_name(p->dtype));
+    bool dflt_affine = p->layer != NB_IN;
+    if (p->affine != dflt_affine)
+        PUT(":%s", p->affine ? "affine" : "noaffine");
+    if (p->layer == NB_LN && !p->has_beta)
+        PUT(":nobeta");
+    if (p->layer == NB_IN && p->track_running)
+        PUT(":track");
+    if (p->layer == NB_BN && p->momentum_none) {
+        PUT(":momnone:nbt%" PRId64, p->num_batches_tracked);
+    } else if ((p->layer == NB_BN || (p->layer == NB_IN && p->track_running)) && p->momentum != 0.1) {
+        fmt_double(num, sizeof num, p->momentum);
+        PUT(":mom%s", num);
+    }
+    PUT(":seed%" PRIu64 ":data=%s", p->seed, nb_dist_name(p->dist));
+    bool has_param = p->dist == NB_DIST_OFFSET || p->dist == NB_DIST_CONST ||
+                     ((p->dist == NB_DIST_SORTED || p->dist == NB_DIST_ALT) && p->dist_param != 0) ||
+                     (p->dist == NB_DIST_TINY && p->dist_param != 1e-6);
+    if (has_param) {
+        fmt_double(num, sizeof num, p->dist_param);
+        PUT("%s", num);
+    }
+#undef PUT
+    if (len)
+        snprintf(buf, len, "%s", tmp);
+    return (int)o;
+}

@@ -1,0 +1,41 @@
+/* kernels.h: internal interface between the registry and the kernel
+ * drivers: the memory description of a problem's statistics groups, the
+ * shared validation/running-stat helpers, and the entry prototypes derived
+ * from kernels.def. */
+#ifndef NB_KERNELS_H
+#define NB_KERNELS_H
+
+#include "normbench.h"
+
+/* Where a problem's statistics groups sit in memory. Group g = outer *
+ * ninner + inner starts at x + outer * xo + inner * xi and is nseg segments
+ * of seglen elements: element (s, i) is at base + s * seg_stride + i *
+ * elem_stride, and its gamma/beta index is inner * pi + s * pseg + i * pelem.
+ * This one description covers every layer and layout:
+ *   ln/rms          one row:            nseg 1, seglen cols, params per element
+ *   in  nchw        one (n, c) slice:   nseg 1, seglen S, param per group
+ *   in  nhwc        (n, c) strided by C
+ *   gn  nchw        C/G slices of S:    param per segment
+ *   gn  nhwc        S runs of C/G:      param per element
+ *   bn  nchw        N slices of S, stride C*S
+ *   bn  nhwc        N*S values strided by C */
+typedef struct nb_desc {
+    int64_t ngroups, ninner;
+    int64_t xo, xi, pi;
+    int64_t nseg, seglen, seg_stride, elem_stride;
+    int64_t pseg, pelem;
+    int64_t m; /* values per group: nseg * seglen */
+} nb_desc;
+
+void nb_desc_make(const nb_problem *p, nb_desc *d);
+
+/* The momentum factor of the running-stat update (momentum, or
+ * 1/num_batches_tracked when momentum is None). */
+double nb_running_factor(const nb_problem *p);
+
+#define NB_KERNEL(layer, algo, isa, thr, red, block, flags, entry)                                 \
+    nb_status entry(const nb_kernel *k, const nb_problem *p, const nb_args *a);
+#include "kernels.def"
+#undef NB_KERNEL
+
+#endif

@@ -1,0 +1,224 @@
+/* scalar_body.h: the portable scalar kernels, written once and included by
+ * scalar.c for each dtype with T (float or double), SFX (f32 or f64) and the
+ * matching libm names. One driver serves every layer and layout through
+ * nb_desc (impls/kernels.h); the algorithms differ only in how a group's
+ * statistics are computed:
+ *
+ *   twopass  shifted two-pass with power-of-two prescaling:
+ *              pass 1: s = sum(x - x0), a = max|x - x0|;  mean = x0 + s/m
+ *              pass 2: q = sum(((x - mean) * 2^-k)^2), 2^k >= 2a;  var = q/m * 4^k
+ *            Shifting by the group's first value makes a constant group give
+ *            var == 0 exactly (so eps == 0 yields NaN as in the reference);
+ *            the power-of-two scale (exact) keeps the squares finite for |x|
+ *            up to the type's maximum, so it is the NB_KF_PRESCALED kernel.
+ *            Error (sequential sums, depth C = m-1): |mean err| <= C u max|x-x0|
+ *            + u|mean|, |var err| <= (C+2) u var + mean_err^2 (Chan, Golub &
+ *            LeVeque 1983, "Algorithms for computing the sample variance").
+ *   welford  Welford's update mean += d/k, M2 += d * (x - mean); its relative
+ *            error grows like C u K with K the group's rms/std (Chan et al.).
+ *   onepass  var = E[x^2] - E[x]^2: relative error ~ C u K^2, the registered
+ *            negative control.
+ *
+ * rms layers use mean = 0 and var = mean(x^2): twopass prescales by max|x|,
+ * welford keeps a running mean of squares, onepass sums squares directly.
+ * Compiled with -ffp-contract=off: every product and sum is rounded once. */
+
+#define NB_CAT_(a, b) a##_##b
+#define NB_CAT(a, b) NB_CAT_(a, b)
+#define FN(name) NB_CAT(name, SFX)
+
+/* Visit every value of a group in memory order of its segments. */
+#define FOR_GROUP(d, g, e, body)                                                                   \
+    for (int64_t s_ = 0; s_ < (d)->nseg; s_++) {                                                   \
+        const T *row_ = (g) + s_ * (d)->seg_stride;                                                \
+        for (int64_t i_ = 0; i_ < (d)->seglen; i_++) {                                             \
+            const T e = row_[i_ * (d)->elem_stride];                                               \
+            body                                                                                   \
+        }                                                                                          \
+    }
+
+/* Power-of-two exponent k with 2^k >= 2a (a finite, >= 0), clamped so that
+ * 2^-k and its square stay normal numbers of T. */
+static int FN(scale_exp)(T a)
+{
+    if (a == 0)
+        return 0;
+    int e;
+    (void)FREXP(a, &e); /* a = f * 2^e, 0.5 <= f < 1 */
+    e += 1;
+    if (e < -SCALE_LIM)
+        e = -SCALE_LIM;
+    if (e > SCALE_LIM)
+        e = SCALE_LIM;
+    return e;
+}
+
+/* rstd from the scaled mean square v = var * 4^-k: 1/sqrt(var + eps) when
+ * var is representable, else 2^-k / sqrt(v + eps 4^-k) (eps negligible). */
+static T FN(rstd_scaled)(T v, int k, T eps, T *var_out)
+{
+    T var = LDEXP(v, 2 * k);
+    *var_out = var;
+    if (var <= TMAX)
+        return (T)1 / SQRT(var + eps);
+    T sc = LDEXP((T)1, -k);
+    return sc / SQRT(v + (eps * sc) * sc);
+}
+
+static void FN(group_stats)(nb_algo algo, bool rms, const nb_desc *d, const T *g, T eps, T *mean_o,
+                            T *var_o, T *rstd_o)
+{
+    const T m = (T)d->m;
+    T mean = 0, var = 0, rstd;
+    if (algo == NB_ALGO_TWOPASS) {
+        const T x0 = rms ? 0 : g[0];
+        T s = 0, amax = 0;
+        FOR_GROUP(d, g, e, {
+            T dv = e - x0;
+            T a = FABS(dv);
+            s += dv;
+            if (a > amax || a != a)
+                amax = a;
+        })
+        if (!(amax <= TMAX)) { /* NaN or Inf in the group */
+            *mean_o = *var_o = *rstd_o = (T)NAN;
+            return;
+        }
+        mean = rms ? 0 : x0 + s / m;
+        const int k = FN(scale_exp)(amax);
+        const T sc = LDEXP((T)1, -k);
+        T q = 0;
+        FOR_GROUP(d, g, e, {
+            T dv = (e - mean) * sc;
+            q += dv * dv;
+        })
+        rstd = FN(rstd_scaled)(q / m, k, eps, &var);
+    } else if (algo == NB_ALGO_WELFORD) {
+        T k = 0, mu = 0, m2 = 0;
+        if (rms) {
+            FOR_GROUP(d, g, e, {
+                k += 1;
+                mu += (e * e - mu) / k;
+            })
+            var = mu;
+        } else {
+            FOR_GROUP(d, g, e, {
+                k += 1;
+                T dv = e - mu;
+                mu += dv / k;
+                m2 += dv * (e - mu);
+            })
+            mean = mu;
+            var = m2 / m;
+        }
+        rstd = (T)1 / SQRT(var + eps);
+    } else {
+        T s = 0, q = 0;
+        FOR_GROUP(d, g, e, {
+            s += e;
+            q += e * e;
+        })
+        if (rms) {
+            var = q / m;
+        } else {
+            mean = s / m;
+            var = q / m - mean * mean;
+        }
+        rstd = (T)1 / SQRT(var + eps);
+    }
+    *mean_o = mean;
+    *var_o = var;
+    *rstd_o = rstd;
+}
+
+/* y = gamma * ((x - mean) * rstd) + beta over one group. */
+static void FN(group_normalize)(const nb_desc *d, const T *gx, T *gy, const T *gamma,
+                                const T *beta, int64_t pbase, T mean, T rstd)
+{
+    for (int64_t s = 0; s < d->nseg; s++) {
+        const T *xr = gx + s * d->seg_stride;
+        T *yr = gy + s * d->seg_stride;
+        const int64_t pb = pbase + s * d->pseg;
+        for (int64_t i = 0; i < d->seglen; i++) {
+            const int64_t o = i * d->elem_stride;
+            T z = (xr[o] - mean) * rstd;
+            if (gamma) {
+                const int64_t pi = pb + i * d->pelem;
+                z = z * gamma[pi];
+                if (beta)
+                    z = z + beta[pi];
+            }
+            yr[o] = z;
+        }
+    }
+}
+
+static nb_status FN(run)(const nb_kernel *k, const nb_problem *p, const nb_args *a)
+{
+    nb_desc d;
+    nb_desc_make(p, &d);
+    const T *x = a->x;
+    T *y = a->y;
+    const T *gamma = p->affine ? a->gamma : NULL;
+    const T *beta = p->affine && p->has_beta && p->layer != NB_RMS ? a->beta : NULL;
+    const bool rms = p->layer == NB_RMS;
+    const T eps = (T)p->eps;
+    const int64_t G = d.ngroups;
+
+    T *scratch = NULL;
+    T *mean = a->mean, *var = a->var, *rstd = a->rstd;
+    if (!mean || !var || !rstd) {
+        scratch = malloc(3 * (size_t)G * sizeof(T));
+        if (!scratch)
+            return NB_ERR_NOMEM;
+        if (!mean)
+            mean = scratch;
+        if (!var)
+            var = scratch + G;
+        if (!rstd)
+            rstd = scratch + 2 * G;
+    }
+
+    if (p->layer == NB_BN && !p->training) {
+        const T *rm = a->running_mean, *rv = a->running_var;
+        for (int64_t c = 0; c < G; c++) {
+            mean[c] = rm[c];
+            var[c] = rv[c];
+            rstd[c] = (T)1 / SQRT(rv[c] + eps);
+        }
+    } else {
+        for (int64_t g = 0; g < G; g++) {
+            const int64_t outer = g / d.ninner, inner = g % d.ninner;
+            const T *gx = x + outer * d.xo + inner * d.xi;
+            FN(group_stats)(k->algo, rms, &d, gx, eps, &mean[g], &var[g], &rstd[g]);
+        }
+    }
+    for (int64_t g = 0; g < G; g++) {
+        const int64_t outer = g / d.ninner, inner = g % d.ninner;
+        const int64_t off = outer * d.xo + inner * d.xi;
+        FN(group_normalize)(&d, x + off, y + off, gamma, beta, inner * d.pi, mean[g], rstd[g]);
+    }
+
+    /* Running statistics: bn per channel; in averages its instances. */
+    if (nb_problem_has_running(p) && !(p->layer == NB_BN && !p->training)) {
+        T *rm = a->running_mean, *rv = a->running_var;
+        const T f = (T)nb_running_factor(p), keep = (T)1 - f;
+        const int64_t C = p->c;
+        const int64_t per = p->layer == NB_BN ? 1 : p->n;
+        const T bessel = (T)d.m / (T)(d.m - 1);
+        for (int64_t c = 0; c < C; c++) {
+            T sm = 0, sv = 0;
+            for (int64_t n = 0; n < per; n++) {
+                sm += mean[n * C + c];
+                sv += var[n * C + c] * bessel;
+            }
+            rm[c] = keep * rm[c] + f * (sm / (T)per);
+            rv[c] = keep * rv[c] + f * (sv / (T)per);
+        }
+    }
+    free(scratch);
+    return NB_OK;
+}
+
+#undef FOR_GROUP
+#undef FN

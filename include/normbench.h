@@ -1,0 +1,276 @@
+/* normbench.h: the one public header of the normbench library.
+ *
+ * It declares the problem description (layer, shape, layout, dtype, eps,
+ * mode and data distribution), the buffers a kernel reads and writes, the
+ * kernel registry, the problem-string grammar, seeded data generation, the
+ * MPFR reference and the accuracy checker. Semantics follow PyTorch; the
+ * differences are listed in README.md. */
+#ifndef NORMBENCH_H
+#define NORMBENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ------------------------------------------------------ */
+
+typedef enum nb_status {
+    NB_OK = 0,
+    NB_ERR_NULL,        /* a required buffer or argument is NULL */
+    NB_ERR_SHAPE,       /* a dimension is zero or negative, or rank is bad */
+    NB_ERR_OVERFLOW,    /* element count or byte size overflows */
+    NB_ERR_GROUPS,      /* GroupNorm: groups is 0 or does not divide C */
+    NB_ERR_SINGLE,      /* BatchNorm training with one value per channel */
+    NB_ERR_EPS,         /* eps negative or not finite */
+    NB_ERR_MOMENTUM,    /* momentum not in [0, 1] */
+    NB_ERR_DTYPE,       /* dtype not supported by this kernel */
+    NB_ERR_LAYER,       /* problem layer differs from the kernel's layer */
+    NB_ERR_LAYOUT,      /* layout not valid for this layer */
+    NB_ERR_UNAVAILABLE, /* the CPU lacks the kernel's instruction set */
+    NB_ERR_NOMEM,       /* allocation failed */
+    NB_ERR_PARSE,       /* malformed problem string or option */
+    NB_ERR_MPFR,        /* reference could not reach its precision target */
+    NB_ERR_IO,          /* file could not be read or written */
+    NB_ERR_ARG,         /* any other invalid argument */
+    NB_STATUS_COUNT
+} nb_status;
+
+/* A short, fixed English description of a status code (never NULL). */
+const char *nb_strerror(nb_status s);
+
+/* ---- problems ---------------------------------------------------------- */
+
+typedef enum nb_layer { NB_BN, NB_IN, NB_LN, NB_GN, NB_RMS, NB_LAYER_COUNT } nb_layer;
+typedef enum nb_dtype { NB_F32, NB_F64, NB_DTYPE_COUNT } nb_dtype;
+typedef enum nb_layout { NB_NCHW, NB_NHWC } nb_layout;
+
+/* Input distributions (the `data=` token of a problem string). */
+typedef enum nb_dist {
+    NB_DIST_NORMAL,    /* N(0, 1) */
+    NB_DIST_OFFSET,    /* N(param, 1) */
+    NB_DIST_SORTED,    /* N(param, 1), each group sorted ascending */
+    NB_DIST_CONST,     /* every element equals param */
+    NB_DIST_ALT,       /* param +/- 1 alternating within each group */
+    NB_DIST_TINY,      /* N(1, param^2): variance far below eps */
+    NB_DIST_HUGE,      /* |x| near sqrt(max finite of the dtype) */
+    NB_DIST_SUBNORMAL, /* subnormal values of the dtype */
+    NB_DIST_NAN,       /* N(0,1) with a NaN in group 0, +Inf in group 1, -Inf in group 2 */
+    NB_DIST_COUNT
+} nb_dist;
+
+#define NB_MAX_SPATIAL 3
+
+typedef struct nb_problem {
+    nb_layer layer;
+    nb_dtype dtype;
+    nb_layout layout;  /* NCHW or NHWC for bn/in/gn; NCHW (rows x cols) for ln/rms */
+    int64_t n;         /* batch, or rows for ln/rms */
+    int64_t c;         /* channels, or cols for ln/rms */
+    int spatial_rank;  /* 0..3; always 0 for ln/rms */
+    int64_t spatial[NB_MAX_SPATIAL]; /* d, h, w (the first spatial_rank used) */
+    int64_t groups;    /* gn only */
+    double eps;
+    bool training;     /* bn: batch statistics + running update (else inference) */
+    bool momentum_none;/* bn: cumulative average, factor 1/num_batches_tracked */
+    double momentum;   /* bn (and in with running stats): default 0.1 */
+    int64_t num_batches_tracked; /* bn momentum_none: count after this step's increment */
+    bool affine;       /* gamma (and beta, see has_beta) given */
+    bool has_beta;     /* ln: beta may be dropped; ignored when !affine; rms never */
+    bool track_running;/* in: update running stats in training; bn always */
+    nb_dist dist;
+    double dist_param;
+    uint64_t seed;
+} nb_problem;
+
+/* Fill *p with the defaults of a layer (eps 1e-5, f32, nchw, training for
+ * bn, affine except for in, seed 1, data=normal); shape left zero. */
+void nb_problem_defaults(nb_problem *p, nb_layer layer);
+
+/* Parse a problem string such as `ln:rows64:cols256:eps1e-5:f32` into *p.
+ * On error returns NB_ERR_PARSE (or a validation code) and writes a one-line
+ * message naming the bad token into err (if err != NULL). */
+nb_status nb_problem_parse(const char *s, nb_problem *p, char *err, size_t errlen);
+
+/* Write the canonical problem string; returns the length it needs (like
+ * snprintf). parse(format(p)) reproduces p. */
+int nb_problem_format(const nb_problem *p, char *buf, size_t len);
+
+/* Check a problem's own consistency (sizes, groups, eps, momentum); writes a
+ * one-line reason into err. Does not look at buffers. */
+nb_status nb_problem_check(const nb_problem *p, char *err, size_t errlen);
+
+/* Derived sizes. */
+int64_t nb_problem_spatial(const nb_problem *p);  /* product of spatial dims (1 if rank 0) */
+int64_t nb_problem_numel(const nb_problem *p);    /* n * c * spatial */
+int64_t nb_problem_stat_count(const nb_problem *p); /* number of statistics groups */
+int64_t nb_problem_group_size(const nb_problem *p); /* elements per statistics group */
+int64_t nb_problem_param_count(const nb_problem *p);/* length of gamma/beta (C, or cols) */
+bool nb_problem_has_running(const nb_problem *p);   /* running_mean/var are read or written */
+bool nb_problem_uses_batch_stats(const nb_problem *p); /* false only for bn inference */
+size_t nb_dtype_size(nb_dtype t);
+const char *nb_layer_short(nb_layer l); /* "bn", "in", ... */
+const char *nb_layer_name(nb_layer l);  /* "batchnorm", "instancenorm", ... */
+const char *nb_dtype_name(nb_dtype t);  /* "f32", "f64" */
+const char *nb_dist_name(nb_dist d);
+
+/* ---- kernel arguments -------------------------------------------------- */
+
+/* Buffers of one call; all of the problem's dtype.
+ * x, y: numel elements in the problem's layout.
+ * gamma, beta: param_count elements; required when affine (beta also needs
+ *   has_beta); ignored otherwise.
+ * mean, var, rstd: optional outputs, stat_count elements each: the statistics
+ *   the kernel used (for rms: mean = 0, var = mean of squares; for bn
+ *   inference: the running statistics). var is the biased variance.
+ * running_mean, running_var: C elements, read and updated in bn training and
+ *   in in-training with track_running; read in bn inference. */
+typedef struct nb_args {
+    const void *x;
+    void *y;
+    const void *gamma;
+    const void *beta;
+    void *mean;
+    void *var;
+    void *rstd;
+    void *running_mean;
+    void *running_var;
+} nb_args;
+
+/* ---- registry ---------------------------------------------------------- */
+
+typedef enum nb_algo { NB_ALGO_TWOPASS, NB_ALGO_WELFORD, NB_ALGO_ONEPASS, NB_ALGO_COUNT } nb_algo;
+typedef enum nb_isa { NB_ISA_SCALAR, NB_ISA_AVX2, NB_ISA_AVX512, NB_ISA_NEON, NB_ISA_COUNT } nb_isa;
+
+/* How a kernel reduces a group of n values; sets C in the tolerance model. */
+typedef enum nb_reduction {
+    NB_RED_SEQUENTIAL, /* one running accumulator: C = n - 1 */
+    NB_RED_PAIRWISE,   /* tree: C = ceil(log2 n) + 1 */
+    NB_RED_BLOCKED     /* sequential within `block`-sized pieces, tree across:
+                          C = block + ceil(log2(n / block)) */
+} nb_reduction;
+
+enum {
+    NB_KF_NEGATIVE_CONTROL = 1u << 0, /* known unstable; expected to fail */
+    NB_KF_PRESCALED = 1u << 1,        /* survives |x| near sqrt(max finite) */
+    NB_KF_DETERMINISTIC = 1u << 2     /* bitwise identical across runs/threads */
+};
+
+struct nb_kernel;
+typedef nb_status (*nb_kernel_fn)(const struct nb_kernel *k, const nb_problem *p,
+                                  const nb_args *a);
+
+typedef struct nb_kernel {
+    const char *name;   /* <layer>/<algorithm>/<isa>[/omp] */
+    nb_layer layer;
+    nb_algo algo;
+    nb_isa isa;
+    bool omp;
+    nb_reduction reduction;
+    int64_t block;      /* for NB_RED_BLOCKED */
+    unsigned flags;
+    unsigned dtypes;    /* bit (1u << nb_dtype) per supported dtype */
+    nb_kernel_fn fn;    /* internal entry; call through nb_kernel_run */
+} nb_kernel;
+
+size_t nb_kernel_count(void);
+const nb_kernel *nb_kernel_at(size_t i);
+const nb_kernel *nb_kernel_find(const char *name);
+bool nb_kernel_available(const nb_kernel *k); /* CPU supports its ISA */
+const char *nb_algo_name(nb_algo a);
+const char *nb_isa_name(nb_isa i);
+/* The reduction depth C of kernel k on a group of n values. */
+double nb_kernel_depth(const nb_kernel *k, int64_t n);
+/* Shell-style glob match (`*`, `?`) of a kernel name. */
+bool nb_glob_match(const char *pattern, const char *name);
+
+/* Validate (problem, buffers, kernel) and run the kernel. */
+nb_status nb_kernel_run(const nb_kernel *k, const nb_problem *p, const nb_args *a);
+/* Validate a problem and its buffers without running anything. */
+nb_status nb_args_check(const nb_problem *p, const nb_args *a);
+
+/* ---- data -------------------------------------------------------------- */
+
+/* All buffers of one problem, allocated and filled from p->seed. */
+typedef struct nb_data {
+    nb_problem prob;
+    void *x, *y, *gamma, *beta, *mean, *var, *rstd;
+    void *running_mean, *running_var;         /* state given to the kernel */
+    void *running_mean0, *running_var0;       /* copies of the initial state */
+} nb_data;
+
+nb_status nb_data_alloc(nb_data *d, const nb_problem *p);
+void nb_data_free(nb_data *d);
+/* Reset outputs to NaN and running stats to their initial values. */
+void nb_data_reset(nb_data *d);
+nb_args nb_data_args(const nb_data *d);
+
+/* ---- reference (MPFR) -------------------------------------------------- */
+
+/* A value known to ~106 bits as an unevaluated sum hi + lo of doubles. */
+typedef struct nb_dd {
+    double hi, lo;
+} nb_dd;
+
+typedef struct nb_ref {
+    int64_t numel, groups, channels;
+    nb_dd *y;          /* exact y (before rounding to the dtype) */
+    double *y_round;   /* y rounded once to the dtype, stored as double */
+    double *z;         /* (x - mean) * rstd, per element (for the error scale) */
+    nb_dd *mean, *var, *rstd;  /* per statistics group (rms: mean 0, var = mean square) */
+    double *rms;       /* sqrt(mean^2 + var) per group */
+    nb_dd *running_mean, *running_var; /* per channel after the update, or NULL */
+    bool *group_nan;   /* the group holds NaN/Inf (or 0 * inf arises): all NaN */
+} nb_ref;
+
+/* Compute the reference for the inputs in d (x, gamma, beta, initial running
+ * stats). Independent of every kernel: no shared arithmetic. */
+nb_status nb_ref_compute(const nb_data *d, nb_ref *r);
+void nb_ref_free(nb_ref *r);
+
+/* ---- accuracy check ---------------------------------------------------- */
+
+typedef enum nb_verdict { NB_PASS, NB_FAIL, NB_LIMIT, NB_SKIP } nb_verdict;
+
+typedef struct nb_check {
+    nb_verdict verdict;
+    char reason[160];        /* why FAIL or LIMIT; empty on PASS */
+    double max_scaled;       /* max err_i / (u * s_i) */
+    double mean_scaled;
+    double max_ulp;          /* max ULP error where y is not from cancellation; -1 if none */
+    double max_bound_use;    /* max err_i / tol_i over y and statistics */
+    double stat_bound_use;   /* max over statistics alone */
+    double err_mean, err_var, err_rstd, err_running; /* max bound use of each stat */
+    int64_t worst;           /* element index of the largest err_i / tol_i, -1 none */
+    double worst_got, worst_want, worst_x, worst_tol;
+    int64_t worst_coord[5];  /* n, c, d, h, w of worst (ln/rms: row, col) */
+    double depth;            /* C used in the bound */
+} nb_check;
+
+/* Compare the kernel results held in d (y and statistics) with r under the
+ * scaled error model, for kernel k (its reduction depth and flags). */
+void nb_check_result(const nb_kernel *k, const nb_data *d, const nb_ref *r, nb_check *out);
+/* The same with an explicit reduction depth C and flags (for external results). */
+void nb_check_result_depth(double depth, unsigned flags, const nb_data *d, const nb_ref *r,
+                           nb_check *out);
+const char *nb_verdict_name(nb_verdict v);
+
+/* Run kernel k on d (outputs reset first) and check the result against r.
+ * Unavailable kernels and unsupported dtypes give NB_SKIP; an error status
+ * from the kernel gives NB_FAIL with the status in the reason. */
+nb_status nb_verify_one(const nb_kernel *k, nb_data *d, const nb_ref *r, nb_check *out);
+
+/* ---- sweeps ------------------------------------------------------------ */
+
+/* The default verify sweep as problem strings (malloc'd; free with
+ * nb_sweep_free). */
+char **nb_sweep_default(size_t *count);
+void nb_sweep_free(char **sweep, size_t count);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,772 @@
+/* ref.c: the GNU MPFR reference of every normbench layer (nb_ref_compute).
+ *
+ * For each statistics group it computes, independently of the kernels (own
+ * indexing, own arithmetic, no shared code):
+ *   - the exact sums S1 = sum x and S2 = sum x^2 (mpfr_sum at a precision
+ *     derived from the exponent span of the terms, ternary checked == 0);
+ *   - mean = S1 / m and the biased variance var = (m S2 - S1^2) / m^2 from
+ *     the exact numerator, one rounding each at the working precision P
+ *     (RMSNorm: mean = 0, var = S2 / m; BatchNorm inference: the running
+ *     statistics, exact);
+ *   - rstd = 1 / sqrt(var + eps), z = (x - mean) rstd and y = gamma z + beta
+ *     at P >= 256 bits, where x - mean is formed exactly as (m x - S1) / m so
+ *     that z carries a relative error of a few units of 2^-P whatever the
+ *     cancellation in x - mean;
+ *   - a Ziv loop per element: when the error bound of y (cancellation between
+ *     gamma z and beta) does not let y be rounded correctly to the dtype and
+ *     known to ~115 bits, the group's statistics, z and y are recomputed at
+ *     twice the precision, up to NB_REF_PREC_CAP bits;
+ *   - the running-statistic updates (BatchNorm training, InstanceNorm with
+ *     track_running) from exact numerators, one rounding at P.
+ * Results are returned as double-double (y, statistics), y rounded once to
+ * the dtype with MPFR_RNDN, and z in double. */
+#include "normbench.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gmp.h>
+#include <mpfr.h>
+
+/* Working precision of the first Ziv step and the precision cap. At the cap
+ * the value is accepted as it is: its absolute error is then below
+ * 2^-8180 |gamma z|, so only a y whose magnitude cancels below ~2^-8000 of
+ * |gamma z| (no real input does that) could be off. */
+#define NB_REF_PREC0 256
+#define NB_REF_PREC_CAP 8192
+/* y must be known to this many bits (relative) for its double-double. */
+#define NB_REF_DD_BITS 115
+
+/* How a group's statistics are obtained. */
+typedef enum stat_mode {
+    MODE_BATCH,    /* mean and biased var of the group's x (bn train, in, gn, ln) */
+    MODE_RMS,      /* mean 0, var = mean of squares (rms) */
+    MODE_RUNNING   /* bn inference: running_mean0, running_var0 */
+} stat_mode;
+
+/* Statistics of the current group at one working precision, and the
+ * per-element scratch values at that precision. */
+typedef struct stats {
+    mpfr_prec_t prec;
+    int64_t group; /* group these were computed for, -1 none */
+    bool exact;    /* every rounding so far was exact (ternary 0) */
+    mpfr_t mean, var, veps, rstd, q; /* q multiplies the numerator N_i to give z */
+    mpfr_t z, y;
+} stats;
+
+typedef struct ctx {
+    const nb_problem *p;
+    stat_mode mode;
+    int dt_prec;            /* 24 or 53 */
+    int64_t N, C, S, G, Cg; /* batch, channels (cols), spatial, groups, channels per group */
+    int64_t ngroups, mmax;
+    bool use_gamma, use_beta;
+
+    /* current group */
+    int64_t m;
+    int64_t *idx;  /* element index of the k-th group member */
+    int64_t *pidx; /* its parameter (channel or column) index */
+    mpfr_t *xs;    /* x values (53 bits, exact) */
+    mpfr_t *sq;    /* x^2 (106 bits, exact) */
+    mpfr_ptr *xs_p, *sq_p;
+    int64_t nxs, nsq; /* how many of xs/sq are initialised */
+    int emax, elow;   /* exponent span of the group's nonzero x (frexp convention) */
+    bool any_nonzero;
+
+    mpfr_t S1, S2, num; /* exact sum x, sum x^2, m S2 - S1^2 */
+    mpfr_t mf, m2f;     /* exact m and m^2 */
+    mpfr_t eps;         /* (T)p->eps, exact */
+    mpfr_t b;           /* subtracted in the numerator: S1, running_mean0 or 0 */
+    mpfr_t Nk;          /* exact numerator of x_k - mean */
+    mpfr_t gam, bet;    /* exact gamma, beta of the element */
+    mpfr_t t1, t2, t3;  /* scratch */
+    mpfr_prec_t nk_prec;
+    bool inited;
+
+    stats lo, hi;
+} ctx;
+
+/* ---- small exact-arithmetic helpers ------------------------------------ */
+
+/* Exponent (frexp convention: |v| < 2^hi) and exponent of the lowest set
+ * bit of a finite nonzero double. */
+static void dbl_span(double v, int *hi, int *lo)
+{
+    int e;
+    double f = frexp(fabs(v), &e);
+    uint64_t M = (uint64_t)ldexp(f, 53); /* exact integer in [2^52, 2^53) */
+    int tz = 0;
+    while (!(M & 1u)) {
+        M >>= 1;
+        tz++;
+    }
+    *hi = e;
+    *lo = e - 53 + tz;
+}
+
+static mpfr_prec_t prec_at_least(long bits)
+{
+    if (bits < 2)
+        bits = 2;
+    return (mpfr_prec_t)bits;
+}
+
+/* r = a * b exactly (r resized; r must not alias a or b). False if inexact. */
+static bool exact_mul(mpfr_ptr r, mpfr_srcptr a, mpfr_srcptr b)
+{
+    if (!mpfr_regular_p(a) || !mpfr_regular_p(b)) {
+        mpfr_set_prec(r, 2);
+        mpfr_mul(r, a, b, MPFR_RNDN); /* 0, Inf or NaN: exact */
+        return true;
+    }
+    mpfr_set_prec(r, prec_at_least((long)(mpfr_min_prec(a) + mpfr_min_prec(b))));
+    return mpfr_mul(r, a, b, MPFR_RNDN) == 0;
+}
+
+/* r = a + sign * b exactly (sign +1 or -1; r resized, no aliasing). */
+static bool exact_add(mpfr_ptr r, mpfr_srcptr a, mpfr_srcptr b, int sign)
+{
+    if (!mpfr_number_p(a) || !mpfr_number_p(b)) {
+        mpfr_set_prec(r, 2);
+        if (sign > 0)
+            mpfr_add(r, a, b, MPFR_RNDN);
+        else
+            mpfr_sub(r, a, b, MPFR_RNDN);
+        return true;
+    }
+    if (mpfr_zero_p(b)) {
+        mpfr_set_prec(r, prec_at_least(mpfr_zero_p(a) ? 2 : (long)mpfr_min_prec(a)));
+        return mpfr_set(r, a, MPFR_RNDN) == 0;
+    }
+    if (mpfr_zero_p(a)) {
+        mpfr_set_prec(r, prec_at_least((long)mpfr_min_prec(b)));
+        return (sign > 0 ? mpfr_set(r, b, MPFR_RNDN) : mpfr_neg(r, b, MPFR_RNDN)) == 0;
+    }
+    mpfr_exp_t ea = mpfr_get_exp(a), eb = mpfr_get_exp(b);
+    mpfr_exp_t la = ea - (mpfr_exp_t)mpfr_min_prec(a), lb = eb - (mpfr_exp_t)mpfr_min_prec(b);
+    mpfr_exp_t hi = (ea > eb ? ea : eb) + 1, lo = la < lb ? la : lb;
+    mpfr_set_prec(r, prec_at_least((long)(hi - lo)));
+    int t = sign > 0 ? mpfr_add(r, a, b, MPFR_RNDN) : mpfr_sub(r, a, b, MPFR_RNDN);
+    return t == 0;
+}
+
+/* Exact integer v >= 0 into r. */
+static void set_i64(mpfr_ptr r, int64_t v)
+{
+    mpfr_set_prec(r, 64);
+    mpfr_set_sj(r, (intmax_t)v, MPFR_RNDN);
+}
+
+/* Round v to a double-double: hi = RN(v), lo = RN(v - hi). */
+static nb_dd to_dd(mpfr_srcptr v, mpfr_ptr tmp)
+{
+    nb_dd o;
+    o.hi = mpfr_get_d(v, MPFR_RNDN);
+    if (!mpfr_number_p(v) || isinf(o.hi)) {
+        o.lo = mpfr_nan_p(v) ? NAN : 0.0;
+        return o;
+    }
+    mpfr_set_prec(tmp, mpfr_get_prec(v) + 2);
+    mpfr_sub_d(tmp, v, o.hi, MPFR_RNDN); /* exact: v - RN(v) fits */
+    o.lo = mpfr_get_d(tmp, MPFR_RNDN);
+    return o;
+}
+
+static const nb_dd dd_nan = {NAN, NAN};
+
+/* ---- context ------------------------------------------------------------ */
+
+static void stats_init(stats *s)
+{
+    s->prec = 0;
+    s->group = -1;
+    s->exact = false;
+    mpfr_inits2(NB_REF_PREC0, s->mean, s->var, s->veps, s->rstd, s->q, s->z, s->y, (mpfr_ptr)0);
+}
+
+static void stats_clear(stats *s)
+{
+    mpfr_clears(s->mean, s->var, s->veps, s->rstd, s->q, s->z, s->y, (mpfr_ptr)0);
+}
+
+static void ctx_free(ctx *c)
+{
+    if (c->xs) {
+        for (int64_t i = 0; i < c->nxs; i++)
+            mpfr_clear(c->xs[i]);
+    }
+    if (c->sq) {
+        for (int64_t i = 0; i < c->nsq; i++)
+            mpfr_clear(c->sq[i]);
+    }
+    free(c->xs);
+    free(c->sq);
+    free(c->xs_p);
+    free(c->sq_p);
+    free(c->idx);
+    free(c->pidx);
+    if (c->inited) {
+        mpfr_clears(c->S1, c->S2, c->num, c->mf, c->m2f, c->eps, c->b, c->Nk, c->gam, c->bet, c->t1,
+                    c->t2, c->t3, (mpfr_ptr)0);
+        stats_clear(&c->lo);
+        stats_clear(&c->hi);
+    }
+    memset(c, 0, sizeof *c);
+}
+
+static nb_status ctx_alloc(ctx *c, bool need_sq)
+{
+    size_t m = (size_t)c->mmax;
+    c->idx = malloc(m * sizeof *c->idx);
+    c->pidx = malloc(m * sizeof *c->pidx);
+    c->xs = malloc(m * sizeof *c->xs);
+    c->xs_p = malloc(m * sizeof *c->xs_p);
+    if (need_sq) {
+        c->sq = malloc(m * sizeof *c->sq);
+        c->sq_p = malloc(m * sizeof *c->sq_p);
+    }
+    if (!c->idx || !c->pidx || !c->xs || !c->xs_p || (need_sq && (!c->sq || !c->sq_p)))
+        return NB_ERR_NOMEM;
+    for (; c->nxs < c->mmax; c->nxs++) {
+        mpfr_init2(c->xs[c->nxs], 53);
+        c->xs_p[c->nxs] = c->xs[c->nxs];
+    }
+    if (need_sq)
+        for (; c->nsq < c->mmax; c->nsq++) {
+            mpfr_init2(c->sq[c->nsq], 106);
+            c->sq_p[c->nsq] = c->sq[c->nsq];
+        }
+    mpfr_inits2(64, c->S1, c->S2, c->num, c->mf, c->m2f, c->eps, c->b, c->Nk, c->gam, c->bet,
+                c->t1, c->t2, c->t3, (mpfr_ptr)0);
+    stats_init(&c->lo);
+    stats_init(&c->hi);
+    c->inited = true;
+    return NB_OK;
+}
+
+/* Element and parameter indices of the members of group g (own indexing,
+ * independent of the kernels). */
+static void group_members(ctx *c, int64_t g)
+{
+    const nb_problem *p = c->p;
+    const bool nhwc = p->layout == NB_NHWC;
+    const int64_t C = c->C, S = c->S;
+    int64_t k = 0;
+    switch (p->layer) {
+    case NB_BN: /* g = channel, over (n, s) */
+        for (int64_t n = 0; n < c->N; n++)
+            for (int64_t s = 0; s < S; s++, k++) {
+                c->idx[k] = nhwc ? (n * S + s) * C + g : (n * C + g) * S + s;
+                c->pidx[k] = g;
+            }
+        break;
+    case NB_IN: { /* g = n*C + c, over s */
+        int64_t n = g / C, ch = g % C;
+        for (int64_t s = 0; s < S; s++, k++) {
+            c->idx[k] = nhwc ? (n * S + s) * C + ch : (n * C + ch) * S + s;
+            c->pidx[k] = ch;
+        }
+        break;
+    }
+    case NB_GN: { /* g = n*G + grp, over channels grp*Cg .. +Cg-1 and s */
+        int64_t n = g / c->G, grp = g % c->G;
+        for (int64_t j = 0; j < c->Cg; j++) {
+            int64_t ch = grp * c->Cg + j;
+            for (int64_t s = 0; s < S; s++, k++) {
+                c->idx[k] = nhwc ? (n * S + s) * C + ch : (n * C + ch) * S + s;
+                c->pidx[k] = ch;
+            }
+        }
+        break;
+    }
+    default: /* ln, rms: g = row, over columns */
+        for (int64_t col = 0; col < C; col++, k++) {
+            c->idx[k] = g * C + col;
+            c->pidx[k] = col;
+        }
+        break;
+    }
+    c->m = k;
+}
+
+static double load(const void *buf, nb_dtype t, int64_t i)
+{
+    return t == NB_F32 ? (double)((const float *)buf)[i] : ((const double *)buf)[i];
+}
+
+/* ---- statistics ------------------------------------------------------- */
+
+/* Statistics of the current group at precision prec from the exact sums.
+ * Error analysis (u = 2^-prec, round to nearest): var = num / m^2 carries
+ * |d| <= u; var + eps (both >= 0, no cancellation; in MODE_RUNNING one
+ * rounding of an exact sum) <= 2u + u^2; rstd = rec_sqrt(.) <= 2.01u;
+ * q = rstd / m <= 3.01u. z = N_k * q with N_k exact: <= 4.02u relative. */
+static void stats_compute(ctx *c, stats *st, mpfr_prec_t prec, int64_t g, double rm0, double rv0)
+{
+    int t = 0;
+    if (st->prec != prec) {
+        mpfr_set_prec(st->mean, prec);
+        mpfr_set_prec(st->var, prec);
+        mpfr_set_prec(st->veps, prec);
+        mpfr_set_prec(st->rstd, prec);
+        mpfr_set_prec(st->q, prec);
+        mpfr_set_prec(st->z, prec);
+        mpfr_set_prec(st->y, prec);
+        st->prec = prec;
+    }
+    switch (c->mode) {
+    case MODE_BATCH:
+        t |= mpfr_div(st->mean, c->S1, c->mf, MPFR_RNDN);
+        t |= mpfr_div(st->var, c->num, c->m2f, MPFR_RNDN);
+        break;
+    case MODE_RMS:
+        mpfr_set_zero(st->mean, 1);
+        t |= mpfr_div(st->var, c->S2, c->mf, MPFR_RNDN);
+        break;
+    case MODE_RUNNING:
+        t |= mpfr_set_d(st->mean, rm0, MPFR_RNDN);
+        t |= mpfr_set_d(st->var, rv0, MPFR_RNDN);
+        break;
+    }
+    t |= mpfr_add(st->veps, st->var, c->eps, MPFR_RNDN);
+    t |= mpfr_rec_sqrt(st->rstd, st->veps, MPFR_RNDN);
+    if (c->mode == MODE_BATCH)
+        t |= mpfr_div(st->q, st->rstd, c->mf, MPFR_RNDN);
+    else
+        t |= mpfr_set(st->q, st->rstd, MPFR_RNDN);
+    st->exact = t == 0;
+    st->group = g;
+}
+
+/* Exact sums of the current group (xs[0..m) loaded). */
+static bool group_sums(ctx *c)
+{
+    const int64_t m = c->m;
+    long lg = 0;
+    while (lg < 64 && (INT64_C(1) << lg) < m)
+        lg++;
+    bool ok = true;
+    set_i64(c->mf, m);
+    ok &= exact_mul(c->m2f, c->mf, c->mf);
+    if (!c->any_nonzero) {
+        mpfr_set_prec(c->S1, 2);
+        mpfr_set_prec(c->S2, 2);
+        mpfr_set_prec(c->num, 2);
+        mpfr_set_zero(c->S1, 1);
+        mpfr_set_zero(c->S2, 1);
+        mpfr_set_zero(c->num, 1);
+        return ok;
+    }
+    /* |x| < 2^emax, x a multiple of 2^elow: |sum| < 2^(emax+lg) and the sum
+     * is a multiple of 2^elow, so emax + lg - elow bits hold it exactly. */
+    if (c->mode == MODE_BATCH) {
+        mpfr_set_prec(c->S1, prec_at_least((long)c->emax + lg - c->elow + 4));
+        ok &= mpfr_sum(c->S1, c->xs_p, (unsigned long)m, MPFR_RNDN) == 0;
+    }
+    for (int64_t k = 0; k < m; k++)
+        ok &= mpfr_sqr(c->sq[k], c->xs[k], MPFR_RNDN) == 0; /* 106 bits hold it */
+    mpfr_set_prec(c->S2, prec_at_least(2L * c->emax + lg - 2L * c->elow + 4));
+    ok &= mpfr_sum(c->S2, c->sq_p, (unsigned long)m, MPFR_RNDN) == 0;
+    if (c->mode == MODE_BATCH) {
+        /* num = m S2 - S1^2 >= 0, exact. */
+        ok &= exact_mul(c->t1, c->S2, c->mf);
+        ok &= exact_mul(c->t2, c->S1, c->S1);
+        ok &= exact_add(c->num, c->t1, c->t2, -1);
+    }
+    return ok;
+}
+
+/* ---- elements ----------------------------------------------------------- */
+
+/* z and y of member k at the precision of st; N_k, gam, bet already set.
+ * Returns true when y is good enough: rounds correctly to the dtype and is
+ * known to NB_REF_DD_BITS bits, or is exact. */
+static bool eval_elem(ctx *c, stats *st)
+{
+    const mpfr_prec_t P = st->prec;
+    int tz = mpfr_mul(st->z, c->Nk, st->q, MPFR_RNDN);
+    int ty = mpfr_fma(st->y, c->gam, st->z, c->bet, MPFR_RNDN);
+    if (!mpfr_number_p(st->y))
+        return true; /* Inf/NaN from non-finite gamma/beta: nothing to refine */
+    /* Error of z: <= 4.02u |z| (u = 2^-P) unless every rounding was exact.
+     * Error of y = RN(gamma z + beta): |gamma| err(z) + u |y|
+     *   <= 2^(e_g + e_z - P + 3) [z term] + 2^(e_y - P) [rounding term]
+     * with |v| < 2^e_v; the sum is below 2^(max + 1). */
+    const bool z_term = !(st->exact && tz == 0) && !mpfr_zero_p(c->gam) && !mpfr_zero_p(st->z);
+    const bool y_term = ty != 0;
+    if (mpfr_zero_p(st->y))
+        return !z_term; /* exact zero, or cancellation of an inexact z: retry */
+    if (!z_term && !y_term)
+        return true; /* y exact */
+    const mpfr_exp_t ey = mpfr_get_exp(st->y);
+    mpfr_exp_t bound = ey - P; /* rounding term (also a safe floor when y is exact) */
+    if (z_term) {
+        mpfr_exp_t a = mpfr_get_exp(c->gam) + mpfr_get_exp(st->z) - P + 3;
+        if (a > bound)
+            bound = a;
+    }
+    const mpfr_exp_t err = ey - (bound + 1);
+    if (err < NB_REF_DD_BITS)
+        return false;
+    return mpfr_can_round(st->y, err, MPFR_RNDN, MPFR_RNDZ, c->dt_prec + 1) != 0;
+}
+
+/* ---- running statistics ------------------------------------------------ */
+
+/* out = ((1 - f) r0 D + f Num) / D, exact numerator, one rounding at P.
+ * Num and D are exact; omf = 1 - f exact. */
+static nb_dd running_value(ctx *c, mpfr_srcptr f, mpfr_srcptr omf, double r0, mpfr_srcptr Num,
+                           mpfr_srcptr D, bool *ok)
+{
+    mpfr_t r0f, a, b, s, out;
+    mpfr_inits2(64, r0f, a, b, s, (mpfr_ptr)0);
+    mpfr_init2(out, NB_REF_PREC0);
+    mpfr_set_d(r0f, r0, MPFR_RNDN);
+    *ok &= exact_mul(a, omf, r0f);
+    *ok &= exact_mul(b, a, D);     /* (1-f) r0 D */
+    *ok &= exact_mul(a, f, Num);   /* f Num */
+    *ok &= exact_add(s, b, a, +1);
+    mpfr_div(out, s, D, MPFR_RNDN); /* D == 0 (never after nb_problem_check) gives NaN */
+    nb_dd o = to_dd(out, c->t3);
+    mpfr_clears(r0f, a, b, s, out, (mpfr_ptr)0);
+    return o;
+}
+
+/* ---- public -------------------------------------------------------------- */
+
+void nb_ref_free(nb_ref *r)
+{
+    if (!r)
+        return;
+    free(r->y);
+    free(r->y_round);
+    free(r->z);
+    free(r->mean);
+    free(r->var);
+    free(r->rstd);
+    free(r->rms);
+    free(r->running_mean);
+    free(r->running_var);
+    free(r->group_nan);
+    memset(r, 0, sizeof *r);
+}
+
+nb_status nb_ref_compute(const nb_data *d, nb_ref *r)
+{
+    if (!d || !r)
+        return NB_ERR_NULL;
+    memset(r, 0, sizeof *r);
+    const nb_problem *p = &d->prob;
+    char msg[160];
+    nb_status st = nb_problem_check(p, msg, sizeof msg);
+    if (st != NB_OK)
+        return st;
+    if (!d->x)
+        return NB_ERR_NULL;
+
+    ctx cx;
+    memset(&cx, 0, sizeof cx);
+    ctx *c = &cx;
+    c->p = p;
+    c->dt_prec = p->dtype == NB_F32 ? 24 : 53;
+    c->N = p->n;
+    c->C = p->c;
+    c->S = (p->layer == NB_LN || p->layer == NB_RMS) ? 1 : nb_problem_spatial(p);
+    c->G = p->layer == NB_GN ? p->groups : 1;
+    c->Cg = p->layer == NB_GN ? c->C / c->G : 1;
+    switch (p->layer) {
+    case NB_BN:
+        c->ngroups = c->C;
+        c->mmax = c->N * c->S;
+        break;
+    case NB_IN:
+        c->ngroups = c->N * c->C;
+        c->mmax = c->S;
+        break;
+    case NB_GN:
+        c->ngroups = c->N * c->G;
+        c->mmax = c->Cg * c->S;
+        break;
+    default:
+        c->ngroups = c->N;
+        c->mmax = c->C;
+        break;
+    }
+    const int64_t numel = c->N * c->C * c->S;
+    c->mode = p->layer == NB_RMS ? MODE_RMS
+              : (p->layer == NB_BN && !p->training) ? MODE_RUNNING
+                                                   : MODE_BATCH;
+    c->use_gamma = p->affine;
+    c->use_beta = p->affine && p->layer != NB_RMS && (p->layer != NB_LN || p->has_beta);
+    const bool has_running = nb_problem_has_running(p);
+    const bool update_running = has_running && p->training;
+    if ((c->use_gamma && !d->gamma) || (c->use_beta && !d->beta) ||
+        (has_running && (!d->running_mean0 || !d->running_var0)))
+        return NB_ERR_NULL;
+
+    r->numel = numel;
+    r->groups = c->ngroups;
+    r->channels = c->C;
+    const size_t ne = (size_t)numel, ng = (size_t)c->ngroups, nc = (size_t)c->C;
+    r->y = malloc(ne * sizeof *r->y);
+    r->y_round = malloc(ne * sizeof *r->y_round);
+    r->z = malloc(ne * sizeof *r->z);
+    r->mean = malloc(ng * sizeof *r->mean);
+    r->var = malloc(ng * sizeof *r->var);
+    r->rstd = malloc(ng * sizeof *r->rstd);
+    r->rms = malloc(ng * sizeof *r->rms);
+    r->group_nan = calloc(ng, sizeof *r->group_nan);
+    if (has_running) {
+        r->running_mean = malloc(nc * sizeof *r->running_mean);
+        r->running_var = malloc(nc * sizeof *r->running_var);
+    }
+    if (!r->y || !r->y_round || !r->z || !r->mean || !r->var || !r->rstd || !r->rms ||
+        !r->group_nan || (has_running && (!r->running_mean || !r->running_var))) {
+        nb_ref_free(r);
+        return NB_ERR_NOMEM;
+    }
+    st = ctx_alloc(c, c->mode != MODE_RUNNING);
+    if (st != NB_OK) {
+        ctx_free(c);
+        nb_ref_free(r);
+        return st;
+    }
+
+    bool ok = true; /* every "exact" operation was exact */
+    const double eps_t = p->dtype == NB_F32 ? (double)(float)p->eps : p->eps;
+    mpfr_set_prec(c->eps, 53);
+    mpfr_set_d(c->eps, eps_t, MPFR_RNDN);
+
+    /* Momentum factor, rounded to the dtype as the kernels hold it. */
+    mpfr_t f, omf, one;
+    mpfr_inits2(64, f, omf, one, (mpfr_ptr)0);
+    {
+        double fd = (p->layer == NB_BN && p->momentum_none)
+                        ? 1.0 / (double)p->num_batches_tracked
+                        : p->momentum;
+        if (p->dtype == NB_F32)
+            fd = (double)(float)fd;
+        mpfr_set_d(f, fd, MPFR_RNDN);
+        mpfr_set_ui(one, 1, MPFR_RNDN);
+        ok &= exact_add(omf, one, f, -1);
+    }
+    /* InstanceNorm: per-channel exact accumulators over the batch. */
+    mpfr_t *acc1 = NULL, *acc2 = NULL;
+    bool *chan_nan = NULL;
+    int64_t nacc = 0;
+    if (update_running && p->layer == NB_IN) {
+        acc1 = malloc(nc * sizeof *acc1);
+        acc2 = malloc(nc * sizeof *acc2);
+        chan_nan = calloc(nc, sizeof *chan_nan);
+        if (!acc1 || !acc2 || !chan_nan) {
+            st = NB_ERR_NOMEM;
+            goto done;
+        }
+        for (; nacc < c->C; nacc++) {
+            mpfr_init2(acc1[nacc], 2);
+            mpfr_init2(acc2[nacc], 2);
+            mpfr_set_zero(acc1[nacc], 1);
+            mpfr_set_zero(acc2[nacc], 1);
+        }
+    }
+
+    const nb_dtype dt = p->dtype;
+    for (int64_t g = 0; g < c->ngroups; g++) {
+        group_members(c, g);
+        const int64_t m = c->m;
+        bool bad = false;
+        c->any_nonzero = false;
+        c->emax = INT32_MIN;
+        c->elow = INT32_MAX;
+        for (int64_t k = 0; k < m; k++) {
+            double v = load(d->x, dt, c->idx[k]);
+            if (!isfinite(v)) {
+                bad = true;
+                break;
+            }
+            mpfr_set_d(c->xs[k], v, MPFR_RNDN); /* exact: 53 bits */
+            if (v != 0.0) {
+                int hi, lo;
+                dbl_span(v, &hi, &lo);
+                if (hi > c->emax)
+                    c->emax = hi;
+                if (lo < c->elow)
+                    c->elow = lo;
+                c->any_nonzero = true;
+            }
+        }
+        double rm0 = 0.0, rv0 = 0.0;
+        if (c->mode == MODE_RUNNING) {
+            rm0 = load(d->running_mean0, dt, g);
+            rv0 = load(d->running_var0, dt, g);
+            if (!isfinite(rm0) || !isfinite(rv0))
+                bad = true; /* non-finite running statistics: the channel is NaN */
+        }
+        if (bad) {
+            r->group_nan[g] = true;
+            for (int64_t k = 0; k < m; k++) {
+                r->y[c->idx[k]] = dd_nan;
+                r->y_round[c->idx[k]] = NAN;
+                r->z[c->idx[k]] = NAN;
+            }
+            /* The whole group is NaN, its statistics included (also in bn
+             * inference, where they do not depend on x). */
+            r->mean[g] = r->var[g] = r->rstd[g] = dd_nan;
+            r->rms[g] = NAN;
+            if (has_running && p->layer == NB_BN) {
+                if (update_running)
+                    r->running_mean[g] = r->running_var[g] = dd_nan;
+                else {
+                    r->running_mean[g] = (nb_dd){rm0, 0.0};
+                    r->running_var[g] = (nb_dd){rv0, 0.0};
+                }
+            }
+            if (chan_nan)
+                chan_nan[g % c->C] = true;
+            continue;
+        }
+
+        /* Exact sums, statistics at the first precision. */
+        if (c->mode != MODE_RUNNING)
+            ok &= group_sums(c);
+        stats_compute(c, &c->lo, NB_REF_PREC0, g, rm0, rv0);
+        stats *sl = &c->lo;
+
+        /* Numerator of x_k - mean: N_k = m x_k - S1 (batch), x_k - rm0
+         * (running), x_k (rms). Precision that holds it exactly. */
+        long nkp;
+        if (c->mode == MODE_BATCH) {
+            mpfr_set_prec(c->b, mpfr_get_prec(c->S1));
+            mpfr_set(c->b, c->S1, MPFR_RNDN);
+            /* |m x| < 2^(emax+64), |S1| < 2^(emax+lg); multiples of 2^elow */
+            nkp = c->any_nonzero ? (long)c->emax + 64 + 2 - c->elow : 2;
+        } else if (c->mode == MODE_RUNNING) {
+            mpfr_set_prec(c->b, 53);
+            mpfr_set_d(c->b, rm0, MPFR_RNDN);
+            int hi = c->emax, lo = c->elow;
+            if (rm0 != 0.0) {
+                int h2, l2;
+                dbl_span(rm0, &h2, &l2);
+                if (h2 > hi)
+                    hi = h2;
+                if (l2 < lo)
+                    lo = l2;
+            }
+            nkp = (c->any_nonzero || rm0 != 0.0) ? (long)hi + 2 - lo : 2;
+        } else {
+            nkp = 53;
+        }
+        mpfr_set_prec(c->Nk, prec_at_least(nkp));
+
+        /* rms of the group: sqrt(mean^2 + var). */
+        mpfr_set_prec(c->t1, NB_REF_PREC0);
+        mpfr_sqr(c->t1, sl->mean, MPFR_RNDN);
+        mpfr_add(c->t1, c->t1, sl->var, MPFR_RNDN);
+        mpfr_sqrt(c->t1, c->t1, MPFR_RNDN);
+        r->rms[g] = mpfr_get_d(c->t1, MPFR_RNDN);
+        r->mean[g] = to_dd(sl->mean, c->t3);
+        r->var[g] = to_dd(sl->var, c->t3);
+        r->rstd[g] = to_dd(sl->rstd, c->t3);
+
+        if (!mpfr_number_p(sl->rstd)) {
+            /* var + eps == 0 (rstd = +inf, 0 * inf) or < 0 (bn inference with
+             * a negative running variance, rstd NaN): the group is NaN. */
+            r->group_nan[g] = true;
+            for (int64_t k = 0; k < m; k++) {
+                r->y[c->idx[k]] = dd_nan;
+                r->y_round[c->idx[k]] = NAN;
+                r->z[c->idx[k]] = NAN;
+            }
+        } else {
+            for (int64_t k = 0; k < m; k++) {
+                const int64_t i = c->idx[k], pi = c->pidx[k];
+                int tn;
+                if (c->mode == MODE_BATCH)
+                    tn = mpfr_fms(c->Nk, c->mf, c->xs[k], c->b, MPFR_RNDN);
+                else if (c->mode == MODE_RUNNING)
+                    tn = mpfr_sub(c->Nk, c->xs[k], c->b, MPFR_RNDN);
+                else
+                    tn = mpfr_set(c->Nk, c->xs[k], MPFR_RNDN);
+                ok &= tn == 0;
+                mpfr_set_d(c->gam, c->use_gamma ? load(d->gamma, dt, pi) : 1.0, MPFR_RNDN);
+                mpfr_set_d(c->bet, c->use_beta ? load(d->beta, dt, pi) : 0.0, MPFR_RNDN);
+                stats *s = sl;
+                if (!eval_elem(c, s)) {
+                    /* Ziv: raise the precision of this element's group
+                     * statistics, z and y until y can be rounded. */
+                    mpfr_prec_t P = NB_REF_PREC0;
+                    do {
+                        P *= 2;
+                        s = &c->hi;
+                        if (s->group != g || s->prec != P)
+                            stats_compute(c, s, P, g, rm0, rv0);
+                    } while (!eval_elem(c, s) && P < NB_REF_PREC_CAP);
+                }
+                r->y[i] = to_dd(s->y, c->t3);
+                r->y_round[i] = dt == NB_F32 ? (double)mpfr_get_flt(s->y, MPFR_RNDN)
+                                             : mpfr_get_d(s->y, MPFR_RNDN);
+                r->z[i] = mpfr_get_d(s->z, MPFR_RNDN);
+            }
+        }
+
+        /* Running statistics. */
+        if (has_running && p->layer == NB_BN) {
+            if (!update_running) {
+                r->running_mean[g] = (nb_dd){rm0, 0.0};
+                r->running_var[g] = (nb_dd){rv0, 0.0};
+            } else {
+                double r0m = load(d->running_mean0, dt, g), r0v = load(d->running_var0, dt, g);
+                /* mean: ((1-f) rm0 m + f S1) / m; var (unbiased num / (m (m-1))):
+                 * ((1-f) rv0 m (m-1) + f num) / (m (m-1)). */
+                r->running_mean[g] = running_value(c, f, omf, r0m, c->S1, c->mf, &ok);
+                set_i64(c->t1, m - 1);
+                ok &= exact_mul(c->t2, c->mf, c->t1);
+                r->running_var[g] = running_value(c, f, omf, r0v, c->num, c->t2, &ok);
+            }
+        } else if (acc1) {
+            int64_t ch = g % c->C;
+            ok &= exact_add(c->t1, acc1[ch], c->S1, +1);
+            mpfr_swap(c->t1, acc1[ch]);
+            ok &= exact_add(c->t1, acc2[ch], c->num, +1);
+            mpfr_swap(c->t1, acc2[ch]);
+        }
+    }
+
+    if (has_running && p->layer == NB_IN) {
+        for (int64_t ch = 0; ch < c->C; ch++) {
+            double r0m = load(d->running_mean0, dt, ch), r0v = load(d->running_var0, dt, ch);
+            if (!update_running) {
+                r->running_mean[ch] = (nb_dd){r0m, 0.0};
+                r->running_var[ch] = (nb_dd){r0v, 0.0};
+            } else if (chan_nan[ch]) {
+                r->running_mean[ch] = r->running_var[ch] = dd_nan;
+            } else {
+                /* mean: ((1-f) rm0 N S + f sum_n S1) / (N S);
+                 * var:  ((1-f) rv0 N S (S-1) + f sum_n num) / (N S (S-1)). */
+                set_i64(c->t1, c->N * c->S);
+                r->running_mean[ch] = running_value(c, f, omf, r0m, acc1[ch], c->t1, &ok);
+                set_i64(c->t2, c->S - 1);
+                ok &= exact_mul(c->mf, c->t1, c->t2);
+                r->running_var[ch] = running_value(c, f, omf, r0v, acc2[ch], c->mf, &ok);
+            }
+        }
+    }
+    if (!ok)
+        st = NB_ERR_MPFR;
+
+done:
+    for (int64_t i = 0; i < nacc; i++) {
+        mpfr_clear(acc1[i]);
+        mpfr_clear(acc2[i]);
+    }
+    free(acc1);
+    free(acc2);
+    free(chan_nan);
+    mpfr_clears(f, omf, one, (mpfr_ptr)0);
+    ctx_free(c);
+    if (st != NB_OK)
+        nb_ref_free(r);
+    return st;
+}
