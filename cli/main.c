@@ -74,14 +74,25 @@ static int cmd_list(int argc, char **argv)
     return 0;
 }
 
+/* The subcommand table: one row per command (name, entry, usage text). */
+static const struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *usage;
+} commands[] = {
+    {"list", cmd_list, "list [--kernels GLOB]: registered kernels and whether this CPU runs them"},
+    {"verify", cmd_verify,
+     "verify [--kernels GLOB] [--problems STR ...] [--seed N] [--seeds K] [--threads 1,2]\n"
+     "          [--failures-only]: check kernels against the MPFR reference"},
+    /* further subcommands: add a row here and declare the entry in cli.h */
+};
+
 static void usage(FILE *f)
 {
-    fputs("usage: normbench <command> [options]\n"
-          "commands:\n"
-          "  list    [--kernels GLOB]              registered kernels and whether this CPU runs them\n"
-          "  verify  [--kernels GLOB] [--problems STR ...] [--seed N] [--seeds K] [--failures-only]\n"
-          "                                        check kernels against the MPFR reference\n"
-          "  help                                  this text\n"
+    fputs("usage: normbench <command> [options]\ncommands:\n", f);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %s\n", commands[i].usage);
+    fputs("  help: this text\n"
           "Problem strings: see README.md, e.g. ln:rows64:cols256:eps1e-5:f32:data=offset1e4\n"
           "NORMBENCH_ISA=scalar|avx2|avx512 caps the instruction set used.\n",
           f);
@@ -94,10 +105,9 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "list"))
-        return cmd_list(argc - 1, argv + 1);
-    if (!strcmp(cmd, "verify"))
-        return cmd_verify(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(cmd, commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
         return 0;

@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +25,10 @@ static void print_coord(const nb_problem *p, const nb_check *c, char *buf, size_
     }
 }
 
-static void print_line(const nb_kernel *k, const char *ps, const nb_problem *p, const nb_check *c)
+static void print_line(const nb_kernel *k, const char *ps, const nb_problem *p, const nb_check *c,
+                       int threads)
 {
-    printf("%-5s %s %s", nb_verdict_name(c->verdict), k->name, ps);
+    printf("%-5s %s %s threads=%d", nb_verdict_name(c->verdict), k->name, ps, threads);
     if (c->verdict == NB_SKIP) {
         printf(" | %s\n", c->reason);
         return;
@@ -44,10 +46,48 @@ static void print_line(const nb_kernel *k, const char *ps, const nb_problem *p, 
         if (c->worst >= 0)
             printf(" | worst i=%" PRId64 " [%s] x=%a got=%a want=%a tol=%.3g", c->worst, coord,
                    c->worst_x, c->worst_got, c->worst_want, c->worst_tol);
-        printf(" | repro: normbench verify --kernels %s --problems %s", k->name, ps);
+        printf(" | repro: normbench verify --kernels %s --problems %s --threads %d", k->name, ps,
+               threads);
     }
     putchar('\n');
 }
+
+/* "1,2,4" -> {1, 2, 4}; non-zero on a malformed list. */
+static int parse_threads(const char *s, int *out, int *n)
+{
+    *n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 1024 || *n == 16 || (*end && *end != ','))
+            return 1;
+        out[(*n)++] = (int)v;
+        s = *end ? end + 1 : end;
+        if (*end && !*s)
+            return 1;
+    }
+    return *n == 0;
+}
+
+/* Bitwise equality of two result buffers, and the largest |a - b|. */
+static bool same_bits(const void *a, const void *b, int64_t n, nb_dtype t, double *maxdiff)
+{
+    bool same = memcmp(a, b, (size_t)n * nb_dtype_size(t)) == 0;
+    if (!same)
+        for (int64_t i = 0; i < n; i++) {
+            double x = t == NB_F32 ? ((const float *)a)[i] : ((const double *)a)[i];
+            double y = t == NB_F32 ? ((const float *)b)[i] : ((const double *)b)[i];
+            double dd = x == y || (x != x && y != y) ? 0 : fabs(x - y);
+            if (dd > *maxdiff || dd != dd)
+                *maxdiff = dd != dd ? INFINITY : dd;
+        }
+    return same;
+}
+
+typedef struct det_state {
+    bool ran, same;
+    double maxdiff;
+} det_state;
 
 int cmd_verify(int argc, char **argv)
 {
@@ -59,6 +99,7 @@ int cmd_verify(int argc, char **argv)
     size_t np = 0;
     long long seed = -1, seeds = 1;
     bool failures_only = false;
+    int threads[16] = {0}, nthreads = 0;
     int rc = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -90,6 +131,11 @@ int cmd_verify(int argc, char **argv)
                 seeds = v;
             else
                 seed = v;
+        } else if (!strcmp(a, "--threads")) {
+            if (i + 1 >= argc || parse_threads(argv[++i], threads, &nthreads)) {
+                rc = cli_error("--threads needs a list of counts from 1 to 1024, e.g. 1,2");
+                goto done;
+            }
         } else if (!strcmp(a, "--failures-only")) {
             failures_only = true;
         } else {
@@ -137,6 +183,13 @@ int cmd_verify(int argc, char **argv)
     }
 
     long npass = 0, nfail = 0, nlimit = 0, nskip = 0;
+    det_state *det = calloc(nb_kernel_count(), sizeof *det);
+    if (!det) {
+        rc = cli_error("out of memory");
+        free(pp);
+        nb_sweep_free(sweep, nsweep);
+        goto done;
+    }
     for (size_t i = 0; i < total; i++) {
         for (long long sd = 0; sd < seeds; sd++) {
             nb_problem p = pp[i];
@@ -164,28 +217,78 @@ int cmd_verify(int argc, char **argv)
                 nfail++;
                 continue;
             }
+            const int64_t numel = nb_problem_numel(&p);
+            const size_t ybytes = (size_t)numel * nb_dtype_size(p.dtype);
+            void *first = nthreads ? malloc(ybytes ? ybytes : 1) : NULL;
             for (size_t k = 0; k < nb_kernel_count(); k++) {
                 const nb_kernel *kn = nb_kernel_at(k);
                 if (kn->layer != p.layer || !cli_kernel_selected(kn, globs, ng))
                     continue;
-                nb_check c;
-                nb_verify_one(kn, &d, &r, &c);
-                switch (c.verdict) {
-                case NB_PASS: npass++; break;
-                case NB_FAIL: nfail++; break;
-                case NB_LIMIT: nlimit++; break;
-                default: nskip++; break;
+                const int runs = nthreads ? nthreads : 1;
+                for (int ti = 0; ti < runs; ti++) {
+                    const int th = nthreads ? threads[ti] : nb_get_threads();
+                    if (nthreads)
+                        nb_set_threads(th);
+                    nb_check c;
+                    nb_verify_one(kn, &d, &r, &c);
+                    switch (c.verdict) {
+                    case NB_PASS: npass++; break;
+                    case NB_FAIL: nfail++; break;
+                    case NB_LIMIT: nlimit++; break;
+                    default: nskip++; break;
+                    }
+                    if (!failures_only || c.verdict == NB_FAIL)
+                        print_line(kn, ps, &p, &c, th);
+                    fflush(stdout);
+                    if (!first || c.verdict == NB_SKIP)
+                        continue;
+                    /* Reproducibility: compare with the first thread count's
+                     * output, and rerun once at this count. */
+                    det_state *ds = &det[k];
+                    if (!ds->ran) {
+                        ds->ran = true;
+                        ds->same = true;
+                    }
+                    if (ti == 0) {
+                        memcpy(first, d.y, ybytes);
+                    } else if (!same_bits(first, d.y, numel, p.dtype, &ds->maxdiff)) {
+                        ds->same = false;
+                    }
+                    nb_check again;
+                    nb_verify_one(kn, &d, &r, &again);
+                    if (!same_bits(first, d.y, numel, p.dtype, &ds->maxdiff) && ti == 0)
+                        ds->same = false;
+                    if (ti > 0 && !same_bits(first, d.y, numel, p.dtype, &ds->maxdiff))
+                        ds->same = false;
                 }
-                if (!failures_only || c.verdict == NB_FAIL)
-                    print_line(kn, ps, &p, &c);
-                fflush(stdout);
             }
+            free(first);
             nb_ref_free(&r);
             nb_data_free(&d);
         }
     }
+    if (nthreads) {
+        printf("reproducibility across threads");
+        for (int i = 0; i < nthreads; i++)
+            printf("%s%d", i ? "," : " ", threads[i]);
+        printf(" and repeated runs:\n");
+        for (size_t k = 0; k < nb_kernel_count(); k++) {
+            const nb_kernel *kn = nb_kernel_at(k);
+            if (!det[k].ran)
+                continue;
+            const bool claims = kn->flags & NB_KF_DETERMINISTIC;
+            if (det[k].same)
+                printf("  %-36s bitwise identical%s\n", kn->name, claims ? " (claimed: ok)" : "");
+            else
+                printf("  %-36s differs, max |diff| %.3g%s\n", kn->name, det[k].maxdiff,
+                       claims ? " (claims determinism: FAIL)" : "");
+            if (claims && !det[k].same)
+                nfail++;
+        }
+    }
     printf("verify: %ld passed, %ld failed, %ld limited, %ld skipped\n", npass, nfail, nlimit, nskip);
     rc = nfail ? 1 : 0;
+    free(det);
     free(pp);
     nb_sweep_free(sweep, nsweep);
 done:

@@ -333,6 +333,11 @@ nb_status nb_verify_one(const nb_kernel *k, nb_data *d, const nb_ref *r, nb_chec
     nb_data_reset(d);
     nb_args a = nb_data_args(d);
     nb_status st = nb_kernel_run(k, &d->prob, &a);
+    if (st == NB_ERR_UNSUPPORTED) {
+        out->verdict = NB_SKIP;
+        snprintf(out->reason, sizeof out->reason, "problem not supported by this kernel");
+        return NB_OK;
+    }
     if (st) {
         out->verdict = NB_FAIL;
         snprintf(out->reason, sizeof out->reason, "kernel returned error: %s", nb_strerror(st));

@@ -31,6 +31,7 @@ static const char *const status_text[NB_STATUS_COUNT] = {
     [NB_ERR_MPFR] = "reference could not reach its precision target",
     [NB_ERR_IO] = "file could not be read or written",
     [NB_ERR_ARG] = "invalid argument",
+    [NB_ERR_UNSUPPORTED] = "problem not supported by this kernel",
 };
 
 const char *nb_strerror(nb_status s)

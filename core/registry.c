@@ -7,6 +7,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if NB_HAVE_OPENMP
+#include <omp.h>
+#endif
 
 #define NB_LAYER_batchnorm NB_BN
 #define NB_LAYER_instancenorm NB_IN
@@ -236,3 +239,21 @@ double nb_running_factor(const nb_problem *p)
         return 1.0 / (double)p->num_batches_tracked;
     return p->momentum;
 }
+
+/* ---- threads ----------------------------------------------------------- */
+
+#if NB_HAVE_OPENMP
+static int default_threads;
+
+void nb_set_threads(int n)
+{
+    if (!default_threads)
+        default_threads = omp_get_max_threads();
+    omp_set_num_threads(n >= 1 ? n : default_threads);
+}
+
+int nb_get_threads(void) { return omp_get_max_threads(); }
+#else
+void nb_set_threads(int n) { (void)n; }
+int nb_get_threads(void) { return 1; }
+#endif

@@ -209,11 +209,11 @@ static nb_status FN(run)(const nb_kernel *k, const nb_problem *p, const nb_args 
         for (int64_t c = 0; c < C; c++) {
             T sm = 0, sv = 0;
             for (int64_t n = 0; n < per; n++) {
-                sm += mean[n * C + c];
-                sv += var[n * C + c] * bessel;
+                sm += mean[n * C + c] / (T)per;
+                sv += var[n * C + c] / (T)per * bessel; /* scaled first: cannot overflow */
             }
-            rm[c] = keep * rm[c] + f * (sm / (T)per);
-            rv[c] = keep * rv[c] + f * (sv / (T)per);
+            rm[c] = keep * rm[c] + f * sm;
+            rv[c] = keep * rv[c] + f * sv;
         }
     }
     free(scratch);

@@ -36,6 +36,7 @@ typedef enum nb_status {
     NB_ERR_MPFR,        /* reference could not reach its precision target */
     NB_ERR_IO,          /* file could not be read or written */
     NB_ERR_ARG,         /* any other invalid argument */
+    NB_ERR_UNSUPPORTED, /* valid problem this kernel does not implement (peers) */
     NB_STATUS_COUNT
 } nb_status;
 
@@ -186,6 +187,11 @@ const char *nb_isa_name(nb_isa i);
 double nb_kernel_depth(const nb_kernel *k, int64_t n);
 /* Shell-style glob match (`*`, `?`) of a kernel name. */
 bool nb_glob_match(const char *pattern, const char *name);
+
+/* Threads used by /omp kernels (OpenMP); n < 1 restores the default
+ * (OMP_NUM_THREADS or the core count). Without OpenMP, always 1. */
+void nb_set_threads(int n);
+int nb_get_threads(void);
 
 /* Validate (problem, buffers, kernel) and run the kernel. */
 nb_status nb_kernel_run(const nb_kernel *k, const nb_problem *p, const nb_args *a);

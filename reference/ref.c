@@ -52,7 +52,8 @@ typedef struct stats {
     mpfr_prec_t prec;
     int64_t group; /* group these were computed for, -1 none */
     bool exact;    /* every rounding so far was exact (ternary 0) */
-    mpfr_t mean, var, veps, rstd, q; /* q multiplies the numerator N_i to give z */
+    mpfr_t mean, var, rstd, q; /* z = N_k * q */
+    mpfr_t t;                  /* scratch */
     mpfr_t z, y;
 } stats;
 
@@ -76,6 +77,8 @@ typedef struct ctx {
     bool any_nonzero;
 
     mpfr_t S1, S2, num; /* exact sum x, sum x^2, m S2 - S1^2 */
+    mpfr_t W;           /* exact: batch num + eps m^2, running rv0 + eps, rms m (S2 + eps m) */
+    mpfr_t Wr;          /* exact: rms S2 + eps m */
     mpfr_t mf, m2f;     /* exact m and m^2 */
     mpfr_t eps;         /* (T)p->eps, exact */
     mpfr_t b;           /* subtracted in the numerator: S1, running_mean0 or 0 */
@@ -183,12 +186,12 @@ static void stats_init(stats *s)
     s->prec = 0;
     s->group = -1;
     s->exact = false;
-    mpfr_inits2(NB_REF_PREC0, s->mean, s->var, s->veps, s->rstd, s->q, s->z, s->y, (mpfr_ptr)0);
+    mpfr_inits2(NB_REF_PREC0, s->mean, s->var, s->rstd, s->q, s->t, s->z, s->y, (mpfr_ptr)0);
 }
 
 static void stats_clear(stats *s)
 {
-    mpfr_clears(s->mean, s->var, s->veps, s->rstd, s->q, s->z, s->y, (mpfr_ptr)0);
+    mpfr_clears(s->mean, s->var, s->rstd, s->q, s->t, s->z, s->y, (mpfr_ptr)0);
 }
 
 static void ctx_free(ctx *c)
@@ -208,7 +211,7 @@ static void ctx_free(ctx *c)
     free(c->idx);
     free(c->pidx);
     if (c->inited) {
-        mpfr_clears(c->S1, c->S2, c->num, c->mf, c->m2f, c->eps, c->b, c->Nk, c->gam, c->bet, c->t1,
+        mpfr_clears(c->S1, c->S2, c->num, c->W, c->Wr, c->mf, c->m2f, c->eps, c->b, c->Nk, c->gam, c->bet, c->t1,
                     c->t2, c->t3, (mpfr_ptr)0);
         stats_clear(&c->lo);
         stats_clear(&c->hi);
@@ -238,7 +241,7 @@ static nb_status ctx_alloc(ctx *c, bool need_sq)
             mpfr_init2(c->sq[c->nsq], 106);
             c->sq_p[c->nsq] = c->sq[c->nsq];
         }
-    mpfr_inits2(64, c->S1, c->S2, c->num, c->mf, c->m2f, c->eps, c->b, c->Nk, c->gam, c->bet,
+    mpfr_inits2(64, c->S1, c->S2, c->num, c->W, c->Wr, c->mf, c->m2f, c->eps, c->b, c->Nk, c->gam, c->bet,
                 c->t1, c->t2, c->t3, (mpfr_ptr)0);
     stats_init(&c->lo);
     stats_init(&c->hi);
@@ -298,44 +301,55 @@ static double load(const void *buf, nb_dtype t, int64_t i)
 
 /* ---- statistics ------------------------------------------------------- */
 
-/* Statistics of the current group at precision prec from the exact sums.
- * Error analysis (u = 2^-prec, round to nearest): var = num / m^2 carries
- * |d| <= u; var + eps (both >= 0, no cancellation; in MODE_RUNNING one
- * rounding of an exact sum) <= 2u + u^2; rstd = rec_sqrt(.) <= 2.01u;
- * q = rstd / m <= 3.01u. z = N_k * q with N_k exact: <= 4.02u relative. */
+/* Statistics of the current group at precision prec from the exact data.
+ * z is formed from exact dyadic quantities with as few roundings as
+ * possible, so that a z that is exactly dyadic is computed exactly (every
+ * ternary 0) once prec is large enough:
+ *   batch:   z = (m x - S1) / sqrt(W),  W = m S2 - S1^2 + eps m^2 (exact),
+ *            q = rec_sqrt(W): one rounding;
+ *   running: z = (x - rm0) / sqrt(W),   W = rv0 + eps (exact), q as above;
+ *   rms:     z = x sqrt(m) / sqrt(S2 + eps m) = x sqrt(W) / Wr,
+ *            W = m Wr, Wr = S2 + eps m (exact), q = RN(RN(sqrt W) / Wr).
+ * With u = 2^-prec, q carries <= 2.01u and z = RN(N_k q) <= 3.02u relative
+ * error (N_k exact). mean, var and rstd are reported with <= 2 roundings. */
 static void stats_compute(ctx *c, stats *st, mpfr_prec_t prec, int64_t g, double rm0, double rv0)
 {
     int t = 0;
     if (st->prec != prec) {
         mpfr_set_prec(st->mean, prec);
         mpfr_set_prec(st->var, prec);
-        mpfr_set_prec(st->veps, prec);
         mpfr_set_prec(st->rstd, prec);
         mpfr_set_prec(st->q, prec);
+        mpfr_set_prec(st->t, prec);
         mpfr_set_prec(st->z, prec);
         mpfr_set_prec(st->y, prec);
         st->prec = prec;
     }
     switch (c->mode) {
     case MODE_BATCH:
-        t |= mpfr_div(st->mean, c->S1, c->mf, MPFR_RNDN);
-        t |= mpfr_div(st->var, c->num, c->m2f, MPFR_RNDN);
+        mpfr_div(st->mean, c->S1, c->mf, MPFR_RNDN);
+        mpfr_div(st->var, c->num, c->m2f, MPFR_RNDN);
+        t |= mpfr_rec_sqrt(st->q, c->W, MPFR_RNDN); /* W == 0: +Inf */
+        mpfr_mul(st->rstd, st->q, c->mf, MPFR_RNDN);  /* rstd = m / sqrt(W) */
+        break;
+    case MODE_RUNNING:
+        mpfr_set_d(st->mean, rm0, MPFR_RNDN);
+        mpfr_set_d(st->var, rv0, MPFR_RNDN);
+        t |= mpfr_rec_sqrt(st->q, c->W, MPFR_RNDN); /* W == 0: +Inf, W < 0: NaN */
+        mpfr_set(st->rstd, st->q, MPFR_RNDN);
         break;
     case MODE_RMS:
         mpfr_set_zero(st->mean, 1);
-        t |= mpfr_div(st->var, c->S2, c->mf, MPFR_RNDN);
-        break;
-    case MODE_RUNNING:
-        t |= mpfr_set_d(st->mean, rm0, MPFR_RNDN);
-        t |= mpfr_set_d(st->var, rv0, MPFR_RNDN);
+        mpfr_div(st->var, c->S2, c->mf, MPFR_RNDN);
+        if (mpfr_zero_p(c->Wr)) {
+            mpfr_set_inf(st->q, 1);
+        } else {
+            t |= mpfr_sqrt(st->t, c->W, MPFR_RNDN);
+            t |= mpfr_div(st->q, st->t, c->Wr, MPFR_RNDN);
+        }
+        mpfr_set(st->rstd, st->q, MPFR_RNDN);
         break;
     }
-    t |= mpfr_add(st->veps, st->var, c->eps, MPFR_RNDN);
-    t |= mpfr_rec_sqrt(st->rstd, st->veps, MPFR_RNDN);
-    if (c->mode == MODE_BATCH)
-        t |= mpfr_div(st->q, st->rstd, c->mf, MPFR_RNDN);
-    else
-        t |= mpfr_set(st->q, st->rstd, MPFR_RNDN);
     st->exact = t == 0;
     st->group = g;
 }
@@ -357,6 +371,9 @@ static bool group_sums(ctx *c)
         mpfr_set_zero(c->S1, 1);
         mpfr_set_zero(c->S2, 1);
         mpfr_set_zero(c->num, 1);
+        /* batch: W = 0 + eps m^2; rms: Wr = 0 + eps m, W = m Wr */
+        ok &= exact_mul(c->Wr, c->eps, c->mf);
+        ok &= exact_mul(c->W, c->Wr, c->mf);
         return ok;
     }
     /* |x| < 2^emax, x a multiple of 2^elow: |sum| < 2^(emax+lg) and the sum
@@ -374,6 +391,12 @@ static bool group_sums(ctx *c)
         ok &= exact_mul(c->t1, c->S2, c->mf);
         ok &= exact_mul(c->t2, c->S1, c->S1);
         ok &= exact_add(c->num, c->t1, c->t2, -1);
+        ok &= exact_mul(c->t1, c->eps, c->m2f);
+        ok &= exact_add(c->W, c->num, c->t1, +1);
+    } else {
+        ok &= exact_mul(c->t1, c->eps, c->mf);
+        ok &= exact_add(c->Wr, c->S2, c->t1, +1);
+        ok &= exact_mul(c->W, c->Wr, c->mf);
     }
     return ok;
 }
@@ -390,7 +413,7 @@ static bool eval_elem(ctx *c, stats *st)
     int ty = mpfr_fma(st->y, c->gam, st->z, c->bet, MPFR_RNDN);
     if (!mpfr_number_p(st->y))
         return true; /* Inf/NaN from non-finite gamma/beta: nothing to refine */
-    /* Error of z: <= 4.02u |z| (u = 2^-P) unless every rounding was exact.
+    /* Error of z: <= 3.02u |z| (u = 2^-P) unless every rounding was exact.
      * Error of y = RN(gamma z + beta): |gamma| err(z) + u |y|
      *   <= 2^(e_g + e_z - P + 3) [z term] + 2^(e_y - P) [rounding term]
      * with |v| < 2^e_v; the sum is below 2^(max + 1). */
@@ -629,8 +652,13 @@ nb_status nb_ref_compute(const nb_data *d, nb_ref *r)
         }
 
         /* Exact sums, statistics at the first precision. */
-        if (c->mode != MODE_RUNNING)
+        if (c->mode != MODE_RUNNING) {
             ok &= group_sums(c);
+        } else {
+            mpfr_set_prec(c->t1, 53);
+            mpfr_set_d(c->t1, rv0, MPFR_RNDN);
+            ok &= exact_add(c->W, c->t1, c->eps, +1); /* W = rv0 + eps */
+        }
         stats_compute(c, &c->lo, NB_REF_PREC0, g, rm0, rv0);
         stats *sl = &c->lo;
 
