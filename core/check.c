@@ -159,6 +159,13 @@ void nb_check_result_depth(double C, unsigned flags, const nb_data *d, const nb_
         if (r->group_nan[gidx]) {
             if (!isnan(got))
                 bad = "not NaN where the reference is NaN (NaN/Inf input or 0*inf)";
+        } else if (!isfinite(r->y[i].hi)) {
+            /* A single non-finite element of a finite group (BatchNorm
+             * inference: no reduction, so NaN/Inf stays in its element). */
+            const double want = r->y[i].hi;
+            if (isnan(want) ? !isnan(got) : got != want)
+                bad = isnan(want) ? "not NaN where the reference is NaN (NaN input or 0*inf)"
+                                  : "not the reference's Inf (Inf input, no reduction)";
         } else if (!isfinite(got)) {
             bad = "non-finite where the reference is finite";
             use = INFINITY;

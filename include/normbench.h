@@ -229,7 +229,9 @@ typedef struct nb_ref {
     nb_dd *mean, *var, *rstd;  /* per statistics group (rms: mean 0, var = mean square) */
     double *rms;       /* sqrt(mean^2 + var) per group */
     nb_dd *running_mean, *running_var; /* per channel after the update, or NULL */
-    bool *group_nan;   /* the group holds NaN/Inf (or 0 * inf arises): all NaN */
+    bool *group_nan;   /* the group holds NaN/Inf (or 0 * inf arises): all NaN.
+                          bn inference (no reduction) is per element instead:
+                          a NaN/Inf x gives NaN/+-Inf in y[i] only */
 } nb_ref;
 
 /* Compute the reference for the inputs in d (x, gamma, beta, initial running

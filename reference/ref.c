@@ -9,9 +9,11 @@
  *     (RMSNorm: mean = 0, var = S2 / m; BatchNorm inference: the running
  *     statistics, exact);
  *   - rstd = 1 / sqrt(var + eps), z = (x - mean) rstd and y = gamma z + beta
- *     at P >= 256 bits, where x - mean is formed exactly as (m x - S1) / m so
- *     that z carries a relative error of a few units of 2^-P whatever the
- *     cancellation in x - mean;
+ *     at P >= 256 bits, with z formed from exact binary quantities as
+ *     (m x - S1) / sqrt(m S2 - S1^2 + eps m^2) (one rounded square root, one
+ *     rounded division), so z has a relative error of ~2 units of 2^-P
+ *     whatever the cancellation in x - mean, and a z that is exactly binary
+ *     comes out exact;
  *   - a Ziv loop per element: when the error bound of y (cancellation between
  *     gamma z and beta) does not let y be rounded correctly to the dtype and
  *     known to ~115 bits, the group's statistics, z and y are recomputed at
@@ -52,8 +54,9 @@ typedef struct stats {
     mpfr_prec_t prec;
     int64_t group; /* group these were computed for, -1 none */
     bool exact;    /* every rounding so far was exact (ternary 0) */
-    mpfr_t mean, var, rstd, q; /* z = N_k * q */
-    mpfr_t t;                  /* scratch */
+    mpfr_t mean, var, rstd;
+    mpfr_t s;                  /* sqrt(W) */
+    mpfr_t t;                  /* rms: N_k * s, exact */
     mpfr_t z, y;
 } stats;
 
@@ -186,12 +189,12 @@ static void stats_init(stats *s)
     s->prec = 0;
     s->group = -1;
     s->exact = false;
-    mpfr_inits2(NB_REF_PREC0, s->mean, s->var, s->rstd, s->q, s->t, s->z, s->y, (mpfr_ptr)0);
+    mpfr_inits2(NB_REF_PREC0, s->mean, s->var, s->rstd, s->s, s->t, s->z, s->y, (mpfr_ptr)0);
 }
 
 static void stats_clear(stats *s)
 {
-    mpfr_clears(s->mean, s->var, s->rstd, s->q, s->t, s->z, s->y, (mpfr_ptr)0);
+    mpfr_clears(s->mean, s->var, s->rstd, s->s, s->t, s->z, s->y, (mpfr_ptr)0);
 }
 
 static void ctx_free(ctx *c)
@@ -302,55 +305,54 @@ static double load(const void *buf, nb_dtype t, int64_t i)
 /* ---- statistics ------------------------------------------------------- */
 
 /* Statistics of the current group at precision prec from the exact data.
- * z is formed from exact dyadic quantities with as few roundings as
- * possible, so that a z that is exactly dyadic is computed exactly (every
- * ternary 0) once prec is large enough:
- *   batch:   z = (m x - S1) / sqrt(W),  W = m S2 - S1^2 + eps m^2 (exact),
- *            q = rec_sqrt(W): one rounding;
- *   running: z = (x - rm0) / sqrt(W),   W = rv0 + eps (exact), q as above;
- *   rms:     z = x sqrt(m) / sqrt(S2 + eps m) = x sqrt(W) / Wr,
- *            W = m Wr, Wr = S2 + eps m (exact), q = RN(RN(sqrt W) / Wr).
- * With u = 2^-prec, q carries <= 2.01u and z = RN(N_k q) <= 3.02u relative
- * error (N_k exact). mean, var and rstd are reported with <= 2 roundings. */
+ * z is formed from exact binary quantities with one rounded square root and
+ * one rounded division, so that a z that is exactly binary (e.g. +/-1 in a
+ * +/-sigma alternation, whatever sigma) is computed exactly (every ternary
+ * 0) once prec is large enough: if z = N / sqrt(W) is binary and nonzero,
+ * sqrt(W) is rational, hence binary, and both operations are exact.
+ *   batch:   z = (m x - S1) / s,  s = sqrt(W), W = m S2 - S1^2 + eps m^2;
+ *   running: z = (x - rm0) / s,   s = sqrt(W), W = rv0 + eps;
+ *   rms:     z = x sqrt(m) / sqrt(S2 + eps m) = (x s) / Wr,
+ *            s = sqrt(W), W = m Wr, Wr = S2 + eps m;
+ * W, Wr and the numerator N_k are exact; x s is exact at prec + 53 bits.
+ * With u = 2^-prec: s carries <= u relative error, z = RN(N / s) or
+ * RN(N s / Wr) <= 2.01u. mean, var and rstd are reported with <= 2
+ * roundings each. */
 static void stats_compute(ctx *c, stats *st, mpfr_prec_t prec, int64_t g, double rm0, double rv0)
 {
-    int t = 0;
     if (st->prec != prec) {
         mpfr_set_prec(st->mean, prec);
         mpfr_set_prec(st->var, prec);
         mpfr_set_prec(st->rstd, prec);
-        mpfr_set_prec(st->q, prec);
-        mpfr_set_prec(st->t, prec);
+        mpfr_set_prec(st->s, prec);
+        mpfr_set_prec(st->t, prec + 53);
         mpfr_set_prec(st->z, prec);
         mpfr_set_prec(st->y, prec);
         st->prec = prec;
     }
+    /* sqrt(0) = +0 (then rstd = +Inf); sqrt of W < 0 (bn inference with a
+     * negative running variance) is NaN. */
+    st->exact = mpfr_sqrt(st->s, c->W, MPFR_RNDN) == 0;
     switch (c->mode) {
     case MODE_BATCH:
         mpfr_div(st->mean, c->S1, c->mf, MPFR_RNDN);
         mpfr_div(st->var, c->num, c->m2f, MPFR_RNDN);
-        t |= mpfr_rec_sqrt(st->q, c->W, MPFR_RNDN); /* W == 0: +Inf */
-        mpfr_mul(st->rstd, st->q, c->mf, MPFR_RNDN);  /* rstd = m / sqrt(W) */
+        mpfr_div(st->rstd, c->mf, st->s, MPFR_RNDN); /* m / sqrt(W) */
         break;
     case MODE_RUNNING:
         mpfr_set_d(st->mean, rm0, MPFR_RNDN);
         mpfr_set_d(st->var, rv0, MPFR_RNDN);
-        t |= mpfr_rec_sqrt(st->q, c->W, MPFR_RNDN); /* W == 0: +Inf, W < 0: NaN */
-        mpfr_set(st->rstd, st->q, MPFR_RNDN);
+        mpfr_ui_div(st->rstd, 1, st->s, MPFR_RNDN);
         break;
     case MODE_RMS:
         mpfr_set_zero(st->mean, 1);
         mpfr_div(st->var, c->S2, c->mf, MPFR_RNDN);
-        if (mpfr_zero_p(c->Wr)) {
-            mpfr_set_inf(st->q, 1);
-        } else {
-            t |= mpfr_sqrt(st->t, c->W, MPFR_RNDN);
-            t |= mpfr_div(st->q, st->t, c->Wr, MPFR_RNDN);
-        }
-        mpfr_set(st->rstd, st->q, MPFR_RNDN);
+        if (mpfr_zero_p(c->Wr))
+            mpfr_set_inf(st->rstd, 1);
+        else
+            mpfr_div(st->rstd, st->s, c->Wr, MPFR_RNDN); /* sqrt(m Wr) / Wr */
         break;
     }
-    st->exact = t == 0;
     st->group = g;
 }
 
@@ -409,11 +411,17 @@ static bool group_sums(ctx *c)
 static bool eval_elem(ctx *c, stats *st)
 {
     const mpfr_prec_t P = st->prec;
-    int tz = mpfr_mul(st->z, c->Nk, st->q, MPFR_RNDN);
+    int tz;
+    if (c->mode == MODE_RMS) {
+        mpfr_mul(st->t, c->Nk, st->s, MPFR_RNDN); /* exact: 53 + P bits */
+        tz = mpfr_div(st->z, st->t, c->Wr, MPFR_RNDN);
+    } else {
+        tz = mpfr_div(st->z, c->Nk, st->s, MPFR_RNDN);
+    }
     int ty = mpfr_fma(st->y, c->gam, st->z, c->bet, MPFR_RNDN);
     if (!mpfr_number_p(st->y))
         return true; /* Inf/NaN from non-finite gamma/beta: nothing to refine */
-    /* Error of z: <= 3.02u |z| (u = 2^-P) unless every rounding was exact.
+    /* Error of z: <= 2.01u |z| (u = 2^-P) unless every rounding was exact.
      * Error of y = RN(gamma z + beta): |gamma| err(z) + u |y|
      *   <= 2^(e_g + e_z - P + 3) [z term] + 2^(e_y - P) [rounding term]
      * with |v| < 2^e_v; the sum is below 2^(max + 1). */
@@ -606,6 +614,15 @@ nb_status nb_ref_compute(const nb_data *d, nb_ref *r)
         for (int64_t k = 0; k < m; k++) {
             double v = load(d->x, dt, c->idx[k]);
             if (!isfinite(v)) {
+                if (c->mode == MODE_RUNNING) {
+                    /* BatchNorm inference has no reduction: a NaN/Inf x
+                     * affects its own element only (y = NaN for NaN,
+                     * +/-Inf * sign(gamma rstd) for +/-Inf, NaN where
+                     * gamma == 0), as in PyTorch. MPFR's Inf/NaN arithmetic
+                     * below produces exactly that. */
+                    mpfr_set_d(c->xs[k], v, MPFR_RNDN);
+                    continue;
+                }
                 bad = true;
                 break;
             }
