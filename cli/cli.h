@@ -12,5 +12,7 @@ int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool cli_kernel_selected(const nb_kernel *k, char **globs, int nglobs);
 
 int cmd_verify(int argc, char **argv);
+/* verify --sweep stability (cli/stability.c); plot may be NULL. */
+int verify_stability(char **globs, int nglobs, const char *plot);
 
 #endif

@@ -101,6 +101,7 @@ int cmd_verify(int argc, char **argv)
     bool failures_only = false;
     int threads[16] = {0}, nthreads = 0;
     int rc = 0;
+    const char *sweep_name = NULL, *plot = NULL, *json_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--kernels")) {
@@ -138,10 +139,38 @@ int cmd_verify(int argc, char **argv)
             }
         } else if (!strcmp(a, "--failures-only")) {
             failures_only = true;
+        } else if (!strcmp(a, "--sweep")) {
+            if (i + 1 >= argc || strcmp(argv[i + 1], "stability")) {
+                rc = cli_error("--sweep needs a sweep name: stability");
+                goto done;
+            }
+            sweep_name = argv[++i];
+        } else if (!strcmp(a, "--plot") || !strcmp(a, "--json")) {
+            if (i + 1 >= argc) {
+                rc = cli_error("%s needs a file name", a);
+                goto done;
+            }
+            if (a[2] == 'p')
+                plot = argv[++i];
+            else
+                json_path = argv[++i];
         } else {
             rc = cli_error("verify: unknown argument '%s'", a);
             goto done;
         }
+    }
+
+    if (plot && !sweep_name) {
+        rc = cli_error("--plot needs --sweep stability");
+        goto done;
+    }
+    if (sweep_name) {
+        if (np || json_path || nthreads || seeds != 1 || seed >= 0) {
+            rc = cli_error("--sweep stability takes only --kernels and --plot");
+            goto done;
+        }
+        rc = verify_stability(globs, ng, plot);
+        goto done;
     }
 
     char **sweep = NULL;

@@ -1,0 +1,382 @@
+/* stability.c: `normbench verify --sweep stability`: per kernel, a
+ * mean-offset sweep (data=offset<mu>, std 1, so the conditioning
+ * K = sqrt(mean^2 + var) * rstd runs from 1 to 1e4 in f32 and to 1e9 in
+ * f64), a least-squares fit of log(error) against log(K), and a
+ * classification stable / linear-in-K / quadratic-in-K. Optionally writes
+ * an SVG plot of error against K.
+ *
+ * Which error? The scaled error err/(u s_i) already divides by
+ * s_i ~ |gamma|(K + |z|), so it is flat for every algorithm whose error is
+ * within the model's K-proportional allowance, and it grows like K only for
+ * the one-pass formula. The error of y measured without K,
+ * err/(u(|gamma|(1 + |z|) + |beta| + |y|)), grows like K for every kernel
+ * that stores the mean in the dtype (rounding the mean alone moves z by
+ * u K), so it cannot tell two-pass from Welford. The quantity that carries
+ * the algorithm's conditioning, and separates all three classes, is the
+ * relative error of rstd (equivalently of the variance, rstd's relative
+ * error is half of var's) in units of u:
+ *   two-pass (deviations from an accurate mean)  ~ C u        slope 0
+ *   Welford  (updates against a drifting mean)    ~ C u K      slope 1
+ *   one-pass (E[x^2] - E[x]^2)                    ~ C u K^2    slope 2
+ * The classification uses that slope; the table also prints the slopes of
+ * the scaled error and of the K-free y error. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Slope thresholds of the classification (of log rstd error vs log K). */
+#define SLOPE_LINEAR 0.5
+#define SLOPE_QUADRATIC 1.5
+/* Points whose rstd relative error reaches this (or any non-finite output)
+ * have lost every digit: excluded from the fit ("saturated"). */
+#define SATURATED_REL 0.1
+/* Errors are floored at this many u before taking logs (exact results). */
+#define ERR_FLOOR 0.25
+/* Points with K below this sit on the rounding floor of every algorithm;
+ * the fit uses K >= FIT_KMIN. */
+#define FIT_KMIN 3.0
+#define NSEEDS 3
+#define MAXPTS 24
+
+typedef struct sweep_base {
+    nb_layer layer;
+    const char *shape; /* problem string without dtype and data */
+} sweep_base;
+
+static const sweep_base bases[] = {
+    {NB_BN, "bn:n8c4h4w4:nchw:train"}, {NB_IN, "in:n2c4h8w8:nchw"},
+    {NB_LN, "ln:rows16:cols256"},      {NB_GN, "gn:n2c8h4w4:g2:nhwc"},
+    {NB_RMS, "rms:rows16:cols256"},
+};
+
+typedef struct point {
+    double K;           /* mean over groups of the reference's K */
+    double rstd_rel;    /* max |rstd err| / (u rstd), over groups and seeds */
+    double scaled;      /* max scaled error */
+    double kfree;       /* max err / (u (|g|(1+|z|) + |b| + |y|)) */
+    bool saturated;
+    bool failed;        /* kernel error */
+} point;
+
+typedef struct series {
+    const nb_kernel *k;
+    nb_dtype dtype;
+    int npts;
+    point pt[MAXPTS];
+    double slope, slope_scaled, slope_kfree;
+    int nfit;
+    const char *cls;
+} series;
+
+static double getv(const void *b, nb_dtype t, int64_t i)
+{
+    return t == NB_F32 ? (double)((const float *)b)[i] : ((const double *)b)[i];
+}
+
+/* Least-squares slope of log(y) on log(x) over the usable points. */
+static double fit_slope(const series *s, int which, int *nused)
+{
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    int n = 0;
+    for (int i = 0; i < s->npts; i++) {
+        const point *p = &s->pt[i];
+        if (p->saturated || p->failed || p->K < FIT_KMIN)
+            continue;
+        double v = which == 0 ? p->rstd_rel : which == 1 ? p->scaled : p->kfree;
+        double lx = log10(p->K), ly = log10(fmax(v, ERR_FLOOR));
+        sx += lx;
+        sy += ly;
+        sxx += lx * lx;
+        sxy += lx * ly;
+        n++;
+    }
+    *nused = n;
+    double den = n * sxx - sx * sx;
+    return n >= 2 && den > 0 ? (n * sxy - sx * sy) / den : NAN;
+}
+
+/* Measure one kernel on one (problem, reference). */
+static void measure(const nb_kernel *k, nb_data *d, const nb_ref *r, point *pt)
+{
+    nb_check c;
+    nb_status st = nb_verify_one(k, d, r, &c);
+    if (st || c.verdict == NB_SKIP) {
+        pt->failed = true;
+        return;
+    }
+    const nb_problem *p = &d->prob;
+    const nb_dtype t = p->dtype;
+    const double u = t == NB_F32 ? 0x1p-24 : 0x1p-53;
+    const int64_t G = nb_problem_stat_count(p), N = nb_problem_numel(p);
+    for (int64_t g = 0; g < G; g++) {
+        double want = r->rstd[g].hi, got = getv(d->rstd, t, g);
+        double rel = fabs((got - want) - r->rstd[g].lo) / want;
+        if (!isfinite(got) || !(rel < SATURATED_REL))
+            pt->saturated = true;
+        else if (rel / u > pt->rstd_rel)
+            pt->rstd_rel = rel / u;
+    }
+    if (isfinite(c.max_scaled) && c.max_scaled > pt->scaled)
+        pt->scaled = c.max_scaled;
+    /* y error without K in the scale; parameters by the same rules as
+     * the checker (ln/rms: column; others: channel). */
+    const int64_t S = nb_problem_spatial(p), C = p->c;
+    for (int64_t i = 0; i < N; i++) {
+        int64_t pi;
+        if (p->layer == NB_LN || p->layer == NB_RMS)
+            pi = i % C;
+        else
+            pi = p->layout == NB_NCHW ? (i / S) % C : i % C;
+        double gam = p->affine ? getv(d->gamma, t, pi) : 1.0;
+        double bet = p->affine && p->has_beta && p->layer != NB_RMS ? getv(d->beta, t, pi) : 0.0;
+        double got = getv(d->y, t, i);
+        if (!isfinite(got)) {
+            pt->saturated = true;
+            continue;
+        }
+        double err = fabs((got - r->y[i].hi) - r->y[i].lo);
+        double sc = fabs(gam) * (1.0 + fabs(r->z[i])) + fabs(bet) + fabs(r->y[i].hi);
+        double v = err / (u * sc);
+        if (v > pt->kfree)
+            pt->kfree = v;
+    }
+}
+
+static const char *classify(double slope)
+{
+    if (!isfinite(slope))
+        return "unclassified";
+    if (slope >= SLOPE_QUADRATIC)
+        return "quadratic-in-K";
+    if (slope >= SLOPE_LINEAR)
+        return "linear-in-K";
+    return "stable";
+}
+
+/* ---- SVG plot ------------------------------------------------------------ */
+
+static void svg_panel(FILE *f, double x0, double y0, double w, double h, const char *title,
+                      const series *ss, int ns, nb_layer layer, nb_dtype t)
+{
+    static const char *const colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                                         "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+    double kmax = t == NB_F32 ? 1e4 : 1e9, emax = 1;
+    for (int i = 0; i < ns; i++) {
+        if (ss[i].k->layer != layer || ss[i].dtype != t)
+            continue;
+        for (int j = 0; j < ss[i].npts; j++)
+            if (!ss[i].pt[j].failed)
+                emax = fmax(emax, ss[i].pt[j].saturated ? 1.0 / (t == NB_F32 ? 0x1p-24 : 0x1p-53) * 0.1
+                                                         : ss[i].pt[j].rstd_rel);
+    }
+    const double lxmax = log10(kmax) + 0.2, lymin = log10(ERR_FLOOR), lymax = ceil(log10(emax)) + 0.5;
+    const double px = x0 + 50, py = y0 + 25, pw = w - 70, ph = h - 60;
+#define XP(lk) (px + pw * (lk) / lxmax)
+#define YP(le) (py + ph - ph * ((le) - lymin) / (lymax - lymin))
+    fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#888'/>\n", px,
+            py, pw, ph);
+    fprintf(f, "<text x='%.1f' y='%.1f' font-size='12' font-weight='bold'>%s</text>\n", px, y0 + 16,
+            title);
+    for (int e = 0; e <= (int)lxmax; e += t == NB_F32 ? 1 : 2)
+        fprintf(f, "<text x='%.1f' y='%.1f' font-size='9' text-anchor='middle'>1e%d</text>\n", XP(e),
+                py + ph + 12, e);
+    for (int e = (int)ceil(lymin); e <= (int)lymax; e += (lymax - lymin) > 8 ? 2 : 1)
+        fprintf(f, "<text x='%.1f' y='%.1f' font-size='9' text-anchor='end'>1e%d</text>\n", px - 3,
+                YP(e) + 3, e);
+    fprintf(f, "<text x='%.1f' y='%.1f' font-size='9' text-anchor='middle'>K</text>\n", px + pw / 2,
+            py + ph + 24);
+    int ci = 0;
+    for (int i = 0; i < ns; i++) {
+        const series *s = &ss[i];
+        if (s->k->layer != layer || s->dtype != t)
+            continue;
+        const char *col = colors[ci % 8];
+        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='1.5' points='", col);
+        for (int j = 0; j < s->npts; j++) {
+            const point *p = &s->pt[j];
+            if (p->failed || p->saturated)
+                continue;
+            fprintf(f, "%.1f,%.1f ", XP(log10(p->K)), YP(log10(fmax(p->rstd_rel, ERR_FLOOR))));
+        }
+        fprintf(f, "'/>\n");
+        for (int j = 0; j < s->npts; j++) {
+            const point *p = &s->pt[j];
+            if (!p->failed && p->saturated)
+                fprintf(f, "<text x='%.1f' y='%.1f' font-size='9' fill='%s'>x</text>\n",
+                        XP(log10(p->K)) - 3, YP(lymax - 0.3), col);
+        }
+        fprintf(f, "<text x='%.1f' y='%.1f' font-size='9' fill='%s'>%s (%s, %.2f)</text>\n", px + 4,
+                py + 11 + 11 * ci, col, s->k->name, s->cls, s->slope);
+        ci++;
+    }
+#undef XP
+#undef YP
+}
+
+static int write_svg(const char *path, const series *ss, int ns)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return cli_error("cannot write plot '%s'", path);
+    const double W = 420, H = 260;
+    const int nl = (int)(sizeof bases / sizeof bases[0]);
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
+               "font-family='sans-serif'>\n", 2 * W, nl * H + 40);
+    fprintf(f, "<text x='10' y='20' font-size='13'>normbench stability sweep: max relative rstd "
+               "error (units of u) vs K = rms/std; x = saturated (all digits lost)</text>\n");
+    for (int l = 0; l < nl; l++)
+        for (int t = 0; t < 2; t++) {
+            char title[96];
+            snprintf(title, sizeof title, "%s %s", nb_layer_name(bases[l].layer),
+                     nb_dtype_name((nb_dtype)t));
+            svg_panel(f, t * W, 30 + l * H, W, H, title, ss, ns, bases[l].layer, (nb_dtype)t);
+        }
+    fprintf(f, "</svg>\n");
+    if (fclose(f))
+        return cli_error("cannot write plot '%s'", path);
+    return 0;
+}
+
+/* ---- driver --------------------------------------------------------------- */
+
+int verify_stability(char **globs, int ng, const char *plot)
+{
+    const int nl = (int)(sizeof bases / sizeof bases[0]);
+    series *ss = calloc(nb_kernel_count() * 2, sizeof *ss);
+    if (!ss)
+        return cli_error("out of memory");
+    int ns = 0, bad = 0;
+    for (int t = 0; t < 2; t++) {
+        const nb_dtype dt = (nb_dtype)t;
+        /* mu = 0, then half decades up to 1e4 (f32) or 1e9 (f64) */
+        double mus[MAXPTS];
+        int nmu = 0;
+        mus[nmu++] = 0;
+        for (double e = 0; e <= (dt == NB_F32 ? 4.0 : 9.0) + 1e-9; e += 0.5)
+            mus[nmu++] = pow(10.0, e);
+        for (int l = 0; l < nl; l++) {
+            const int first = ns;
+            for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
+                const nb_kernel *k = nb_kernel_at(ki);
+                if (k->layer != bases[l].layer || !cli_kernel_selected(k, globs, ng) ||
+                    !(k->dtypes & (1u << dt)) || !nb_kernel_available(k))
+                    continue;
+                ss[ns].k = k;
+                ss[ns].dtype = dt;
+                ss[ns].npts = nmu;
+                ns++;
+            }
+            if (ns == first)
+                continue;
+            for (int j = 0; j < nmu; j++) {
+                double Ksum = 0;
+                int Kn = 0;
+                for (int sd = 1; sd <= NSEEDS; sd++) {
+                    char ps[256], err[256];
+                    snprintf(ps, sizeof ps, "%s:%s:seed%d:data=offset%.17g", bases[l].shape,
+                             nb_dtype_name(dt), sd, mus[j]);
+                    nb_problem p;
+                    if (nb_problem_parse(ps, &p, err, sizeof err)) {
+                        free(ss);
+                        return cli_error("internal sweep problem '%s': %s", ps, err);
+                    }
+                    nb_data d;
+                    nb_ref r = {0};
+                    nb_status st = nb_data_alloc(&d, &p);
+                    if (!st)
+                        st = nb_ref_compute(&d, &r);
+                    if (st) {
+                        fprintf(stderr, "normbench: %s: %s\n", ps, nb_strerror(st));
+                        bad++;
+                        nb_ref_free(&r);
+                        nb_data_free(&d);
+                        continue;
+                    }
+                    for (int64_t g = 0; g < r.groups; g++) {
+                        Ksum += r.rms[g] * r.rstd[g].hi;
+                        Kn++;
+                    }
+                    for (int i = first; i < ns; i++)
+                        measure(ss[i].k, &d, &r, &ss[i].pt[j]);
+                    nb_ref_free(&r);
+                    nb_data_free(&d);
+                }
+                for (int i = first; i < ns; i++)
+                    ss[i].pt[j].K = Kn ? Ksum / Kn : NAN;
+            }
+            for (int i = first; i < ns; i++) {
+                series *s = &ss[i];
+                int n1, n2;
+                s->slope = fit_slope(s, 0, &s->nfit);
+                s->slope_scaled = fit_slope(s, 1, &n1);
+                s->slope_kfree = fit_slope(s, 2, &n2);
+                s->cls = bases[l].layer == NB_RMS ? "n/a (no centring)" : classify(s->slope);
+            }
+        }
+    }
+
+    printf("stability sweep: data=offset<mu> (std 1), mu = 0 and 10^0, 10^0.5, ... up to K = 1e4 (f32) "
+           "/ 1e9 (f64), %d seeds per point\n", NSEEDS);
+    printf("classified by the least-squares slope of log10(max relative rstd error / u) against "
+           "log10(K), over unsaturated points with K >= %g:\n", FIT_KMIN);
+    printf("  stable: slope < %.1f   linear-in-K: %.1f <= slope < %.1f   quadratic-in-K: slope >= %.1f\n",
+           SLOPE_LINEAR, SLOPE_LINEAR, SLOPE_QUADRATIC, SLOPE_QUADRATIC);
+    printf("  (scaled = err/(u s_i), s_i contains K: flat unless the error outgrows the model, one less "
+           "than the rstd slope; kfree = err/(u(|g|(1+|z|)+|b|+|y|)): >= 1 for any kernel that stores "
+           "the mean in the dtype)\n");
+    printf("%-32s %-4s %8s %5s %6s %9s %9s %10s %10s  %s\n", "kernel", "type", "K_max_fit", "pts",
+           "slope", "slope_scl", "slope_kfr", "rstd_err@1", "rstd_errKm", "class");
+    for (int i = 0; i < ns; i++) {
+        const series *s = &ss[i];
+        double kfit = 0, elo = s->pt[0].rstd_rel, ehi = 0;
+        int sat = 0;
+        for (int j = 0; j < s->npts; j++) {
+            if (s->pt[j].saturated)
+                sat++;
+            else if (!s->pt[j].failed && s->pt[j].K >= kfit) {
+                kfit = s->pt[j].K;
+                ehi = s->pt[j].rstd_rel;
+            }
+        }
+        printf("%-32s %-4s %8.2g %5d %6.2f %9.2f %9.2f %10.3g %10.3g  %s", s->k->name,
+               nb_dtype_name(s->dtype), kfit, s->nfit, s->slope, s->slope_scaled, s->slope_kfree, elo,
+               ehi, s->cls);
+        if (sat)
+            printf(" (%d saturated point%s: all digits lost)", sat, sat > 1 ? "s" : "");
+        if (s->k->layer == NB_RMS)
+            printf(" K = %.3g at every offset", s->pt[s->npts - 1].K);
+        putchar('\n');
+    }
+    bool any_rms = false;
+    for (int i = 0; i < ns; i++)
+        any_rms |= ss[i].k->layer == NB_RMS;
+    if (any_rms)
+        printf("rmsnorm has no centring: var = mean(x^2) carries no cancellation, K = 1 whatever the "
+               "offset, and rmsnorm/onepass is a plain sum of squares (not a negative control here); "
+               "its rows are not classified.\n");
+    /* Expectation check: the declared shapes (onepass quadratic where the
+     * layer centres; twopass and welford not quadratic). */
+    int mismatch = 0;
+    for (int i = 0; i < ns; i++) {
+        const series *s = &ss[i];
+        if (s->k->layer == NB_RMS)
+            continue;
+        bool quad = !strcmp(s->cls, "quadratic-in-K");
+        if ((s->k->algo == NB_ALGO_ONEPASS) != quad) {
+            printf("UNEXPECTED %s %s: %s (onepass should be quadratic-in-K, twopass/welford not)\n",
+                   s->k->name, nb_dtype_name(s->dtype), s->cls);
+            mismatch++;
+        }
+    }
+    printf("stability: %d kernel/dtype series, %d unexpected classification(s)\n", ns, mismatch);
+    int rc = mismatch || bad ? 1 : 0;
+    if (plot && write_svg(plot, ss, ns))
+        rc = 2;
+    else if (plot)
+        printf("plot written to %s\n", plot);
+    free(ss);
+    return rc;
+}
