@@ -1,0 +1,422 @@
+/* test_kernels.c: every registered kernel against the MPFR reference over a
+ * sweep of batch sizes, group counts, eps values, odd spatial sizes, data
+ * distributions, layouts and dtypes (one parameterized test per kernel, so
+ * a new row in impls/kernels.def is tested with no edit here); the layer
+ * identities (GN G=1 == LN over CHW, GN G=C == IN, RMS == LN on zero-mean
+ * rows); and the checker's teeth (onepass flagged on offset data, a
+ * perturbed element caught exactly past its bound). */
+#include "normbench.h"
+
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the sweep --------------------------------------------------------- */
+
+typedef struct sweep {
+    char **s;
+    size_t n, cap;
+} sweep;
+
+static void add(sweep *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(sweep *w, const char *fmt, ...)
+{
+    if (w->n == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 64;
+        w->s = realloc(w->s, w->cap * sizeof *w->s);
+        cr_assert(w->s != NULL);
+    }
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    w->s[w->n++] = strdup(buf);
+}
+
+static void sweep_free(sweep *w)
+{
+    for (size_t i = 0; i < w->n; i++)
+        free(w->s[i]);
+    free(w->s);
+}
+
+static const char *const dists[] = {"normal", "offset1e3", "sorted2",  "const-1.5", "alt3",
+                                    "tiny1e-4", "huge",     "subnormal", "nan"};
+static const char *const epss[] = {"0", "1e-12", "1e-5", "1e-3", "1"};
+static const int batches[] = {1, 2, 3, 7, 32};
+
+/* Problems for one layer in one dtype. */
+static void layer_sweep(sweep *w, nb_layer l, const char *dt)
+{
+    const char *lay[2] = {"nchw", "nhwc"};
+    switch (l) {
+    case NB_LN:
+    case NB_RMS: {
+        const char *ls = nb_layer_short(l);
+        for (size_t b = 0; b < 5; b++)
+            add(w, "%s:rows%d:cols37:%s", ls, batches[b], dt);
+        static const int widths[] = {1, 2, 15, 16, 17, 31, 33, 64, 127, 1000};
+        for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++)
+            add(w, "%s:rows3:cols%d:%s", ls, widths[i], dt);
+        for (size_t e = 0; e < 5; e++)
+            add(w, "%s:rows4:cols40:eps%s:%s", ls, epss[e], dt);
+        for (size_t d = 0; d < sizeof dists / sizeof dists[0]; d++)
+            add(w, "%s:rows5:cols67:%s:data=%s", ls, dt, dists[d]);
+        add(w, "%s:rows3:cols20:noaffine:%s", ls, dt);
+        if (l == NB_LN)
+            add(w, "ln:rows3:cols20:nobeta:%s:data=offset10", dt);
+        add(w, "%s:rows2:cols4096:%s", ls, dt);
+        break;
+    }
+    case NB_BN:
+        for (int L = 0; L < 2; L++) {
+            for (size_t b = 0; b < 5; b++)
+                add(w, "bn:n%dc3h3w5:%s:%s", batches[b], lay[L], dt);
+            add(w, "bn:n2c5:%s:%s", lay[L], dt);
+            add(w, "bn:n3c4l7:%s:%s", lay[L], dt);
+            add(w, "bn:n2c3d3h1w5:%s:%s", lay[L], dt);
+            add(w, "bn:n3c4h5w5:%s:infer:%s", lay[L], dt);
+            add(w, "bn:n3c4h5w5:%s:momnone:nbt3:%s", lay[L], dt);
+            add(w, "bn:n3c4h5w5:%s:mom0.5:noaffine:%s", lay[L], dt);
+            add(w, "bn:n1c2h1w2:%s:%s", lay[L], dt);
+            for (size_t e = 0; e < 5; e++)
+                add(w, "bn:n2c3h3w3:%s:eps%s:%s", lay[L], epss[e], dt);
+            for (size_t d = 0; d < sizeof dists / sizeof dists[0]; d++) {
+                add(w, "bn:n3c5h3w3:%s:%s:data=%s", lay[L], dt, dists[d]);
+                add(w, "bn:n3c5h3w3:%s:infer:%s:data=%s", lay[L], dt, dists[d]);
+            }
+        }
+        break;
+    case NB_IN:
+        for (int L = 0; L < 2; L++) {
+            for (size_t b = 0; b < 5; b++)
+                add(w, "in:n%dc3h3w5:%s:%s", batches[b], lay[L], dt);
+            add(w, "in:n2c4l9:%s:affine:%s", lay[L], dt);
+            add(w, "in:n2c3d2h3w3:%s:track:%s", lay[L], dt);
+            add(w, "in:n3c2h2w1:%s:affine:track:mom0.25:%s", lay[L], dt);
+            for (size_t e = 0; e < 5; e++)
+                add(w, "in:n2c3h3w3:%s:eps%s:%s", lay[L], epss[e], dt);
+            for (size_t d = 0; d < sizeof dists / sizeof dists[0]; d++)
+                add(w, "in:n3c5h3w3:%s:affine:track:%s:data=%s", lay[L], dt, dists[d]);
+        }
+        break;
+    case NB_GN:
+    default:
+        for (int L = 0; L < 2; L++) {
+            static const int groups[] = {1, 2, 3, 6, 12}; /* 1, 2, 3, C/2, C */
+            for (size_t g = 0; g < 5; g++)
+                add(w, "gn:n2c12h3w3:g%d:%s:%s", groups[g], lay[L], dt);
+            for (size_t b = 0; b < 5; b++)
+                add(w, "gn:n%dc6l5:g3:%s:%s", batches[b], lay[L], dt);
+            add(w, "gn:n2c6:g2:%s:%s", lay[L], dt);
+            add(w, "gn:n2c9d3h1w3:g3:%s:noaffine:%s", lay[L], dt);
+            for (size_t e = 0; e < 5; e++)
+                add(w, "gn:n2c4h3w3:g2:%s:eps%s:%s", lay[L], epss[e], dt);
+            for (size_t d = 0; d < sizeof dists / sizeof dists[0]; d++)
+                add(w, "gn:n3c6h3w3:g3:%s:%s:data=%s", lay[L], dt, dists[d]);
+        }
+        break;
+    }
+}
+
+/* ---- one kernel over its layer's sweep --------------------------------- */
+
+typedef struct kparam {
+    size_t index;
+    char name[64];
+} kparam;
+
+static void free_params(struct criterion_test_params *crp) { cr_free(crp->params); }
+
+ParameterizedTestParameters(kernels, sweep)
+{
+    size_t n = nb_kernel_count();
+    kparam *p = cr_malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) {
+        p[i].index = i;
+        snprintf(p[i].name, sizeof p[i].name, "%s", nb_kernel_at(i)->name);
+    }
+    return cr_make_param_array(kparam, p, n, free_params);
+}
+
+/* LIMIT is acceptable only where the kernel honestly cannot represent the
+ * answer: huge data on a kernel that is not prescaled. */
+static bool limit_ok(const nb_kernel *k, const nb_problem *p)
+{
+    return p->dist == NB_DIST_HUGE && !(k->flags & NB_KF_PRESCALED);
+}
+
+ParameterizedTest(kparam *kp, kernels, sweep, .timeout = 600)
+{
+    const nb_kernel *k = nb_kernel_at(kp->index);
+    cr_assert_not_null(k);
+    if (!nb_kernel_available(k))
+        cr_skip_test("%s: ISA not available on this CPU", k->name);
+    const bool neg = k->flags & NB_KF_NEGATIVE_CONTROL;
+    sweep w = {0};
+    layer_sweep(&w, k->layer, "f32");
+    layer_sweep(&w, k->layer, "f64");
+    size_t ran = 0;
+    for (size_t i = 0; i < w.n; i++) {
+        nb_problem p;
+        char err[256];
+        cr_assert_eq(nb_problem_parse(w.s[i], &p, err, sizeof err), NB_OK, "%s: %s", w.s[i], err);
+        if (!(k->dtypes & (1u << p.dtype)))
+            continue;
+        nb_data d;
+        nb_ref r = {0};
+        cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+        cr_assert_eq(nb_ref_compute(&d, &r), NB_OK, "reference failed on %s", w.s[i]);
+        nb_check c;
+        nb_verify_one(k, &d, &r, &c);
+        char ps[512];
+        nb_problem_format(&p, ps, sizeof ps);
+        if (c.verdict != NB_SKIP)
+            ran++;
+        if (neg) {
+            /* The negative control must still behave on benign data: zero
+             * mean, groups large enough that the sample variance is not
+             * small by chance (K near 1). */
+            if (p.dist == NB_DIST_NORMAL && p.eps > 0 && nb_problem_group_size(&p) >= 16 &&
+                c.verdict != NB_SKIP)
+                cr_expect_eq(c.verdict, NB_PASS, "%s on %s: %s", k->name, ps, c.reason);
+        } else if (c.verdict == NB_LIMIT) {
+            cr_expect(limit_ok(k, &p), "%s on %s: unexpected LIMIT: %s", k->name, ps, c.reason);
+        } else if (c.verdict != NB_SKIP) {
+            cr_expect_eq(c.verdict, NB_PASS,
+                         "%s on %s: %s (bound use %.3g, worst i=%lld x=%a got=%a want=%a)", k->name,
+                         ps, c.reason, c.max_bound_use, (long long)c.worst, c.worst_x, c.worst_got,
+                         c.worst_want);
+        }
+        nb_ref_free(&r);
+        nb_data_free(&d);
+    }
+    cr_expect_gt(ran, 0, "%s ran on no problem of its sweep", k->name);
+    sweep_free(&w);
+}
+
+/* ---- the negative control is caught ------------------------------------ */
+
+ParameterizedTestParameters(kernels, negative_control_caught)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nb_kernel_count(); i++) {
+        const nb_kernel *k = nb_kernel_at(i);
+        n += (k->flags & NB_KF_NEGATIVE_CONTROL) && k->layer != NB_RMS;
+    }
+    kparam *p = cr_malloc((n ? n : 1) * sizeof *p);
+    size_t j = 0;
+    for (size_t i = 0; i < nb_kernel_count(); i++) {
+        const nb_kernel *k = nb_kernel_at(i);
+        if ((k->flags & NB_KF_NEGATIVE_CONTROL) && k->layer != NB_RMS) {
+            p[j].index = i;
+            snprintf(p[j++].name, sizeof p->name, "%s", k->name);
+        }
+    }
+    return cr_make_param_array(kparam, p, n, free_params);
+}
+
+ParameterizedTest(kparam *kp, kernels, negative_control_caught)
+{
+    const nb_kernel *k = nb_kernel_at(kp->index);
+    if (!nb_kernel_available(k))
+        cr_skip_test("ISA not available");
+    static const char *const probs[NB_LAYER_COUNT] = {
+        [NB_BN] = "bn:n8c4h8w8:data=offset1e4", [NB_IN] = "in:n4c4h8w8:data=offset1e4",
+        [NB_LN] = "ln:rows64:cols256:data=offset1e4", [NB_GN] = "gn:n2c8h8w8:g4:data=offset1e4"};
+    for (int dt = 0; dt < 2; dt++) {
+        char s[128];
+        /* f64 needs a larger offset for u K^2 to exceed the bound */
+        snprintf(s, sizeof s, "%s:%s", probs[k->layer], dt ? "f64" : "f32");
+        if (dt)
+            snprintf(s, sizeof s, "%.*s1e9:f64", (int)(strlen(probs[k->layer]) - 3),
+                     probs[k->layer]);
+        nb_problem p;
+        cr_assert_eq(nb_problem_parse(s, &p, NULL, 0), NB_OK, "%s", s);
+        nb_data d;
+        nb_ref r = {0};
+        cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+        cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
+        nb_check c;
+        nb_verify_one(k, &d, &r, &c);
+        cr_expect_eq(c.verdict, NB_FAIL, "negative control %s not caught on %s (bound use %.3g)",
+                     k->name, s, c.max_bound_use);
+        nb_ref_free(&r);
+        nb_data_free(&d);
+    }
+}
+
+/* ---- the checker catches one perturbed element exactly past its bound --- */
+
+Test(checker, perturbed_element_caught)
+{
+    const nb_kernel *k = nb_kernel_find("layernorm/twopass/scalar");
+    cr_assert_not_null(k);
+    for (int dt = 0; dt < 2; dt++) {
+        nb_problem p;
+        cr_assert_eq(nb_problem_parse(dt ? "ln:rows4:cols256:f64" : "ln:rows4:cols256:f32", &p,
+                                      NULL, 0),
+                     NB_OK);
+        nb_data d;
+        nb_ref r = {0};
+        cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+        cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
+        nb_check c;
+        nb_verify_one(k, &d, &r, &c);
+        cr_assert_eq(c.verdict, NB_PASS, "%s", c.reason);
+        const int64_t at = 300;
+        /* Set y[at] to the correctly rounded value plus j ULPs; find the
+         * smallest j the checker rejects. */
+        const double want = r.y_round[at];
+        long lo = 0, hi = 1;
+        for (;;) {
+            double v = want;
+            for (long s = 0; s < hi; s++)
+                v = dt ? nextafter(v, INFINITY) : (double)nextafterf((float)v, INFINITY);
+            if (dt)
+                ((double *)d.y)[at] = v;
+            else
+                ((float *)d.y)[at] = (float)v;
+            nb_check_result(k, &d, &r, &c);
+            if (c.verdict == NB_FAIL)
+                break;
+            lo = hi;
+            hi *= 2;
+            cr_assert_lt(hi, 1L << 22, "a perturbation of 4M ULP was not caught");
+        }
+        cr_expect_eq(c.worst, at, "the failing element reported is %lld, not %lld",
+                     (long long)c.worst, (long long)at);
+        cr_expect_str_eq(c.reason, "1 element(s) fail: error above the bound");
+        /* The threshold is the bound: a few hundred ULPs for C = 255 (not 0,
+         * not millions). */
+        cr_expect_gt(hi, 1, "the bound is below one ULP");
+        cr_expect_lt(hi, 4096, "the bound admits %ld ULPs", hi);
+        (void)lo;
+        nb_ref_free(&r);
+        nb_data_free(&d);
+    }
+}
+
+/* ---- identities --------------------------------------------------------- */
+
+/* Run every available kernel of layer `kl` on problem `ks`, and check its
+ * output against the reference of problem `rs` (same data, same groups). */
+static void identity(const char *ks, const char *rs)
+{
+    nb_problem pk, pr;
+    cr_assert_eq(nb_problem_parse(ks, &pk, NULL, 0), NB_OK, "%s", ks);
+    cr_assert_eq(nb_problem_parse(rs, &pr, NULL, 0), NB_OK, "%s", rs);
+    cr_assert_eq(nb_problem_numel(&pk), nb_problem_numel(&pr));
+    nb_data dk, dr;
+    nb_ref rk = {0}, rr = {0};
+    cr_assert_eq(nb_data_alloc(&dk, &pk), NB_OK);
+    cr_assert_eq(nb_data_alloc(&dr, &pr), NB_OK);
+    const size_t es = nb_dtype_size(pk.dtype);
+    memcpy(dr.x, dk.x, (size_t)nb_problem_numel(&pk) * es);
+    /* Parameters: both layers index them by channel (GN/IN), or the pair
+     * is compared without affine parameters. */
+    int64_t np = nb_problem_param_count(&pr) < nb_problem_param_count(&pk)
+                     ? nb_problem_param_count(&pr)
+                     : nb_problem_param_count(&pk);
+    memcpy(dr.gamma, dk.gamma, (size_t)np * es);
+    memcpy(dr.beta, dk.beta, (size_t)np * es);
+    cr_assert_eq(nb_ref_compute(&dk, &rk), NB_OK);
+    cr_assert_eq(nb_ref_compute(&dr, &rr), NB_OK);
+    /* The two references agree exactly. */
+    for (int64_t i = 0; i < nb_problem_numel(&pk); i++)
+        cr_assert(rk.y_round[i] == rr.y_round[i] || (isnan(rk.y_round[i]) && isnan(rr.y_round[i])),
+                  "%s vs %s: reference differs at %lld: %a vs %a", ks, rs, (long long)i,
+                  rk.y_round[i], rr.y_round[i]);
+    size_t checked = 0;
+    for (size_t i = 0; i < nb_kernel_count(); i++) {
+        const nb_kernel *k = nb_kernel_at(i);
+        if (k->layer != pk.layer || (k->flags & NB_KF_NEGATIVE_CONTROL) || !nb_kernel_available(k))
+            continue;
+        nb_data_reset(&dk);
+        nb_args a = nb_data_args(&dk);
+        nb_status st = nb_kernel_run(k, &pk, &a);
+        if (st == NB_ERR_UNSUPPORTED)
+            continue;
+        cr_assert_eq(st, NB_OK, "%s: %s", k->name, nb_strerror(st));
+        nb_check c;
+        nb_check_result(k, &dk, &rr, &c); /* against the other layer's reference */
+        cr_expect_eq(c.verdict, NB_PASS, "%s on %s vs reference of %s: %s", k->name, ks, rs,
+                     c.reason);
+        checked++;
+    }
+    cr_expect_gt(checked, 0);
+    nb_ref_free(&rk);
+    nb_ref_free(&rr);
+    nb_data_free(&dk);
+    nb_data_free(&dr);
+}
+
+Test(identities, groupnorm_g1_is_layernorm_over_chw)
+{
+    identity("gn:n3c4h5w3:g1:noaffine:f32", "ln:rows3:cols60:noaffine:f32");
+    identity("gn:n2c6l7:g1:noaffine:f64:data=offset100", "ln:rows2:cols42:noaffine:f64");
+}
+
+Test(identities, groupnorm_gc_is_instancenorm)
+{
+    identity("gn:n3c4h5w3:g4:f32", "in:n3c4h5w3:affine:f32");
+    identity("gn:n2c5h3w3:g5:nhwc:f64", "in:n2c5h3w3:nhwc:affine:f64");
+}
+
+/* RMSNorm equals LayerNorm without beta on rows of exactly zero mean. */
+Test(identities, rmsnorm_is_layernorm_on_zero_mean_rows)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        nb_problem pr, pl;
+        cr_assert_eq(nb_problem_parse(dt ? "rms:rows4:cols64:f64" : "rms:rows4:cols64:f32", &pr,
+                                      NULL, 0),
+                     NB_OK);
+        cr_assert_eq(nb_problem_parse(dt ? "ln:rows4:cols64:nobeta:f64"
+                                         : "ln:rows4:cols64:nobeta:f32",
+                                      &pl, NULL, 0),
+                     NB_OK);
+        nb_data dr, dl;
+        nb_ref rl = {0};
+        cr_assert_eq(nb_data_alloc(&dr, &pr), NB_OK);
+        cr_assert_eq(nb_data_alloc(&dl, &pl), NB_OK);
+        /* Rows of +a, -a pairs: the mean is exactly zero. */
+        for (int64_t i = 0; i < 4 * 64; i += 2) {
+            double v = dt ? ((double *)dr.x)[i] : ((float *)dr.x)[i];
+            if (dt) {
+                ((double *)dr.x)[i + 1] = -v;
+            } else {
+                ((float *)dr.x)[i + 1] = (float)-v;
+            }
+        }
+        const size_t es = nb_dtype_size(pr.dtype);
+        memcpy(dl.x, dr.x, 256 * es);
+        memcpy(dl.gamma, dr.gamma, 64 * es);
+        cr_assert_eq(nb_ref_compute(&dl, &rl), NB_OK);
+        for (int64_t g = 0; g < 4; g++)
+            cr_assert_eq(rl.mean[g].hi, 0.0);
+        size_t checked = 0;
+        for (size_t i = 0; i < nb_kernel_count(); i++) {
+            const nb_kernel *k = nb_kernel_at(i);
+            if (k->layer != NB_RMS || !nb_kernel_available(k))
+                continue;
+            nb_data_reset(&dr);
+            nb_args a = nb_data_args(&dr);
+            nb_status st = nb_kernel_run(k, &pr, &a);
+            if (st == NB_ERR_UNSUPPORTED)
+                continue;
+            cr_assert_eq(st, NB_OK);
+            nb_check c;
+            nb_check_result(k, &dr, &rl, &c);
+            cr_expect_eq(c.verdict, NB_PASS, "%s vs layernorm reference: %s", k->name, c.reason);
+            checked++;
+        }
+        cr_expect_gt(checked, 0);
+        nb_ref_free(&rl);
+        nb_data_free(&dr);
+        nb_data_free(&dl);
+    }
+}

@@ -1,0 +1,225 @@
+/* test_problem.c: the problem-string grammar: round trips through the
+ * canonical form, defaults, every token, derived sizes, and parse errors
+ * that name the offending token. */
+#include "normbench.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+static nb_problem parse_ok(const char *s)
+{
+    nb_problem p;
+    char err[256] = "";
+    nb_status st = nb_problem_parse(s, &p, err, sizeof err);
+    cr_assert_eq(st, NB_OK, "'%s' should parse: %s", s, err);
+    return p;
+}
+
+static void roundtrip(const char *s)
+{
+    nb_problem p = parse_ok(s), q;
+    char a[512], b[512];
+    nb_problem_format(&p, a, sizeof a);
+    cr_assert_eq(nb_problem_parse(a, &q, NULL, 0), NB_OK, "canonical '%s' of '%s' does not parse", a, s);
+    nb_problem_format(&q, b, sizeof b);
+    cr_expect_str_eq(a, b, "format is not a fixed point for '%s'", s);
+    cr_expect(memcmp(&p, &q, sizeof p) == 0, "'%s' -> '%s' changed the problem", s, a);
+}
+
+Test(problem, roundtrip)
+{
+    static const char *const cases[] = {
+        "ln:rows8192:cols768:eps1e-5:f32",
+        "ln:rows64:cols256:eps1e-5:f32:data=offset1e4",
+        "ln:rows3:cols7:nobeta:f64:seed99:data=sorted-3.5",
+        "rms:rows2:cols5:noaffine:eps0:data=subnormal",
+        "bn:n32c64h56w56:nhwc:train:eps1e-5",
+        "bn:n8c16l100:infer:eps0.001:data=nan",
+        "bn:n2c8d4h4w4:momnone:nbt7:f64",
+        "bn:n2c3:mom0.3:noaffine:data=alt",
+        "in:n3c4h5w5:affine:track:mom0.25:data=tiny1e-7",
+        "in:n1c2l9:data=const3",
+        "gn:n2c6h5w5:g3:nhwc:eps1:data=huge",
+        "gn:n1c32h8w8:g32:seed18446744073709551:data=alt7",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        roundtrip(cases[i]);
+}
+
+Test(problem, defaults_and_fields)
+{
+    nb_problem p = parse_ok("bn:n32c64h56w56");
+    cr_expect_eq(p.layer, NB_BN);
+    cr_expect_eq(p.n, 32);
+    cr_expect_eq(p.c, 64);
+    cr_expect_eq(p.spatial_rank, 2);
+    cr_expect_eq(p.spatial[0], 56);
+    cr_expect_eq(p.layout, NB_NCHW);
+    cr_expect_eq(p.dtype, NB_F32);
+    cr_expect(p.training);
+    cr_expect(p.affine);
+    cr_expect_float_eq(p.eps, 1e-5, 0);
+    cr_expect_float_eq(p.momentum, 0.1, 0);
+    cr_expect_eq(nb_problem_numel(&p), 32 * 64 * 56 * 56);
+    cr_expect_eq(nb_problem_stat_count(&p), 64);
+    cr_expect_eq(nb_problem_group_size(&p), 32 * 56 * 56);
+
+    p = parse_ok("in:n2c3d4h5w6:nhwc");
+    cr_expect_eq(p.spatial_rank, 3);
+    cr_expect_not(p.affine, "instancenorm is not affine by default");
+    cr_expect_eq(nb_problem_stat_count(&p), 6);
+    cr_expect_eq(nb_problem_group_size(&p), 120);
+
+    p = parse_ok("gn:n2c6h5w5:g3:data=offset1e4");
+    cr_expect_eq(p.groups, 3);
+    cr_expect_eq(p.dist, NB_DIST_OFFSET);
+    cr_expect_float_eq(p.dist_param, 1e4, 0);
+    cr_expect_eq(nb_problem_stat_count(&p), 6);
+    cr_expect_eq(nb_problem_group_size(&p), 50);
+
+    p = parse_ok("ln:rows4:cols7:eps0:f64:seed42");
+    cr_expect_eq(p.n, 4);
+    cr_expect_eq(p.c, 7);
+    cr_expect_eq(p.eps, 0.0);
+    cr_expect_eq(p.dtype, NB_F64);
+    cr_expect_eq(p.seed, 42u);
+}
+
+static void parse_bad(const char *s, nb_status want, const char *needle)
+{
+    nb_problem p;
+    char err[256] = "";
+    nb_status st = nb_problem_parse(s, &p, err, sizeof err);
+    cr_expect_eq(st, want, "'%s': got status %d (%s), want %d", s, st, err, want);
+    cr_expect(strstr(err, needle) != NULL, "'%s': message '%s' lacks '%s'", s, err, needle);
+    cr_expect(strchr(err, '\n') == NULL, "message must be one line: '%s'", err);
+}
+
+Test(problem, errors_name_the_token)
+{
+    parse_bad("gn:n2c6h5w5:g4", NB_ERR_GROUPS, "6 not divisible by groups 4");
+    parse_bad("gn:n2c6h5w5:g0", NB_ERR_GROUPS, "groups must be positive");
+    parse_bad("gn:n2c6h5w5", NB_ERR_PARSE, "g<G>");
+    parse_bad("ln:rows4:colz7", NB_ERR_PARSE, "colz7");
+    parse_bad("ln:rows4", NB_ERR_PARSE, "cols");
+    parse_bad("xx:rows4:cols4", NB_ERR_PARSE, "xx");
+    parse_bad("", NB_ERR_PARSE, "empty");
+    parse_bad("ln:rows4::cols4", NB_ERR_PARSE, "empty token");
+    parse_bad("ln:rows4:cols4:", NB_ERR_PARSE, "empty token");
+    parse_bad("bn:n2c3h4", NB_ERR_PARSE, "n2c3h4");
+    parse_bad("bn:n2c3h4w4x5", NB_ERR_PARSE, "n2c3h4w4x5");
+    parse_bad("bn:c3n2h4w4", NB_ERR_PARSE, "c3n2h4w4");
+    parse_bad("bn:n2c3h4w4:n2c3h4w4", NB_ERR_PARSE, "twice");
+    parse_bad("bn:n2c3h4w4:eps-1", NB_ERR_EPS, "eps");
+    parse_bad("bn:n2c3h4w4:epsnan", NB_ERR_PARSE, "epsnan");
+    parse_bad("bn:n2c3h4w4:eps1e999", NB_ERR_PARSE, "eps1e999");
+    parse_bad("bn:n2c3h4w4:data=offset", NB_ERR_PARSE, "needs a value");
+    parse_bad("bn:n2c3h4w4:data=banana", NB_ERR_PARSE, "banana");
+    parse_bad("bn:n2c3h4w4:mom1.5", NB_ERR_MOMENTUM, "momentum");
+    parse_bad("bn:n1c3:train", NB_ERR_SINGLE, "more than 1 value per channel");
+    parse_bad("bn:n0c3h2w2", NB_ERR_SHAPE, "n must be positive");
+    parse_bad("ln:rows0:cols3", NB_ERR_SHAPE, "rows must be positive");
+    parse_bad("bn:n2c3h0w2", NB_ERR_SHAPE, "spatial");
+    parse_bad("ln:rows99999999999:cols99999999999", NB_ERR_OVERFLOW, "too large");
+    parse_bad("bn:n9999999c9999999h9999w9999", NB_ERR_OVERFLOW, "too large");
+    parse_bad("ln:rows99999999999999999999999:cols4", NB_ERR_PARSE, "rows9999");
+    parse_bad("ln:rows4:cols4:nhwc", NB_ERR_PARSE, "nhwc");
+    parse_bad("ln:rows4:cols4:train", NB_ERR_PARSE, "train");
+    parse_bad("in:n2c3", NB_ERR_SINGLE, "spatial element");
+    parse_bad("ln:rows4:cols4:seed-1", NB_ERR_PARSE, "seed-1");
+}
+
+Test(problem, format_is_shortest_and_stable)
+{
+    nb_problem p = parse_ok("ln:rows2:cols3:eps1e-5");
+    char a[256];
+    nb_problem_format(&p, a, sizeof a);
+    cr_expect_str_eq(a, "ln:rows2:cols3:eps1e-05:f32:seed1:data=normal");
+    int need = nb_problem_format(&p, a, 8);
+    cr_expect_eq((size_t)need, strlen("ln:rows2:cols3:eps1e-05:f32:seed1:data=normal"));
+    cr_expect_eq(strlen(a), 7u, "truncated output must stay NUL-terminated");
+}
+
+Test(problem, strerror_covers_every_status)
+{
+    for (int s = 0; s < NB_STATUS_COUNT; s++) {
+        const char *m = nb_strerror((nb_status)s);
+        cr_expect(m && *m && strcmp(m, "unknown status"), "status %d has no message", s);
+    }
+    cr_expect_str_eq(nb_strerror((nb_status)999), "unknown status");
+}
+
+Test(problem, glob)
+{
+    cr_expect(nb_glob_match("*/onepass/*", "layernorm/onepass/scalar"));
+    cr_expect(nb_glob_match("layernorm/*", "layernorm/welford/avx512/omp"));
+    cr_expect_not(nb_glob_match("*/scalar", "layernorm/welford/avx512"));
+    cr_expect(nb_glob_match("?n*", "in"));
+    cr_expect_not(nb_glob_match("", "x"));
+}
+
+Test(data, seeded_and_reproducible)
+{
+    nb_problem p = parse_ok("ln:rows3:cols50:seed7"), q = parse_ok("ln:rows3:cols50:seed8");
+    nb_data a, b, c;
+    cr_assert_eq(nb_data_alloc(&a, &p), NB_OK);
+    cr_assert_eq(nb_data_alloc(&b, &p), NB_OK);
+    cr_assert_eq(nb_data_alloc(&c, &q), NB_OK);
+    cr_expect(memcmp(a.x, b.x, 150 * sizeof(float)) == 0, "same seed, different data");
+    cr_expect(memcmp(a.x, c.x, 150 * sizeof(float)) != 0, "different seeds, same data");
+    /* a known value pins the generator across platforms */
+    nb_data_free(&a);
+    nb_data_free(&b);
+    nb_data_free(&c);
+}
+
+Test(data, distributions)
+{
+    nb_problem p = parse_ok("ln:rows4:cols9:f64:data=alt5");
+    nb_data d;
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    const double *x = d.x;
+    for (int i = 0; i < 36; i++)
+        cr_expect_eq(x[i], (i % 9) % 2 ? 4.0 : 6.0, "alt at %d", i);
+    nb_data_free(&d);
+
+    p = parse_ok("bn:n3c2h2w2:nhwc:f64:data=sorted");
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    x = d.x;
+    for (int c = 0; c < 2; c++)
+        for (int i = 1; i < 12; i++)
+            cr_expect_leq(x[(i - 1) * 2 + c], x[i * 2 + c], "channel %d not sorted in memory order", c);
+    nb_data_free(&d);
+
+    p = parse_ok("gn:n1c4h2w2:g4:data=nan");
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    int nans = 0, pinf = 0, ninf = 0;
+    for (int i = 0; i < 16; i++) {
+        float v = ((float *)d.x)[i];
+        nans += isnan(v);
+        pinf += isinf(v) && v > 0;
+        ninf += isinf(v) && v < 0;
+        if (i >= 12)
+            cr_expect(isfinite(v), "group 3 must stay finite");
+    }
+    cr_expect_eq(nans + pinf + ninf, 3);
+    cr_expect_eq(nans, 1);
+    nb_data_free(&d);
+
+    p = parse_ok("ln:rows2:cols50:data=subnormal");
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    int sub = 0;
+    for (int i = 0; i < 100; i++)
+        sub += fpclassify(((float *)d.x)[i]) == FP_SUBNORMAL;
+    cr_expect_gt(sub, 90);
+    nb_data_free(&d);
+
+    p = parse_ok("ln:rows2:cols50:data=huge");
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    for (int i = 0; i < 100; i++) {
+        float v = fabsf(((float *)d.x)[i]);
+        cr_expect(v > 0.4f * sqrtf(3.4e38f) && v < sqrtf(3.4e38f), "huge value %a", v);
+    }
+    nb_data_free(&d);
+}
