@@ -19,10 +19,12 @@
 #define NB_ALGO_twopass NB_ALGO_TWOPASS
 #define NB_ALGO_welford NB_ALGO_WELFORD
 #define NB_ALGO_onepass NB_ALGO_ONEPASS
+#define NB_ALGO_onednn NB_ALGO_ONEDNN
 #define NB_ISA_scalar NB_ISA_SCALAR
 #define NB_ISA_avx2 NB_ISA_AVX2
 #define NB_ISA_avx512 NB_ISA_AVX512
 #define NB_ISA_neon NB_ISA_NEON
+#define NB_ISA_native NB_ISA_NATIVE
 #define NB_SUFFIX_serial ""
 #define NB_SUFFIX_omp "/omp"
 #define NB_IS_OMP_serial false
@@ -60,13 +62,13 @@ const nb_kernel *nb_kernel_find(const char *name)
 
 const char *nb_algo_name(nb_algo a)
 {
-    static const char *const n[NB_ALGO_COUNT] = {"twopass", "welford", "onepass"};
+    static const char *const n[NB_ALGO_COUNT] = {"twopass", "welford", "onepass", "onednn"};
     return (unsigned)a < NB_ALGO_COUNT ? n[a] : "?";
 }
 
 const char *nb_isa_name(nb_isa i)
 {
-    static const char *const n[NB_ISA_COUNT] = {"scalar", "avx2", "avx512", "neon"};
+    static const char *const n[NB_ISA_COUNT] = {"scalar", "avx2", "avx512", "neon", "native"};
     return (unsigned)i < NB_ISA_COUNT ? n[i] : "?";
 }
 
@@ -75,7 +77,8 @@ const char *nb_isa_name(nb_isa i)
 static bool cpu_has(nb_isa isa)
 {
     switch (isa) {
-    case NB_ISA_SCALAR: return true;
+    case NB_ISA_SCALAR:
+    case NB_ISA_NATIVE: return true; /* peers dispatch their own ISA */
 #if defined(__x86_64__) || defined(__i386__)
     case NB_ISA_AVX2:
         __builtin_cpu_init();
@@ -112,7 +115,7 @@ bool nb_kernel_available(const nb_kernel *k)
     nb_isa cap = isa_cap();
     if (cap == NB_ISA_COUNT)
         return true;
-    if (k->isa == NB_ISA_SCALAR)
+    if (k->isa == NB_ISA_SCALAR || k->isa == NB_ISA_NATIVE)
         return true;
     if (cap == NB_ISA_NEON || k->isa == NB_ISA_NEON)
         return k->isa == cap;

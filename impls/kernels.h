@@ -6,6 +6,7 @@
 #define NB_KERNELS_H
 
 #include "normbench.h"
+#include "nb_config.h" /* NB_HAVE_* guards in kernels.def */
 
 /* Where a problem's statistics groups sit in memory. Group g = outer *
  * ninner + inner starts at x + outer * xo + inner * xi and is nseg segments

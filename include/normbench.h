@@ -143,8 +143,10 @@ typedef struct nb_args {
 
 /* ---- registry ---------------------------------------------------------- */
 
-typedef enum nb_algo { NB_ALGO_TWOPASS, NB_ALGO_WELFORD, NB_ALGO_ONEPASS, NB_ALGO_COUNT } nb_algo;
-typedef enum nb_isa { NB_ISA_SCALAR, NB_ISA_AVX2, NB_ISA_AVX512, NB_ISA_NEON, NB_ISA_COUNT } nb_isa;
+/* NB_ALGO_ONEDNN and NB_ISA_NATIVE mark peer kernels: oneDNN's own
+ * implementation, which picks its instruction set at run time. */
+typedef enum nb_algo { NB_ALGO_TWOPASS, NB_ALGO_WELFORD, NB_ALGO_ONEPASS, NB_ALGO_ONEDNN, NB_ALGO_COUNT } nb_algo;
+typedef enum nb_isa { NB_ISA_SCALAR, NB_ISA_AVX2, NB_ISA_AVX512, NB_ISA_NEON, NB_ISA_NATIVE, NB_ISA_COUNT } nb_isa;
 
 /* How a kernel reduces a group of n values; sets C in the tolerance model. */
 typedef enum nb_reduction {
