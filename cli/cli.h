@@ -14,5 +14,10 @@ bool cli_kernel_selected(const nb_kernel *k, char **globs, int nglobs);
 int cmd_verify(int argc, char **argv);
 /* verify --sweep stability (cli/stability.c); plot may be NULL. */
 int verify_stability(char **globs, int nglobs, const char *plot);
+/* JSON helpers of cli/verify.c: an escaped string; the sysinfo object of
+ * `normbench sysinfo --json` when that command exists (malloc'd) or NULL. */
+#include <stdio.h>
+void json_str(FILE *f, const char *s);
+char *cli_sysinfo_json(void);
 
 #endif

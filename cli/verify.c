@@ -3,6 +3,7 @@
  * one line per (kernel, problem) with the problem string, seed, errors,
  * verdict, the worst element in hex float and a repro command. */
 #include "cli.h"
+#include "nb_config.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -82,6 +83,152 @@ static bool same_bits(const void *a, const void *b, int64_t n, nb_dtype t, doubl
                 *maxdiff = dd != dd ? INFINITY : dd;
         }
     return same;
+}
+
+/* ---- verify --json ---------------------------------------------------- */
+
+/* A JSON number; +/-inf as the strings "inf"/"-inf", NaN as null (JSON has
+ * neither). */
+static void json_num(FILE *f, double v)
+{
+    if (isnan(v))
+        fputs("null", f);
+    else if (isinf(v))
+        fputs(v > 0 ? "\"inf\"" : "\"-inf\"", f);
+    else
+        fprintf(f, "%.17g", v);
+}
+
+void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+/* A double in hex float as a JSON string ("%a"). */
+static void json_hex(FILE *f, double v)
+{
+    char b[64];
+    snprintf(b, sizeof b, "%a", v);
+    json_str(f, b);
+}
+
+/* The `normbench sysinfo --json` object of this same binary, when that
+ * subcommand exists (issue 4); NULL otherwise. Must be a JSON object. */
+char *cli_sysinfo_json(void)
+{
+    FILE *pp = popen("/proc/self/exe sysinfo --json 2>/dev/null", "r");
+    if (!pp)
+        return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    if (buf)
+        n = fread(buf, 1, cap, pp);
+    int st = pclose(pp);
+    if (!buf || st != 0 || n == 0 || n == cap) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    size_t a = 0;
+    while (a < n && (buf[a] == ' ' || buf[a] == '\n'))
+        a++;
+    size_t b = n;
+    while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\n'))
+        b--;
+    if (a >= b || buf[a] != '{' || buf[b - 1] != '}') {
+        free(buf);
+        return NULL;
+    }
+    buf[b] = 0;
+    memmove(buf, buf + a, b - a + 1);
+    return buf;
+}
+
+static void json_record(FILE *f, bool *first, const nb_kernel *k, const char *ps, const nb_data *d,
+                        const nb_check *c, int threads)
+{
+    const nb_problem *p = &d->prob;
+    fputs(*first ? "\n    {" : ",\n    {", f);
+    *first = false;
+    fputs("\"kernel\": ", f);
+    json_str(f, k->name);
+    fputs(", \"problem\": ", f);
+    json_str(f, ps);
+    fprintf(f, ", \"layer\": \"%s\", \"dtype\": \"%s\", \"seed\": %llu, \"threads\": %d",
+            nb_layer_short(p->layer), nb_dtype_name(p->dtype), (unsigned long long)p->seed, threads);
+    fprintf(f, ", \"verdict\": \"%s\", \"reason\": ", nb_verdict_name(c->verdict));
+    json_str(f, c->reason);
+    if (c->verdict == NB_SKIP) {
+        fputs("}", f);
+        return;
+    }
+    fputs(", \"max_scaled\": ", f);
+    json_num(f, c->max_scaled);
+    fputs(", \"mean_scaled\": ", f);
+    json_num(f, c->mean_scaled);
+    fputs(", \"max_ulp\": ", f);
+    json_num(f, c->max_ulp >= 0 ? c->max_ulp : NAN);
+    fputs(", \"bound_use\": ", f);
+    json_num(f, c->max_bound_use);
+    fputs(", \"depth\": ", f);
+    json_num(f, c->depth);
+    fputs(", \"stats\": {\"bound_use\": ", f);
+    json_num(f, c->stat_bound_use);
+    fputs(", \"mean\": ", f);
+    json_num(f, c->err_mean);
+    fputs(", \"var\": ", f);
+    json_num(f, c->err_var);
+    fputs(", \"rstd\": ", f);
+    json_num(f, c->err_rstd);
+    fputs(", \"running\": ", f);
+    json_num(f, nb_problem_has_running(p) && p->training ? c->err_running : NAN);
+    fputs("}", f);
+    if (c->worst >= 0) {
+        const nb_dtype t = p->dtype;
+        const int64_t pi = c->worst_coord[1];
+        fprintf(f, ", \"worst\": {\"index\": %lld, \"coord\": ", (long long)c->worst);
+        if (p->layer == NB_LN || p->layer == NB_RMS) {
+            fprintf(f, "{\"row\": %lld, \"col\": %lld}", (long long)c->worst_coord[0],
+                    (long long)c->worst_coord[1]);
+        } else {
+            fprintf(f, "{\"n\": %lld, \"c\": %lld", (long long)c->worst_coord[0],
+                    (long long)c->worst_coord[1]);
+            static const char *const nm[3] = {"d", "h", "w"};
+            for (int s = 0; s < p->spatial_rank; s++)
+                fprintf(f, ", \"%s\": %lld", nm[3 - p->spatial_rank + s],
+                        (long long)c->worst_coord[5 - p->spatial_rank + s]);
+            fputs("}", f);
+        }
+        fputs(", \"x\": ", f);
+        json_hex(f, c->worst_x);
+        if (p->affine && d->gamma) {
+            fputs(", \"gamma\": ", f);
+            json_hex(f, t == NB_F32 ? ((const float *)d->gamma)[pi] : ((const double *)d->gamma)[pi]);
+            if (p->has_beta && p->layer != NB_RMS) {
+                fputs(", \"beta\": ", f);
+                json_hex(f, t == NB_F32 ? ((const float *)d->beta)[pi] : ((const double *)d->beta)[pi]);
+            }
+        }
+        fputs(", \"got\": ", f);
+        json_hex(f, c->worst_got);
+        fputs(", \"want\": ", f);
+        json_hex(f, c->worst_want);
+        fputs(", \"tol\": ", f);
+        json_num(f, c->worst_tol);
+        fputs("}", f);
+    }
+    fprintf(f, ", \"repro\": \"normbench verify --kernels %s --problems %s --threads %d\"}", k->name, ps,
+            threads);
 }
 
 typedef struct det_state {
@@ -211,6 +358,27 @@ int cmd_verify(int argc, char **argv)
         goto done;
     }
 
+    FILE *jf = NULL;
+    bool jfirst = true;
+    if (json_path) {
+        if (!(jf = fopen(json_path, "w"))) {
+            rc = cli_error("cannot write '%s'", json_path);
+            free(pp);
+            nb_sweep_free(sweep, nsweep);
+            goto done;
+        }
+        fputs("{\n  \"kind\": \"verify\",\n  \"normbench_version\": \"" NB_VERSION "\",\n", jf);
+        fputs("  \"error_model\": \"scaled = err/(u s_i), s_i = |g|(K+|z|)+|b|+|y|; bound_use = "
+              "err/tol_i (DESIGN.md section 4); stats.* are bound uses; inf as \\\"inf\\\", NaN as "
+              "null\",\n",
+              jf);
+        char *si = cli_sysinfo_json();
+        if (si) {
+            fprintf(jf, "  \"sysinfo\": %s,\n", si);
+            free(si);
+        }
+        fputs("  \"results\": [", jf);
+    }
     long npass = 0, nfail = 0, nlimit = 0, nskip = 0;
     det_state *det = calloc(nb_kernel_count(), sizeof *det);
     if (!det) {
@@ -268,6 +436,8 @@ int cmd_verify(int argc, char **argv)
                     }
                     if (!failures_only || c.verdict == NB_FAIL)
                         print_line(kn, ps, &p, &c, th);
+                    if (jf)
+                        json_record(jf, &jfirst, kn, ps, &d, &c, th);
                     fflush(stdout);
                     if (!first || c.verdict == NB_SKIP)
                         continue;
@@ -316,6 +486,15 @@ int cmd_verify(int argc, char **argv)
         }
     }
     printf("verify: %ld passed, %ld failed, %ld limited, %ld skipped\n", npass, nfail, nlimit, nskip);
+    if (jf) {
+        fprintf(jf, "\n  ],\n  \"summary\": {\"passed\": %ld, \"failed\": %ld, \"limited\": %ld, "
+                    "\"skipped\": %ld}\n}\n",
+                npass, nfail, nlimit, nskip);
+        if (fclose(jf)) {
+            fprintf(stderr, "normbench: error writing '%s'\n", json_path);
+            nfail++;
+        }
+    }
     rc = nfail ? 1 : 0;
     free(det);
     free(pp);
