@@ -14,14 +14,25 @@
  *     rounded division), so z has a relative error of ~2 units of 2^-P
  *     whatever the cancellation in x - mean, and a z that is exactly binary
  *     comes out exact;
- *   - a Ziv loop per element: when the error bound of y (cancellation between
- *     gamma z and beta) does not let y be rounded correctly to the dtype and
- *     known to ~115 bits, the group's statistics, z and y are recomputed at
- *     twice the precision, up to NB_REF_PREC_CAP bits;
+ *   - y = gamma z + beta exactly from the rounded z (precision fitted to
+ *     the exponent span), then a Ziv loop per element: when the error bound
+ *     of y (cancellation between gamma z and beta) does not let y be
+ *     rounded correctly to the dtype and known to ~115 bits, the group's
+ *     statistics, z and y are recomputed at twice the precision, up to
+ *     NB_REF_PREC_CAP bits (accepted there, see below);
  *   - the running-statistic updates (BatchNorm training, InstanceNorm with
  *     track_running) from exact numerators, one rounding at P.
  * Results are returned as double-double (y, statistics), y rounded once to
- * the dtype with MPFR_RNDN, and z in double. */
+ * the dtype with MPFR_RNDN, and z in double.
+ *
+ * NaN/Inf: a NaN/Inf x makes its whole group NaN (statistics included; for
+ * bn the running statistics, for in those of the instance's channel), except
+ * in bn inference, which has no reduction: there the NaN/Inf stays in its
+ * element (y = NaN, or +-Inf). var + eps == 0 gives rstd = +Inf and a NaN
+ * group (0 * inf) with finite mean and var.
+ *
+ * nb_ref_compute treats *r as output only (it does not free what *r held):
+ * call nb_ref_free between two computations into the same struct. */
 #include "normbench.h"
 
 #include <math.h>
@@ -88,7 +99,6 @@ typedef struct ctx {
     mpfr_t Nk;          /* exact numerator of x_k - mean */
     mpfr_t gam, bet;    /* exact gamma, beta of the element */
     mpfr_t t1, t2, t3;  /* scratch */
-    mpfr_prec_t nk_prec;
     bool inited;
 
     stats lo, hi;
@@ -418,12 +428,29 @@ static bool eval_elem(ctx *c, stats *st)
     } else {
         tz = mpfr_div(st->z, c->Nk, st->s, MPFR_RNDN);
     }
+    /* y = gamma z + beta is computed exactly when the exponent span of the
+     * two terms allows (P + 53 bits of gamma z plus the gap to beta's last
+     * bit, up to NB_REF_PREC_CAP bits): then only the error of z matters,
+     * and a tiny gamma z next to beta (e.g. subnormal inputs) needs no
+     * raised precision. Otherwise y is rounded at P and that rounding enters
+     * the bound. mpfr_set_prec only reallocates when the size grows. */
+    mpfr_prec_t py = P;
+    if (mpfr_regular_p(c->gam) && mpfr_regular_p(st->z) && mpfr_regular_p(c->bet)) {
+        mpfr_exp_t ep = mpfr_get_exp(c->gam) + mpfr_get_exp(st->z), eb = mpfr_get_exp(c->bet);
+        mpfr_exp_t hi = (ep > eb ? ep : eb) + 1;
+        mpfr_exp_t lo_p = ep - P - 53, lo_b = eb - 53;
+        mpfr_exp_t need = hi - (lo_p < lo_b ? lo_p : lo_b);
+        if (need > py && need <= NB_REF_PREC_CAP)
+            py = (mpfr_prec_t)need;
+    }
+    if (mpfr_get_prec(st->y) != py)
+        mpfr_set_prec(st->y, py);
     int ty = mpfr_fma(st->y, c->gam, st->z, c->bet, MPFR_RNDN);
     if (!mpfr_number_p(st->y))
-        return true; /* Inf/NaN from non-finite gamma/beta: nothing to refine */
+        return true; /* Inf/NaN from non-finite gamma/beta or x: nothing to refine */
     /* Error of z: <= 2.01u |z| (u = 2^-P) unless every rounding was exact.
-     * Error of y = RN(gamma z + beta): |gamma| err(z) + u |y|
-     *   <= 2^(e_g + e_z - P + 3) [z term] + 2^(e_y - P) [rounding term]
+     * Error of y = RN_py(gamma z + beta): |gamma| err(z) + 2^-py |y|
+     *   <= 2^(e_g + e_z - P + 3) [z term] + 2^(e_y - py) [rounding term]
      * with |v| < 2^e_v; the sum is below 2^(max + 1). */
     const bool z_term = !(st->exact && tz == 0) && !mpfr_zero_p(c->gam) && !mpfr_zero_p(st->z);
     const bool y_term = ty != 0;
@@ -432,7 +459,7 @@ static bool eval_elem(ctx *c, stats *st)
     if (!z_term && !y_term)
         return true; /* y exact */
     const mpfr_exp_t ey = mpfr_get_exp(st->y);
-    mpfr_exp_t bound = ey - P; /* rounding term (also a safe floor when y is exact) */
+    mpfr_exp_t bound = ey - py; /* rounding term (also a safe floor when y is exact) */
     if (z_term) {
         mpfr_exp_t a = mpfr_get_exp(c->gam) + mpfr_get_exp(st->z) - P + 3;
         if (a > bound)
