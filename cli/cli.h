@@ -19,5 +19,11 @@ int verify_stability(char **globs, int nglobs, const char *plot);
 #include <stdio.h>
 void json_str(FILE *f, const char *s);
 char *cli_sysinfo_json(void);
+/* The verify report line of one result (name: kernel or external label). */
+void cli_print_result(const char *name, const char *ps, const nb_problem *p, const nb_check *c,
+                      int threads, const char *repro);
+/* check / run with .npy files (cli/npyio.c). */
+int cmd_check(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

@@ -84,6 +84,11 @@ static const struct command {
     {"verify", cmd_verify,
      "verify [--kernels GLOB] [--problems STR ...] [--seed N] [--seeds K] [--threads 1,2]\n"
      "          [--failures-only]: check kernels against the MPFR reference"},
+    {"check", cmd_check,
+     "check --problem STR --x x.npy --y y.npy [--gamma g.npy] [--beta b.npy] [--mean m.npy --rstd r.npy]\n"
+     "          [--running-mean rm.npy --running-var rv.npy] [--depth C]: score an external result"},
+    {"run", cmd_run,
+     "run --problem STR --kernel NAME --out DIR: write inputs, parameters and outputs as .npy"},
     /* further subcommands: add a row here and declare the entry in cli.h */
 };
 

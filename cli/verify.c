@@ -29,7 +29,16 @@ static void print_coord(const nb_problem *p, const nb_check *c, char *buf, size_
 static void print_line(const nb_kernel *k, const char *ps, const nb_problem *p, const nb_check *c,
                        int threads)
 {
-    printf("%-5s %s %s threads=%d", nb_verdict_name(c->verdict), k->name, ps, threads);
+    char repro[1024];
+    snprintf(repro, sizeof repro, "normbench verify --kernels %s --problems %s --threads %d", k->name, ps,
+             threads);
+    cli_print_result(k->name, ps, p, c, threads, repro);
+}
+
+void cli_print_result(const char *name, const char *ps, const nb_problem *p, const nb_check *c,
+                      int threads, const char *repro)
+{
+    printf("%-5s %s %s threads=%d", nb_verdict_name(c->verdict), name, ps, threads);
     if (c->verdict == NB_SKIP) {
         printf(" | %s\n", c->reason);
         return;
@@ -47,8 +56,7 @@ static void print_line(const nb_kernel *k, const char *ps, const nb_problem *p, 
         if (c->worst >= 0)
             printf(" | worst i=%" PRId64 " [%s] x=%a got=%a want=%a tol=%.3g", c->worst, coord,
                    c->worst_x, c->worst_got, c->worst_want, c->worst_tol);
-        printf(" | repro: normbench verify --kernels %s --problems %s --threads %d", k->name, ps,
-               threads);
+        printf(" | repro: %s", repro);
     }
     putchar('\n');
 }

@@ -273,6 +273,31 @@ const char *nb_verdict_name(nb_verdict v);
  * from the kernel gives NB_FAIL with the status in the reason. */
 nb_status nb_verify_one(const nb_kernel *k, nb_data *d, const nb_ref *r, nb_check *out);
 
+/* ---- NumPy .npy files (core/npy.c) ------------------------------------- */
+
+#define NB_NPY_MAX_DIMS 8
+#define NB_NPY_MAX_HEADER 65536 /* header bytes accepted (numpy writes < 1 KiB) */
+
+/* A C-ordered little-endian f32/f64 array read from a .npy file. */
+typedef struct nb_npy {
+    nb_dtype dtype;
+    int ndim;
+    int64_t shape[NB_NPY_MAX_DIMS];
+    int64_t count;   /* product of shape (1 for ndim 0) */
+    void *data;      /* count elements of dtype, malloc'd */
+} nb_npy;
+
+/* Read a .npy file (format 1.0/2.0/3.0, '<f4' or '<f8', C order), strictly
+ * validated; sizes are checked against the file before allocating. On error
+ * returns a status and a one-line message in err. */
+nb_status nb_npy_read(const char *path, nb_npy *out, char *err, size_t errlen);
+/* The same from a complete file image in memory. */
+nb_status nb_npy_parse(const void *buf, size_t len, nb_npy *out, char *err, size_t errlen);
+/* Write data (C order) as a version 1.0 .npy file. */
+nb_status nb_npy_write(const char *path, nb_dtype t, int ndim, const int64_t *shape, const void *data,
+                       char *err, size_t errlen);
+void nb_npy_free(nb_npy *a);
+
 /* ---- sweeps ------------------------------------------------------------ */
 
 /* The default verify sweep as problem strings (malloc'd; free with

@@ -1,0 +1,334 @@
+/* npyio.c: the .npy side of the command line.
+ *
+ *   normbench run --problem STR --kernel NAME --out DIR
+ *       runs one kernel on the problem's seeded data and writes every buffer
+ *       (x, gamma, beta, y, mean, var, rstd, initial and updated running
+ *       statistics) as .npy files plus problem.txt, so other tools can use
+ *       the same data.
+ *   normbench check --problem STR --x x.npy --y y.npy [...]
+ *       scores an external result (say PyTorch's, saved with numpy.save)
+ *       against the MPFR reference with the same scaled error model as
+ *       verify, prints the same report line and exits 1 outside the bound.
+ *
+ * Array shapes follow the problem's memory layout: ln/rms (rows, cols) (or
+ * any leading dims whose product is rows, e.g. (B, T, D)); bn/in/gn NCHW
+ * (N, C, *spatial), NHWC (N, *spatial, C); parameters and running stats
+ * (C,) or (cols,) (any shape with that many elements); statistics one value
+ * per group (any shape with that many elements). */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* The problem's memory-layout shape of x and y. */
+static int layout_shape(const nb_problem *p, int64_t *shape)
+{
+    if (p->layer == NB_LN || p->layer == NB_RMS) {
+        shape[0] = p->n;
+        shape[1] = p->c;
+        return 2;
+    }
+    int nd = 0;
+    shape[nd++] = p->n;
+    if (p->layout == NB_NCHW)
+        shape[nd++] = p->c;
+    for (int i = 0; i < p->spatial_rank; i++)
+        shape[nd++] = p->spatial[i];
+    if (p->layout == NB_NHWC)
+        shape[nd++] = p->c;
+    return nd;
+}
+
+static void shape_str(const int64_t *s, int nd, char *buf, size_t len)
+{
+    int o = snprintf(buf, len, "(");
+    for (int i = 0; i < nd && o > 0 && (size_t)o < len; i++)
+        o += snprintf(buf + o, len - (size_t)o, "%lld%s", (long long)s[i], nd == 1 ? "," : i + 1 < nd ? ", " : "");
+    if (o > 0 && (size_t)o < len)
+        snprintf(buf + o, len - (size_t)o, ")");
+}
+
+/* Load `path` into dst (count elements of the problem's dtype). x/y: the
+ * layout shape is enforced (ln/rms may split rows into leading dims);
+ * others: the element count. Returns 0 or a cli_error code. */
+static int load_into(const char *what, const char *path, const nb_problem *p, void *dst, int64_t count,
+                     bool xshape)
+{
+    nb_npy a;
+    char err[512];
+    nb_status st = nb_npy_read(path, &a, err, sizeof err);
+    if (st)
+        return cli_error("--%s: %s", what, err);
+    int rc = 0;
+    char got[160], want[160];
+    shape_str(a.shape, a.ndim, got, sizeof got);
+    if (a.dtype != p->dtype) {
+        rc = cli_error("--%s %s: dtype %s does not match the problem's %s", what, path, nb_dtype_name(a.dtype),
+                       nb_dtype_name(p->dtype));
+    } else if (xshape) {
+        int64_t ls[8];
+        int nd = layout_shape(p, ls);
+        shape_str(ls, nd, want, sizeof want);
+        bool ok = a.ndim == nd;
+        for (int i = 0; ok && i < nd; i++)
+            ok = a.shape[i] == ls[i];
+        if (!ok && (p->layer == NB_LN || p->layer == NB_RMS) && a.ndim >= 2)
+            ok = a.shape[a.ndim - 1] == p->c && a.count == count;
+        if (!ok)
+            rc = cli_error("--%s %s: shape %s does not match the problem's %s", what, path, got, want);
+    } else if (a.count != count) {
+        rc = cli_error("--%s %s: shape %s has %lld elements, the problem needs %lld", what, path, got,
+                       (long long)a.count, (long long)count);
+    }
+    if (!rc)
+        memcpy(dst, a.data, (size_t)count * nb_dtype_size(p->dtype));
+    nb_npy_free(&a);
+    return rc;
+}
+
+static void put_dd(void *buf, nb_dtype t, int64_t i, double v)
+{
+    if (t == NB_F32)
+        ((float *)buf)[i] = (float)v;
+    else
+        ((double *)buf)[i] = v;
+}
+
+int cmd_check(int argc, char **argv)
+{
+    const char *ps = NULL, *fx = NULL, *fy = NULL, *fg = NULL, *fb = NULL, *fm = NULL, *fv = NULL,
+               *fr = NULL, *frm = NULL, *frv = NULL, *frm0 = NULL, *frv0 = NULL, *label = "external";
+    double depth = -1;
+    unsigned flags = 0;
+    static const char *const usage =
+        "usage: normbench check --problem STR --x x.npy --y y.npy [--gamma g.npy] [--beta b.npy]\n"
+        "         [--mean m.npy --rstd r.npy] [--var v.npy] [--running-mean rm.npy --running-var rv.npy]\n"
+        "         [--running-mean0 rm0.npy --running-var0 rv0.npy] [--depth C] [--prescaled] [--label NAME]";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = !strcmp(a, "--problem")         ? &ps
+                            : !strcmp(a, "--x")             ? &fx
+                            : !strcmp(a, "--y")             ? &fy
+                            : !strcmp(a, "--gamma")         ? &fg
+                            : !strcmp(a, "--beta")          ? &fb
+                            : !strcmp(a, "--mean")          ? &fm
+                            : !strcmp(a, "--var")           ? &fv
+                            : !strcmp(a, "--rstd")          ? &fr
+                            : !strcmp(a, "--running-mean")  ? &frm
+                            : !strcmp(a, "--running-var")   ? &frv
+                            : !strcmp(a, "--running-mean0") ? &frm0
+                            : !strcmp(a, "--running-var0")  ? &frv0
+                            : !strcmp(a, "--label")         ? &label
+                                                            : NULL;
+        if (slot) {
+            if (i + 1 >= argc)
+                return cli_error("%s needs a value\n%s", a, usage);
+            *slot = argv[++i];
+        } else if (!strcmp(a, "--depth")) {
+            char *end;
+            if (i + 1 >= argc || (depth = strtod(argv[++i], &end), *end) || !(depth >= 1) || !isfinite(depth))
+                return cli_error("--depth needs a reduction depth C >= 1");
+        } else if (!strcmp(a, "--prescaled")) {
+            flags |= NB_KF_PRESCALED;
+        } else {
+            return cli_error("check: unknown argument '%s'\n%s", a, usage);
+        }
+    }
+    if (!ps || !fx || !fy)
+        return cli_error("check needs --problem, --x and --y\n%s", usage);
+    if ((fm != NULL) != (fr != NULL))
+        return cli_error("--mean and --rstd go together");
+    if ((frm != NULL) != (frv != NULL) || (frm0 != NULL) != (frv0 != NULL))
+        return cli_error("--running-mean and --running-var (and the ...0 pair) go together");
+    nb_problem p;
+    char err[256];
+    if (nb_problem_parse(ps, &p, err, sizeof err))
+        return cli_error("invalid problem '%s': %s", ps, err);
+    if ((frm || frm0) && !nb_problem_has_running(&p))
+        return cli_error("this problem has no running statistics");
+    if ((fg || fb) && !p.affine)
+        return cli_error("this problem is not affine (no gamma/beta)");
+    if (fb && !(p.has_beta && p.layer != NB_RMS))
+        return cli_error("this problem has no beta");
+    char canon[512];
+    nb_problem_format(&p, canon, sizeof canon);
+
+    nb_data d;
+    nb_status st = nb_data_alloc(&d, &p);
+    if (st)
+        return cli_error("%s: %s", canon, nb_strerror(st));
+    const nb_dtype t = p.dtype;
+    const int64_t N = nb_problem_numel(&p), G = nb_problem_stat_count(&p), P = nb_problem_param_count(&p);
+    int rc = load_into("x", fx, &p, d.x, N, true);
+    if (!rc && fg)
+        rc = load_into("gamma", fg, &p, d.gamma, P, false);
+    if (!rc && fb)
+        rc = load_into("beta", fb, &p, d.beta, P, false);
+    if (!rc && frm0)
+        rc = load_into("running-mean0", frm0, &p, d.running_mean0, P, false);
+    if (!rc && frv0)
+        rc = load_into("running-var0", frv0, &p, d.running_var0, P, false);
+    if (rc) {
+        nb_data_free(&d);
+        return rc;
+    }
+    nb_ref r = {0};
+    if ((st = nb_ref_compute(&d, &r))) {
+        nb_data_free(&d);
+        return cli_error("%s: reference: %s", canon, nb_strerror(st));
+    }
+    rc = load_into("y", fy, &p, d.y, N, true);
+    /* Statistics not given are taken from the reference (so they cannot
+     * fail) and reported as not checked. */
+    for (int64_t g = 0; g < G; g++) {
+        put_dd(d.mean, t, g, r.mean[g].hi);
+        put_dd(d.var, t, g, r.var[g].hi);
+        put_dd(d.rstd, t, g, r.rstd[g].hi);
+    }
+    if (nb_problem_has_running(&p))
+        for (int64_t c = 0; c < P; c++) {
+            put_dd(d.running_mean, t, c, r.running_mean[c].hi);
+            put_dd(d.running_var, t, c, r.running_var[c].hi);
+        }
+    if (!rc && fm)
+        rc = load_into("mean", fm, &p, d.mean, G, false);
+    if (!rc && fr)
+        rc = load_into("rstd", fr, &p, d.rstd, G, false);
+    if (!rc && fv)
+        rc = load_into("var", fv, &p, d.var, G, false);
+    if (!rc && frm)
+        rc = load_into("running-mean", frm, &p, d.running_mean, P, false);
+    if (!rc && frv)
+        rc = load_into("running-var", frv, &p, d.running_var, P, false);
+    if (rc) {
+        nb_ref_free(&r);
+        nb_data_free(&d);
+        return rc;
+    }
+    if (depth < 0)
+        depth = nb_problem_uses_batch_stats(&p) ? (double)(nb_problem_group_size(&p) - 1) : 1.0;
+    if (depth < 1)
+        depth = 1;
+    nb_check c;
+    nb_check_result_depth(depth, flags, &d, &r, &c);
+    if (!fm) {
+        c.err_mean = NAN;
+        c.err_rstd = NAN;
+    }
+    if (!fv)
+        c.err_var = NAN;
+    if (!frm)
+        c.err_running = NAN;
+    c.stat_bound_use = 0;
+    const double se[4] = {c.err_mean, c.err_var, c.err_rstd, c.err_running};
+    for (int i = 0; i < 4; i++)
+        if (!isnan(se[i]))
+            c.stat_bound_use = fmax(c.stat_bound_use, se[i]);
+
+    char repro[2048];
+    int o = snprintf(repro, sizeof repro, "normbench check --problem %s --x %s --y %s", canon, fx, fy);
+    const char *opt[][2] = {{"--gamma", fg},          {"--beta", fb},           {"--mean", fm},
+                            {"--rstd", fr},           {"--var", fv},            {"--running-mean", frm},
+                            {"--running-var", frv},   {"--running-mean0", frm0}, {"--running-var0", frv0}};
+    for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++)
+        if (opt[i][1] && o > 0 && (size_t)o < sizeof repro)
+            o += snprintf(repro + o, sizeof repro - (size_t)o, " %s %s", opt[i][0], opt[i][1]);
+    if (o > 0 && (size_t)o < sizeof repro)
+        snprintf(repro + o, sizeof repro - (size_t)o, " --depth %.0f%s", depth,
+                 flags & NB_KF_PRESCALED ? " --prescaled" : "");
+    cli_print_result(label, canon, &p, &c, 1, repro);
+    printf("statistics checked: mean %s, var %s, rstd %s, running %s (not given: taken from the reference)\n",
+           fm ? "yes" : "no", fv ? "yes" : "no", fr ? "yes" : "no", frm ? "yes" : "no");
+    if (c.verdict == NB_FAIL && c.worst >= 0)
+        fprintf(stderr, "normbench: check failed: worst element %lld (y flat index) got %a want %a\n",
+                (long long)c.worst, c.worst_got, c.worst_want);
+    nb_ref_free(&r);
+    nb_data_free(&d);
+    return c.verdict == NB_FAIL ? 1 : 0;
+}
+
+static int write_arr(const char *dir, const char *name, const nb_problem *p, int nd, const int64_t *shape,
+                     const void *data)
+{
+    char path[4096], err[512];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    if (nb_npy_write(path, p->dtype, nd, shape, data, err, sizeof err))
+        return cli_error("%s", err);
+    return 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    const char *ps = NULL, *kn = NULL, *dir = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char **slot = !strcmp(argv[i], "--problem")  ? &ps
+                            : !strcmp(argv[i], "--kernel") ? &kn
+                            : !strcmp(argv[i], "--out")    ? &dir
+                                                           : NULL;
+        if (!slot || i + 1 >= argc)
+            return cli_error("usage: normbench run --problem STR --kernel NAME --out DIR");
+        *slot = argv[++i];
+    }
+    if (!ps || !kn || !dir)
+        return cli_error("usage: normbench run --problem STR --kernel NAME --out DIR");
+    nb_problem p;
+    char err[256];
+    if (nb_problem_parse(ps, &p, err, sizeof err))
+        return cli_error("invalid problem '%s': %s", ps, err);
+    const nb_kernel *k = nb_kernel_find(kn);
+    if (!k)
+        return cli_error("no kernel named '%s'; see 'normbench list'", kn);
+    if (k->layer != p.layer)
+        return cli_error("kernel %s is not a %s kernel", kn, nb_layer_name(p.layer));
+    if (!nb_kernel_available(k) || !(k->dtypes & (1u << p.dtype)))
+        return cli_error("kernel %s cannot run %s on this CPU", kn, nb_dtype_name(p.dtype));
+    if (mkdir(dir, 0777) && errno != EEXIST)
+        return cli_error("cannot create '%s': %s", dir, strerror(errno));
+    nb_data d;
+    nb_status st = nb_data_alloc(&d, &p);
+    if (st)
+        return cli_error("%s: %s", ps, nb_strerror(st));
+    nb_args a = nb_data_args(&d);
+    if ((st = nb_kernel_run(k, &p, &a))) {
+        nb_data_free(&d);
+        return cli_error("%s on %s: %s", kn, ps, nb_strerror(st));
+    }
+    char canon[512];
+    nb_problem_format(&p, canon, sizeof canon);
+    int64_t xs[8];
+    int nd = layout_shape(&p, xs);
+    const int64_t G[1] = {nb_problem_stat_count(&p)}, P[1] = {nb_problem_param_count(&p)};
+    int rc = write_arr(dir, "x", &p, nd, xs, d.x);
+    rc = rc ? rc : write_arr(dir, "y", &p, nd, xs, d.y);
+    if (!rc && p.affine)
+        rc = write_arr(dir, "gamma", &p, 1, P, d.gamma);
+    if (!rc && p.affine && p.has_beta && p.layer != NB_RMS)
+        rc = write_arr(dir, "beta", &p, 1, P, d.beta);
+    rc = rc ? rc : write_arr(dir, "mean", &p, 1, G, d.mean);
+    rc = rc ? rc : write_arr(dir, "var", &p, 1, G, d.var);
+    rc = rc ? rc : write_arr(dir, "rstd", &p, 1, G, d.rstd);
+    if (!rc && nb_problem_has_running(&p)) {
+        rc = write_arr(dir, "running_mean0", &p, 1, P, d.running_mean0);
+        rc = rc ? rc : write_arr(dir, "running_var0", &p, 1, P, d.running_var0);
+        rc = rc ? rc : write_arr(dir, "running_mean", &p, 1, P, d.running_mean);
+        rc = rc ? rc : write_arr(dir, "running_var", &p, 1, P, d.running_var);
+    }
+    if (!rc) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/problem.txt", dir);
+        FILE *f = fopen(path, "w");
+        if (!f || fprintf(f, "%s\n%s\n", canon, kn) < 0 || fclose(f))
+            rc = cli_error("cannot write '%s'", path);
+    }
+    if (!rc)
+        printf("wrote %s/{x,y,%smean,var,rstd%s}.npy and problem.txt for %s %s\n", dir,
+               p.affine ? (p.has_beta && p.layer != NB_RMS ? "gamma,beta," : "gamma,") : "",
+               nb_problem_has_running(&p) ? ",running_mean0,running_var0,running_mean,running_var" : "", kn,
+               canon);
+    nb_data_free(&d);
+    return rc;
+}
