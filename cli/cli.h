@@ -12,6 +12,8 @@ int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool cli_kernel_selected(const nb_kernel *k, char **globs, int nglobs);
 
 int cmd_verify(int argc, char **argv);
+int cmd_bench(int argc, char **argv);   /* bench/bench.c */
+int cmd_sysinfo(int argc, char **argv); /* bench/sysinfo.c */
 /* verify --sweep stability (cli/stability.c); plot may be NULL. */
 int verify_stability(char **globs, int nglobs, const char *plot);
 /* JSON helpers of cli/verify.c: an escaped string; the sysinfo object of

@@ -89,6 +89,12 @@ static const struct command {
      "          [--running-mean rm.npy --running-var rv.npy] [--depth C]: score an external result"},
     {"run", cmd_run,
      "run --problem STR --kernel NAME --out DIR: write inputs, parameters and outputs as .npy"},
+    {"bench", cmd_bench,
+     "bench [--kernels GLOB] [--problems STR ...|--set NAME] [--threads 1,2] [--cold|--cold-only]\n"
+     "          [--json FILE] [--csv FILE] [--min-time S] [--min-reps N] [--quiet]: time kernels\n"
+     "          against a same-run memory bandwidth roof (sets: quick targets resnet50-bn\n"
+     "          transformer-ln sd-gn in full)"},
+    {"sysinfo", cmd_sysinfo, "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id"},
     /* further subcommands: add a row here and declare the entry in cli.h */
 };
 

@@ -1,0 +1,569 @@
+/* sysinfo.c: the hardware target of a run: CPU vendor, model, family,
+ * microarchitecture, ISA features, cores and threads, cache sizes (from
+ * sysfs, not from what a hypervisor's CPUID claims elsewhere), memory, OS,
+ * compiler and build flags, library versions, and a stable target id such
+ * as `intel-xeon-emeraldrapids-avx512-2c`; plus `normbench sysinfo` and the
+ * small JSON writer every bench report uses. */
+#include "bench.h"
+#include "../cli/cli.h"
+#include "nb_config.h"
+
+#include <ctype.h>
+#include <gmp.h>
+#include <math.h>
+#include <mpfr.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+#if NB_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#endif
+#if NB_HAVE_OPENBLAS
+char *openblas_get_config(void); /* OpenBLAS's own API; its header name varies */
+#endif
+
+/* ---- JSON writer --------------------------------------------------------- */
+
+void jw_begin(json_w *w, FILE *f)
+{
+    memset(w, 0, sizeof *w);
+    w->f = f;
+    w->first[0] = true;
+    w->pretty = true;
+}
+
+static void jw_raw_str(json_w *w, const char *v);
+
+/* The comma, newline and indentation before an item, then its key. */
+static void jw_sep(json_w *w, const char *key)
+{
+    if (!w->first[w->depth])
+        fputc(',', w->f);
+    w->first[w->depth] = false;
+    if (w->pretty && w->depth > 0) {
+        fputc('\n', w->f);
+        for (int i = 0; i < w->depth; i++)
+            fputs(" ", w->f);
+    }
+    if (key) {
+        jw_raw_str(w, key);
+        fputc(':', w->f);
+    }
+}
+
+static void jw_open(json_w *w, const char *key, char c)
+{
+    jw_sep(w, key);
+    fputc(c, w->f);
+    if (w->depth < 31)
+        w->depth++;
+    w->first[w->depth] = true;
+}
+
+static void jw_close(json_w *w, char c)
+{
+    bool empty = w->first[w->depth];
+    if (w->depth > 0)
+        w->depth--;
+    if (w->pretty && !empty) {
+        fputc('\n', w->f);
+        for (int i = 0; i < w->depth; i++)
+            fputs(" ", w->f);
+    }
+    fputc(c, w->f);
+}
+
+void jw_obj(json_w *w, const char *key) { jw_open(w, key, '{'); }
+void jw_arr(json_w *w, const char *key) { jw_open(w, key, '['); }
+void jw_end_obj(json_w *w) { jw_close(w, '}'); }
+void jw_end_arr(json_w *w) { jw_close(w, ']'); }
+
+static void jw_raw_str(json_w *w, const char *v)
+{
+    if (!v) {
+        fputs("null", w->f);
+        return;
+    }
+    fputc('"', w->f);
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(w->f, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", w->f);
+        else if (*p < 0x20)
+            fprintf(w->f, "\\u%04x", *p);
+        else
+            fputc(*p, w->f);
+    }
+    fputc('"', w->f);
+}
+
+void jw_str(json_w *w, const char *key, const char *v)
+{
+    jw_sep(w, key);
+    jw_raw_str(w, v);
+}
+
+void jw_num(json_w *w, const char *key, double v)
+{
+    jw_sep(w, key);
+    if (isfinite(v))
+        fprintf(w->f, "%.6g", v);
+    else
+        fputs("null", w->f);
+}
+
+void jw_int(json_w *w, const char *key, long long v)
+{
+    jw_sep(w, key);
+    fprintf(w->f, "%lld", v);
+}
+
+void jw_bool(json_w *w, const char *key, bool v)
+{
+    jw_sep(w, key);
+    fputs(v ? "true" : "false", w->f);
+}
+
+void jw_finish(json_w *w) { fputc('\n', w->f); }
+
+/* ---- sysfs / procfs helpers --------------------------------------------- */
+
+/* Copy a string, truncating to the destination. */
+static void scopy(char *d, size_t n, const char *src)
+{
+    size_t l = strlen(src);
+    if (l >= n)
+        l = n - 1;
+    memcpy(d, src, l);
+    d[l] = 0;
+}
+
+/* Append a string, truncating to the destination. */
+static void scat(char *d, size_t n, const char *src)
+{
+    size_t o = strlen(d);
+    if (o + 1 < n)
+        scopy(d + o, n - o, src);
+}
+
+static bool read_line(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool ok = fgets(buf, (int)len, f) != NULL;
+    fclose(f);
+    if (ok)
+        buf[strcspn(buf, "\n")] = 0;
+    return ok;
+}
+
+static long long parse_size(const char *s)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*end == 'K')
+        v <<= 10;
+    else if (*end == 'M')
+        v <<= 20;
+    else if (*end == 'G')
+        v <<= 30;
+    return v;
+}
+
+/* Number of CPUs in a list such as "0-3,8,10-11". */
+static int cpulist_count(const char *s)
+{
+    int n = 0;
+    while (*s) {
+        char *end;
+        long a = strtol(s, &end, 10);
+        if (end == s)
+            break;
+        long b = a;
+        if (*end == '-')
+            b = strtol(end + 1, &end, 10);
+        n += (int)(b - a + 1);
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+/* The value after "key\t: " in /proc/cpuinfo (first occurrence). */
+static bool cpuinfo_field(const char *key, char *out, size_t len)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return false;
+    static char line[8192];
+    bool found = false;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, key, kl) && (line[kl] == '\t' || line[kl] == ' ' || line[kl] == ':')) {
+            char *c = strchr(line, ':');
+            if (!c)
+                continue;
+            c++;
+            while (*c == ' ')
+                c++;
+            c[strcspn(c, "\n")] = 0;
+            snprintf(out, len, "%s", c);
+            found = true;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static bool has_word(const char *list, const char *w)
+{
+    size_t wl = strlen(w);
+    for (const char *p = list; (p = strstr(p, w)); p += wl)
+        if ((p == list || p[-1] == ' ') && (p[wl] == ' ' || p[wl] == 0))
+            return true;
+    return false;
+}
+
+/* Intel family 6 / AMD family 0x17+ models to microarchitecture names. */
+static const char *microarch(const char *vendor, int family, int model)
+{
+    if (strstr(vendor, "Intel") && family == 6) {
+        static const struct {
+            int model;
+            const char *name;
+        } t[] = {{0x55, "skylakex"},      {0x6a, "icelakex"},       {0x6c, "icelaked"},
+                 {0x8f, "sapphirerapids"}, {0xcf, "emeraldrapids"},  {0xad, "graniterapids"},
+                 {0xae, "graniterapidsd"}, {0xaf, "sierraforest"},   {0x7e, "icelake"},
+                 {0x8c, "tigerlake"},      {0x97, "alderlake"},      {0x9a, "alderlake"},
+                 {0xb7, "raptorlake"},     {0xba, "raptorlake"},     {0xbf, "raptorlake"},
+                 {0xaa, "meteorlake"},     {0x9e, "kabylake"},       {0x5e, "skylake"},
+                 {0x4f, "broadwellx"},     {0x3f, "haswellx"},       {0xa5, "cometlake"}};
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+            if (t[i].model == model)
+                return t[i].name;
+    }
+    if (strstr(vendor, "AMD")) {
+        if (family == 0x17)
+            return model >= 0x30 ? "zen2" : "zen1";
+        if (family == 0x19)
+            return (model >= 0x10 && model < 0x20) || (model >= 0x60 && model < 0x80) ||
+                           model >= 0xa0
+                       ? "zen4"
+                       : "zen3";
+        if (family == 0x1a)
+            return "zen5";
+    }
+    return NULL;
+}
+
+static void lower_token(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    for (; *in && o + 1 < len; in++)
+        if (isalnum((unsigned char)*in))
+            out[o++] = (char)tolower((unsigned char)*in);
+    out[o] = 0;
+}
+
+void nb_sysinfo_collect(nb_sysinfo *s)
+{
+    memset(s, 0, sizeof *s);
+    struct utsname u;
+    if (!uname(&u)) {
+        scopy(s->arch, sizeof s->arch, u.machine);
+        scopy(s->kernel, sizeof s->kernel, u.sysname);
+        scat(s->kernel, sizeof s->kernel, " ");
+        scat(s->kernel, sizeof s->kernel, u.release);
+    }
+    snprintf(s->vendor, sizeof s->vendor, "unknown");
+    snprintf(s->model_name, sizeof s->model_name, "unknown");
+    char buf[256];
+    if (cpuinfo_field("vendor_id", buf, sizeof buf))
+        scopy(s->vendor, sizeof s->vendor, buf);
+    else if (cpuinfo_field("CPU implementer", buf, sizeof buf)) {
+        scopy(s->vendor, sizeof s->vendor, "arm-implementer-");
+        scat(s->vendor, sizeof s->vendor, buf);
+    }
+    if (cpuinfo_field("model name", buf, sizeof buf))
+        scopy(s->model_name, sizeof s->model_name, buf);
+    if (cpuinfo_field("cpu family", buf, sizeof buf))
+        s->family = atoi(buf);
+    if (cpuinfo_field("model", buf, sizeof buf))
+        s->model = atoi(buf);
+    if (cpuinfo_field("stepping", buf, sizeof buf))
+        s->stepping = atoi(buf);
+    const char *ua = microarch(s->vendor, s->family, s->model);
+    if (ua)
+        scopy(s->microarch, sizeof s->microarch, ua);
+    else
+        snprintf(s->microarch, sizeof s->microarch, "f%dm%d", s->family, s->model);
+
+    static char flags[8192];
+    flags[0] = 0;
+    if (!cpuinfo_field("flags", flags, sizeof flags))
+        cpuinfo_field("Features", flags, sizeof flags);
+    static const char *const interesting[] = {
+        "sse2",        "sse4_2",      "avx",         "avx2",        "fma",         "f16c",
+        "avx512f",     "avx512dq",    "avx512cd",    "avx512bw",    "avx512vl",    "avx512ifma",
+        "avx512vbmi",  "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",    "amx_tile",
+        "amx_bf16",    "amx_int8",    "asimd",       "asimdhp",     "sve",         "sve2",
+        "bf16",        "i8mm"};
+    size_t o = 0;
+    for (size_t i = 0; i < sizeof interesting / sizeof interesting[0]; i++)
+        if (has_word(flags, interesting[i]))
+            o += (size_t)snprintf(s->isa_features + o, sizeof s->isa_features - o, "%s%s",
+                                  o ? " " : "", interesting[i]);
+    s->hypervisor = has_word(flags, "hypervisor");
+    const char *lvl = "generic";
+    if (has_word(flags, "avx512f"))
+        lvl = "avx512";
+    else if (has_word(flags, "avx2"))
+        lvl = "avx2";
+    else if (has_word(flags, "sse4_2"))
+        lvl = "sse4";
+    else if (has_word(flags, "sve"))
+        lvl = "sve";
+    else if (has_word(flags, "asimd"))
+        lvl = "neon";
+    scopy(s->isa_level, sizeof s->isa_level, lvl);
+
+    /* Topology from sysfs: cores = distinct (package, core) pairs. */
+    s->logical_cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    long long seen[1024];
+    int nseen = 0, maxpkg = -1;
+    for (int c = 0; c < s->logical_cpus && c < 1024; c++) {
+        char path[128];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/core_id", c);
+        if (!read_line(path, buf, sizeof buf))
+            continue;
+        long long core = atoll(buf);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/physical_package_id", c);
+        long long pkg = read_line(path, buf, sizeof buf) ? atoll(buf) : 0;
+        if (pkg > maxpkg)
+            maxpkg = (int)pkg;
+        long long key = pkg * 100000 + core;
+        bool dup = false;
+        for (int i = 0; i < nseen; i++)
+            dup |= seen[i] == key;
+        if (!dup)
+            seen[nseen++] = key;
+    }
+    s->cores = nseen ? nseen : s->logical_cpus;
+    s->sockets = maxpkg >= 0 ? maxpkg + 1 : 1;
+    s->threads_per_core = s->cores ? s->logical_cpus / s->cores : 1;
+
+    for (int i = 0; i < 8; i++) {
+        char path[128], v[64];
+        nb_cache_info *ci = &s->caches[s->ncaches];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+        if (!read_line(path, v, sizeof v))
+            break;
+        ci->level = atoi(v);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
+        read_line(path, ci->type, sizeof ci->type);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        if (read_line(path, v, sizeof v))
+            ci->bytes = parse_size(v);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/shared_cpu_list",
+                 i);
+        ci->shared_cpus = read_line(path, buf, sizeof buf) ? cpulist_count(buf) : 1;
+        if (ci->shared_cpus < 1)
+            ci->shared_cpus = 1;
+        ci->instances = (s->logical_cpus + ci->shared_cpus - 1) / ci->shared_cpus;
+        if (ci->level == 1 && strcmp(ci->type, "Instruction"))
+            s->l1d_bytes = ci->bytes;
+        if (ci->level == 2)
+            s->l2_bytes = ci->bytes;
+        if (strcmp(ci->type, "Instruction") && ci->bytes > 0 &&
+            ci->level >= (s->llc_bytes ? 2 : 1))
+            s->llc_bytes = ci->bytes;
+        s->ncaches++;
+    }
+    if (!s->l2_bytes)
+        s->l2_bytes = 1 << 20; /* unknown: assume 1 MiB */
+    if (!s->llc_bytes)
+        s->llc_bytes = 32ll << 20; /* unknown: assume 32 MiB */
+
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        while (fgets(buf, sizeof buf, f))
+            if (!strncmp(buf, "MemTotal:", 9))
+                s->mem_total_bytes = atoll(buf + 9) * 1024;
+        fclose(f);
+    }
+    snprintf(s->os, sizeof s->os, "unknown");
+    f = fopen("/etc/os-release", "r");
+    if (f) {
+        while (fgets(buf, sizeof buf, f))
+            if (!strncmp(buf, "PRETTY_NAME=", 12)) {
+                char *v = buf + 12;
+                v[strcspn(v, "\n")] = 0;
+                if (*v == '"') {
+                    v++;
+                    v[strcspn(v, "\"")] = 0;
+                }
+                scopy(s->os, sizeof s->os, v);
+            }
+        fclose(f);
+    }
+
+    scopy(s->compiler, sizeof s->compiler, NB_COMPILER);
+    scopy(s->buildtype, sizeof s->buildtype, NB_BUILDTYPE);
+#ifdef NB_BUILD_FLAGS
+    scopy(s->build_flags, sizeof s->build_flags, NB_BUILD_FLAGS);
+#endif
+    scopy(s->ver_mpfr, sizeof s->ver_mpfr, mpfr_get_version());
+    scopy(s->ver_gmp, sizeof s->ver_gmp, gmp_version);
+#if NB_HAVE_OPENBLAS
+    scopy(s->openblas_config, sizeof s->openblas_config, openblas_get_config());
+#else
+    snprintf(s->openblas_config, sizeof s->openblas_config, "not built");
+#endif
+#if defined(_OPENMP)
+    snprintf(s->openmp, sizeof s->openmp, "_OPENMP %d", (int)_OPENMP);
+#else
+    snprintf(s->openmp, sizeof s->openmp, "not built");
+#endif
+#if NB_HAVE_ONEDNN
+    const dnnl_version_t *dv = dnnl_version();
+    snprintf(s->onednn, sizeof s->onednn, "%d.%d.%d (%.12s, cpu runtime %s)", dv->major, dv->minor,
+             dv->patch, dv->hash ? dv->hash : "?",
+             dv->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other");
+#else
+    snprintf(s->onednn, sizeof s->onednn, "not built");
+#endif
+
+    /* Target id: vendor-line-microarch-isa-<cores>c, lower case. */
+    char vend[32] = "unknown", line[32] = "cpu", ua_tok[48];
+    if (strstr(s->vendor, "Intel"))
+        snprintf(vend, sizeof vend, "intel");
+    else if (strstr(s->vendor, "AMD"))
+        snprintf(vend, sizeof vend, "amd");
+    else if (!strncmp(s->vendor, "arm", 3))
+        snprintf(vend, sizeof vend, "arm");
+    static const char *const lines[] = {"xeon", "core", "epyc", "ryzen", "threadripper",
+                                        "neoverse", "graviton", "atom", "celeron", "pentium"};
+    char model_lc[128];
+    lower_token(s->model_name, model_lc, sizeof model_lc);
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        if (strstr(model_lc, lines[i])) {
+            scopy(line, sizeof line, lines[i]);
+            break;
+        }
+    lower_token(s->microarch, ua_tok, sizeof ua_tok);
+    snprintf(s->target_id, sizeof s->target_id, "%s-%s-%s-%s-%dc", vend, line, ua_tok,
+             s->isa_level, s->cores);
+}
+
+void nb_sysinfo_json(json_w *w, const char *key, const nb_sysinfo *s)
+{
+    jw_obj(w, key);
+    jw_str(w, "target_id", s->target_id);
+    jw_str(w, "vendor", s->vendor);
+    jw_str(w, "model_name", s->model_name);
+    jw_str(w, "arch", s->arch);
+    jw_int(w, "family", s->family);
+    jw_int(w, "model", s->model);
+    jw_int(w, "stepping", s->stepping);
+    jw_str(w, "microarch", s->microarch);
+    jw_str(w, "isa_level", s->isa_level);
+    jw_str(w, "isa_features", s->isa_features);
+    jw_bool(w, "hypervisor", s->hypervisor);
+    jw_int(w, "logical_cpus", s->logical_cpus);
+    jw_int(w, "cores", s->cores);
+    jw_int(w, "threads_per_core", s->threads_per_core);
+    jw_int(w, "sockets", s->sockets);
+    jw_arr(w, "caches");
+    for (int i = 0; i < s->ncaches; i++) {
+        const nb_cache_info *c = &s->caches[i];
+        jw_obj(w, NULL);
+        jw_int(w, "level", c->level);
+        jw_str(w, "type", c->type);
+        jw_int(w, "bytes", c->bytes);
+        jw_int(w, "shared_cpus", c->shared_cpus);
+        jw_int(w, "instances", c->instances);
+        jw_end_obj(w);
+    }
+    jw_end_arr(w);
+    jw_int(w, "l2_bytes", s->l2_bytes);
+    jw_int(w, "llc_bytes", s->llc_bytes);
+    jw_int(w, "mem_total_bytes", s->mem_total_bytes);
+    jw_str(w, "os", s->os);
+    jw_str(w, "kernel", s->kernel);
+    jw_str(w, "compiler", s->compiler);
+    jw_str(w, "buildtype", s->buildtype);
+    jw_str(w, "build_flags", s->build_flags);
+    jw_str(w, "normbench_version", NB_VERSION);
+    jw_obj(w, "libraries");
+    jw_str(w, "mpfr", s->ver_mpfr);
+    jw_str(w, "gmp", s->ver_gmp);
+    jw_str(w, "openblas", s->openblas_config);
+    jw_str(w, "openmp", s->openmp);
+    jw_str(w, "onednn", s->onednn);
+    jw_end_obj(w);
+    jw_end_obj(w);
+}
+
+static void size_str(long long b, char *out, size_t len)
+{
+    if (b >= (1ll << 30))
+        snprintf(out, len, "%.4g GiB", (double)b / (1ll << 30));
+    else if (b >= (1ll << 20))
+        snprintf(out, len, "%.4g MiB", (double)b / (1 << 20));
+    else
+        snprintf(out, len, "%lld KiB", b >> 10);
+}
+
+void nb_sysinfo_print(FILE *f, const nb_sysinfo *s)
+{
+    char a[32];
+    fprintf(f, "target:     %s\n", s->target_id);
+    fprintf(f, "cpu:        %s (%s, family %d model %d stepping %d, %s)%s\n", s->model_name,
+            s->vendor, s->family, s->model, s->stepping, s->microarch,
+            s->hypervisor ? ", virtualized" : "");
+    fprintf(f, "isa:        %s\n", s->isa_features);
+    fprintf(f, "topology:   %d logical CPUs, %d cores, %d thread(s)/core, %d socket(s)\n",
+            s->logical_cpus, s->cores, s->threads_per_core, s->sockets);
+    for (int i = 0; i < s->ncaches; i++) {
+        size_str(s->caches[i].bytes, a, sizeof a);
+        fprintf(f, "cache:      L%d %-11s %s x %d (shared by %d CPU%s)\n", s->caches[i].level,
+                s->caches[i].type, a, s->caches[i].instances, s->caches[i].shared_cpus,
+                s->caches[i].shared_cpus == 1 ? "" : "s");
+    }
+    size_str(s->mem_total_bytes, a, sizeof a);
+    fprintf(f, "memory:     %s\n", a);
+    fprintf(f, "os:         %s, %s, %s\n", s->os, s->kernel, s->arch);
+    fprintf(f, "compiler:   %s, buildtype %s\n", s->compiler, s->buildtype);
+    fprintf(f, "flags:      %s\n", s->build_flags);
+    fprintf(f, "libraries:  MPFR %s, GMP %s, OpenMP %s\n", s->ver_mpfr, s->ver_gmp,
+            s->openmp);
+    fprintf(f, "            OpenBLAS %s\n", s->openblas_config);
+    fprintf(f, "            oneDNN %s\n", s->onednn);
+}
+
+int cmd_sysinfo(int argc, char **argv)
+{
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            json = true;
+        else
+            return cli_error("sysinfo: unknown argument '%s' (usage: normbench sysinfo [--json])",
+                             argv[i]);
+    }
+    nb_sysinfo s;
+    nb_sysinfo_collect(&s);
+    if (json) {
+        json_w w;
+        jw_begin(&w, stdout);
+        nb_sysinfo_json(&w, NULL, &s);
+        jw_finish(&w);
+    } else {
+        nb_sysinfo_print(stdout, &s);
+    }
+    return 0;
+}
