@@ -554,7 +554,11 @@ static int add_set(const nb_problem_set *s, prob_entry **list, size_t *n, size_t
 static const char *usage_text =
     "usage: normbench bench [--kernels GLOB ...] [--problems STR ... | --set NAME[,NAME]]\n"
     "                       [--threads LIST] [--cold | --cold-only] [--json FILE] [--csv FILE]\n"
-    "                       [--min-time S] [--min-reps N] [--roof-mib M] [--roof-only] [--quiet]";
+    "                       [--min-time S] [--min-reps N] [--roof-mib M] [--roof-only] [--list]\n"
+    "                       [--quiet]\n"
+    "  --cold adds the cold mode (x/y rotated beyond the last-level cache) to the warm one;\n"
+    "  --cold-only runs only it. --roof-only measures just the bandwidth roof; --list prints\n"
+    "  the selected problems with their traffic model and exits.";
 
 int cmd_bench(int argc, char **argv)
 {
@@ -569,7 +573,7 @@ int cmd_bench(int argc, char **argv)
     size_t np = 0;
     int threads[16], nthreads = 0;
     bench_opts o = {.min_time = -1, .min_reps = -1};
-    bool warm = true, cold = false, roof_only = false;
+    bool warm = true, cold = false, roof_only = false, list_only = false;
     double roof_mib = 0;
     int rc = 0;
     char cmdline[2048];
@@ -624,6 +628,8 @@ int cmd_bench(int argc, char **argv)
             o.quiet = true;
         } else if (!strcmp(a, "--roof-only")) {
             roof_only = true;
+        } else if (!strcmp(a, "--list")) {
+            list_only = true;
         } else if (!strcmp(a, "--min-time")) {
             NEED("seconds");
             if (!parse_pos_double(argv[++i], &o.min_time)) {
@@ -661,7 +667,7 @@ int cmd_bench(int argc, char **argv)
         rc = cli_error("bench: give --problems or --set, not both");
         goto done;
     }
-    if (!np && !set_arg && !roof_only) {
+    if (!np && !set_arg && !roof_only && !list_only) {
         rc = cli_error("bench: give --problems STR ... or --set NAME (sets: quick, targets, "
                        "resnet50-bn, transformer-ln, sd-gn, in, full)");
         goto done;
@@ -720,6 +726,20 @@ int cmd_bench(int argc, char **argv)
 
     nb_sysinfo si;
     nb_sysinfo_collect(&si);
+    if (list_only) {
+        /* The selection and its traffic model, for scripts (bench-pytorch):
+         * problem, set, bytes, x passes, elements, group working set. */
+        for (size_t i = 0; i < nlist; i++) {
+            char ps[512];
+            int xp;
+            long long span;
+            nb_problem_format(&list[i].p, ps, sizeof ps);
+            double b = traffic_bytes(&list[i].p, si.l2_bytes, &xp, &span);
+            printf("%s\t%s\t%.0f\t%d\t%" PRId64 "\t%lld\n", ps, list[i].set, b, xp,
+                   nb_problem_numel(&list[i].p), span);
+        }
+        goto done;
+    }
     if (!nthreads) {
         threads[nthreads++] = 1;
         if (si.logical_cpus > 1)

@@ -1,0 +1,136 @@
+"""compare.py: compare two normbench bench JSON files (BASE, NEW) case by
+case (source, kernel, problem, threads, mode) and decide, noise-aware,
+which cases regressed.
+
+A case is a REGRESSION when its median time grew by more than the
+threshold (default 10%) AND by more than the measured noise of both runs:
+noise = 2 * (MAD_base / median_base + MAD_new / median_new), or the two
+runs' [min, max] ranges do not overlap. A slowdown beyond the threshold but
+within the noise is reported as `noisy` and does not fail. Speedups beyond
+the same rule are `faster`. Exit 0 without regressions, 1 with, 2 on bad
+input. A top-level "kind": "verify" (accuracy results) is handed to
+scripts/compare_accuracy.py."""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from nbbench.common import ROOT, die, load_json, num, result_key  # noqa: E402
+
+PROG = "compare"
+
+
+def verdict(b, n, threshold):
+    """(ratio, noise, verdict) for one case from its two result records."""
+    tb, tn = b.get("time_s") or {}, n.get("time_s") or {}
+    mb, mn = num(tb.get("median")), num(tn.get("median"))
+    if not (mb > 0 and mn > 0):
+        return None, None, "no-data"
+    ratio = mn / mb
+    noise = 2.0 * (num(tb.get("mad"), 0) / mb + num(tn.get("mad"), 0) / mn)
+    disjoint_slow = num(tn.get("min"), mn) > num(tb.get("max"), mb)
+    disjoint_fast = num(tn.get("max"), mn) < num(tb.get("min"), mb)
+    if ratio - 1 > threshold:
+        return ratio, noise, "REGRESSION" if (ratio - 1 > noise or disjoint_slow) else "noisy"
+    if 1 / ratio - 1 > threshold and (1 / ratio - 1 > noise or disjoint_fast):
+        return ratio, noise, "faster"
+    return ratio, noise, "ok"
+
+
+def main():
+    argv = sys.argv[1:]
+    # Accuracy results go to the issue-5 comparer, arguments untouched.
+    files = [x for x in argv if not x.startswith("--")]
+    if files and os.path.isfile(files[0]):
+        top = load_json(PROG, files[0])
+        if isinstance(top, dict) and top.get("kind") == "verify":
+            helper = os.path.join(ROOT, "scripts", "compare_accuracy.py")
+            if not os.path.isfile(helper):
+                die(PROG, "'%s' holds verify (accuracy) results, but scripts/compare_accuracy.py "
+                          "does not exist yet" % files[0])
+            os.execv(sys.executable, [sys.executable, helper] + argv)
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    ap.add_argument("base")
+    ap.add_argument("new")
+    ap.add_argument("--threshold", type=float, default=0.10,
+                    help="relative slowdown that may fail (default 0.10)")
+    ap.add_argument("--markdown", help="also write the table as Markdown (CI job summary)")
+    ap.add_argument("--all", action="store_true", help="print every case, not only changes")
+    ap.error = lambda msg: die(PROG, msg)  # one line, exit 2
+    a = ap.parse_args(argv)
+    if not 0 <= a.threshold < 10:
+        die(PROG, "bad --threshold %g (0 <= t < 10)" % a.threshold)
+    docs = []
+    for path in (a.base, a.new):
+        d = load_json(PROG, path)
+        if not isinstance(d, dict) or not isinstance(d.get("results"), list):
+            die(PROG, "'%s' is not a normbench bench JSON (no results list)" % path)
+        if d.get("kind", "bench") != "bench":
+            die(PROG, "'%s' has kind '%s'; compare two bench JSONs or two verify JSONs"
+                % (path, d.get("kind")))
+        docs.append(d)
+    base = {result_key(r): r for r in docs[0]["results"] if isinstance(r, dict)}
+    new = {result_key(r): r for r in docs[1]["results"] if isinstance(r, dict)}
+    rows = []
+    counts = {}
+    for key in sorted(set(base) | set(new), key=str):
+        b, n = base.get(key), new.get(key)
+        if b is None or n is None:
+            v, ratio, noise = ("new" if b is None else "missing"), None, None
+        elif b.get("status") != "ok" or n.get("status") != "ok":
+            v, ratio, noise = "skipped", None, None
+            if b.get("status") == "ok" and n.get("status") == "error":
+                v = "REGRESSION"
+        else:
+            ratio, noise, v = verdict(b, n, a.threshold)
+        counts[v] = counts.get(v, 0) + 1
+        rows.append((key, b, n, ratio, noise, v))
+    tb = docs[0].get("target_id") or (docs[0].get("sysinfo") or {}).get("target_id")
+    tn = docs[1].get("target_id") or (docs[1].get("sysinfo") or {}).get("target_id")
+
+    def ms(r):
+        t = num(((r or {}).get("time_s") or {}).get("median"))
+        return "%.4g" % (t * 1e3) if t == t else "-"
+
+    head = ["verdict", "source", "kernel", "problem", "T", "mode", "base ms", "new ms",
+            "new/base", "noise"]
+    table = []
+    for key, b, n, ratio, noise, v in rows:
+        if not a.all and v in ("ok", "skipped"):
+            continue
+        table.append([v, key[0], key[1], key[2], str(key[3]), key[4], ms(b), ms(n),
+                      "%.3f" % ratio if ratio else "-",
+                      "%.1f%%" % (100 * noise) if noise is not None else "-"])
+    summary = ", ".join("%d %s" % (c, v) for v, c in sorted(counts.items()))
+    nreg = counts.get("REGRESSION", 0)
+    print("compare: %s -> %s (threshold %.0f%%, noise = 2 x summed relative MAD)"
+          % (a.base, a.new, 100 * a.threshold))
+    if tb != tn:
+        print("note: different targets: %s vs %s" % (tb, tn))
+    for r in table:
+        print("  %-10s %-9s %-34s %s T=%s %s  %s -> %s ms  x%s  (noise %s)" % tuple(r))
+    print("compare: %d cases: %s; %s" % (len(rows), summary,
+                                          "%d regression(s)" % nreg if nreg else "no regression"))
+    if a.markdown:
+        try:
+            with open(a.markdown, "w") as f:
+                f.write("## normbench performance comparison\n\n")
+                f.write("`%s` -> `%s`, threshold %.0f%%, a slowdown counts only beyond both the "
+                        "threshold and the noise (2 x summed relative MAD, or disjoint ranges)."
+                        "\n\n" % (a.base, a.new, 100 * a.threshold))
+                if tb != tn:
+                    f.write("Different targets: `%s` vs `%s`.\n\n" % (tb, tn))
+                f.write("**%s** (%d cases: %s)\n\n" % (
+                    "%d regression(s)" % nreg if nreg else "No regression", len(rows), summary))
+                if table:
+                    f.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
+                    for r in table:
+                        f.write("| " + " | ".join(x.replace("|", "\\|") for x in r) + " |\n")
+        except OSError as e:
+            die(PROG, "cannot write '%s': %s" % (a.markdown, e.strerror))
+    sys.exit(1 if nreg else 0)
+
+
+if __name__ == "__main__":
+    main()
