@@ -1,0 +1,634 @@
+"""report.py: turn normbench bench JSON files (normbench + oneDNN peers from
+`normbench bench`, PyTorch from scripts/bench-pytorch) into
+reports/<target-id>/: README.md (hardware, same-run roof, issue-4 targets
+met or not with numbers and a measured diagnosis, a summary table per
+layer with the best kernel, GB/s, fraction of the roof and speedups over
+naive twopass/scalar and over each peer, thread scaling, accuracy beside
+speed when a verify JSON is given), results.csv, and PNG plots (GB/s per
+kernel per problem set, fraction of bandwidth, thread scaling).
+
+Run through scripts/report, which installs python3-matplotlib."""
+
+import argparse
+import csv
+import datetime
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from nbbench.common import ROOT, die, load_bench, load_json, num  # noqa: E402
+
+PROG = "report"
+
+# Issue 4's targets: (problem prefix, label, needs >= 3x PyTorch)
+TARGETS = [
+    ("ln:rows4096:cols4096:", "LayerNorm 4096x4096", False),
+    ("ln:rows8192:cols768:", "LayerNorm 8192x768", False),
+    ("rms:rows4096:cols4096:", "RMSNorm 4096x4096", False),
+    ("rms:rows8192:cols768:", "RMSNorm 8192x768", False),
+    ("bn:n32c64h56w56:nchw:train:", "BatchNorm train n32c64h56w56 NCHW", True),
+    ("bn:n32c64h56w56:nhwc:train:", "BatchNorm train n32c64h56w56 NHWC", False),
+    ("gn:n8c256h56w56:g32:nchw:", "GroupNorm G=32 n8c256h56w56", False),
+    ("in:n32c64h56w56:nchw:", "InstanceNorm n32c64h56w56", True),
+]
+ROOF_TARGET, ONEDNN_TARGET, PYTORCH_TARGET = 0.85, 1.2, 3.0
+LAYERS = ["batchnorm", "instancenorm", "layernorm", "groupnorm", "rmsnorm"]
+
+
+def med(r):
+    return num((r.get("time_s") or {}).get("median"))
+
+
+def fmt_t(s):
+    if not s == s:
+        return "-"
+    return "%.3f s" % s if s >= 1 else "%.3f ms" % (s * 1e3) if s >= 1e-3 else "%.1f us" % (s * 1e6)
+
+
+def f2(x, nd=2):
+    return "-" if x is None or not x == x else "%.*f" % (nd, x)
+
+
+def swap_layout(p):
+    if ":nchw:" in p:
+        return p.replace(":nchw:", ":nhwc:")
+    if ":nhwc:" in p:
+        return p.replace(":nhwc:", ":nchw:")
+    return p
+
+
+class Data:
+    def __init__(self, docs):
+        self.docs = docs
+        self.ok = []
+        self.all = []
+        for d in docs:
+            for r in d["results"]:
+                if not isinstance(r, dict):
+                    continue
+                r.setdefault("source", d.get("source", "normbench"))
+                self.all.append(r)
+                if r.get("status") == "ok" and med(r) > 0:
+                    self.ok.append(r)
+        self.problems = []
+        for r in self.all:
+            if r.get("problem") not in self.problems:
+                self.problems.append(r.get("problem"))
+        self.threads = sorted({int(num(r.get("threads"), 1)) for r in self.ok}) or [1]
+        self.modes = [m for m in ("warm", "cold") if any(r.get("mode") == m for r in self.ok)]
+
+    def sel(self, problem=None, source=None, threads=None, mode=None, kernel=None):
+        out = []
+        for r in self.ok:
+            if problem is not None and r.get("problem") != problem:
+                continue
+            if source is not None and r.get("source") != source:
+                continue
+            if threads is not None and int(num(r.get("threads"), 1)) != threads:
+                continue
+            if mode is not None and r.get("mode") != mode:
+                continue
+            if kernel is not None and r.get("kernel") != kernel:
+                continue
+            out.append(r)
+        return out
+
+    def best(self, problem, source, threads, mode, allow_serial=True):
+        """Fastest result; at T > 1 the serial kernels (measured at T=1) also
+        compete when allow_serial, since they are what that many cores would run."""
+        c = self.sel(problem, source, threads, mode)
+        if allow_serial and threads > 1 and source == "normbench":
+            c += [r for r in self.sel(problem, source, 1, mode) if not r.get("omp")]
+        c = [r for r in c if "/onepass/" not in r.get("kernel", "")]  # negative control
+        return min(c, key=med) if c else None
+
+    def naive(self, problem, mode):
+        c = self.sel(problem, "normbench", 1, mode)
+        c = [r for r in c if r.get("kernel", "").endswith("/twopass/scalar")]
+        return c[0] if c else None
+
+
+def roof_of(docs, threads):
+    for d in docs:
+        if d.get("source", "normbench") == "normbench":
+            for r in (d.get("roof") or {}).get("results", []):
+                if int(num(r.get("threads"), 0)) == threads:
+                    return r
+    for d in docs:
+        for r in (d.get("roof") or {}).get("results", []):
+            if int(num(r.get("threads"), 0)) == threads:
+                return r
+    return None
+
+
+def pick_mode(data):
+    return "cold" if "cold" in data.modes else (data.modes[0] if data.modes else "warm")
+
+
+def target_rows(data, docs):
+    """One row per (target, thread count): numbers and verdicts."""
+    rows = []
+    mode = pick_mode(data)
+    tmax = max(data.threads)
+    for prefix, label, need_pt in TARGETS:
+        probs = [p for p in data.problems if p and p.startswith(prefix)]
+        if not probs:
+            rows.append({"label": label, "missing": True})
+            continue
+        prob = probs[0]
+        for t in sorted({1, tmax}):
+            b = data.best(prob, "normbench", t, mode)
+            row = {"label": label, "problem": prob, "threads": t, "mode": mode, "best": b,
+                   "need_pt": need_pt}
+            if b:
+                row["frac"] = num(b.get("frac_copy"))
+                roof = roof_of(docs, t)
+                row["roof"] = num((roof or {}).get("copy_gbps"))
+                od = [r for r in data.sel(prob, "onednn", t, mode) +
+                      data.sel(swap_layout(prob), "onednn", t, mode)]
+                if od:
+                    o = min(od, key=med)
+                    row["onednn"] = o
+                    row["onednn_ratio"] = med(o) / med(b)
+                pt = data.sel(prob, "pytorch", t, mode)
+                if pt:
+                    row["pytorch"] = pt[0]
+                    row["pytorch_ratio"] = med(pt[0]) / med(b)
+                other = "warm" if mode == "cold" else "cold"
+                w = data.best(prob, "normbench", t, other)
+                if w:
+                    row["other_mode"] = (other, w)
+            rows.append(row)
+    return rows
+
+
+def diagnose(row, data):
+    """A measured reason for a missed roof target."""
+    b = row["best"]
+    parts = []
+    f = row.get("frac")
+    parts.append("%s reaches %.2f GB/s = %.2f of the %.2f GB/s copy roof (%.2f of the read "
+                 "roof)" % (b.get("kernel"), num(b.get("gbps")), f, row.get("roof", float("nan")),
+                            num(b.get("frac_read"))))
+    if int(num(b.get("x_passes"), 1)) == 2:
+        parts.append("the model counts x twice (its group working set, %d KiB, exceeds the "
+                     "L2), so the traffic is 3 x the tensor and a two-pass kernel must stream "
+                     "x from memory twice" % (int(num(b.get("group_working_set_bytes"), 0)) >> 10))
+    om = row.get("other_mode")
+    if om:
+        other, w = om
+        ratio = num(w.get("gbps")) / max(num(b.get("gbps")), 1e-9)
+        if ratio > 1.3:
+            parts.append("with %s caches the best kernel reaches %.2f GB/s (%.1fx), so the loss "
+                         "is in the memory system, not in the arithmetic" % (
+                             other, num(w.get("gbps")), ratio))
+        else:
+            parts.append("with %s caches it reaches only %.2f GB/s (%.2fx), so the kernel's own "
+                         "instruction throughput, not memory, is the limit" % (
+                             other, num(w.get("gbps")), ratio))
+    if "/scalar" in b.get("kernel", ""):
+        parts.append("only scalar kernels were registered when this was measured")
+    return "; ".join(parts)
+
+
+def write_csv(path, data, target):
+    cols = ["target_id", "source", "set", "layer", "kernel", "problem", "threads", "mode",
+            "status", "reason", "median_s", "min_s", "max_s", "mad_s", "reps", "bytes",
+            "x_passes", "gbps", "frac_copy", "frac_read", "elem_per_ns", "repro"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for r in data.all:
+            t = r.get("time_s") or {}
+            w.writerow([target, r.get("source"), r.get("set"), r.get("layer"), r.get("kernel"),
+                        r.get("problem"), r.get("threads"), r.get("mode"), r.get("status"),
+                        r.get("reason", ""), t.get("median"), t.get("min"), t.get("max"),
+                        t.get("mad"), r.get("reps"), r.get("bytes"), r.get("x_passes"),
+                        r.get("gbps"), r.get("frac_copy"), r.get("frac_read"),
+                        r.get("elem_per_ns"), r.get("repro")])
+
+
+def short(p):
+    """A compact label of a problem string for plots."""
+    keep = [t for t in p.split(":") if not t.startswith(("eps", "seed", "data=", "f32"))]
+    return ":".join(keep)
+
+
+def plots(outdir, data, docs):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return [], "matplotlib is not installed: no plots"
+    made = []
+    mode = pick_mode(data)
+    tmax = max(data.threads)
+    sets = []
+    for r in data.ok:
+        if r.get("set") not in sets:
+            sets.append(r.get("set"))
+    # 1. GB/s per kernel per problem, one figure per set, at T=1 and T=max.
+    for s in sets:
+        probs = [p for p in data.problems if any(r.get("set") == s and r.get("problem") == p
+                                                  for r in data.ok)]
+        kernels = []
+        for r in data.ok:
+            if r.get("set") == s and r.get("kernel") not in kernels:
+                kernels.append(r.get("kernel"))
+        tl = sorted({1, tmax})
+        fig, axes = plt.subplots(len(tl), 1, figsize=(max(8, 1.2 * len(probs) + 4),
+                                                      4.5 * len(tl)), squeeze=False)
+        for ax, t in zip(axes[:, 0], tl):
+            width = 0.8 / max(1, len(kernels))
+            for ki, k in enumerate(kernels):
+                ys = []
+                for p in probs:
+                    c = data.sel(p, None, t, mode, k)
+                    if not c and t > 1:
+                        c = [r for r in data.sel(p, None, 1, mode, k) if not r.get("omp")]
+                    ys.append(num(c[0].get("gbps"), 0) if c else 0)
+                ax.bar([i + ki * width for i in range(len(probs))], ys, width, label=k)
+            roof = roof_of(docs, t)
+            if roof:
+                ax.axhline(num(roof.get("copy_gbps")), color="k", ls="--", lw=1,
+                           label="STREAM copy T=%d" % t)
+            ax.set_xticks([i + 0.4 - width / 2 for i in range(len(probs))])
+            ax.set_xticklabels([short(p) for p in probs], rotation=30, ha="right", fontsize=7)
+            ax.set_ylabel("GB/s (compulsory traffic)")
+            ax.set_title("set %s, %s caches, T=%d (serial kernels at 1 thread)" % (s, mode, t))
+        axes[0, 0].legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        fig.tight_layout()
+        name = "gbps-%s.png" % s
+        fig.savefig(os.path.join(outdir, name), dpi=90)
+        plt.close(fig)
+        made.append((name, "GB/s per kernel per problem, set %s" % s))
+    # 2. Fraction of the copy roof: best per source per problem.
+    fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(data.problems) + 4), 5))
+    srcs = ["normbench", "onednn", "pytorch"]
+    width = 0.8 / (len(srcs) * len(data.threads))
+    i = 0
+    for s in srcs:
+        for t in data.threads:
+            ys = []
+            for p in data.problems:
+                b = data.best(p, s, t, mode)
+                ys.append(num(b.get("frac_copy"), 0) if b else 0)
+            if any(ys):
+                ax.bar([j + i * width for j in range(len(data.problems))], ys, width,
+                       label="%s T=%d" % (s, t))
+            i += 1
+    ax.axhline(ROOF_TARGET, color="r", ls="--", lw=1, label="target 0.85")
+    ax.axhline(1.0, color="k", ls=":", lw=1)
+    ax.set_xticks([j + 0.4 for j in range(len(data.problems))])
+    ax.set_xticklabels([short(p) for p in data.problems], rotation=45, ha="right", fontsize=6)
+    ax.set_ylabel("fraction of same-run STREAM copy")
+    ax.set_title("best kernel per source, %s caches" % mode)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(outdir, "fraction.png"), dpi=90)
+    plt.close(fig)
+    made.append(("fraction.png", "fraction of the same-run STREAM copy bandwidth"))
+    # 3. Thread scaling of threaded kernels (GB/s vs threads), per problem.
+    thr = [r for r in data.ok if r.get("omp") and r.get("mode") == mode]
+    if len(data.threads) > 1 and thr:
+        fig, ax = plt.subplots(figsize=(9, 5))
+        seen = set()
+        for r in thr:
+            key = (r.get("kernel"), r.get("problem"))
+            if key in seen:
+                continue
+            seen.add(key)
+            pts = sorted((int(num(x.get("threads"), 1)), num(x.get("gbps"), 0))
+                         for x in thr if (x.get("kernel"), x.get("problem")) == key)
+            if len(pts) > 1:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", lw=1, alpha=0.7,
+                        label="%s %s" % (key[0], short(key[1])) if len(seen) <= 24 else None)
+        for t in data.threads:
+            roof = roof_of(docs, t)
+            if roof:
+                ax.scatter([t], [num(roof.get("copy_gbps"))], color="k", marker="_", s=400)
+        ax.set_xticks(data.threads)
+        ax.set_xlabel("threads")
+        ax.set_ylabel("GB/s")
+        ax.set_title("thread scaling (%s caches; black bars: STREAM copy)" % mode)
+        ax.legend(fontsize=5, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        fig.tight_layout()
+        fig.savefig(os.path.join(outdir, "scaling.png"), dpi=90)
+        plt.close(fig)
+        made.append(("scaling.png", "thread scaling of the threaded kernels and peers"))
+    return made, None
+
+
+def verify_summary(v):
+    """Per-kernel accuracy from a verify JSON whose schema belongs to issue 5:
+    read whatever fields exist."""
+    items = None
+    for key in ("results", "cases", "checks"):
+        if isinstance(v.get(key), list):
+            items = v[key]
+            break
+    if items is None:
+        return None
+    per = {}
+    for it in items:
+        if not isinstance(it, dict):
+            continue
+        k = it.get("kernel") or it.get("name")
+        if not k:
+            continue
+        e = per.setdefault(k, {"PASS": 0, "FAIL": 0, "LIMIT": 0, "SKIP": 0, "scaled": 0.0,
+                               "bound": 0.0})
+        vd = str(it.get("verdict") or it.get("status") or "").upper()
+        if vd in e:
+            e[vd] += 1
+        for src, dst in (("max_scaled", "scaled"), ("scaled", "scaled"),
+                         ("max_bound_use", "bound"), ("bound_use", "bound")):
+            x = num(it.get(src))
+            if x == x and vd != "SKIP":
+                e[dst] = max(e[dst], x)
+    return per
+
+
+def main():
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    ap.add_argument("json", nargs="+", help="bench JSON files (normbench, bench-pytorch)")
+    ap.add_argument("--verify", help="verify JSON (normbench verify --json) for accuracy")
+    ap.add_argument("--out", help="output directory (default reports/<target-id>)")
+    ap.add_argument("--notes", help="Markdown file included as the analysis section "
+                                    "(default: NOTES.md in the output directory, if any)")
+    ap.error = lambda msg: die(PROG, msg)
+    a = ap.parse_args()
+    docs = [load_bench(PROG, p) for p in a.json]
+    target = None
+    for d in docs:
+        target = target or d.get("target_id") or (d.get("sysinfo") or {}).get("target_id")
+    if not target:
+        die(PROG, "no target_id in the input JSON")
+    tids = {d.get("target_id") or (d.get("sysinfo") or {}).get("target_id") for d in docs}
+    outdir = a.out or os.path.join(ROOT, "reports", target)
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as e:
+        die(PROG, "cannot create '%s': %s" % (outdir, e.strerror))
+    verify = None
+    if a.verify:
+        vj = load_json(PROG, a.verify)
+        if not isinstance(vj, dict):
+            die(PROG, "'%s' is not a verify JSON" % a.verify)
+        verify = verify_summary(vj)
+    data = Data(docs)
+    if not data.ok:
+        die(PROG, "no measured results in the input")
+    si = {}
+    for d in docs:
+        if d.get("source", "normbench") == "normbench" and d.get("sysinfo"):
+            si = d["sysinfo"]
+            break
+    si = si or docs[0].get("sysinfo") or {}
+    write_csv(os.path.join(outdir, "results.csv"), data, target)
+    made, plot_err = plots(outdir, data, docs)
+    mode = pick_mode(data)
+    tmax = max(data.threads)
+
+    L = []
+    w = L.append
+    w("# normbench performance report: `%s`\n" % target)
+    w("Generated by `scripts/report` from %s on %s. Every number below comes from those files; "
+      "regenerate with `scripts/report %s`.\n" % (
+          ", ".join("`%s`" % os.path.relpath(p, ROOT) if os.path.abspath(p).startswith(ROOT)
+                    else "`%s`" % p for p in a.json),
+          datetime.datetime.utcnow().strftime("%Y-%m-%d"),
+          " ".join(os.path.relpath(p, ROOT) if os.path.abspath(p).startswith(ROOT) else p
+                   for p in a.json)))
+    if len(tids) > 1:
+        w("**Warning:** the inputs come from different targets: %s.\n" % ", ".join(
+            sorted(str(t) for t in tids)))
+    w("## Machine\n")
+    caches = ", ".join("L%s %s %s KiB x%s" % (c.get("level"), c.get("type"),
+                                              int(num(c.get("bytes"), 0)) >> 10,
+                                              c.get("instances"))
+                       for c in si.get("caches", []))
+    libs = si.get("libraries", {})
+    w("| | |\n|---|---|")
+    for k, v in [
+        ("CPU", "%s (%s, family %s model %s stepping %s, %s)%s" % (
+            si.get("model_name"), si.get("vendor"), si.get("family"), si.get("model"),
+            si.get("stepping"), si.get("microarch"),
+            ", virtualized" if si.get("hypervisor") else "")),
+        ("ISA", si.get("isa_features")),
+        ("cores", "%s logical CPUs, %s cores, %s socket(s)" % (
+            si.get("logical_cpus"), si.get("cores"), si.get("sockets"))),
+        ("caches (sysfs)", caches),
+        ("memory", "%.1f GiB" % (num(si.get("mem_total_bytes"), 0) / 2 ** 30)),
+        ("OS", "%s, %s" % (si.get("os"), si.get("kernel"))),
+        ("compiler", "%s, buildtype %s" % (si.get("compiler"), si.get("buildtype"))),
+        ("build flags", si.get("build_flags")),
+        ("libraries", "MPFR %s, OpenBLAS `%s`, OpenMP %s, oneDNN %s" % (
+            libs.get("mpfr"), libs.get("openblas"), libs.get("openmp"), libs.get("onednn"))),
+    ]:
+        w("| %s | %s |" % (k, v))
+    for d in docs:
+        if d.get("source") == "pytorch":
+            w("| PyTorch | %s |" % d.get("tool"))
+    w("")
+    w("### Runs and machine load\n")
+    w("The machine has %s CPUs shared with other work; the 1-minute load average is recorded "
+      "at the start and end of each run (a load near or above the CPU count means the "
+      "2-thread numbers in particular are noisy).\n" % si.get("logical_cpus"))
+    w("| file | source | date | command | seconds | load start | load end |\n"
+      "|---|---|---|---|---:|---:|---:|")
+    for p, d in zip(a.json, docs):
+        ld = d.get("load") or {}
+        w("| `%s` | %s | %s | `%s` | %s | %s | %s |" % (
+            os.path.basename(p), d.get("source", "normbench"), d.get("date"), d.get("command"),
+            f2(num(d.get("seconds")), 0), f2(num(ld.get("loadavg1_start"))),
+            f2(num(ld.get("loadavg1_end")))))
+    w("")
+    w("## Bandwidth roof (same run)\n")
+    for p, d in zip(a.json, docs):
+        roof = d.get("roof") or {}
+        if not roof.get("results"):
+            continue
+        w("`%s`: %s; arrays of %d MiB.\n" % (os.path.basename(p), roof.get("method", ""),
+                                             int(num(roof.get("array_bytes"), 0)) >> 20))
+        w("| threads | copy GB/s | copy stores used | regular | non-temporal | read GB/s |\n"
+          "|---:|---:|---|---:|---:|---:|")
+        for r in roof["results"]:
+            w("| %s | %s | %s | %s | %s | %s |" % (
+                r.get("threads"), f2(num(r.get("copy_gbps"))), r.get("copy_store"),
+                f2(num(r.get("copy_regular_gbps"))), f2(num(r.get("copy_nt_gbps"))),
+                f2(num(r.get("read_gbps")))))
+        w("")
+    model = next((d.get("traffic_model") for d in docs if d.get("traffic_model")), None)
+    if model:
+        w("**Traffic model.** %s\n" % model)
+
+    # ---- targets
+    w("## Issue 4 performance targets\n")
+    trows = target_rows(data, docs)
+    if all(r.get("missing") for r in trows):
+        w("The inputs hold none of the target shapes; run `normbench bench --set targets` "
+          "(and `scripts/bench-pytorch --set targets`) to evaluate them.\n")
+    else:
+        w("Mode `%s`%s. Roof: best normbench kernel >= %.2f of the same-run STREAM copy at "
+          "that thread count. oneDNN: our best >= %.1fx faster than oneDNN's best layout of the "
+          "same shape. PyTorch: >= %.0fx on NCHW BatchNorm training and InstanceNorm (others "
+          "shown for information). At T>1 serial kernels compete too.\n" % (
+              mode, " (x/y rotated beyond the LLC: DRAM-sized traffic)" if mode == "cold" else "",
+              ROOF_TARGET, ONEDNN_TARGET, PYTORCH_TARGET))
+        w("| target | T | best normbench kernel | time | GB/s | of copy | roof target | oneDNN "
+          "best | vs oneDNN | PyTorch | vs PyTorch |\n|---|---:|---|---:|---:|---:|---|---:|---|"
+          "---:|---|")
+        missed = []
+        for r in trows:
+            if r.get("missing"):
+                w("| %s | | not measured | | | | not measured | | | | |" % r["label"])
+                continue
+            b = r.get("best")
+            if not b:
+                w("| %s | %d | no result | | | | not measured | | | | |" % (r["label"],
+                                                                          r["threads"]))
+                continue
+            f = r.get("frac", float("nan"))
+            roof_ok = f >= ROOF_TARGET
+            rv = "met (%.2f)" % f if roof_ok else "**NOT met** (%.2f, short by %.0f%%)" % (
+                f, 100 * (1 - f / ROOF_TARGET))
+            if not roof_ok:
+                missed.append(r)
+            o = r.get("onednn")
+            if o:
+                ro = r["onednn_ratio"]
+                ov = ("met (%.2fx)" % ro if ro >= ONEDNN_TARGET else
+                      "**NOT met** (%.2fx)" % ro)
+                ocell = "%s %s" % (fmt_t(med(o)), "nhwc" if ":nhwc:" in o["problem"] else
+                                   "nchw" if ":nchw:" in o["problem"] else "")
+            else:
+                ov, ocell = "n/a (oneDNN 2.6 lacks it)", "-"
+            pt = r.get("pytorch")
+            if pt:
+                rp = r["pytorch_ratio"]
+                if r["need_pt"]:
+                    pv = "met (%.2fx)" % rp if rp >= PYTORCH_TARGET else "**NOT met** (%.2fx)" % rp
+                else:
+                    pv = "%.2fx (no target)" % rp
+                pcell = fmt_t(med(pt))
+            else:
+                pv, pcell = ("not measured" if r["need_pt"] else "-"), "-"
+            w("| %s | %d | `%s` | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                r["label"], r["threads"], b.get("kernel"), fmt_t(med(b)),
+                f2(num(b.get("gbps"))), f2(f), rv, ocell, ov, pcell, pv))
+        w("")
+        if missed:
+            w("### Why targets are missed (measured)\n")
+            for r in missed:
+                w("- **%s, T=%d**: %s." % (r["label"], r["threads"], diagnose(r, data)))
+            w("")
+
+    # ---- summary per layer
+    w("## Summary per layer\n")
+    w("Best kernel per problem (mode, threads), GB/s of compulsory traffic, fraction of the "
+      "same-run copy roof, and the speedup of the best normbench kernel over the naive "
+      "`twopass/scalar` (1 thread) and over each peer at the same thread count and mode. "
+      "The negative control `onepass` never counts as best.\n")
+    for layer in LAYERS:
+        probs = [p for p in data.problems if any(r.get("layer") == layer and
+                                                 r.get("problem") == p for r in data.ok)]
+        if not probs:
+            continue
+        w("### %s\n" % layer)
+        w("| problem | mode | T | best kernel | time | GB/s | of copy | el/ns | vs naive | "
+          "vs oneDNN | vs PyTorch |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        for p in probs:
+            for m in data.modes:
+                for t in data.threads:
+                    b = data.best(p, "normbench", t, m)
+                    if not b:
+                        continue
+                    nv = data.naive(p, m)
+                    od = data.sel(p, "onednn", t, m)
+                    pt = data.sel(p, "pytorch", t, m)
+                    w("| `%s` | %s | %d | `%s` | %s | %s | %s | %s | %s | %s | %s |" % (
+                        short(p), m, t, b.get("kernel"), fmt_t(med(b)), f2(num(b.get("gbps"))),
+                        f2(num(b.get("frac_copy"))), f2(num(b.get("elem_per_ns")), 3),
+                        "%.2fx" % (med(nv) / med(b)) if nv else "-",
+                        "%.2fx" % (med(od[0]) / med(b)) if od else "-",
+                        "%.2fx" % (med(pt[0]) / med(b)) if pt else "-"))
+        w("")
+
+    # ---- thread scaling
+    if len(data.threads) > 1:
+        w("## Thread scaling\n")
+        w("Best result per source at each thread count (%s caches); scaling = GB/s at T=%d over "
+          "GB/s at T=1. Copy roof scaling in the same run: %s.\n" % (
+              mode, tmax, " / ".join("T=%d %s GB/s" % (t, f2(num((roof_of(docs, t) or {})
+                                                                  .get("copy_gbps"))))
+                                     for t in data.threads)))
+        w("| problem | source | T=1 GB/s | T=%d GB/s | scaling | kernel at T=%d |\n"
+          "|---|---|---:|---:|---:|---|" % (tmax, tmax))
+        for p in data.problems:
+            for s in ("normbench", "onednn", "pytorch"):
+                b1 = data.best(p, s, 1, mode)
+                bt = data.best(p, s, tmax, mode, allow_serial=False)
+                if b1 and bt:
+                    w("| `%s` | %s | %s | %s | %.2fx | `%s` |" % (
+                        short(p), s, f2(num(b1.get("gbps"))), f2(num(bt.get("gbps"))),
+                        num(bt.get("gbps")) / max(num(b1.get("gbps")), 1e-12), bt.get("kernel")))
+        w("")
+
+    # ---- accuracy
+    if a.verify:
+        w("## Accuracy beside speed\n")
+        if not verify:
+            w("`%s` holds no per-kernel results this report can read.\n" % a.verify)
+        else:
+            w("From `%s`: verdict counts and the largest scaled error / bound use over the "
+              "verify sweep, beside each kernel's best GB/s here.\n" % os.path.basename(a.verify))
+            w("| kernel | PASS | FAIL | LIMIT | SKIP | max scaled error | max bound use | best "
+              "GB/s |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+            for k in sorted(verify):
+                e = verify[k]
+                g = [num(r.get("gbps")) for r in data.ok if r.get("kernel") == k]
+                w("| `%s` | %d | %d | %d | %d | %s | %s | %s |" % (
+                    k, e["PASS"], e["FAIL"], e["LIMIT"], e["SKIP"], f2(e["scaled"], 3),
+                    f2(e["bound"], 3), f2(max(g)) if g else "-"))
+            w("")
+
+    # ---- skipped
+    skipped = [r for r in data.all if r.get("status") != "ok"]
+    if skipped:
+        w("## Skipped or failed cases\n")
+        seen = set()
+        for r in skipped:
+            key = (r.get("kernel"), r.get("reason"))
+            if key in seen:
+                continue
+            seen.add(key)
+            n = sum(1 for x in skipped if (x.get("kernel"), x.get("reason")) == key)
+            w("- `%s`: %s (%d case%s)" % (key[0], key[1], n, "" if n == 1 else "s"))
+        w("")
+
+    # ---- plots, notes, files
+    w("## Plots\n")
+    if plot_err:
+        w(plot_err + "\n")
+    for name, cap in made:
+        w("![%s](%s)\n" % (cap, name))
+    notes = a.notes or os.path.join(outdir, "NOTES.md")
+    if os.path.isfile(notes):
+        w("## Analysis\n")
+        with open(notes) as f:
+            w(f.read().strip() + "\n")
+    w("## Files\n")
+    w("- `results.csv`: every case of the inputs (one row each, with its repro command).")
+    w("- Reproduce one case: the `repro` column, e.g. `build/normbench bench --kernels K "
+      "--problems P --threads T`.")
+    w("- Compare two runs: `scripts/compare BASE.json NEW.json`.")
+    with open(os.path.join(outdir, "README.md"), "w") as f:
+        f.write("\n".join(L) + "\n")
+    print("report: wrote %s (README.md, results.csv, %d plot(s))" % (
+        os.path.relpath(outdir, os.getcwd()), len(made)))
+
+
+if __name__ == "__main__":
+    main()
