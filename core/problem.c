@@ -241,7 +241,7 @@ static bool parse_double(const char *s, double *out)
 static nb_status parse_shape(const char *tok, nb_problem *p, char *err, size_t len)
 {
     const char *q = tok;
-    char keys[8];
+    char keys[9]; /* up to 8 keys and the terminator (fuzzer find: 8 keys overflowed) */
     int64_t vals[8];
     int k = 0;
     while (*q) {
