@@ -54,7 +54,7 @@ static int cmd_list(int argc, char **argv)
         const nb_kernel *k = nb_kernel_at(i);
         if (ng && !cli_kernel_selected(k, globs, ng))
             continue;
-        static const char *const red[] = {"sequential", "pairwise", "blocked"};
+        static const char *const red[] = {"sequential", "pairwise", "blocked", "lanes"};
         char dt[16] = "";
         if (k->dtypes & (1u << NB_F32))
             strcat(dt, "f32");

@@ -20,11 +20,14 @@
 #define NB_ALGO_welford NB_ALGO_WELFORD
 #define NB_ALGO_onepass NB_ALGO_ONEPASS
 #define NB_ALGO_onednn NB_ALGO_ONEDNN
+#define NB_ALGO_default NB_ALGO_DEFAULT
 #define NB_ISA_scalar NB_ISA_SCALAR
 #define NB_ISA_avx2 NB_ISA_AVX2
 #define NB_ISA_avx512 NB_ISA_AVX512
 #define NB_ISA_neon NB_ISA_NEON
 #define NB_ISA_native NB_ISA_NATIVE
+#define NB_ISA_blas NB_ISA_BLAS
+#define NB_ISA_auto NB_ISA_AUTO
 #define NB_SUFFIX_serial ""
 #define NB_SUFFIX_omp "/omp"
 #define NB_IS_OMP_serial false
@@ -62,13 +65,15 @@ const nb_kernel *nb_kernel_find(const char *name)
 
 const char *nb_algo_name(nb_algo a)
 {
-    static const char *const n[NB_ALGO_COUNT] = {"twopass", "welford", "onepass", "onednn"};
+    static const char *const n[NB_ALGO_COUNT] = {"twopass", "welford", "onepass", "onednn",
+                                                  "default"};
     return (unsigned)a < NB_ALGO_COUNT ? n[a] : "?";
 }
 
 const char *nb_isa_name(nb_isa i)
 {
-    static const char *const n[NB_ISA_COUNT] = {"scalar", "avx2", "avx512", "neon", "native"};
+    static const char *const n[NB_ISA_COUNT] = {"scalar", "avx2", "avx512", "neon",
+                                                 "native", "blas",   "auto"};
     return (unsigned)i < NB_ISA_COUNT ? n[i] : "?";
 }
 
@@ -78,7 +83,9 @@ static bool cpu_has(nb_isa isa)
 {
     switch (isa) {
     case NB_ISA_SCALAR:
-    case NB_ISA_NATIVE: return true; /* peers dispatch their own ISA */
+    case NB_ISA_NATIVE: /* peers dispatch their own ISA */
+    case NB_ISA_BLAS:   /* registered only when OpenBLAS is built in */
+    case NB_ISA_AUTO: return true; /* resolved per call (impls/dispatch.c) */
 #if defined(__x86_64__) || defined(__i386__)
     case NB_ISA_AVX2:
         __builtin_cpu_init();
@@ -102,7 +109,7 @@ static nb_isa isa_cap(void)
     const char *e = getenv("NORMBENCH_ISA");
     if (!e || !*e)
         return NB_ISA_COUNT;
-    for (int i = 0; i < NB_ISA_COUNT; i++)
+    for (int i = 0; i <= NB_ISA_NEON; i++) /* the levels a CPU has, not blas/auto */
         if (!strcmp(e, nb_isa_name((nb_isa)i)))
             return (nb_isa)i;
     return NB_ISA_SCALAR;
@@ -115,7 +122,8 @@ bool nb_kernel_available(const nb_kernel *k)
     nb_isa cap = isa_cap();
     if (cap == NB_ISA_COUNT)
         return true;
-    if (k->isa == NB_ISA_SCALAR || k->isa == NB_ISA_NATIVE)
+    if (k->isa == NB_ISA_SCALAR || k->isa == NB_ISA_NATIVE || k->isa == NB_ISA_BLAS ||
+        k->isa == NB_ISA_AUTO)
         return true;
     if (cap == NB_ISA_NEON || k->isa == NB_ISA_NEON)
         return k->isa == cap;
@@ -124,6 +132,11 @@ bool nb_kernel_available(const nb_kernel *k)
 
 double nb_kernel_depth(const nb_kernel *k, int64_t n)
 {
+    if (k && k->isa == NB_ISA_AUTO) { /* the depth of the kernel it runs */
+        const nb_kernel *r = nb_default_resolve(k);
+        if (r)
+            k = r;
+    }
     if (n < 2)
         return 1.0;
     double lg = ceil(log2((double)n));
@@ -134,6 +147,10 @@ double nb_kernel_depth(const nb_kernel *k, int64_t n)
         if ((double)n <= b)
             return (double)n - 1.0;
         return b + ceil(log2((double)n / b));
+    }
+    case NB_RED_LANES: {
+        double L = (double)(k->block > 0 ? k->block : 1);
+        return ceil((double)n / L) + ceil(log2(fmin((double)n, L)));
     }
     default: return (double)n - 1.0;
     }

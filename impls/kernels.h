@@ -1,11 +1,12 @@
 /* kernels.h: internal interface between the registry and the kernel
  * drivers: the memory description of a problem's statistics groups, the
- * shared validation/running-stat helpers, and the entry prototypes derived
- * from kernels.def. */
+ * shared validation/running-stat helpers, the default-kernel resolver and
+ * the entry prototypes derived from kernels.def. */
 #ifndef NB_KERNELS_H
 #define NB_KERNELS_H
 
 #include "normbench.h"
+#include "nb_config.h"
 #include "nb_config.h" /* NB_HAVE_* guards in kernels.def */
 
 /* Where a problem's statistics groups sit in memory. Group g = outer *
@@ -33,6 +34,10 @@ void nb_desc_make(const nb_problem *p, nb_desc *d);
 /* The momentum factor of the running-stat update (momentum, or
  * 1/num_batches_tracked when momentum is None). */
 double nb_running_factor(const nb_problem *p);
+
+/* The kernel a `<layer>/default/auto` kernel runs on this CPU under the
+ * current NORMBENCH_ISA cap (impls/dispatch.c); NULL if none. */
+const nb_kernel *nb_default_resolve(const nb_kernel *k);
 
 #define NB_KERNEL(layer, algo, isa, thr, red, block, flags, entry)                                 \
     nb_status entry(const nb_kernel *k, const nb_problem *p, const nb_args *a);

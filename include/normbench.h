@@ -144,16 +144,22 @@ typedef struct nb_args {
 /* ---- registry ---------------------------------------------------------- */
 
 /* NB_ALGO_ONEDNN and NB_ISA_NATIVE mark peer kernels: oneDNN's own
- * implementation, which picks its instruction set at run time. */
-typedef enum nb_algo { NB_ALGO_TWOPASS, NB_ALGO_WELFORD, NB_ALGO_ONEPASS, NB_ALGO_ONEDNN, NB_ALGO_COUNT } nb_algo;
-typedef enum nb_isa { NB_ISA_SCALAR, NB_ISA_AVX2, NB_ISA_AVX512, NB_ISA_NEON, NB_ISA_NATIVE, NB_ISA_COUNT } nb_isa;
+ * implementation, which picks its instruction set at run time.
+ * NB_ALGO_DEFAULT with NB_ISA_AUTO: the `<layer>/default/auto` kernels,
+ * which run the best kernel available at run time. NB_ISA_BLAS: composed
+ * from OpenBLAS calls. Both are always available when built. */
+typedef enum nb_algo { NB_ALGO_TWOPASS, NB_ALGO_WELFORD, NB_ALGO_ONEPASS, NB_ALGO_ONEDNN, NB_ALGO_DEFAULT, NB_ALGO_COUNT } nb_algo;
+typedef enum nb_isa { NB_ISA_SCALAR, NB_ISA_AVX2, NB_ISA_AVX512, NB_ISA_NEON, NB_ISA_NATIVE, NB_ISA_BLAS, NB_ISA_AUTO, NB_ISA_COUNT } nb_isa;
 
 /* How a kernel reduces a group of n values; sets C in the tolerance model. */
 typedef enum nb_reduction {
     NB_RED_SEQUENTIAL, /* one running accumulator: C = n - 1 */
     NB_RED_PAIRWISE,   /* tree: C = ceil(log2 n) + 1 */
-    NB_RED_BLOCKED     /* sequential within `block`-sized pieces, tree across:
+    NB_RED_BLOCKED,    /* sequential within `block`-sized pieces, tree across:
                           C = block + ceil(log2(n / block)) */
+    NB_RED_LANES       /* lane-striped: each of L = `block` lanes sums at most
+                          ceil(n / L) values, then a tree over the lanes:
+                          C = ceil(n / L) + ceil(log2 min(n, L)) */
 } nb_reduction;
 
 enum {
@@ -173,7 +179,7 @@ typedef struct nb_kernel {
     nb_isa isa;
     bool omp;
     nb_reduction reduction;
-    int64_t block;      /* for NB_RED_BLOCKED */
+    int64_t block;      /* for NB_RED_BLOCKED; the lane count L for NB_RED_LANES */
     unsigned flags;
     unsigned dtypes;    /* bit (1u << nb_dtype) per supported dtype */
     nb_kernel_fn fn;    /* internal entry; call through nb_kernel_run */

@@ -1,0 +1,44 @@
+/* blas.c: the OpenBLAS-composed baseline kernels `<layer>/twopass/blas`,
+ * instantiated from blas_body.h for f32 (cblas_s*) and f64 (cblas_d*).
+ * Compiled only when meson finds OpenBLAS (NB_HAVE_OPENBLAS). */
+#include "kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NB_CAT_(a, b) a##_##b
+#define NB_CAT(a, b) NB_CAT_(a, b)
+#define NB_CBS_(op) cblas_s##op
+#define NB_CBD_(op) cblas_d##op
+
+#define T float
+#define SFX f32
+#define CB(op) NB_CBS_(op)
+#define IAMAX cblas_isamax
+#define ABS fabsf
+#define FREXP frexpf
+#define LDEXP ldexpf
+#define SQRT sqrtf
+#define TMAX 3.40282347e+38f
+#define SCALE_LIM 100
+#include "blas_body.h"
+
+#define T double
+#define SFX f64
+#define CB(op) NB_CBD_(op)
+#define IAMAX cblas_idamax
+#define ABS fabs
+#define FREXP frexp
+#define LDEXP ldexp
+#define SQRT sqrt
+#define TMAX 1.7976931348623157e+308
+#define SCALE_LIM 1000
+#include "blas_body.h"
+
+nb_status nb_blas_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
+{
+    (void)k;
+    return p->dtype == NB_F64 ? blas_run_f64(p, a) : blas_run_f32(p, a);
+}

@@ -1,0 +1,957 @@
+/* simd_body.h: the vectorised kernels (twopass, welford, onepass, serial and
+ * OpenMP), written once and compiled per instruction set. A per-ISA file
+ * (simd_avx2.c, simd_avx512.c, simd_neon.c, simd_generic.c) defines, for
+ * one dtype at a time, T, SFX, TMAX, SCALE_LIM, the libm names (FREXP,
+ * LDEXP, SQRT), the vector type VEC with W lanes and the thin wrappers
+ *
+ *   VLOAD(p) VSTORE(p, v)         unaligned full-width load / store
+ *   VLOADF(p, n, f)               lanes < n from p, the others = f (1 <= n <= W;
+ *                                 never touches memory past p + n)
+ *   VSTOREN(p, v, n)              store lanes < n only
+ *   VSET1(x) VADD VSUB VMUL VDIV VMAX VABS
+ *   VFMA(a, b, c)                 a * b + c (fused where the ISA has it)
+ *
+ * then includes this file, which undefines the per-dtype macros at its end.
+ *
+ * Two vectorisation shapes, chosen from the problem's memory layout:
+ *
+ * 1. Contiguous segments (ln/rms rows, in/gn/bn NCHW, bn/in NHWC with C=1):
+ *    a group of m values is walked in chunks of L = U * W values, U = 4
+ *    vector accumulators per statistic. Each segment's leftover (< L) values
+ *    are appended to a small stage buffer that is drained in whole chunks,
+ *    and the last (< L) values form one partial chunk whose missing lanes
+ *    are filled with a neutral value (x0 for the shifted sum, the mean for
+ *    the squares, 0 with a weight of 0 for Welford). So every lane holds at
+ *    most ceil(m / L) values whatever the segment lengths, then the U
+ *    accumulators and W lanes meet in a tree of depth log2(L): the sum's
+ *    depth is C = ceil(m / L) + ceil(log2 min(m, L)), the NB_RED_LANES shape
+ *    with block L (kernels.def declares the smaller f64 L, an upper bound).
+ *    A group is reduced, then normalised at once, so a BatchNorm NCHW
+ *    channel (N slices of H*W) is re-read from cache, not memory.
+ *
+ * 2. Across channels (bn/in/gn NHWC): W adjacent channels sit in one
+ *    vector, each lane is one channel; positions are dealt round-robin to
+ *    U = 4 accumulator rows, so a channel's depth is ceil(n / 4) + 2 (the
+ *    NB_RED_LANES shape with block 4, which also bounds shape 1). GroupNorm
+ *    NHWC merges its C/G channel partials per group in a pairwise tree (depth
+ *    log2(C/G)), which still fits the same bound.
+ *
+ * Algorithms (same semantics as scalar_body.h):
+ *   twopass  pass 1 s = sum(x - x0), a = max|x - x0| (x0 = the group's first
+ *            value, so a constant group has var == 0 exactly); pass 2
+ *            q = sum(((x - mean) 2^-k)^2), 2^k >= 2a (exact power-of-two
+ *            prescaling: NB_KF_PRESCALED). The squares use one FMA each:
+ *            q + d*d rounded once, which only tightens the scalar bound.
+ *   welford  per-lane Welford updates mu += d / k, M2 += d (x - mu), lanes
+ *            merged by Chan's formula M2 = M2a + M2b + delta^2 na nb / n;
+ *            rms keeps a running mean of squares.
+ *   onepass  sums of x and x^2, var = E[x^2] - E[x]^2: the negative control.
+ *
+ * OpenMP (k->omp): groups are split among threads with a static schedule;
+ * when a problem has fewer than NB_SPLIT_GROUPS groups (or units), each long
+ * reduction is cut into fixed blocks (NB_BLK values or NB_BLKPOS positions)
+ * whose partials are merged in a fixed pairwise order. The partition never
+ * depends on the thread count, so the /omp kernels are bitwise reproducible
+ * across thread counts and runs (NB_KF_DETERMINISTIC); block partials add at
+ * most ceil(log2 blocks) to the depth, which the lanes bound absorbs since a
+ * block holds >= 2L values. */
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef NB_SIMD_BODY_ONCE
+#define NB_SIMD_BODY_ONCE
+#define NB_CAT_(a, b) a##_##b
+#define NB_CAT(a, b) NB_CAT_(a, b)
+#define NB_U 4              /* vector accumulators per statistic */
+#define NB_SPLIT_GROUPS 16  /* fewer groups than this: split long reductions */
+#define NB_BLK 16384        /* values per block of a split contiguous group */
+#define NB_BLKPOS 1024      /* positions per block of a split NHWC reduction */
+#if NB_HAVE_OPENMP
+#define NB_OMP_FOR _Pragma("omp parallel for schedule(static) if(par_)")
+#else
+#define NB_OMP_FOR
+#endif
+enum { NB_M_TP1, NB_M_TP2, NB_M_WF, NB_M_WFRMS, NB_M_OP };
+#endif
+
+#define FN(name) NB_CAT(name, SFX)
+#define NB_L (NB_U * W)
+
+/* Partial statistics of a range: twopass pass 1 (s, a), pass 2 (q),
+ * welford (n, s = mean, q = M2), onepass (s, q). */
+typedef struct FN(part) {
+    T n, s, a, q;
+} FN(part);
+
+/* Weights for the partial chunk (VLOADF reads at most W of them). */
+static const T FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+/* Power-of-two exponent k with 2^k >= 2a, clamped so 2^-k and its square
+ * stay normal (as in scalar_body.h). */
+static int FN(scale_exp)(T a)
+{
+    if (a == 0)
+        return 0;
+    int e;
+    (void)FREXP(a, &e);
+    e += 1;
+    if (e < -SCALE_LIM)
+        e = -SCALE_LIM;
+    if (e > SCALE_LIM)
+        e = SCALE_LIM;
+    return e;
+}
+
+/* rstd from the scaled mean square v = var 4^-k (see scalar_body.h). */
+static T FN(rstd_scaled)(T v, int k, T eps, T *var_out)
+{
+    T var = LDEXP(v, 2 * k);
+    *var_out = var;
+    if (var <= TMAX)
+        return (T)1 / SQRT(var + eps);
+    T sc = LDEXP((T)1, -k);
+    return sc / SQRT(v + (eps * sc) * sc);
+}
+
+/* Pairwise sum / max of n values: depth ceil(log2 n). */
+static T FN(pw_sum)(const T *v, int64_t n, int64_t stride)
+{
+    if (n == 1)
+        return v[0];
+    const int64_t h = n / 2;
+    return FN(pw_sum)(v, h, stride) + FN(pw_sum)(v + h * stride, n - h, stride);
+}
+
+static T FN(pw_max)(const T *v, int64_t n, int64_t stride)
+{
+    T r = v[0];
+    for (int64_t i = 1; i < n; i++)
+        if (v[i * stride] > r || v[i * stride] != v[i * stride])
+            r = v[i * stride];
+    return r;
+}
+
+/* Chan, Golub & LeVeque's merge of (na, ma, qa) with (nb, mb, qb):
+ * n = na + nb, mean = ma + delta nb / n, M2 = M2a + M2b + delta^2 na nb / n.
+ * Each merge adds a few roundings relative to M2 and |delta| (Chan et al.
+ * 1983): a merge tree of depth D costs O(D u) in the merged M2, the same
+ * order as D levels of a summation tree. */
+static inline void FN(chan)(T *na, T *ma, T *qa, T nb, T mb, T qb)
+{
+    if (nb == 0)
+        return;
+    if (*na == 0) {
+        *na = nb;
+        *ma = mb;
+        *qa = qb;
+        return;
+    }
+    const T n = *na + nb, f = nb / n, dl = mb - *ma;
+    *ma = *ma + dl * f;
+    *qa = (*qa + qb) + (dl * dl) * (*na * f);
+    *na = n;
+}
+
+/* The same merge lane by lane; a lane with n == 0 on both sides stays 0. */
+static inline void FN(vchan)(VEC *na, VEC *ma, VEC *qa, VEC nb, VEC mb, VEC qb)
+{
+    const VEC n = VADD(*na, nb);
+    const VEC f = VDIV(nb, VMAX(n, VSET1((T)1)));
+    const VEC dl = VSUB(mb, *ma);
+    *ma = VFMA(dl, f, *ma);
+    *qa = VADD(VADD(*qa, qb), VMUL(VMUL(dl, dl), VMUL(*na, f)));
+    *na = n;
+}
+
+/* Sum of U accumulators then W lanes: a tree of depth log2(L). */
+static T FN(vsum)(const VEC *acc)
+{
+    T lanes[W];
+    VSTORE(lanes, VADD(VADD(acc[0], acc[1]), VADD(acc[2], acc[3])));
+    for (int h = W / 2; h >= 1; h /= 2)
+        for (int i = 0; i < h; i++)
+            lanes[i] = lanes[i] + lanes[i + h];
+    return lanes[0];
+}
+
+static T FN(vmaxall)(const VEC *acc)
+{
+    T lanes[W];
+    VSTORE(lanes, VMAX(VMAX(acc[0], acc[1]), VMAX(acc[2], acc[3])));
+    return FN(pw_max)(lanes, W, 1);
+}
+
+/* Welford lanes: merge U accumulators then W lanes with Chan's formula. */
+static FN(part) FN(wf_reduce)(VEC *n, VEC *mu, VEC *m2)
+{
+    FN(vchan)(&n[0], &mu[0], &m2[0], n[1], mu[1], m2[1]);
+    FN(vchan)(&n[2], &mu[2], &m2[2], n[3], mu[3], m2[3]);
+    FN(vchan)(&n[0], &mu[0], &m2[0], n[2], mu[2], m2[2]);
+    T nl[W], ml[W], ql[W];
+    VSTORE(nl, n[0]);
+    VSTORE(ml, mu[0]);
+    VSTORE(ql, m2[0]);
+    for (int h = W / 2; h >= 1; h /= 2)
+        for (int i = 0; i < h; i++)
+            FN(chan)(&nl[i], &ml[i], &ql[i], nl[i + h], ml[i + h], ql[i + h]);
+    FN(part) r = {.n = nl[0], .s = ml[0], .q = ql[0]};
+    return r;
+}
+
+/* ---- shape 1: contiguous segments ------------------------------------- */
+
+/* Walk the flat values [e0, e1) of a group (nseg segments of seglen, unit
+ * element stride): FULL sees p_ at L values, LAST sees p_ at n_ < L values
+ * (once, at the end). See the top of the file for the lane balance. */
+#define NB_WALK(d, g, e0, e1, stage, FULL, LAST)                                                   \
+    do {                                                                                           \
+        int64_t seg_ = (e0) / (d)->seglen, off_ = (e0) % (d)->seglen, left_ = (e1) - (e0);         \
+        int64_t ns_ = 0, n_ = 0;                                                                   \
+        const T *p_ = NULL;                                                                        \
+        while (left_ > 0) {                                                                        \
+            const T *r_ = (g) + seg_ * (d)->seg_stride + off_;                                     \
+            int64_t len_ = (d)->seglen - off_;                                                     \
+            if (len_ > left_)                                                                      \
+                len_ = left_;                                                                      \
+            left_ -= len_;                                                                         \
+            int64_t j_ = 0;                                                                        \
+            for (; j_ + NB_L <= len_; j_ += NB_L) {                                                \
+                p_ = r_ + j_;                                                                      \
+                FULL;                                                                              \
+            }                                                                                      \
+            const int64_t rem_ = len_ - j_;                                                        \
+            if (rem_ > 0 && ns_ == 0 && left_ == 0) {                                              \
+                p_ = r_ + j_;                                                                      \
+                n_ = rem_;                                                                         \
+                LAST;                                                                              \
+            } else if (rem_ > 0) {                                                                 \
+                memcpy((stage) + ns_, r_ + j_, (size_t)rem_ * sizeof(T));                          \
+                ns_ += rem_;                                                                       \
+                if (ns_ >= NB_L) {                                                                 \
+                    p_ = (stage);                                                                  \
+                    FULL;                                                                          \
+                    ns_ -= NB_L;                                                                   \
+                    memmove((stage), (stage) + NB_L, (size_t)ns_ * sizeof(T));                     \
+                }                                                                                  \
+            }                                                                                      \
+            seg_++;                                                                                \
+            off_ = 0;                                                                              \
+        }                                                                                          \
+        if (ns_ > 0) {                                                                             \
+            p_ = (stage);                                                                          \
+            n_ = ns_;                                                                              \
+            LAST;                                                                                  \
+        }                                                                                          \
+    } while (0)
+
+/* Lanes of vector u that hold real values in a partial chunk of n. */
+static inline int FN(lanes_in)(int64_t n, int u)
+{
+    const int64_t k = n - (int64_t)u * W;
+    return k <= 0 ? 0 : (k >= W ? W : (int)k);
+}
+
+static inline void FN(tp1_full)(const T *p, VEC x0, VEC *s, VEC *a)
+{
+    for (int u = 0; u < NB_U; u++) {
+        const VEC dv = VSUB(VLOAD(p + u * W), x0);
+        s[u] = VADD(s[u], dv);
+        a[u] = VMAX(a[u], VABS(dv));
+    }
+}
+
+static inline void FN(tp1_last)(const T *p, int64_t n, T x0s, VEC x0, VEC *s, VEC *a)
+{
+    for (int u = 0; u < NB_U; u++) {
+        const int k = FN(lanes_in)(n, u);
+        if (!k)
+            break;
+        const VEC dv = VSUB(VLOADF(p + u * W, k, x0s), x0); /* filled lanes: exactly 0 */
+        s[u] = VADD(s[u], dv);
+        a[u] = VMAX(a[u], VABS(dv));
+    }
+}
+
+static inline void FN(tp2_full)(const T *p, VEC mean, VEC sc, VEC *q)
+{
+    for (int u = 0; u < NB_U; u++) {
+        const VEC dv = VMUL(VSUB(VLOAD(p + u * W), mean), sc); /* exact scaling by 2^-k */
+        q[u] = VFMA(dv, dv, q[u]);
+    }
+}
+
+static inline void FN(tp2_last)(const T *p, int64_t n, T ms, VEC mean, VEC sc, VEC *q)
+{
+    for (int u = 0; u < NB_U; u++) {
+        const int k = FN(lanes_in)(n, u);
+        if (!k)
+            break;
+        const VEC dv = VMUL(VSUB(VLOADF(p + u * W, k, ms), mean), sc);
+        q[u] = VFMA(dv, dv, q[u]);
+    }
+}
+
+static inline void FN(op_full)(const T *p, VEC *s, VEC *q)
+{
+    for (int u = 0; u < NB_U; u++) {
+        const VEC x = VLOAD(p + u * W);
+        s[u] = VADD(s[u], x);
+        q[u] = VFMA(x, x, q[u]);
+    }
+}
+
+static inline void FN(op_last)(const T *p, int64_t n, VEC *s, VEC *q)
+{
+    for (int u = 0; u < NB_U; u++) {
+        const int k = FN(lanes_in)(n, u);
+        if (!k)
+            break;
+        const VEC x = VLOADF(p + u * W, k, (T)0);
+        s[u] = VADD(s[u], x);
+        q[u] = VFMA(x, x, q[u]);
+    }
+}
+
+/* Welford step on a full chunk: every lane's count becomes *k + 1. */
+static inline void FN(wf_full)(const T *p, T *k, bool rms, VEC *mu, VEC *m2)
+{
+    *k += 1;
+    const VEC kv = VSET1(*k);
+    for (int u = 0; u < NB_U; u++) {
+        const VEC x = VLOAD(p + u * W);
+        if (rms) {
+            mu[u] = VADD(mu[u], VDIV(VSUB(VMUL(x, x), mu[u]), kv));
+        } else {
+            const VEC dv = VSUB(x, mu[u]);
+            mu[u] = VADD(mu[u], VDIV(dv, kv));
+            m2[u] = VFMA(dv, VSUB(x, mu[u]), m2[u]);
+        }
+    }
+}
+
+/* The partial chunk: weight w = 1 on real lanes, 0 on filled ones. */
+static inline void FN(wf_last)(const T *p, int64_t n, T k, bool rms, VEC *mu, VEC *m2, VEC *w)
+{
+    const VEC kv = VSET1(k + 1);
+    for (int u = 0; u < NB_U; u++) {
+        const int c = FN(lanes_in)(n, u);
+        if (!c)
+            break;
+        w[u] = VLOADF(FN(ones), c, (T)0);
+        const VEC x = VLOADF(p + u * W, c, (T)0);
+        if (rms) {
+            mu[u] = VADD(mu[u], VDIV(VMUL(VSUB(VMUL(x, x), mu[u]), w[u]), kv));
+        } else {
+            const VEC dv = VMUL(VSUB(x, mu[u]), w[u]);
+            mu[u] = VADD(mu[u], VDIV(dv, kv));
+            m2[u] = VFMA(dv, VSUB(x, mu[u]), m2[u]);
+        }
+    }
+}
+
+/* One pass of mode over the flat range [e0, e1) of group g. */
+static FN(part) FN(cg_range)(int mode, const nb_desc *d, const T *g, int64_t e0, int64_t e1,
+                             T c0, T c1)
+{
+    T stage[2 * NB_L];
+    VEC s[NB_U], a[NB_U];
+    for (int u = 0; u < NB_U; u++)
+        s[u] = a[u] = VSET1((T)0);
+    FN(part) r = {0, 0, 0, 0};
+    if (mode == NB_M_TP1) {
+        const VEC x0 = VSET1(c0);
+        NB_WALK(d, g, e0, e1, stage, FN(tp1_full)(p_, x0, s, a),
+                FN(tp1_last)(p_, n_, c0, x0, s, a));
+        r.s = FN(vsum)(s);
+        r.a = FN(vmaxall)(a);
+    } else if (mode == NB_M_TP2) {
+        const VEC mv = VSET1(c0), sc = VSET1(c1);
+        NB_WALK(d, g, e0, e1, stage, FN(tp2_full)(p_, mv, sc, s),
+                FN(tp2_last)(p_, n_, c0, mv, sc, s));
+        r.q = FN(vsum)(s);
+    } else if (mode == NB_M_OP) {
+        NB_WALK(d, g, e0, e1, stage, FN(op_full)(p_, s, a), FN(op_last)(p_, n_, s, a));
+        r.s = FN(vsum)(s);
+        r.q = FN(vsum)(a);
+    } else {
+        const bool rms = mode == NB_M_WFRMS;
+        VEC w[NB_U], n[NB_U];
+        T k = 0;
+        for (int u = 0; u < NB_U; u++)
+            w[u] = VSET1((T)0);
+        NB_WALK(d, g, e0, e1, stage, FN(wf_full)(p_, &k, rms, s, a),
+                FN(wf_last)(p_, n_, k, rms, s, a, w));
+        for (int u = 0; u < NB_U; u++)
+            n[u] = VADD(VSET1(k), w[u]);
+        r = FN(wf_reduce)(n, s, a);
+    }
+    return r;
+}
+
+/* Merge partials [lo, hi) pairwise into parts[lo]. */
+static void FN(merge_parts)(int mode, FN(part) *parts, int64_t lo, int64_t hi)
+{
+    if (hi - lo < 2)
+        return;
+    const int64_t mid = lo + (hi - lo) / 2;
+    FN(merge_parts)(mode, parts, lo, mid);
+    FN(merge_parts)(mode, parts, mid, hi);
+    FN(part) *A = &parts[lo], *B = &parts[mid];
+    if (mode == NB_M_WF || mode == NB_M_WFRMS) {
+        FN(chan)(&A->n, &A->s, &A->q, B->n, B->s, B->q);
+    } else {
+        A->s = A->s + B->s;
+        A->q = A->q + B->q;
+        if (B->a > A->a || B->a != B->a)
+            A->a = B->a;
+    }
+}
+
+/* One pass over a whole group: a single range, or fixed blocks of NB_BLK
+ * values reduced in parallel and merged pairwise (split). */
+static nb_status FN(cg_pass)(int mode, const nb_desc *d, const T *g, bool split, T c0, T c1,
+                             FN(part) *out)
+{
+    const int64_t m = d->m;
+    if (!split) {
+        *out = FN(cg_range)(mode, d, g, 0, m, c0, c1);
+        return NB_OK;
+    }
+    const int64_t nb = (m + NB_BLK - 1) / NB_BLK;
+    FN(part) *parts = malloc((size_t)nb * sizeof *parts);
+    if (!parts)
+        return NB_ERR_NOMEM;
+    const int par_ = 1;
+    (void)par_;
+    NB_OMP_FOR
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t e1 = (b + 1) * NB_BLK < m ? (b + 1) * NB_BLK : m;
+        parts[b] = FN(cg_range)(mode, d, g, b * NB_BLK, e1, c0, c1);
+    }
+    FN(merge_parts)(mode, parts, 0, nb);
+    *out = parts[0];
+    free(parts);
+    return NB_OK;
+}
+
+/* mean, var, rstd of one group from its statistics pass(es). */
+static nb_status FN(cg_stats)(nb_algo algo, bool rms, const nb_desc *d, const T *g, T eps,
+                              bool split, T *mean_o, T *var_o, T *rstd_o)
+{
+    const T m = (T)d->m;
+    T mean = 0, var = 0, rstd;
+    FN(part) P;
+    nb_status st;
+    if (algo == NB_ALGO_TWOPASS) {
+        const T x0 = rms ? 0 : g[0];
+        if ((st = FN(cg_pass)(NB_M_TP1, d, g, split, x0, 0, &P)))
+            return st;
+        if (!(P.a <= TMAX) || P.s != P.s) { /* NaN or Inf in the group */
+            *mean_o = *var_o = *rstd_o = (T)NAN;
+            return NB_OK;
+        }
+        mean = rms ? 0 : x0 + P.s / m;
+        const int k = FN(scale_exp)(P.a);
+        if ((st = FN(cg_pass)(NB_M_TP2, d, g, split, mean, LDEXP((T)1, -k), &P)))
+            return st;
+        rstd = FN(rstd_scaled)(P.q / m, k, eps, &var);
+    } else if (algo == NB_ALGO_WELFORD) {
+        if ((st = FN(cg_pass)(rms ? NB_M_WFRMS : NB_M_WF, d, g, split, 0, 0, &P)))
+            return st;
+        if (rms) {
+            var = P.s;
+        } else {
+            mean = P.s;
+            var = P.q / m;
+        }
+        rstd = (T)1 / SQRT(var + eps);
+    } else {
+        if ((st = FN(cg_pass)(NB_M_OP, d, g, split, 0, 0, &P)))
+            return st;
+        if (rms) {
+            var = P.q / m;
+        } else {
+            mean = P.s / m;
+            var = P.q / m - mean * mean;
+        }
+        rstd = (T)1 / SQRT(var + eps);
+    }
+    *mean_o = mean;
+    *var_o = var;
+    *rstd_o = rstd;
+    return NB_OK;
+}
+
+/* y = gamma * ((x - mean) * rstd) + beta over n contiguous values; gamma
+ * and beta per element (pe) or one value for the run. The affine step is
+ * one FMA: one rounding fewer than the scalar kernel. */
+static void FN(norm_run)(const T *x, T *y, int64_t n, T mean, T rstd, const T *gp, const T *bp,
+                         bool pe)
+{
+    const VEC mv = VSET1(mean), rv = VSET1(rstd);
+    int64_t i = 0;
+    if (!gp) {
+        for (; i + W <= n; i += W)
+            VSTORE(y + i, VMUL(VSUB(VLOAD(x + i), mv), rv));
+        if (i < n)
+            VSTOREN(y + i, VMUL(VSUB(VLOADF(x + i, (int)(n - i), (T)0), mv), rv), (int)(n - i));
+    } else if (pe) {
+        for (; i + W <= n; i += W) {
+            const VEC z = VMUL(VSUB(VLOAD(x + i), mv), rv);
+            const VEC b = bp ? VLOAD(bp + i) : VSET1((T)0);
+            VSTORE(y + i, VFMA(z, VLOAD(gp + i), b));
+        }
+        if (i < n) {
+            const int k = (int)(n - i);
+            const VEC z = VMUL(VSUB(VLOADF(x + i, k, (T)0), mv), rv);
+            const VEC b = bp ? VLOADF(bp + i, k, (T)0) : VSET1((T)0);
+            VSTOREN(y + i, VFMA(z, VLOADF(gp + i, k, (T)0), b), k);
+        }
+    } else {
+        const VEC gv = VSET1(gp[0]), bv = VSET1(bp ? bp[0] : (T)0);
+        for (; i + W <= n; i += W)
+            VSTORE(y + i, VFMA(VMUL(VSUB(VLOAD(x + i), mv), rv), gv, bv));
+        if (i < n)
+            VSTOREN(y + i, VFMA(VMUL(VSUB(VLOADF(x + i, (int)(n - i), (T)0), mv), rv), gv, bv),
+                    (int)(n - i));
+    }
+}
+
+/* Normalise the flat values [e0, e1) of a group. */
+static void FN(cg_norm)(const nb_desc *d, const T *gx, T *gy, const T *gamma, const T *beta,
+                        int64_t pbase, int64_t e0, int64_t e1, T mean, T rstd)
+{
+    int64_t s = e0 / d->seglen, i = e0 % d->seglen, left = e1 - e0;
+    while (left > 0) {
+        int64_t len = d->seglen - i;
+        if (len > left)
+            len = left;
+        const int64_t pb = pbase + s * d->pseg + i * d->pelem;
+        FN(norm_run)(gx + s * d->seg_stride + i, gy + s * d->seg_stride + i, len, mean, rstd,
+                     gamma ? gamma + pb : NULL, gamma && beta ? beta + pb : NULL, d->pelem != 0);
+        left -= len;
+        s++;
+        i = 0;
+    }
+}
+
+static nb_status FN(run_contig)(const nb_kernel *k, const nb_problem *p, const nb_desc *d,
+                                const T *x, T *y, const T *gamma, const T *beta, T *mean, T *var,
+                                T *rstd, bool infer)
+{
+    const bool rms = p->layer == NB_RMS;
+    const T eps = (T)p->eps;
+    const int64_t G = d->ngroups, m = d->m;
+    const bool split = k->omp && G < NB_SPLIT_GROUPS && m >= 2 * NB_BLK;
+    int failed = 0;
+    if (!split) {
+        const int par_ = k->omp;
+        (void)par_;
+        NB_OMP_FOR
+        for (int64_t g = 0; g < G; g++) {
+            const int64_t outer = g / d->ninner, inner = g % d->ninner;
+            const int64_t off = outer * d->xo + inner * d->xi;
+            if (!infer)
+                (void)FN(cg_stats)(k->algo, rms, d, x + off, eps, false, &mean[g], &var[g],
+                                   &rstd[g]);
+            FN(cg_norm)(d, x + off, y + off, gamma, beta, inner * d->pi, 0, m, mean[g], rstd[g]);
+        }
+        return NB_OK;
+    }
+    for (int64_t g = 0; g < G && !failed; g++) {
+        const int64_t outer = g / d->ninner, inner = g % d->ninner;
+        const int64_t off = outer * d->xo + inner * d->xi;
+        if (!infer && FN(cg_stats)(k->algo, rms, d, x + off, eps, true, &mean[g], &var[g], &rstd[g]))
+            return NB_ERR_NOMEM;
+        const int64_t nb = (m + NB_BLK - 1) / NB_BLK;
+        const int par_ = 1;
+        (void)par_;
+        NB_OMP_FOR
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t e1 = (b + 1) * NB_BLK < m ? (b + 1) * NB_BLK : m;
+            FN(cg_norm)(d, x + off, y + off, gamma, beta, inner * d->pi, b * NB_BLK, e1, mean[g],
+                        rstd[g]);
+        }
+    }
+    return NB_OK;
+}
+
+/* ---- shape 2: across channels (NHWC) ---------------------------------- */
+
+/* Per-channel partial arrays of one position range, after merging the U
+ * accumulator rows: a (s or mean), b (max, q or M2), n the count. */
+typedef struct FN(chp) {
+    T *a, *b;
+    T n;
+} FN(chp);
+
+/* One pass of mode over positions [j0, j1) of rows of C values (row j at
+ * xb + j * C). c0/c1: per-channel x0 (tp1) or mean and scale (tp2), padded
+ * to Cp. ws: 2 * U * Cp scratch. Results into out (Cp each). */
+static void FN(ch_range)(int mode, const T *xb, int64_t C, int64_t Cp, int64_t j0, int64_t j1,
+                         const T *c0, const T *c1, T *ws, FN(chp) *out)
+{
+    T *A = ws, *B = ws + NB_U * Cp;
+    memset(ws, 0, (size_t)(2 * NB_U * Cp) * sizeof(T));
+    for (int64_t j = j0; j < j1; j++) {
+        const int u = (int)((j - j0) % NB_U);
+        T *Au = A + u * Cp, *Bu = B + u * Cp;
+        const T *row = xb + j * C;
+        const VEC kv = VSET1((T)((j - j0) / NB_U + 1)); /* welford count of row u */
+        for (int64_t c = 0; c < C; c += W) {
+            const VEC x = c + W <= C ? VLOAD(row + c) : VLOADF(row + c, (int)(C - c), (T)0);
+            switch (mode) {
+            case NB_M_TP1: {
+                const VEC dv = VSUB(x, VLOAD(c0 + c));
+                VSTORE(Au + c, VADD(VLOAD(Au + c), dv));
+                VSTORE(Bu + c, VMAX(VLOAD(Bu + c), VABS(dv)));
+                break;
+            }
+            case NB_M_TP2: {
+                const VEC dv = VMUL(VSUB(x, VLOAD(c0 + c)), VLOAD(c1 + c));
+                VSTORE(Bu + c, VFMA(dv, dv, VLOAD(Bu + c)));
+                break;
+            }
+            case NB_M_OP:
+                VSTORE(Au + c, VADD(VLOAD(Au + c), x));
+                VSTORE(Bu + c, VFMA(x, x, VLOAD(Bu + c)));
+                break;
+            default: {
+                const VEC mu = VLOAD(Au + c), dv = VSUB(x, mu);
+                const VEC mn = VADD(mu, VDIV(dv, kv));
+                VSTORE(Au + c, mn);
+                VSTORE(Bu + c, VFMA(dv, VSUB(x, mn), VLOAD(Bu + c)));
+                break;
+            }
+            }
+        }
+    }
+    const int64_t nr = j1 - j0;
+    T cnt[NB_U];
+    for (int u = 0; u < NB_U; u++)
+        cnt[u] = (T)((nr - u + NB_U - 1) / NB_U);
+    out->n = (T)nr;
+    for (int64_t c = 0; c < Cp; c += W) {
+        if (mode == NB_M_WF) {
+            VEC n[NB_U], mu[NB_U], m2[NB_U];
+            for (int u = 0; u < NB_U; u++) {
+                n[u] = VSET1(cnt[u]);
+                mu[u] = VLOAD(A + u * Cp + c);
+                m2[u] = VLOAD(B + u * Cp + c);
+            }
+            FN(vchan)(&n[0], &mu[0], &m2[0], n[1], mu[1], m2[1]);
+            FN(vchan)(&n[2], &mu[2], &m2[2], n[3], mu[3], m2[3]);
+            FN(vchan)(&n[0], &mu[0], &m2[0], n[2], mu[2], m2[2]);
+            VSTORE(out->a + c, mu[0]);
+            VSTORE(out->b + c, m2[0]);
+        } else {
+            const T *a = A + c, *b = B + c;
+            VSTORE(out->a + c, VADD(VADD(VLOAD(a), VLOAD(a + Cp)),
+                                    VADD(VLOAD(a + 2 * Cp), VLOAD(a + 3 * Cp))));
+            if (mode == NB_M_TP1)
+                VSTORE(out->b + c, VMAX(VMAX(VLOAD(b), VLOAD(b + Cp)),
+                                        VMAX(VLOAD(b + 2 * Cp), VLOAD(b + 3 * Cp))));
+            else
+                VSTORE(out->b + c, VADD(VADD(VLOAD(b), VLOAD(b + Cp)),
+                                        VADD(VLOAD(b + 2 * Cp), VLOAD(b + 3 * Cp))));
+        }
+    }
+}
+
+/* Merge block partials [lo, hi) pairwise into blocks[lo]. */
+static void FN(merge_chp)(int mode, FN(chp) *bl, int64_t lo, int64_t hi, int64_t Cp)
+{
+    if (hi - lo < 2)
+        return;
+    const int64_t mid = lo + (hi - lo) / 2;
+    FN(merge_chp)(mode, bl, lo, mid, Cp);
+    FN(merge_chp)(mode, bl, mid, hi, Cp);
+    FN(chp) *A = &bl[lo], *B = &bl[mid];
+    for (int64_t c = 0; c < Cp; c++) {
+        if (mode == NB_M_WF) {
+            T n = A->n;
+            FN(chan)(&n, &A->a[c], &A->b[c], B->n, B->a[c], B->b[c]);
+        } else {
+            A->a[c] = A->a[c] + B->a[c];
+            if (mode == NB_M_TP1)
+                A->b[c] = B->b[c] > A->b[c] || B->b[c] != B->b[c] ? B->b[c] : A->b[c];
+            else
+                A->b[c] = A->b[c] + B->b[c];
+        }
+    }
+    A->n = A->n + B->n;
+}
+
+/* One per-channel pass over npos positions: one range, or NB_BLKPOS blocks
+ * in parallel merged pairwise. Results in out (arrays of Cp). */
+static nb_status FN(ch_pass)(int mode, const T *xb, int64_t C, int64_t Cp, int64_t npos,
+                             bool split, const T *c0, const T *c1, T *ws, FN(chp) *out)
+{
+    if (!split || npos < 2 * NB_BLKPOS) {
+        FN(ch_range)(mode, xb, C, Cp, 0, npos, c0, c1, ws, out);
+        return NB_OK;
+    }
+    const int64_t nb = (npos + NB_BLKPOS - 1) / NB_BLKPOS;
+    T *buf = malloc((size_t)(nb * 2 * Cp) * sizeof(T));
+    T *wsb = malloc((size_t)(nb * 2 * NB_U * Cp) * sizeof(T));
+    FN(chp) *bl = malloc((size_t)nb * sizeof *bl);
+    if (!buf || !wsb || !bl) {
+        free(buf);
+        free(wsb);
+        free(bl);
+        return NB_ERR_NOMEM;
+    }
+    const int par_ = 1;
+    (void)par_;
+    NB_OMP_FOR
+    for (int64_t b = 0; b < nb; b++) {
+        bl[b].a = buf + b * 2 * Cp;
+        bl[b].b = bl[b].a + Cp;
+        const int64_t j1 = (b + 1) * NB_BLKPOS < npos ? (b + 1) * NB_BLKPOS : npos;
+        FN(ch_range)(mode, xb, C, Cp, b * NB_BLKPOS, j1, c0, c1, wsb + b * 2 * NB_U * Cp, &bl[b]);
+    }
+    FN(merge_chp)(mode, bl, 0, nb, Cp);
+    memcpy(out->a, bl[0].a, (size_t)Cp * sizeof(T));
+    memcpy(out->b, bl[0].b, (size_t)Cp * sizeof(T));
+    out->n = bl[0].n;
+    free(buf);
+    free(wsb);
+    free(bl);
+    return NB_OK;
+}
+
+/* Welford over channels [c, c + n) of per-channel partials, pairwise. */
+static void FN(pw_chan)(const T *mu, const T *m2, T cnt, int64_t n, T *na, T *ma, T *qa)
+{
+    if (n == 1) {
+        *na = cnt;
+        *ma = mu[0];
+        *qa = m2[0];
+        return;
+    }
+    const int64_t h = n / 2;
+    T nb, mb, qb;
+    FN(pw_chan)(mu, m2, cnt, h, na, ma, qa);
+    FN(pw_chan)(mu + h, m2 + h, cnt, n - h, &nb, &mb, &qb);
+    FN(chan)(na, ma, qa, nb, mb, qb);
+}
+
+/* One unit of the channel shape: npos rows of C at xb (bn: all N*H*W
+ * positions; in/gn: one sample). Computes the unit's group statistics
+ * (gbase: index of its first group; cg channels per group) and normalises. */
+static nb_status FN(ch_unit)(const nb_kernel *k, const nb_problem *p, const T *xb, T *yb,
+                             int64_t npos, int64_t gbase, int64_t cg, const T *gamma,
+                             const T *beta, T *mean, T *var, T *rstd, bool infer, bool split)
+{
+    const int64_t C = p->c, Cp = (C + W - 1) / W * W, ng = C / cg;
+    const T eps = (T)p->eps;
+    const T m = (T)(npos * cg);
+    /* c0, c1, the outputs a/b, then the normalise coefficients mean, rstd,
+     * gamma, beta per channel, then the accumulator rows. */
+    T *buf = malloc((size_t)(Cp * (8 + 2 * NB_U)) * sizeof(T));
+    if (!buf)
+        return NB_ERR_NOMEM;
+    memset(buf, 0, (size_t)(Cp * 8) * sizeof(T));
+    T *c0 = buf, *c1 = buf + Cp, *oa = buf + 2 * Cp, *ob = buf + 3 * Cp;
+    T *cm = buf + 4 * Cp, *cr = buf + 5 * Cp, *cgm = buf + 6 * Cp, *cb = buf + 7 * Cp;
+    T *ws = buf + 8 * Cp;
+    FN(chp) o = {oa, ob, 0};
+    nb_status st = NB_OK;
+    if (!infer) {
+        if (k->algo == NB_ALGO_TWOPASS) {
+            for (int64_t c = 0; c < C; c++)
+                c0[c] = xb[c / cg * cg]; /* the group's first value */
+            if ((st = FN(ch_pass)(NB_M_TP1, xb, C, Cp, npos, split, c0, NULL, ws, &o)))
+                goto out;
+            for (int64_t g = 0; g < ng; g++) {
+                const T s = FN(pw_sum)(oa + g * cg, cg, 1), a = FN(pw_max)(ob + g * cg, cg, 1);
+                const int64_t gi = gbase + g;
+                if (!(a <= TMAX) || s != s) {
+                    mean[gi] = var[gi] = rstd[gi] = (T)NAN;
+                    for (int64_t c = g * cg; c < (g + 1) * cg; c++)
+                        c0[c] = c1[c] = (T)NAN;
+                    continue;
+                }
+                mean[gi] = c0[g * cg] + s / m;
+                const int e = FN(scale_exp)(a);
+                const T sc = LDEXP((T)1, -e);
+                var[gi] = (T)e; /* the exponent, until pass 2 */
+                for (int64_t c = g * cg; c < (g + 1) * cg; c++) {
+                    c0[c] = mean[gi];
+                    c1[c] = sc;
+                }
+            }
+            if ((st = FN(ch_pass)(NB_M_TP2, xb, C, Cp, npos, split, c0, c1, ws, &o)))
+                goto out;
+            for (int64_t g = 0; g < ng; g++) {
+                const int64_t gi = gbase + g;
+                if (mean[gi] != mean[gi])
+                    continue;
+                const T q = FN(pw_sum)(ob + g * cg, cg, 1);
+                rstd[gi] = FN(rstd_scaled)(q / m, (int)var[gi], eps, &var[gi]);
+            }
+        } else if (k->algo == NB_ALGO_WELFORD) {
+            if ((st = FN(ch_pass)(NB_M_WF, xb, C, Cp, npos, split, NULL, NULL, ws, &o)))
+                goto out;
+            for (int64_t g = 0; g < ng; g++) {
+                T n, mu, m2;
+                FN(pw_chan)(oa + g * cg, ob + g * cg, o.n, cg, &n, &mu, &m2);
+                const int64_t gi = gbase + g;
+                mean[gi] = mu;
+                var[gi] = m2 / m;
+                rstd[gi] = (T)1 / SQRT(var[gi] + eps);
+            }
+        } else {
+            if ((st = FN(ch_pass)(NB_M_OP, xb, C, Cp, npos, split, NULL, NULL, ws, &o)))
+                goto out;
+            for (int64_t g = 0; g < ng; g++) {
+                const int64_t gi = gbase + g;
+                mean[gi] = FN(pw_sum)(oa + g * cg, cg, 1) / m;
+                var[gi] = FN(pw_sum)(ob + g * cg, cg, 1) / m - mean[gi] * mean[gi];
+                rstd[gi] = (T)1 / SQRT(var[gi] + eps);
+            }
+        }
+    }
+    for (int64_t c = 0; c < C; c++) {
+        cm[c] = mean[gbase + c / cg];
+        cr[c] = rstd[gbase + c / cg];
+        cgm[c] = gamma ? gamma[c] : (T)1;
+        cb[c] = beta ? beta[c] : (T)0;
+    }
+    {
+        const int par_ = split;
+        (void)par_;
+        NB_OMP_FOR
+        for (int64_t j = 0; j < npos; j++) {
+            const T *xr = xb + j * C;
+            T *yr = yb + j * C;
+            int64_t c = 0;
+            for (; c + W <= C; c += W) {
+                const VEC z = VMUL(VSUB(VLOAD(xr + c), VLOAD(cm + c)), VLOAD(cr + c));
+                VSTORE(yr + c, VFMA(z, VLOAD(cgm + c), VLOAD(cb + c)));
+            }
+            if (c < C) {
+                const int r = (int)(C - c);
+                const VEC z = VMUL(VSUB(VLOADF(xr + c, r, (T)0), VLOAD(cm + c)), VLOAD(cr + c));
+                VSTOREN(yr + c, VFMA(z, VLOAD(cgm + c), VLOAD(cb + c)), r);
+            }
+        }
+    }
+out:
+    free(buf);
+    return st;
+}
+
+static nb_status FN(run_chan)(const nb_kernel *k, const nb_problem *p, const T *x, T *y,
+                              const T *gamma, const T *beta, T *mean, T *var, T *rstd, bool infer)
+{
+    const int64_t N = p->n, C = p->c, S = nb_problem_spatial(p);
+    if (p->layer == NB_BN)
+        return FN(ch_unit)(k, p, x, y, N * S, 0, 1, gamma, beta, mean, var, rstd, infer, k->omp);
+    const int64_t cg = p->layer == NB_GN ? C / p->groups : 1, ng = C / cg;
+    int failed = 0;
+    if (k->omp && N >= NB_SPLIT_GROUPS) {
+        const int par_ = 1;
+        (void)par_;
+        NB_OMP_FOR
+        for (int64_t n = 0; n < N; n++)
+            if (FN(ch_unit)(k, p, x + n * S * C, y + n * S * C, S, n * ng, cg, gamma, beta, mean,
+                            var, rstd, infer, false))
+                failed = 1; /* any thread's failure is reported; a benign race on one flag */
+        return failed ? NB_ERR_NOMEM : NB_OK;
+    }
+    for (int64_t n = 0; n < N; n++) {
+        nb_status st = FN(ch_unit)(k, p, x + n * S * C, y + n * S * C, S, n * ng, cg, gamma, beta,
+                                   mean, var, rstd, infer, k->omp);
+        if (st)
+            return st;
+    }
+    return NB_OK;
+}
+
+/* ---- driver ------------------------------------------------------------ */
+
+static nb_status FN(simd_run)(const nb_kernel *k, const nb_problem *p, const nb_args *a)
+{
+    nb_desc d;
+    nb_desc_make(p, &d);
+    const T *x = a->x;
+    T *y = a->y;
+    const T *gamma = p->affine ? a->gamma : NULL;
+    const T *beta = p->affine && p->has_beta && p->layer != NB_RMS ? a->beta : NULL;
+    const T eps = (T)p->eps;
+    const int64_t G = d.ngroups;
+    const bool infer = p->layer == NB_BN && !p->training;
+
+    T *scratch = NULL;
+    T *mean = a->mean, *var = a->var, *rstd = a->rstd;
+    if (!mean || !var || !rstd) {
+        scratch = malloc(3 * (size_t)G * sizeof(T));
+        if (!scratch)
+            return NB_ERR_NOMEM;
+        if (!mean)
+            mean = scratch;
+        if (!var)
+            var = scratch + G;
+        if (!rstd)
+            rstd = scratch + 2 * G;
+    }
+    if (infer) {
+        const T *rm = a->running_mean, *rv = a->running_var;
+        for (int64_t c = 0; c < G; c++) {
+            mean[c] = rm[c];
+            var[c] = rv[c];
+            rstd[c] = (T)1 / SQRT(rv[c] + eps);
+        }
+    }
+    const bool chan = p->layout == NB_NHWC && p->c > 1 &&
+                      (p->layer == NB_BN || p->layer == NB_IN || p->layer == NB_GN);
+    nb_status st = chan ? FN(run_chan)(k, p, x, y, gamma, beta, mean, var, rstd, infer)
+                        : FN(run_contig)(k, p, &d, x, y, gamma, beta, mean, var, rstd, infer);
+
+    /* Running statistics (as scalar_body.h): bn per channel; in averages
+     * its instances. */
+    if (!st && nb_problem_has_running(p) && !infer) {
+        T *rm = a->running_mean, *rv = a->running_var;
+        const T f = (T)nb_running_factor(p), keep = (T)1 - f;
+        const int64_t C = p->c;
+        const int64_t per = p->layer == NB_BN ? 1 : p->n;
+        const T bessel = (T)d.m / (T)(d.m - 1);
+        for (int64_t c = 0; c < C; c++) {
+            T sm = 0, sv = 0;
+            for (int64_t n = 0; n < per; n++) {
+                sm += mean[n * C + c] / (T)per;
+                sv += var[n * C + c] / (T)per * bessel;
+            }
+            rm[c] = keep * rm[c] + f * sm;
+            rv[c] = keep * rv[c] + f * sv;
+        }
+    }
+    free(scratch);
+    return st;
+}
+
+#undef FN
+#undef NB_L
+#undef T
+#undef SFX
+#undef TMAX
+#undef SCALE_LIM
+#undef FREXP
+#undef LDEXP
+#undef SQRT
+#undef VEC
+#undef W
+#undef VLOAD
+#undef VSTORE
+#undef VLOADF
+#undef VSTOREN
+#undef VSET1
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VDIV
+#undef VMAX
+#undef VABS
+#undef VFMA
