@@ -1,0 +1,252 @@
+/* test_simd.c: the vectorised, threaded and composed kernels, iterated from
+ * the registry (no per-kernel edits): SIMD tails (every length 1..2L+1 of
+ * the widest lane count, contiguous and across-channel shapes, and short
+ * multi-segment groups that go through the stage buffer), misaligned
+ * buffers (offsets of 1..15 elements give bitwise the same result), the
+ * few-groups/long-reduction split at 1 and 2 threads, and bitwise
+ * determinism of every kernel that claims it. Kernels whose ISA the CPU
+ * lacks are skipped, as are peers and negative controls where noted. */
+#include "normbench.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Kernels under test here: ours (not peers), runnable on this CPU. */
+static bool ours(const nb_kernel *k)
+{
+    return k->isa != NB_ISA_NATIVE && nb_kernel_available(k);
+}
+
+/* Verify every selected kernel of the problem's layer on problem string s;
+ * negative controls are run (tails must not crash) but not judged. */
+static int verify_all(const char *s, bool (*pick)(const nb_kernel *))
+{
+    nb_problem p;
+    char err[256];
+    cr_assert_eq(nb_problem_parse(s, &p, err, sizeof err), NB_OK, "%s: %s", s, err);
+    nb_data d;
+    nb_ref r = {0};
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    cr_assert_eq(nb_ref_compute(&d, &r), NB_OK, "%s", s);
+    int ran = 0;
+    for (size_t i = 0; i < nb_kernel_count(); i++) {
+        const nb_kernel *k = nb_kernel_at(i);
+        if (k->layer != p.layer || !ours(k) || (pick && !pick(k)))
+            continue;
+        nb_check c;
+        nb_verify_one(k, &d, &r, &c);
+        if (!(k->flags & NB_KF_NEGATIVE_CONTROL))
+            cr_expect(c.verdict == NB_PASS || c.verdict == NB_LIMIT, "%s on %s: %s %s", k->name, s,
+                      nb_verdict_name(c.verdict), c.reason);
+        ran++;
+    }
+    nb_ref_free(&r);
+    nb_data_free(&d);
+    return ran;
+}
+
+static bool simd_only(const nb_kernel *k)
+{
+    return k->isa != NB_ISA_SCALAR || k->omp;
+}
+
+/* 2L + 1 for the widest lanes (avx512 f32: 4 vectors of 16) = 129. */
+#define MAXLEN 129
+
+Test(simd, tails_rows, .timeout = 600)
+{
+    for (int t = 0; t < 2; t++)
+        for (int n = 1; n <= MAXLEN; n++) {
+            char s[128];
+            snprintf(s, sizeof s, "ln:rows2:cols%d:%s:data=offset10", n, t ? "f64" : "f32");
+            cr_assert(verify_all(s, simd_only) > 0);
+            snprintf(s, sizeof s, "rms:rows1:cols%d:%s", n, t ? "f64" : "f32");
+            verify_all(s, simd_only);
+        }
+}
+
+Test(simd, tails_channels, .timeout = 600)
+{
+    /* NHWC: C adjacent channels per vector, 1..2W+1 of the widest W (16),
+     * with a number of positions that is not a multiple of 4. */
+    for (int t = 0; t < 2; t++)
+        for (int c = 1; c <= 33; c++) {
+            char s[128];
+            snprintf(s, sizeof s, "bn:n2c%dh3w3:nhwc:%s", c, t ? "f64" : "f32");
+            verify_all(s, simd_only);
+            snprintf(s, sizeof s, "in:n1c%dh2w3:nhwc:%s:affine", c, t ? "f64" : "f32");
+            verify_all(s, simd_only);
+        }
+}
+
+Test(simd, tails_segments, .timeout = 600)
+{
+    /* Many short segments per group (bn/gn nchw): the stage buffer path. */
+    static const char *const ps[] = {
+        "bn:n7c3:f32",          "bn:n9c2h1w3:f32", "bn:n33c2h1w5:f64:data=offset100",
+        "gn:n2c16h1w3:g2:f32",  "gn:n1c30h2w3:g3:f64", "gn:n2c12h5w7:g4:nhwc:f32",
+        "bn:n5c3h7w9:nchw:f32", "gn:n1c64h3w3:g1:nhwc:f64:data=offset1e3",
+    };
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        cr_assert(verify_all(ps[i], simd_only) > 0, "%s", ps[i]);
+}
+
+/* Run kernel k on problem p with every buffer placed `off` elements past a
+ * fresh allocation; returns y (malloc'd copy). */
+static void *run_offset(const nb_kernel *k, const nb_data *d, int off)
+{
+    const nb_problem *p = &d->prob;
+    const size_t es = nb_dtype_size(p->dtype);
+    const size_t nx = (size_t)nb_problem_numel(p), np = (size_t)nb_problem_param_count(p);
+    const size_t ng = (size_t)nb_problem_stat_count(p), nc = (size_t)p->c;
+    const size_t sizes[9] = {nx, nx, np, np, ng, ng, ng, nc, nc};
+    const void *src[9] = {d->x, NULL, d->gamma, d->beta, NULL, NULL, NULL, d->running_mean0,
+                          d->running_var0};
+    char *mem[9];
+    void *buf[9];
+    for (int i = 0; i < 9; i++) {
+        mem[i] = malloc((sizes[i] + (size_t)off) * es + 1);
+        cr_assert(mem[i]);
+        buf[i] = mem[i] + (size_t)off * es;
+        if (src[i])
+            memcpy(buf[i], src[i], sizes[i] * es);
+    }
+    nb_args a = {buf[0], buf[1], d->gamma ? buf[2] : NULL, d->beta ? buf[3] : NULL, buf[4],
+                 buf[5], buf[6], d->running_mean ? buf[7] : NULL, d->running_var ? buf[8] : NULL};
+    cr_assert_eq(nb_kernel_run(k, p, &a), NB_OK, "%s", k->name);
+    void *y = malloc(nx * es);
+    cr_assert(y);
+    memcpy(y, buf[1], nx * es);
+    for (int i = 0; i < 9; i++)
+        free(mem[i]);
+    return y;
+}
+
+Test(simd, alignment_offsets, .timeout = 600)
+{
+    static const char *const ps[] = {"ln:rows3:cols77:f32", "ln:rows2:cols45:f64",
+                                     "bn:n2c19h3w3:nhwc:f32", "gn:n2c8h5w5:g2:f64",
+                                     "in:n2c3h5w7:f32"};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+        nb_problem p;
+        cr_assert_eq(nb_problem_parse(ps[i], &p, NULL, 0), NB_OK);
+        nb_data d;
+        cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+        const size_t bytes = (size_t)nb_problem_numel(&p) * nb_dtype_size(p.dtype);
+        for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
+            const nb_kernel *k = nb_kernel_at(ki);
+            if (k->layer != p.layer || !ours(k) || !(k->flags & NB_KF_DETERMINISTIC))
+                continue;
+            void *y0 = run_offset(k, &d, 0);
+            for (int off = 1; off < 16; off++) {
+                void *y = run_offset(k, &d, off);
+                cr_expect(memcmp(y0, y, bytes) == 0, "%s on %s: offset %d changes the result",
+                          k->name, ps[i], off);
+                free(y);
+            }
+            free(y0);
+        }
+        nb_data_free(&d);
+    }
+}
+
+static bool omp_only(const nb_kernel *k)
+{
+    return k->omp || k->algo == NB_ALGO_DEFAULT;
+}
+
+/* Few groups, long reductions: the /omp kernels split them into blocks.
+ * Correct at 1 and 2 threads and bitwise identical between the two. */
+Test(simd, long_reduction_split, .timeout = 600)
+{
+    static const char *const ps[] = {
+        "ln:rows1:cols40000:f32:data=offset1e3", "bn:n4c3h100w100:nchw:f32",
+        "bn:n4c4h30w30:nhwc:f64",               "gn:n1c4h100w100:g1:nchw:f32",
+        "gn:n1c4h40w40:g1:nhwc:f32",            "in:n1c3h40w40:nhwc:f64"};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+        nb_problem p;
+        cr_assert_eq(nb_problem_parse(ps[i], &p, NULL, 0), NB_OK);
+        nb_data d;
+        nb_ref r = {0};
+        cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+        cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
+        const size_t bytes = (size_t)nb_problem_numel(&p) * nb_dtype_size(p.dtype);
+        void *first = malloc(bytes);
+        cr_assert(first);
+        for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
+            const nb_kernel *k = nb_kernel_at(ki);
+            if (k->layer != p.layer || !ours(k) || !omp_only(k))
+                continue;
+            for (int th = 1; th <= 2; th++) {
+                nb_set_threads(th);
+                nb_check c;
+                nb_verify_one(k, &d, &r, &c);
+                cr_expect(c.verdict == NB_PASS, "%s on %s at %d threads: %s", k->name, ps[i], th,
+                          c.reason);
+                if (th == 1)
+                    memcpy(first, d.y, bytes);
+                else if (k->flags & NB_KF_DETERMINISTIC)
+                    cr_expect(memcmp(first, d.y, bytes) == 0,
+                              "%s on %s: 1 and 2 threads differ", k->name, ps[i]);
+            }
+        }
+        nb_set_threads(0);
+        free(first);
+        nb_ref_free(&r);
+        nb_data_free(&d);
+    }
+}
+
+/* Every kernel that claims determinism gives the same bits on repeated
+ * runs and at 1 and 2 threads. */
+Test(simd, determinism_claims, .timeout = 600)
+{
+    static const char *const ps[] = {"ln:rows5:cols300:f32", "rms:rows3:cols129:f64",
+                                     "bn:n3c5h6w6:nhwc:f32", "bn:n3c5h6w6:f64",
+                                     "in:n2c3h9w9:nhwc:f32", "gn:n2c6h5w5:g3:f32"};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+        nb_problem p;
+        cr_assert_eq(nb_problem_parse(ps[i], &p, NULL, 0), NB_OK);
+        nb_data d;
+        cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+        const size_t bytes = (size_t)nb_problem_numel(&p) * nb_dtype_size(p.dtype);
+        void *first = malloc(bytes);
+        cr_assert(first);
+        for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
+            const nb_kernel *k = nb_kernel_at(ki);
+            if (k->layer != p.layer || !ours(k) || !(k->flags & NB_KF_DETERMINISTIC))
+                continue;
+            for (int run = 0; run < 3; run++) {
+                nb_set_threads(run == 2 ? 2 : 1);
+                nb_data_reset(&d);
+                nb_args a = nb_data_args(&d);
+                cr_assert_eq(nb_kernel_run(k, &p, &a), NB_OK, "%s", k->name);
+                if (run == 0)
+                    memcpy(first, d.y, bytes);
+                else
+                    cr_expect(memcmp(first, d.y, bytes) == 0, "%s on %s: run %d differs",
+                              k->name, ps[i], run);
+            }
+        }
+        nb_set_threads(0);
+        free(first);
+        nb_data_free(&d);
+    }
+}
+
+/* The default kernel runs the best available variant, and honours the
+ * NORMBENCH_ISA cap. */
+Test(simd, default_dispatch)
+{
+    const nb_kernel *k = nb_kernel_find("layernorm/default/auto");
+    cr_assert(k != NULL);
+    cr_assert(nb_kernel_available(k));
+    setenv("NORMBENCH_ISA", "scalar", 1);
+    const nb_kernel *v = nb_kernel_find("layernorm/twopass/avx2");
+    if (v)
+        cr_expect(!nb_kernel_available(v), "the scalar cap must hide avx2");
+    cr_expect(verify_all("ln:rows3:cols70:f32", omp_only) > 0);
+    unsetenv("NORMBENCH_ISA");
+}
