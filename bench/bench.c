@@ -554,11 +554,13 @@ static int add_set(const nb_problem_set *s, prob_entry **list, size_t *n, size_t
 static const char *usage_text =
     "usage: normbench bench [--kernels GLOB ...] [--problems STR ... | --set NAME[,NAME]]\n"
     "                       [--threads LIST] [--cold | --cold-only] [--json FILE] [--csv FILE]\n"
-    "                       [--min-time S] [--min-reps N] [--roof-mib M] [--roof-only] [--list]\n"
+    "                       [--min-time S] [--min-reps N] [--roof-mib M] [--cold-mib M]\n"
+    "                       [--roof-only] [--list]\n"
     "                       [--quiet]\n"
     "  --cold adds the cold mode (x/y rotated beyond the last-level cache) to the warm one;\n"
     "  --cold-only runs only it. --roof-only measures just the bandwidth roof; --list prints\n"
-    "  the selected problems with their traffic model and exits.";
+    "  the selected problems with their traffic model and exits. --roof-mib and --cold-mib\n"
+    "  override the roof array size (default 4 x LLC) and the cold rotation (2 x LLC).";
 
 int cmd_bench(int argc, char **argv)
 {
@@ -574,7 +576,7 @@ int cmd_bench(int argc, char **argv)
     int threads[16], nthreads = 0;
     bench_opts o = {.min_time = -1, .min_reps = -1};
     bool warm = true, cold = false, roof_only = false, list_only = false;
-    double roof_mib = 0;
+    double roof_mib = 0, cold_mib = 0;
     int rc = 0;
     char cmdline[2048];
     size_t co = (size_t)snprintf(cmdline, sizeof cmdline, "normbench bench");
@@ -640,6 +642,12 @@ int cmd_bench(int argc, char **argv)
             NEED("a size in MiB");
             if (!parse_pos_double(argv[++i], &roof_mib) || roof_mib < 1) {
                 rc = cli_error("bench: bad --roof-mib '%s' (1..3600 MiB)", argv[i]);
+                goto done;
+            }
+        } else if (!strcmp(a, "--cold-mib")) {
+            NEED("a size in MiB");
+            if (!parse_pos_double(argv[++i], &cold_mib) || cold_mib < 1) {
+                rc = cli_error("bench: bad --cold-mib '%s' (1..3600 MiB)", argv[i]);
                 goto done;
             }
         } else if (!strcmp(a, "--min-reps")) {
@@ -820,7 +828,10 @@ int cmd_bench(int argc, char **argv)
     }
     size_t nres = 0, nerr = 0, nskip = 0;
     rotation rot = {0};
-    ri.cold_bytes = (size_t)(2 * si.llc_bytes);
+    ri.cold_bytes = cold_mib > 0 ? (size_t)(cold_mib * 1048576.0) : (size_t)(2 * si.llc_bytes);
+    if (cold)
+        printf("cold mode: x/y rotated through %zu MiB of copies%s\n", ri.cold_bytes >> 20,
+               cold_mib > 0 ? " (--cold-mib; may not exceed the LLC)" : " (2 x LLC)");
     for (size_t i = 0; i < nlist && !roof_only; i++) {
         nb_problem *p = &list[i].p;
         bool any = false;

@@ -229,36 +229,53 @@ def plots(outdir, data, docs):
         if r.get("set") not in sets:
             sets.append(r.get("set"))
     # 1. GB/s per kernel per problem, one figure per set, at T=1 and T=max.
+    #    Bars are grouped per problem; colours name the strategy (kernel name
+    #    without its layer), shared by every layer.
+    def strat(k):
+        return k.split("/", 1)[1] if "/" in k else k
+    strategies = []
+    for r in data.ok:
+        if strat(r.get("kernel", "")) not in strategies:
+            strategies.append(strat(r.get("kernel", "")))
+    cmap = plt.get_cmap("tab20")
+    color = {st: cmap(i % 20) for i, st in enumerate(strategies)}
     for s in sets:
         probs = [p for p in data.problems if any(r.get("set") == s and r.get("problem") == p
                                                   for r in data.ok)]
-        kernels = []
-        for r in data.ok:
-            if r.get("set") == s and r.get("kernel") not in kernels:
-                kernels.append(r.get("kernel"))
         tl = sorted({1, tmax})
-        fig, axes = plt.subplots(len(tl), 1, figsize=(max(8, 1.2 * len(probs) + 4),
-                                                      4.5 * len(tl)), squeeze=False)
+        fig, axes = plt.subplots(len(tl), 1, figsize=(max(9, 2.2 * len(probs) + 5),
+                                                      4.2 * len(tl)), squeeze=False)
+        used = set()
         for ax, t in zip(axes[:, 0], tl):
-            width = 0.8 / max(1, len(kernels))
-            for ki, k in enumerate(kernels):
-                ys = []
-                for p in probs:
-                    c = data.sel(p, None, t, mode, k)
-                    if not c and t > 1:
-                        c = [r for r in data.sel(p, None, 1, mode, k) if not r.get("omp")]
-                    ys.append(num(c[0].get("gbps"), 0) if c else 0)
-                ax.bar([i + ki * width for i in range(len(probs))], ys, width, label=k)
+            for pi, p in enumerate(probs):
+                bars = []
+                for r in data.ok:
+                    if r.get("problem") != p or r.get("mode") != mode or \
+                            "/onepass/" in r.get("kernel", ""):
+                        continue
+                    rt = int(num(r.get("threads"), 1))
+                    if rt == t or (t > 1 and rt == 1 and not r.get("omp")):
+                        bars.append((strat(r.get("kernel")), num(r.get("gbps"), 0)))
+                bars.sort(key=lambda b: strategies.index(b[0]))
+                wdt = 0.85 / max(1, len(bars))
+                for bi, (st, g) in enumerate(bars):
+                    ax.bar(pi - 0.425 + (bi + 0.5) * wdt, g, wdt, color=color[st],
+                           label=st if st not in used else None,
+                           hatch="//" if st.startswith(("onednn", "pytorch")) else None)
+                    used.add(st)
             roof = roof_of(docs, t)
             if roof:
-                ax.axhline(num(roof.get("copy_gbps")), color="k", ls="--", lw=1,
-                           label="STREAM copy T=%d" % t)
-            ax.set_xticks([i + 0.4 - width / 2 for i in range(len(probs))])
-            ax.set_xticklabels([short(p) for p in probs], rotation=30, ha="right", fontsize=7)
+                ax.axhline(num(roof.get("copy_gbps")), color="k", ls="--", lw=1)
+                ax.text(len(probs) - 0.5, num(roof.get("copy_gbps")), " STREAM copy T=%d" % t,
+                        va="bottom", ha="right", fontsize=7)
+            ax.set_xticks(range(len(probs)))
+            ax.set_xticklabels([short(p) for p in probs], rotation=20, ha="right", fontsize=7)
+            ax.set_xlim(-0.5, len(probs) - 0.5)
             ax.set_ylabel("GB/s (compulsory traffic)")
-            ax.set_title("set %s, %s caches, T=%d (serial kernels at 1 thread)" % (s, mode, t))
-        axes[0, 0].legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        fig.tight_layout()
+            ax.set_title("set %s, %s caches, T=%d (serial kernels at 1 thread)" % (s, mode, t),
+                         fontsize=9)
+        fig.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(0.86, 0.98))
+        fig.tight_layout(rect=(0, 0, 0.85, 1))
         name = "gbps-%s.png" % s
         fig.savefig(os.path.join(outdir, name), dpi=90)
         plt.close(fig)
