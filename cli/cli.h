@@ -27,5 +27,7 @@ void cli_print_result(const char *name, const char *ps, const nb_problem *p, con
 /* check / run with .npy files (cli/npyio.c). */
 int cmd_check(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+/* worst-case input search (cli/search.c). */
+int cmd_search(int argc, char **argv);
 
 #endif

@@ -95,6 +95,9 @@ static const struct command {
      "          against a same-run memory bandwidth roof (sets: quick targets resnet50-bn\n"
      "          transformer-ln sd-gn in full)"},
     {"sysinfo", cmd_sysinfo, "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id"},
+    {"search", cmd_search,
+     "search --layer L [--dtype f32|f64] [--kernels GLOB] [--iters N] [--time S] [--seed S] [--out DIR]:\n"
+     "          hunt for inputs that maximise a kernel's scaled error (worst-case corpora)"},
     /* further subcommands: add a row here and declare the entry in cli.h */
 };
 
