@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void print_coord(const nb_problem *p, const nb_check *c, char *buf, size_t len)
 {
@@ -134,7 +135,16 @@ static void json_hex(FILE *f, double v)
  * subcommand exists (issue 4); NULL otherwise. Must be a JSON object. */
 char *cli_sysinfo_json(void)
 {
-    FILE *pp = popen("/proc/self/exe sysinfo --json 2>/dev/null", "r");
+    /* resolve this binary here: inside popen's shell /proc/self/exe is sh */
+    char exe[4096], cmd[4200];
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (el <= 0 || (size_t)el >= sizeof exe - 1)
+        return NULL;
+    exe[el] = 0;
+    if (strchr(exe, '\''))
+        return NULL;
+    snprintf(cmd, sizeof cmd, "'%s' sysinfo --json 2>/dev/null", exe);
+    FILE *pp = popen(cmd, "r");
     if (!pp)
         return NULL;
     size_t cap = 1 << 16, n = 0;
