@@ -103,7 +103,8 @@ def main(argv):
                     help="allowed growth of the max scaled error (default 2)")
     ap.add_argument("--floor", type=float, default=0.25,
                     help="base errors below this (units of u*s_i) count as this (default 0.25)")
-    ap.add_argument("--out", help="write the Markdown report here instead of stdout")
+    ap.add_argument("--out", "--markdown", dest="out",
+                    help="write the Markdown report here instead of stdout")
     ap.add_argument("--strict", action="store_true", help="cases missing from NEW fail too")
     a = ap.parse_args(argv)
     if not (a.factor >= 1.0) or not (a.floor >= 0.0):
