@@ -73,6 +73,11 @@ void nb_stats_compute(double *v, size_t n, nb_stats *s)
 
 /* ---- one benchmark case -------------------------------------------------- */
 
+/* Kernels whose speed depends on the thread count: /omp kernels, peers, and
+ * the default/auto dispatchers (which run an /omp kernel). The others run
+ * once, at 1 thread. */
+static bool threaded(const nb_kernel *k) { return k->omp || k->isa == NB_ISA_AUTO; }
+
 typedef struct result {
     const nb_kernel *k;
     const char *set;
@@ -449,6 +454,7 @@ static int write_json(const char *path, const run_info *ri, const result *res, s
         jw_str(&w, "algo", nb_algo_name(r->k->algo));
         jw_str(&w, "isa", nb_isa_name(r->k->isa));
         jw_bool(&w, "omp", r->k->omp);
+        jw_bool(&w, "threaded", threaded(r->k));
         jw_str(&w, "problem", r->problem);
         jw_int(&w, "threads", r->threads);
         jw_str(&w, "mode", r->cold ? "cold" : "warm");
@@ -819,7 +825,7 @@ int cmd_bench(int argc, char **argv)
         for (size_t k = 0; k < nb_kernel_count(); k++) {
             const nb_kernel *kn = nb_kernel_at(k);
             if (kn->layer == list[i].p.layer && cli_kernel_selected(kn, globs, ng))
-                total += (size_t)(kn->omp ? nthreads : 1) * (size_t)(warm + cold);
+                total += (size_t)(threaded(kn) ? nthreads : 1) * (size_t)(warm + cold);
         }
     result *res = calloc(total ? total : 1, sizeof *res);
     if (!res) {
@@ -874,8 +880,8 @@ int cmd_bench(int argc, char **argv)
                 const nb_kernel *kn = nb_kernel_at(k);
                 if (kn->layer != p->layer || !cli_kernel_selected(kn, globs, ng))
                     continue;
-                for (int ti = 0; ti < (kn->omp ? nthreads : 1); ti++) {
-                    const int th = kn->omp ? threads[ti] : 1;
+                for (int ti = 0; ti < (threaded(kn) ? nthreads : 1); ti++) {
+                    const int th = threaded(kn) ? threads[ti] : 1;
                     result *r = &res[nres++];
                     r->k = kn;
                     r->set = list[i].set;

@@ -224,7 +224,7 @@ def main():
                                                                    mode, t))
                     sys.stderr.flush()
                 r = {"source": "pytorch", "set": c["set"], "layer": layer, "kernel": kname,
-                     "algo": "pytorch", "isa": "aten", "omp": True, "problem": c["problem"],
+                     "algo": "pytorch", "isa": "aten", "omp": True, "threaded": True, "problem": c["problem"],
                      "threads": t, "mode": mode,
                      "repro": "scripts/bench-pytorch --problems %s --threads %d%s" % (
                          c["problem"], t, " --cold-only" if mode == "cold" else "")}

@@ -49,6 +49,23 @@ def f2(x, nd=2):
     return "-" if x is None or not x == x else "%.*f" % (nd, x)
 
 
+def threaded(r):
+    """Measured at every thread count (/omp kernels, dispatchers, peers)."""
+    return bool(r.get("threaded", r.get("omp")))
+
+
+def frac_at(r, docs, t):
+    """GB/s of r over the copy roof at t threads of r's own run (a serial
+    kernel competing at T>1 is judged against the T-thread roof)."""
+    if int(num(r.get("threads"), 1)) == t:
+        return num(r.get("frac_copy"))
+    d = docs[r.get("_doc", 0)]
+    for x in (d.get("roof") or {}).get("results", []):
+        if int(num(x.get("threads"), 0)) == t and num(x.get("copy_gbps")) > 0:
+            return num(r.get("gbps")) / num(x.get("copy_gbps"))
+    return float("nan")
+
+
 def swap_layout(p):
     if ":nchw:" in p:
         return p.replace(":nchw:", ":nhwc:")
@@ -62,10 +79,11 @@ class Data:
         self.docs = docs
         self.ok = []
         self.all = []
-        for d in docs:
+        for i, d in enumerate(docs):
             for r in d["results"]:
                 if not isinstance(r, dict):
                     continue
+                r["_doc"] = i
                 r.setdefault("source", d.get("source", "normbench"))
                 self.all.append(r)
                 if r.get("status") == "ok" and med(r) > 0:
@@ -98,7 +116,7 @@ class Data:
         compete when allow_serial, since they are what that many cores would run."""
         c = self.sel(problem, source, threads, mode)
         if allow_serial and threads > 1 and source == "normbench":
-            c += [r for r in self.sel(problem, source, 1, mode) if not r.get("omp")]
+            c += [r for r in self.sel(problem, source, 1, mode) if not threaded(r)]
         c = [r for r in c if "/onepass/" not in r.get("kernel", "")]  # negative control
         return min(c, key=med) if c else None
 
@@ -141,9 +159,8 @@ def target_rows(data, docs):
             row = {"label": label, "problem": prob, "threads": t, "mode": mode, "best": b,
                    "need_pt": need_pt}
             if b:
-                row["frac"] = num(b.get("frac_copy"))
-                roof = roof_of(docs, t)
-                row["roof"] = num((roof or {}).get("copy_gbps"))
+                row["frac"] = frac_at(b, docs, t)
+                row["roof"] = num(b.get("gbps")) / row["frac"] if row["frac"] > 0 else None
                 od = [r for r in data.sel(prob, "onednn", t, mode) +
                       data.sel(swap_layout(prob), "onednn", t, mode)]
                 if od:
@@ -162,33 +179,69 @@ def target_rows(data, docs):
     return rows
 
 
-def diagnose(row, data):
+def run_roof(docs, r, t):
+    d = docs[r.get("_doc", 0)]
+    for x in (d.get("roof") or {}).get("results", []):
+        if int(num(x.get("threads"), 0)) == t:
+            return x
+    return {}
+
+
+def run_load(docs, r):
+    d = docs[r.get("_doc", 0)]
+    ld = d.get("load") or {}
+    return (max(num(ld.get("loadavg1_start"), 0), num(ld.get("loadavg1_end"), 0)),
+            int(num(ld.get("logical_cpus"), 0)) or int(num((d.get("sysinfo") or {})
+                                                           .get("logical_cpus"), 1)))
+
+
+def diagnose(row, data, docs):
     """A measured reason for a missed roof target."""
     b = row["best"]
-    parts = []
+    t = row["threads"]
     f = row.get("frac")
-    parts.append("%s reaches %.2f GB/s = %.2f of the %.2f GB/s copy roof (%.2f of the read "
-                 "roof)" % (b.get("kernel"), num(b.get("gbps")), f, row.get("roof", float("nan")),
-                            num(b.get("frac_read"))))
+    roof = run_roof(docs, b, t)
+    parts = ["%s (measured at T=%s) reaches %.2f GB/s = %.2f of the %.2f GB/s copy roof" % (
+        b.get("kernel"), b.get("threads"), num(b.get("gbps")), f, row.get("roof") or float("nan"))]
+    if int(b.get("threads", 1)) < t:
+        parts.append("no threaded kernel beat this serial one at T=%d in this run" % t)
     if int(num(b.get("x_passes"), 1)) == 2:
         parts.append("the model counts x twice (its group working set, %d KiB, exceeds the "
-                     "L2), so the traffic is 3 x the tensor and a two-pass kernel must stream "
-                     "x from memory twice" % (int(num(b.get("group_working_set_bytes"), 0)) >> 10))
+                     "L2), so the traffic is 3 x the tensor; a kernel that keeps per-channel "
+                     "partial sums for a whole NHWC tensor streams x twice from memory" % (
+                         int(num(b.get("group_working_set_bytes"), 0)) >> 10))
     om = row.get("other_mode")
+    target_gbps = ROOF_TARGET * (row.get("roof") or 0)
     if om:
         other, w = om
-        ratio = num(w.get("gbps")) / max(num(b.get("gbps")), 1e-9)
-        if ratio > 1.3:
-            parts.append("with %s caches the best kernel reaches %.2f GB/s (%.1fx), so the loss "
-                         "is in the memory system, not in the arithmetic" % (
-                             other, num(w.get("gbps")), ratio))
+        wg = num(w.get("gbps"))
+        if wg < target_gbps:
+            parts.append("even with %s caches (data in the LLC) the best kernel reaches only "
+                         "%.2f GB/s (%s), below the %.2f GB/s the target needs: the kernel's "
+                         "own instruction throughput is a limit" % (
+                             other, wg, w.get("kernel"), target_gbps))
         else:
-            parts.append("with %s caches it reaches only %.2f GB/s (%.2fx), so the kernel's own "
-                         "instruction throughput, not memory, is the limit" % (
-                             other, num(w.get("gbps")), ratio))
-    if "/scalar" in b.get("kernel", ""):
-        parts.append("only scalar kernels were registered when this was measured")
+            parts.append("with %s caches it reaches %.2f GB/s (%s), above the %.2f GB/s needed, "
+                         "so the shortfall is in moving data to and from DRAM" % (
+                             other, wg, w.get("kernel"), target_gbps))
+    reg, nt = num(roof.get("copy_regular_gbps")), num(roof.get("copy_nt_gbps"))
+    if roof.get("copy_store") == "non-temporal" and reg > 0 and nt > 0:
+        parts.append("the same-run copy with regular stores reaches %.2f GB/s = %.2f of the "
+                     "non-temporal copy that sets the roof: writing y with regular stores "
+                     "costs a read-for-ownership, so a kernel without streaming stores is "
+                     "capped near %.2f at this thread count" % (reg, reg / nt, reg / nt))
+    load, ncpu = run_load(docs, b)
+    if load > 0.5 * ncpu and t > 1:
+        parts.append("load average up to %.2f on %d CPUs during this run" % (load, ncpu))
     return "; ".join(parts)
+
+
+def diagnose_peer(row, which, docs):
+    b, o = row["best"], row[which]
+    return ("%s at T=%d: %s takes %s (%.2f GB/s, %.2f of copy) vs our %s %s (%.2f GB/s): "
+            "%.2fx" % (row["label"], row["threads"], o.get("kernel"), fmt_t(med(o)),
+                       num(o.get("gbps")), frac_at(o, docs, row["threads"]), b.get("kernel"),
+                       fmt_t(med(b)), num(b.get("gbps")), med(o) / med(b)))
 
 
 def write_csv(path, data, target):
@@ -254,7 +307,7 @@ def plots(outdir, data, docs):
                             "/onepass/" in r.get("kernel", ""):
                         continue
                     rt = int(num(r.get("threads"), 1))
-                    if rt == t or (t > 1 and rt == 1 and not r.get("omp")):
+                    if rt == t or (t > 1 and rt == 1 and not threaded(r)):
                         bars.append((strat(r.get("kernel")), num(r.get("gbps"), 0)))
                 bars.sort(key=lambda b: strategies.index(b[0]))
                 wdt = 0.85 / max(1, len(bars))
@@ -274,7 +327,8 @@ def plots(outdir, data, docs):
             ax.set_ylabel("GB/s (compulsory traffic)")
             ax.set_title("set %s, %s caches, T=%d (serial kernels at 1 thread)" % (s, mode, t),
                          fontsize=9)
-        fig.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(0.86, 0.98))
+        if used:
+            fig.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(0.86, 0.98))
         fig.tight_layout(rect=(0, 0, 0.85, 1))
         name = "gbps-%s.png" % s
         fig.savefig(os.path.join(outdir, name), dpi=90)
@@ -307,7 +361,7 @@ def plots(outdir, data, docs):
     plt.close(fig)
     made.append(("fraction.png", "fraction of the same-run STREAM copy bandwidth"))
     # 3. Thread scaling of threaded kernels (GB/s vs threads), per problem.
-    thr = [r for r in data.ok if r.get("omp") and r.get("mode") == mode]
+    thr = [r for r in data.ok if threaded(r) and r.get("mode") == mode]
     if len(data.threads) > 1 and thr:
         fig, ax = plt.subplots(figsize=(9, 5))
         seen = set()
@@ -329,7 +383,8 @@ def plots(outdir, data, docs):
         ax.set_xlabel("threads")
         ax.set_ylabel("GB/s")
         ax.set_title("thread scaling (%s caches; black bars: STREAM copy)" % mode)
-        ax.legend(fontsize=5, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=5, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
         fig.savefig(os.path.join(outdir, "scaling.png"), dpi=90)
         plt.close(fig)
@@ -455,13 +510,21 @@ def main():
       "2-thread numbers in particular are noisy).\n" % si.get("logical_cpus"))
     w("| file | source | date | command | seconds | load start | load end |\n"
       "|---|---|---|---|---:|---:|---:|")
+    busy = False
     for p, d in zip(a.json, docs):
         ld = d.get("load") or {}
+        busy |= max(num(ld.get("loadavg1_start"), 0), num(ld.get("loadavg1_end"), 0)) > \
+            0.5 * int(num(ld.get("logical_cpus"), 0) or num(si.get("logical_cpus"), 1))
         w("| `%s` | %s | %s | `%s` | %s | %s | %s |" % (
             os.path.basename(p), d.get("source", "normbench"), d.get("date"), d.get("command"),
             f2(num(d.get("seconds")), 0), f2(num(ld.get("loadavg1_start"))),
             f2(num(ld.get("loadavg1_end")))))
     w("")
+    if busy:
+        w("**The machine was busy during at least one run** (load average above half the CPU "
+          "count): other processes took CPU time, so multi-threaded results in particular "
+          "(one descheduled thread stalls the whole parallel region for a scheduler tick) "
+          "understate what the kernels do on an idle machine.\n")
     w("## Bandwidth roof (same run)\n")
     for p, d in zip(a.json, docs):
         roof = d.get("roof") or {}
@@ -537,9 +600,19 @@ def main():
                 f2(num(b.get("gbps"))), f2(f), rv, ocell, ov, pcell, pv))
         w("")
         if missed:
-            w("### Why targets are missed (measured)\n")
+            w("### Why roof targets are missed (measured)\n")
             for r in missed:
-                w("- **%s, T=%d**: %s." % (r["label"], r["threads"], diagnose(r, data)))
+                w("- **%s, T=%d**: %s." % (r["label"], r["threads"], diagnose(r, data, docs)))
+            w("")
+        peer_missed = [(r, "onednn") for r in trows if r.get("onednn") and
+                       r["onednn_ratio"] < ONEDNN_TARGET] + \
+                      [(r, "pytorch") for r in trows if r.get("pytorch") and r.get("need_pt") and
+                       r["pytorch_ratio"] < PYTORCH_TARGET]
+        if peer_missed:
+            w("### Peer targets missed (measured)\n")
+            for r, which in peer_missed:
+                w("- %s (needs %.1fx)." % (diagnose_peer(r, which, docs),
+                                           ONEDNN_TARGET if which == "onednn" else PYTORCH_TARGET))
             w("")
 
     # ---- summary per layer
@@ -567,7 +640,7 @@ def main():
                     pt = data.sel(p, "pytorch", t, m)
                     w("| `%s` | %s | %d | `%s` | %s | %s | %s | %s | %s | %s | %s |" % (
                         short(p), m, t, b.get("kernel"), fmt_t(med(b)), f2(num(b.get("gbps"))),
-                        f2(num(b.get("frac_copy"))), f2(num(b.get("elem_per_ns")), 3),
+                        f2(frac_at(b, docs, t)), f2(num(b.get("elem_per_ns")), 3),
                         "%.2fx" % (med(nv) / med(b)) if nv else "-",
                         "%.2fx" % (med(od[0]) / med(b)) if od else "-",
                         "%.2fx" % (med(pt[0]) / med(b)) if pt else "-"))
