@@ -2,11 +2,18 @@
 case (source, kernel, problem, threads, mode) and decide, noise-aware,
 which cases regressed.
 
-A case is a REGRESSION when its median time grew by more than the
-threshold (default 10%) AND by more than the measured noise of both runs:
-noise = 2 * (MAD_base / median_base + MAD_new / median_new), or the two
-runs' [min, max] ranges do not overlap. A slowdown beyond the threshold but
-within the noise is reported as `noisy` and does not fail. Speedups beyond
+A case is a REGRESSION when its median time AND its minimum time both grew
+by more than the threshold (default 10%), and the median grew by more than
+the measured noise of both runs: noise = 2 * (MAD_base / median_base +
+MAD_new / median_new) + the drift of the machine itself between the runs
+(the relative change of the same-run STREAM copy roof at that thread
+count); or the two runs' [min, max] ranges do not overlap. A slowdown beyond
+the threshold but within the noise is reported as `noisy` and does not fail.
+When either run was made on a busy machine (1-minute load average above
+3/4 of its CPUs, recorded in the JSON), slowdowns of multi-threaded cases
+are reported as `unreliable` and do not fail unless --strict: a parallel
+region waits for its slowest thread, and a descheduled thread costs whole
+scheduler time slices. Speedups beyond
 the same rule are `faster`. Exit 0 without regressions, 1 with, 2 on bad
 input. A top-level "kind": "verify" (accuracy results) is handed to
 scripts/compare_accuracy.py."""
@@ -21,18 +28,29 @@ from nbbench.common import ROOT, die, load_json, num, result_key  # noqa: E402
 PROG = "compare"
 
 
-def verdict(b, n, threshold):
+def roof_map(doc):
+    out = {}
+    for r in (doc.get("roof") or {}).get("results", []) if isinstance(doc.get("roof"), dict) else []:
+        t, c = int(num(r.get("threads"), 0)), num(r.get("copy_gbps"))
+        if t and c > 0:
+            out[t] = c
+    return out
+
+
+def verdict(b, n, threshold, drift=0.0):
     """(ratio, noise, verdict) for one case from its two result records."""
     tb, tn = b.get("time_s") or {}, n.get("time_s") or {}
     mb, mn = num(tb.get("median")), num(tn.get("median"))
     if not (mb > 0 and mn > 0):
         return None, None, "no-data"
     ratio = mn / mb
-    noise = 2.0 * (num(tb.get("mad"), 0) / mb + num(tn.get("mad"), 0) / mn)
+    noise = 2.0 * (num(tb.get("mad"), 0) / mb + num(tn.get("mad"), 0) / mn) + drift
+    min_ratio = num(tn.get("min"), mn) / max(num(tb.get("min"), mb), 1e-300)
     disjoint_slow = num(tn.get("min"), mn) > num(tb.get("max"), mb)
     disjoint_fast = num(tn.get("max"), mn) < num(tb.get("min"), mb)
     if ratio - 1 > threshold:
-        return ratio, noise, "REGRESSION" if (ratio - 1 > noise or disjoint_slow) else "noisy"
+        real = min_ratio - 1 > threshold and (ratio - 1 > noise or disjoint_slow)
+        return ratio, noise, "REGRESSION" if real else "noisy"
     if 1 / ratio - 1 > threshold and (1 / ratio - 1 > noise or disjoint_fast):
         return ratio, noise, "faster"
     return ratio, noise, "ok"
@@ -57,6 +75,8 @@ def main():
                     help="relative slowdown that may fail (default 0.10)")
     ap.add_argument("--markdown", help="also write the table as Markdown (CI job summary)")
     ap.add_argument("--all", action="store_true", help="print every case, not only changes")
+    ap.add_argument("--strict", action="store_true",
+                    help="fail on multi-threaded slowdowns even when a run was on a busy machine")
     ap.error = lambda msg: die(PROG, msg)  # one line, exit 2
     a = ap.parse_args(argv)
     if not 0 <= a.threshold < 10:
@@ -70,6 +90,15 @@ def main():
             die(PROG, "'%s' has kind '%s'; compare two bench JSONs or two verify JSONs"
                 % (path, d.get("kind")))
         docs.append(d)
+    roofs = [roof_map(d) for d in docs]
+    busy = []
+    for path, d in zip((a.base, a.new), docs):
+        ld = d.get("load") or {}
+        ncpu = int(num(ld.get("logical_cpus"), 0)) or 1
+        lmax = max(num(ld.get("loadavg1_start"), 0), num(ld.get("loadavg1_end"), 0))
+        if lmax > 0.75 * ncpu:
+            busy.append("%s ran on a busy machine (load average %.2f on %d CPUs)" % (
+                path, lmax, ncpu))
     base = {result_key(r): r for r in docs[0]["results"] if isinstance(r, dict)}
     new = {result_key(r): r for r in docs[1]["results"] if isinstance(r, dict)}
     rows = []
@@ -83,7 +112,11 @@ def main():
             if b.get("status") == "ok" and n.get("status") == "error":
                 v = "REGRESSION"
         else:
-            ratio, noise, v = verdict(b, n, a.threshold)
+            t = key[3]
+            drift = abs(roofs[1][t] / roofs[0][t] - 1) if t in roofs[0] and t in roofs[1] else 0
+            ratio, noise, v = verdict(b, n, a.threshold, drift)
+            if v == "REGRESSION" and busy and t > 1 and not a.strict:
+                v = "unreliable"
         counts[v] = counts.get(v, 0) + 1
         rows.append((key, b, n, ratio, noise, v))
     tb = docs[0].get("target_id") or (docs[0].get("sysinfo") or {}).get("target_id")
@@ -104,8 +137,14 @@ def main():
                       "%.1f%%" % (100 * noise) if noise is not None else "-"])
     summary = ", ".join("%d %s" % (c, v) for v, c in sorted(counts.items()))
     nreg = counts.get("REGRESSION", 0)
-    print("compare: %s -> %s (threshold %.0f%%, noise = 2 x summed relative MAD)"
+    print("compare: %s -> %s (threshold %.0f%%, noise = 2 x summed relative MAD + roof drift)"
           % (a.base, a.new, 100 * a.threshold))
+    for t in sorted(set(roofs[0]) & set(roofs[1])):
+        print("  copy roof T=%d: %.2f -> %.2f GB/s (drift %.1f%%)" % (
+            t, roofs[0][t], roofs[1][t], 100 * abs(roofs[1][t] / roofs[0][t] - 1)))
+    for b in busy:
+        print("warning: %s: multi-threaded slowdowns are reported as 'unreliable'%s" % (
+            b, " (--strict: they fail anyway)" if a.strict else ""))
     if tb != tn:
         print("note: different targets: %s vs %s" % (tb, tn))
     for r in table:
@@ -117,10 +156,14 @@ def main():
             with open(a.markdown, "w") as f:
                 f.write("## normbench performance comparison\n\n")
                 f.write("`%s` -> `%s`, threshold %.0f%%, a slowdown counts only beyond both the "
-                        "threshold and the noise (2 x summed relative MAD, or disjoint ranges)."
+                        "threshold (median and minimum) and the noise (2 x summed relative MAD "
+                        "+ the drift of the same-run copy roof, or disjoint ranges)."
                         "\n\n" % (a.base, a.new, 100 * a.threshold))
                 if tb != tn:
                     f.write("Different targets: `%s` vs `%s`.\n\n" % (tb, tn))
+                for b in busy:
+                    f.write("Warning: %s; multi-threaded slowdowns are reported as "
+                            "`unreliable`.\n\n" % b)
                 f.write("**%s** (%d cases: %s)\n\n" % (
                     "%d regression(s)" % nreg if nreg else "No regression", len(rows), summary))
                 if table:
