@@ -732,6 +732,18 @@ int cmd_bench(int argc, char **argv)
         rc = cli_error("no kernel matches the --kernels pattern(s); see 'normbench list'");
         goto done;
     }
+    /* Fail before measuring anything when an output cannot be written. */
+    const char *outs[2] = {json_path, csv_path};
+    for (int i = 0; i < 2 && !list_only; i++) {
+        if (!outs[i])
+            continue;
+        FILE *f = fopen(outs[i], "w");
+        if (!f) {
+            rc = cli_error("bench: cannot write '%s': %s", outs[i], strerror(errno));
+            goto done;
+        }
+        fclose(f);
+    }
     if (o.min_time < 0)
         o.min_time = is_quick ? 0.05 : 0.2;
     if (o.min_reps < 0)
