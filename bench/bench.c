@@ -905,7 +905,7 @@ int cmd_bench(int argc, char **argv)
                     if (!nb_kernel_available(kn)) {
                         r->status = 1;
                         snprintf(r->reason, sizeof r->reason,
-                                 "skipped: this CPU lacks the kernel's instruction set (%s)",
+                                 "skipped: unavailable (this CPU lacks %s, or NORMBENCH_ISA caps it)",
                                  nb_isa_name(kn->isa));
                     } else {
                         nb_set_threads(th);
