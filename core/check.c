@@ -184,7 +184,11 @@ void nb_check_result_depth(double C, unsigned flags, const nb_data *d, const nb_
                 o->max_scaled = scaled;
             sum_scaled += scaled;
             nsum++;
-            if (fabs(y) >= 0.5 * (fabs(gam * z) + fabs(bet)) && y != 0) {
+            /* ULPs mean something only where neither y = gamma z + beta nor
+             * x - mean cancelled (|x - mean| >= |x| / 2, i.e. |z| >= |x| rstd / 2). */
+            const double xi = getv(d->x, t, i);
+            if (fabs(y) >= 0.5 * (fabs(gam * z) + fabs(bet)) && y != 0 &&
+                fabs(z) >= 0.5 * fabs(xi) * rs) {
                 double ulps = err / ulp_of(y, t);
                 if (ulps > o->max_ulp)
                     o->max_ulp = ulps;
