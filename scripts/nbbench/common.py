@@ -18,12 +18,17 @@ def die(prog, msg, code=2):
 
 
 def load_json(prog, path):
+    """Parse a JSON file (gzip-compressed when its name ends in .gz)."""
     try:
+        if path.endswith(".gz"):
+            import gzip
+            with gzip.open(path, "rt") as f:
+                return json.load(f)
         with open(path) as f:
             return json.load(f)
     except OSError as e:
         die(prog, "cannot read '%s': %s" % (path, e.strerror))
-    except ValueError as e:
+    except (ValueError, EOFError) as e:
         die(prog, "'%s' is not valid JSON: %s" % (path, e))
 
 

@@ -417,7 +417,7 @@ def verify_summary(v):
         for src, dst in (("max_scaled", "scaled"), ("scaled", "scaled"),
                          ("max_bound_use", "bound"), ("bound_use", "bound")):
             x = num(it.get(src))
-            if x == x and vd != "SKIP":
+            if x == x and vd in ("PASS", "FAIL"):
                 e[dst] = max(e[dst], x)
     return per
 
@@ -672,16 +672,18 @@ def main():
         if not verify:
             w("`%s` holds no per-kernel results this report can read.\n" % a.verify)
         else:
-            w("From `%s`: verdict counts and the largest scaled error / bound use over the "
-              "verify sweep, beside each kernel's best GB/s here.\n" % os.path.basename(a.verify))
+            w("From `%s`: verdict counts, and the largest scaled error (err / (u * scale)) and "
+              "bound use (err / tolerance, PASS below 1) over the PASS and FAIL cases of the "
+              "verify sweep (LIMIT cases, whose values exceed the dtype's range, excluded), "
+              "beside each kernel's best GB/s here.\n" % os.path.basename(a.verify))
             w("| kernel | PASS | FAIL | LIMIT | SKIP | max scaled error | max bound use | best "
               "GB/s |\n|---|---:|---:|---:|---:|---:|---:|---:|")
             for k in sorted(verify):
                 e = verify[k]
                 g = [num(r.get("gbps")) for r in data.ok if r.get("kernel") == k]
                 w("| `%s` | %d | %d | %d | %d | %s | %s | %s |" % (
-                    k, e["PASS"], e["FAIL"], e["LIMIT"], e["SKIP"], f2(e["scaled"], 3),
-                    f2(e["bound"], 3), f2(max(g)) if g else "-"))
+                    k, e["PASS"], e["FAIL"], e["LIMIT"], e["SKIP"], "%.3g" % e["scaled"],
+                    "%.3g" % e["bound"], f2(max(g)) if g else "-"))
             w("")
 
     # ---- skipped
