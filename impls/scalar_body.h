@@ -11,6 +11,8 @@
  *            var == 0 exactly (so eps == 0 yields NaN as in the reference);
  *            the power-of-two scale (exact) keeps the squares finite for |x|
  *            up to the type's maximum, so it is the NB_KF_PRESCALED kernel.
+ *            When pass 1 overflows on finite data (both signs near max/4),
+ *            it is redone on x 2^-j (2^j >= 2m): finite, same bound.
  *            Error (sequential sums, depth C = m-1): |mean err| <= C u max|x-x0|
  *            + u|mean|, |var err| <= (C+2) u var + mean_err^2 (Chan, Golub &
  *            LeVeque 1983, "Algorithms for computing the sample variance").
@@ -37,15 +39,16 @@
         }                                                                                          \
     }
 
-/* Power-of-two exponent k with 2^k >= 2a (a finite, >= 0), clamped so that
- * 2^-k and its square stay normal numbers of T. */
-static int FN(scale_exp)(T a)
+/* Power-of-two exponent k with 2^k >= 2 a 2^j (a finite, >= 0; a is a
+ * maximum taken on values scaled by 2^-j), clamped so that 2^-k and its
+ * square stay normal numbers of T. */
+static int FN(scale_exp_j)(T a, int j)
 {
     if (a == 0)
         return 0;
     int e;
-    (void)FREXP(a, &e); /* a = f * 2^e, 0.5 <= f < 1 */
-    e += 1;
+    (void)FREXP(a, &e);
+    e += 1 + j;
     if (e < -SCALE_LIM)
         e = -SCALE_LIM;
     if (e > SCALE_LIM)
@@ -80,16 +83,40 @@ static void FN(group_stats)(nb_algo algo, bool rms, const nb_desc *d, const T *g
             if (a > amax || a != a)
                 amax = a;
         })
-        if (!(amax <= TMAX)) { /* NaN or Inf in the group */
-            *mean_o = *var_o = *rstd_o = (T)NAN;
-            return;
+        int j = 0; /* pass 1 ran on values scaled by 2^-j */
+        if (!(amax <= TMAX) || s - s != 0) {
+            /* Overflow fallback (never taken on finite, moderate data): a
+             * non-finite s or amax from finite inputs means x - x0 or the
+             * sum left the range (both signs near max/4). Redo pass 1 on
+             * x 2^-j - x0 2^-j with 2^j >= 2m: each term is at most
+             * 2 max / 2^j <= max / m, so the sum is finite; the scaling is
+             * exact (a term below the normal range loses at most 2^-j of
+             * the smallest subnormal, far under u times the group's spread). */
+            int ex;
+            (void)FREXP(m, &ex);
+            j = ex + 1;
+            const T sc1 = LDEXP((T)1, -j), x0s = x0 * sc1;
+            s = 0;
+            amax = 0;
+            FOR_GROUP(d, g, e, {
+                T dv = e * sc1 - x0s;
+                T a = FABS(dv);
+                s += dv;
+                if (a > amax || a != a)
+                    amax = a;
+            })
+            if (!(amax <= TMAX) || s != s) { /* NaN or Inf in the group */
+                *mean_o = *var_o = *rstd_o = (T)NAN;
+                return;
+            }
         }
-        mean = rms ? 0 : x0 + s / m;
-        const int k = FN(scale_exp)(amax);
-        const T sc = LDEXP((T)1, -k);
+        /* mean = (x0 2^-j + s/m) 2^j: for j = 0 exactly x0 + s/m. */
+        mean = rms ? 0 : LDEXP(x0 * LDEXP((T)1, -j) + s / m, j);
+        const int k = FN(scale_exp_j)(amax, j);
+        const T sc = LDEXP((T)1, -k), msc = mean * sc;
         T q = 0;
         FOR_GROUP(d, g, e, {
-            T dv = (e - mean) * sc;
+            T dv = e * sc - msc; /* == (e - mean) * sc: the scaling is exact, and it cannot overflow */
             q += dv * dv;
         })
         rstd = FN(rstd_scaled)(q / m, k, eps, &var);

@@ -1,7 +1,9 @@
 /* simd_avx2.c: the AVX2 + FMA instantiation of simd_body.h for f32 and f64:
  * thin wrappers over the intrinsics; tails use vmaskmov loads/stores (which
  * do not fault or write on masked-off lanes) blended with the fill value.
- * Built with its own -mavx2 -mfma flags; runs only when the CPU has both. */
+ * VSTREAM is the non-temporal store of a 32-byte aligned vector, fenced by
+ * VSFENCE. Built with its own -mavx2 -mfma flags; runs only when the CPU
+ * has both. */
 #include "kernels.h"
 #include "nb_config.h"
 
@@ -27,6 +29,8 @@ static inline __m256d nb_loadf_pd(const double *p, int n, double f)
     return _mm256_blendv_pd(_mm256_set1_pd(f), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
 }
 
+#define VSFENCE() _mm_sfence()
+
 #define T float
 #define SFX f32
 #define TMAX 3.40282347e+38f
@@ -48,6 +52,7 @@ static inline __m256d nb_loadf_pd(const double *p, int n, double f)
 #define VMAX(a, b) _mm256_max_ps((a), (b))
 #define VABS(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), (a))
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VSTREAM(p, v) _mm256_stream_ps((p), (v))
 #include "simd_body.h"
 
 #define T double
@@ -71,6 +76,7 @@ static inline __m256d nb_loadf_pd(const double *p, int n, double f)
 #define VMAX(a, b) _mm256_max_pd((a), (b))
 #define VABS(a) _mm256_andnot_pd(_mm256_set1_pd(-0.0), (a))
 #define VFMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#define VSTREAM(p, v) _mm256_stream_pd((p), (v))
 #include "simd_body.h"
 
 nb_status nb_avx2_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)

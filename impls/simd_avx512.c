@@ -1,8 +1,9 @@
 /* simd_avx512.c: the AVX-512 (F + DQ) instantiation of simd_body.h for f32
  * and f64: thin vector wrappers over the intrinsics (tails by masked
- * load/store, which never touch masked-off memory). Built with its own
- * -mavx512f -mavx512dq -mavx2 -mfma flags as a separate object; it runs only
- * when the registry finds the CPU supports it. */
+ * load/store, which never touch masked-off memory; VSTREAM is the
+ * non-temporal store of a 64-byte aligned vector, fenced by VSFENCE).
+ * Built with its own -mavx512f -mavx512dq -mavx2 -mfma flags as a separate
+ * object; it runs only when the registry finds the CPU supports it. */
 #include "kernels.h"
 #include "nb_config.h"
 
@@ -11,6 +12,8 @@
 
 static inline __mmask16 nb_m16(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 static inline __mmask8 nb_m8(int n) { return n >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << n) - 1u); }
+
+#define VSFENCE() _mm_sfence()
 
 #define T float
 #define SFX f32
@@ -33,6 +36,7 @@ static inline __mmask8 nb_m8(int n) { return n >= 8 ? (__mmask8)0xFF : (__mmask8
 #define VMAX(a, b) _mm512_max_ps((a), (b))
 #define VABS(a) _mm512_abs_ps(a)
 #define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define VSTREAM(p, v) _mm512_stream_ps((p), (v))
 #include "simd_body.h"
 
 #define T double
@@ -56,6 +60,7 @@ static inline __mmask8 nb_m8(int n) { return n >= 8 ? (__mmask8)0xFF : (__mmask8
 #define VMAX(a, b) _mm512_max_pd((a), (b))
 #define VABS(a) _mm512_abs_pd(a)
 #define VFMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
+#define VSTREAM(p, v) _mm512_stream_pd((p), (v))
 #include "simd_body.h"
 
 nb_status nb_avx512_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)

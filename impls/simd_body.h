@@ -56,6 +56,7 @@
  * most ceil(log2 blocks) to the depth, which the lanes bound absorbs since a
  * block holds >= 2L values. */
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,16 +68,43 @@
 #define NB_SPLIT_GROUPS 16  /* fewer groups than this: split long reductions */
 #define NB_BLK 16384        /* values per block of a split contiguous group */
 #define NB_BLKPOS 1024      /* positions per block of a split NHWC reduction */
+/* Outputs of at least NB_NT_BYTES are written with non-temporal stores
+ * (VSTREAM): y then goes to memory without a read-for-ownership and without
+ * evicting x. 8 MiB is four times this machine's 2 MiB per-core L2: measured
+ * (bench --set targets, cold and warm) to win from 24 MiB outputs up and
+ * not to touch the small, cache-resident problems. */
+#define NB_NT_BYTES ((int64_t)8 << 20)
+/* Prefetch one value's cache line for reading (a hint: no fault, no effect
+ * on results). */
+#define NB_PREFETCH(p) __builtin_prefetch((p), 0, 3)
 #if NB_HAVE_OPENMP
 #define NB_OMP_FOR _Pragma("omp parallel for schedule(static) if(par_)")
+#define NB_OMP_PAR _Pragma("omp parallel if(par_)")
+#define NB_OMP_FOR_IN _Pragma("omp for schedule(static)")
+#define NB_OMP_ATOMIC_W _Pragma("omp atomic write")
 #else
 #define NB_OMP_FOR
+#define NB_OMP_PAR
+#define NB_OMP_FOR_IN
+#define NB_OMP_ATOMIC_W
 #endif
-enum { NB_M_TP1, NB_M_TP2, NB_M_WF, NB_M_WFRMS, NB_M_OP };
+enum { NB_M_TP1, NB_M_TP2, NB_M_WF, NB_M_WFRMS, NB_M_OP, NB_M_TP1S, NB_M_TPB };
 #endif
 
 #define FN(name) NB_CAT(name, SFX)
 #define NB_L (NB_U * W)
+/* Non-temporal stores where the ISA file provides them (VSTREAM: aligned
+ * vector store bypassing the caches; VSFENCE orders them before the kernel
+ * returns); elsewhere plain stores. */
+#ifdef VSTREAM
+#define NB_NT_ISA 1
+#else
+#define NB_NT_ISA 0
+#define VSTREAM(p, v) VSTORE((p), (v))
+#endif
+#ifndef VSFENCE
+#define VSFENCE() ((void)0)
+#endif
 
 /* Partial statistics of a range: twopass pass 1 (s, a), pass 2 (q),
  * welford (n, s = mean, q = M2), onepass (s, q). */
@@ -87,15 +115,16 @@ typedef struct FN(part) {
 /* Weights for the partial chunk (VLOADF reads at most W of them). */
 static const T FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 
-/* Power-of-two exponent k with 2^k >= 2a, clamped so 2^-k and its square
- * stay normal (as in scalar_body.h). */
-static int FN(scale_exp)(T a)
+/* Power-of-two exponent k with 2^k >= 2 a 2^j (a: a maximum of values
+ * scaled by 2^-j), clamped so 2^-k and its square stay normal (as in
+ * scalar_body.h). */
+static int FN(scale_exp_j)(T a, int j)
 {
     if (a == 0)
         return 0;
     int e;
     (void)FREXP(a, &e);
-    e += 1;
+    e += 1 + j;
     if (e < -SCALE_LIM)
         e = -SCALE_LIM;
     if (e > SCALE_LIM)
@@ -273,21 +302,48 @@ static inline void FN(tp1_last)(const T *p, int64_t n, T x0s, VEC x0, VEC *s, VE
     }
 }
 
-static inline void FN(tp2_full)(const T *p, VEC mean, VEC sc, VEC *q)
+/* Pass 1 on scaled values (the overflow fallback): d = x 2^-j - x0 2^-j in
+ * one FMA (nx0s = -x0 2^-j, exact), which is (x - x0) 2^-j rounded once. */
+static inline void FN(tp1s_full)(const T *p, VEC sc, VEC nx0s, VEC *s, VEC *a)
 {
     for (int u = 0; u < NB_U; u++) {
-        const VEC dv = VMUL(VSUB(VLOAD(p + u * W), mean), sc); /* exact scaling by 2^-k */
-        q[u] = VFMA(dv, dv, q[u]);
+        const VEC dv = VFMA(VLOAD(p + u * W), sc, nx0s);
+        s[u] = VADD(s[u], dv);
+        a[u] = VMAX(a[u], VABS(dv));
     }
 }
 
-static inline void FN(tp2_last)(const T *p, int64_t n, T ms, VEC mean, VEC sc, VEC *q)
+static inline void FN(tp1s_last)(const T *p, int64_t n, T x0s, VEC sc, VEC nx0s, VEC *s, VEC *a)
 {
     for (int u = 0; u < NB_U; u++) {
         const int k = FN(lanes_in)(n, u);
         if (!k)
             break;
-        const VEC dv = VMUL(VSUB(VLOADF(p + u * W, k, ms), mean), sc);
+        const VEC dv = VFMA(VLOADF(p + u * W, k, x0s), sc, nx0s); /* filled: x0 2^-j rounding only */
+        s[u] = VADD(s[u], dv);
+        a[u] = VMAX(a[u], VABS(dv));
+    }
+}
+
+/* Pass 2: d = x 2^-k - mean 2^-k in one FMA (nms = -mean 2^-k, exact unless
+ * below the normal range): bitwise (x - mean) 2^-k rounded once, as the
+ * scalar kernel, one instruction fewer, and it cannot overflow where
+ * x - mean would (values of both signs near the maximum). */
+static inline void FN(tp2_full)(const T *p, VEC nms, VEC sc, VEC *q)
+{
+    for (int u = 0; u < NB_U; u++) {
+        const VEC dv = VFMA(VLOAD(p + u * W), sc, nms);
+        q[u] = VFMA(dv, dv, q[u]);
+    }
+}
+
+static inline void FN(tp2_last)(const T *p, int64_t n, T ms, VEC nms, VEC sc, VEC *q)
+{
+    for (int u = 0; u < NB_U; u++) {
+        const int k = FN(lanes_in)(n, u);
+        if (!k)
+            break;
+        const VEC dv = VFMA(VLOADF(p + u * W, k, ms), sc, nms);
         q[u] = VFMA(dv, dv, q[u]);
     }
 }
@@ -365,10 +421,16 @@ static FN(part) FN(cg_range)(int mode, const nb_desc *d, const T *g, int64_t e0,
                 FN(tp1_last)(p_, n_, c0, x0, s, a));
         r.s = FN(vsum)(s);
         r.a = FN(vmaxall)(a);
+    } else if (mode == NB_M_TP1S) {
+        const VEC sc = VSET1(c1), nx0s = VSET1(-(c0 * c1));
+        NB_WALK(d, g, e0, e1, stage, FN(tp1s_full)(p_, sc, nx0s, s, a),
+                FN(tp1s_last)(p_, n_, c0, sc, nx0s, s, a));
+        r.s = FN(vsum)(s);
+        r.a = FN(vmaxall)(a);
     } else if (mode == NB_M_TP2) {
-        const VEC mv = VSET1(c0), sc = VSET1(c1);
-        NB_WALK(d, g, e0, e1, stage, FN(tp2_full)(p_, mv, sc, s),
-                FN(tp2_last)(p_, n_, c0, mv, sc, s));
+        const VEC nms = VSET1(-(c0 * c1)), sc = VSET1(c1);
+        NB_WALK(d, g, e0, e1, stage, FN(tp2_full)(p_, nms, sc, s),
+                FN(tp2_last)(p_, n_, c0, nms, sc, s));
         r.q = FN(vsum)(s);
     } else if (mode == NB_M_OP) {
         NB_WALK(d, g, e0, e1, stage, FN(op_full)(p_, s, a), FN(op_last)(p_, n_, s, a));
@@ -447,12 +509,24 @@ static nb_status FN(cg_stats)(nb_algo algo, bool rms, const nb_desc *d, const T 
         const T x0 = rms ? 0 : g[0];
         if ((st = FN(cg_pass)(NB_M_TP1, d, g, split, x0, 0, &P)))
             return st;
-        if (!(P.a <= TMAX) || P.s != P.s) { /* NaN or Inf in the group */
-            *mean_o = *var_o = *rstd_o = (T)NAN;
-            return NB_OK;
+        int j = 0; /* pass 1 ran on values scaled by 2^-j */
+        if (!(P.a <= TMAX) || P.s - P.s != 0) {
+            /* Overflow fallback, as scalar_body.h (never taken on finite,
+             * moderate data): redo pass 1 on (x - x0) 2^-j, 2^j >= 2m, whose
+             * sum is finite for finite x; the scaling is exact. */
+            int ex;
+            (void)FREXP(m, &ex);
+            j = ex + 1;
+            if ((st = FN(cg_pass)(NB_M_TP1S, d, g, split, x0, LDEXP((T)1, -j), &P)))
+                return st;
+            if (!(P.a <= TMAX) || P.s != P.s) { /* NaN or Inf in the group */
+                *mean_o = *var_o = *rstd_o = (T)NAN;
+                return NB_OK;
+            }
         }
-        mean = rms ? 0 : x0 + P.s / m;
-        const int k = FN(scale_exp)(P.a);
+        /* mean = (x0 2^-j + s/m) 2^j: for j = 0 exactly x0 + s/m. */
+        mean = rms ? 0 : LDEXP(x0 * LDEXP((T)1, -j) + P.s / m, j);
+        const int k = FN(scale_exp_j)(P.a, j);
         if ((st = FN(cg_pass)(NB_M_TP2, d, g, split, mean, LDEXP((T)1, -k), &P)))
             return st;
         rstd = FN(rstd_scaled)(P.q / m, k, eps, &var);
@@ -485,42 +559,68 @@ static nb_status FN(cg_stats)(nb_algo algo, bool rms, const nb_desc *d, const T 
 
 /* y = gamma * ((x - mean) * rstd) + beta over n contiguous values; gamma
  * and beta per element (pe) or one value for the run. The affine step is
- * one FMA: one rounding fewer than the scalar kernel. */
-static void FN(norm_run)(const T *x, T *y, int64_t n, T mean, T rstd, const T *gp, const T *bp,
-                         bool pe)
+ * one FMA: one rounding fewer than the scalar kernel. nt: store with
+ * VSTREAM (a masked head aligns y to the vector size; the tail is a masked
+ * plain store; the caller fences). pfd != 0: prefetch x + pfd + i, the same
+ * position of the next group, while this one is normalised from cache. */
+static inline VEC FN(norm_v)(VEC z, int kind, const T *gp, const T *bp, int64_t i, VEC gv,
+                             VEC bv)
 {
-    const VEC mv = VSET1(mean), rv = VSET1(rstd);
-    int64_t i = 0;
-    if (!gp) {
-        for (; i + W <= n; i += W)
-            VSTORE(y + i, VMUL(VSUB(VLOAD(x + i), mv), rv));
-        if (i < n)
-            VSTOREN(y + i, VMUL(VSUB(VLOADF(x + i, (int)(n - i), (T)0), mv), rv), (int)(n - i));
-    } else if (pe) {
-        for (; i + W <= n; i += W) {
-            const VEC z = VMUL(VSUB(VLOAD(x + i), mv), rv);
-            const VEC b = bp ? VLOAD(bp + i) : VSET1((T)0);
-            VSTORE(y + i, VFMA(z, VLOAD(gp + i), b));
-        }
-        if (i < n) {
-            const int k = (int)(n - i);
-            const VEC z = VMUL(VSUB(VLOADF(x + i, k, (T)0), mv), rv);
-            const VEC b = bp ? VLOADF(bp + i, k, (T)0) : VSET1((T)0);
-            VSTOREN(y + i, VFMA(z, VLOADF(gp + i, k, (T)0), b), k);
-        }
-    } else {
-        const VEC gv = VSET1(gp[0]), bv = VSET1(bp ? bp[0] : (T)0);
-        for (; i + W <= n; i += W)
-            VSTORE(y + i, VFMA(VMUL(VSUB(VLOAD(x + i), mv), rv), gv, bv));
-        if (i < n)
-            VSTOREN(y + i, VFMA(VMUL(VSUB(VLOADF(x + i, (int)(n - i), (T)0), mv), rv), gv, bv),
-                    (int)(n - i));
-    }
+    if (kind == 1)
+        return VFMA(z, VLOAD(gp + i), bp ? VLOAD(bp + i) : VSET1((T)0));
+    return kind == 2 ? VFMA(z, gv, bv) : z;
 }
 
-/* Normalise the flat values [e0, e1) of a group. */
+static inline void FN(norm_part)(const T *x, T *y, int k, VEC mv, VEC rv, int kind, const T *gp,
+                                 const T *bp, VEC gv, VEC bv)
+{
+    VEC z = VMUL(VSUB(VLOADF(x, k, (T)0), mv), rv);
+    if (kind == 1)
+        z = VFMA(z, VLOADF(gp, k, (T)0), bp ? VLOADF(bp, k, (T)0) : VSET1((T)0));
+    else if (kind == 2)
+        z = VFMA(z, gv, bv);
+    VSTOREN(y, z, k);
+}
+
+static void FN(norm_run)(const T *x, T *y, int64_t n, T mean, T rstd, const T *gp, const T *bp,
+                         bool pe, bool nt, int64_t pfd)
+{
+    const VEC mv = VSET1(mean), rv = VSET1(rstd);
+    const int kind = !gp ? 0 : pe ? 1 : 2;
+    const VEC gv = VSET1(gp && !pe ? gp[0] : (T)1), bv = VSET1(bp && !pe ? bp[0] : (T)0);
+    int64_t i = 0;
+    if (NB_NT_ISA && nt && (uintptr_t)y % sizeof(T) == 0) {
+        const uintptr_t va = W * sizeof(T), mis = (uintptr_t)y % va;
+        int64_t h = mis ? (int64_t)((va - mis) / sizeof(T)) : 0;
+        if (h > n)
+            h = n;
+        if (h > 0)
+            FN(norm_part)(x, y, (int)h, mv, rv, kind, gp, bp, gv, bv);
+        i = h;
+        for (; i + W <= n; i += W) {
+            if (pfd)
+                NB_PREFETCH(x + pfd + i);
+            const VEC z = VMUL(VSUB(VLOAD(x + i), mv), rv);
+            VSTREAM(y + i, FN(norm_v)(z, kind, gp, bp, i, gv, bv));
+        }
+    } else {
+        for (; i + W <= n; i += W) {
+            if (pfd)
+                NB_PREFETCH(x + pfd + i);
+            const VEC z = VMUL(VSUB(VLOAD(x + i), mv), rv);
+            VSTORE(y + i, FN(norm_v)(z, kind, gp, bp, i, gv, bv));
+        }
+    }
+    if (i < n)
+        FN(norm_part)(x + i, y + i, (int)(n - i), mv, rv, kind, kind == 1 ? gp + i : gp,
+                      kind == 1 && bp ? bp + i : bp, gv, bv);
+}
+
+/* Normalise the flat values [e0, e1) of a group (nt, pfd: see norm_run;
+ * pfd is the element distance to the next group). */
 static void FN(cg_norm)(const nb_desc *d, const T *gx, T *gy, const T *gamma, const T *beta,
-                        int64_t pbase, int64_t e0, int64_t e1, T mean, T rstd)
+                        int64_t pbase, int64_t e0, int64_t e1, T mean, T rstd, bool nt,
+                        int64_t pfd)
 {
     int64_t s = e0 / d->seglen, i = e0 % d->seglen, left = e1 - e0;
     while (left > 0) {
@@ -529,7 +629,8 @@ static void FN(cg_norm)(const nb_desc *d, const T *gx, T *gy, const T *gamma, co
             len = left;
         const int64_t pb = pbase + s * d->pseg + i * d->pelem;
         FN(norm_run)(gx + s * d->seg_stride + i, gy + s * d->seg_stride + i, len, mean, rstd,
-                     gamma ? gamma + pb : NULL, gamma && beta ? beta + pb : NULL, d->pelem != 0);
+                     gamma ? gamma + pb : NULL, gamma && beta ? beta + pb : NULL, d->pelem != 0,
+                     nt, pfd);
         left -= len;
         s++;
         i = 0;
@@ -544,18 +645,27 @@ static nb_status FN(run_contig)(const nb_kernel *k, const nb_problem *p, const n
     const T eps = (T)p->eps;
     const int64_t G = d->ngroups, m = d->m;
     const bool split = k->omp && G < NB_SPLIT_GROUPS && m >= 2 * NB_BLK;
+    const bool nt = nb_problem_numel(p) * (int64_t)sizeof(T) >= NB_NT_BYTES;
     int failed = 0;
     if (!split) {
         const int par_ = k->omp;
         (void)par_;
-        NB_OMP_FOR
-        for (int64_t g = 0; g < G; g++) {
-            const int64_t outer = g / d->ninner, inner = g % d->ninner;
-            const int64_t off = outer * d->xo + inner * d->xi;
-            if (!infer)
-                (void)FN(cg_stats)(k->algo, rms, d, x + off, eps, false, &mean[g], &var[g],
-                                   &rstd[g]);
-            FN(cg_norm)(d, x + off, y + off, gamma, beta, inner * d->pi, 0, m, mean[g], rstd[g]);
+        NB_OMP_PAR
+        {
+            NB_OMP_FOR_IN
+            for (int64_t g = 0; g < G; g++) {
+                const int64_t outer = g / d->ninner, inner = g % d->ninner;
+                const int64_t off = outer * d->xo + inner * d->xi;
+                int64_t pfd = 0; /* the next group's offset, prefetched while normalising */
+                if (nt && g + 1 < G)
+                    pfd = ((g + 1) / d->ninner) * d->xo + ((g + 1) % d->ninner) * d->xi - off;
+                if (!infer)
+                    (void)FN(cg_stats)(k->algo, rms, d, x + off, eps, false, &mean[g], &var[g],
+                                       &rstd[g]);
+                FN(cg_norm)(d, x + off, y + off, gamma, beta, inner * d->pi, 0, m, mean[g],
+                            rstd[g], nt, pfd);
+            }
+            VSFENCE(); /* this thread's streamed stores, before the region ends */
         }
         return NB_OK;
     }
@@ -571,7 +681,8 @@ static nb_status FN(run_contig)(const nb_kernel *k, const nb_problem *p, const n
         for (int64_t b = 0; b < nb; b++) {
             const int64_t e1 = (b + 1) * NB_BLK < m ? (b + 1) * NB_BLK : m;
             FN(cg_norm)(d, x + off, y + off, gamma, beta, inner * d->pi, b * NB_BLK, e1, mean[g],
-                        rstd[g]);
+                        rstd[g], nt, 0);
+            VSFENCE();
         }
     }
     return NB_OK;
@@ -608,8 +719,14 @@ static void FN(ch_range)(int mode, const T *xb, int64_t C, int64_t Cp, int64_t j
                 VSTORE(Bu + c, VMAX(VLOAD(Bu + c), VABS(dv)));
                 break;
             }
-            case NB_M_TP2: {
-                const VEC dv = VMUL(VSUB(x, VLOAD(c0 + c)), VLOAD(c1 + c));
+            case NB_M_TP1S: { /* c0 = -x0 2^-j, c1 = 2^-j: (x - x0) 2^-j rounded once */
+                const VEC dv = VFMA(x, VLOAD(c1 + c), VLOAD(c0 + c));
+                VSTORE(Au + c, VADD(VLOAD(Au + c), dv));
+                VSTORE(Bu + c, VMAX(VLOAD(Bu + c), VABS(dv)));
+                break;
+            }
+            case NB_M_TP2: { /* c0 = -mean 2^-k, c1 = 2^-k: (x - mean) 2^-k rounded once */
+                const VEC dv = VFMA(x, VLOAD(c1 + c), VLOAD(c0 + c));
                 VSTORE(Bu + c, VFMA(dv, dv, VLOAD(Bu + c)));
                 break;
             }
@@ -649,7 +766,7 @@ static void FN(ch_range)(int mode, const T *xb, int64_t C, int64_t Cp, int64_t j
             const T *a = A + c, *b = B + c;
             VSTORE(out->a + c, VADD(VADD(VLOAD(a), VLOAD(a + Cp)),
                                     VADD(VLOAD(a + 2 * Cp), VLOAD(a + 3 * Cp))));
-            if (mode == NB_M_TP1)
+            if (mode == NB_M_TP1 || mode == NB_M_TP1S)
                 VSTORE(out->b + c, VMAX(VMAX(VLOAD(b), VLOAD(b + Cp)),
                                         VMAX(VLOAD(b + 2 * Cp), VLOAD(b + 3 * Cp))));
             else
@@ -674,7 +791,7 @@ static void FN(merge_chp)(int mode, FN(chp) *bl, int64_t lo, int64_t hi, int64_t
             FN(chan)(&n, &A->a[c], &A->b[c], B->n, B->a[c], B->b[c]);
         } else {
             A->a[c] = A->a[c] + B->a[c];
-            if (mode == NB_M_TP1)
+            if (mode == NB_M_TP1 || mode == NB_M_TP1S)
                 A->b[c] = B->b[c] > A->b[c] || B->b[c] != B->b[c] ? B->b[c] : A->b[c];
             else
                 A->b[c] = A->b[c] + B->b[c];
@@ -764,21 +881,44 @@ static nb_status FN(ch_unit)(const nb_kernel *k, const nb_problem *p, const T *x
                 c0[c] = xb[c / cg * cg]; /* the group's first value */
             if ((st = FN(ch_pass)(NB_M_TP1, xb, C, Cp, npos, split, c0, NULL, ws, &o)))
                 goto out;
+            int j = 0; /* pass 1 ran on values scaled by 2^-j */
+            for (int64_t g = 0; g < ng && !j; g++) {
+                const T s = FN(pw_sum)(oa + g * cg, cg, 1), a = FN(pw_max)(ob + g * cg, cg, 1);
+                if (!(a <= TMAX) || s - s != 0) {
+                    /* Overflow fallback (as scalar_body.h): redo pass 1 for
+                     * this unit on (x - x0) 2^-j, 2^j >= 2m: finite sums for
+                     * finite x, exact scaling. */
+                    int ex;
+                    (void)FREXP(m, &ex);
+                    j = ex + 1;
+                }
+            }
+            if (j) {
+                const T sc1 = LDEXP((T)1, -j);
+                for (int64_t c = 0; c < C; c++) {
+                    c0[c] = -(xb[c / cg * cg] * sc1);
+                    c1[c] = sc1;
+                }
+                if ((st = FN(ch_pass)(NB_M_TP1S, xb, C, Cp, npos, split, c0, c1, ws, &o)))
+                    goto out;
+            }
             for (int64_t g = 0; g < ng; g++) {
                 const T s = FN(pw_sum)(oa + g * cg, cg, 1), a = FN(pw_max)(ob + g * cg, cg, 1);
                 const int64_t gi = gbase + g;
-                if (!(a <= TMAX) || s != s) {
-                    mean[gi] = var[gi] = rstd[gi] = (T)NAN;
+                if (!(a <= TMAX) || s != s || (!j && s - s != 0)) {
+                    mean[gi] = var[gi] = rstd[gi] = (T)NAN; /* NaN or Inf in the group */
                     for (int64_t c = g * cg; c < (g + 1) * cg; c++)
                         c0[c] = c1[c] = (T)NAN;
                     continue;
                 }
-                mean[gi] = c0[g * cg] + s / m;
-                const int e = FN(scale_exp)(a);
+                const T x0 = xb[g * cg];
+                /* (x0 2^-j + s/m) 2^j: for j = 0 exactly x0 + s/m */
+                mean[gi] = LDEXP(x0 * LDEXP((T)1, -j) + s / m, j);
+                const int e = FN(scale_exp_j)(a, j);
                 const T sc = LDEXP((T)1, -e);
                 var[gi] = (T)e; /* the exponent, until pass 2 */
                 for (int64_t c = g * cg; c < (g + 1) * cg; c++) {
-                    c0[c] = mean[gi];
+                    c0[c] = -(mean[gi] * sc);
                     c1[c] = sc;
                 }
             }
@@ -857,8 +997,10 @@ static nb_status FN(run_chan)(const nb_kernel *k, const nb_problem *p, const T *
         NB_OMP_FOR
         for (int64_t n = 0; n < N; n++)
             if (FN(ch_unit)(k, p, x + n * S * C, y + n * S * C, S, n * ng, cg, gamma, beta, mean,
-                            var, rstd, infer, false))
-                failed = 1; /* any thread's failure is reported; a benign race on one flag */
+                            var, rstd, infer, false)) {
+                NB_OMP_ATOMIC_W
+                failed = 1; /* any thread's failure is reported (atomic: no data race) */
+            }
         return failed ? NB_ERR_NOMEM : NB_OK;
     }
     for (int64_t n = 0; n < N; n++) {
@@ -934,6 +1076,8 @@ static nb_status FN(simd_run)(const nb_kernel *k, const nb_problem *p, const nb_
 
 #undef FN
 #undef NB_L
+#undef NB_NT_ISA
+#undef VSTREAM
 #undef T
 #undef SFX
 #undef TMAX

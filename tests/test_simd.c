@@ -9,6 +9,7 @@
 #include "normbench.h"
 
 #include <criterion/criterion.h>
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,4 +250,60 @@ Test(simd, default_dispatch)
         cr_expect(!nb_kernel_available(v), "the scalar cap must hide avx2");
     cr_expect(verify_all("ln:rows3:cols70:f32", omp_only) > 0);
     unsetenv("NORMBENCH_ISA");
+}
+
+/* Twopass overflow fallback: values of both signs near max/4 make the first
+ * pass sum(x - x0) overflow although every x - x0 and the exact answer are
+ * finite. Every prescaled kernel of ours (scalar, SIMD contiguous and
+ * across-channel shapes, serial and /omp at 1 and 2 threads, and the
+ * default) must stay finite and within the bound there, in f32 and f64,
+ * including a split long reduction (few groups). */
+Test(simd, twopass_overflow_fallback, .timeout = 600)
+{
+    static const char *const bases[] = {
+        "ln:rows4:cols33",      "rms:rows4:cols33",        "ln:rows2:cols40000",
+        "bn:n3c4h3w3:nchw:train", "bn:n3c4h3w3:nhwc:train", "bn:n2c3h40w40:nhwc:train",
+        "in:n2c3h4w5:nchw",     "in:n2c3h4w5:nhwc",        "gn:n2c6h3w3:g3:nhwc",
+        "gn:n2c6h3w3:g3:nchw",
+    };
+    for (size_t b = 0; b < sizeof bases / sizeof bases[0]; b++)
+        for (int t = 0; t < 2; t++) {
+            char ps[128];
+            snprintf(ps, sizeof ps, "%s:%s", bases[b], t ? "f64" : "f32");
+            nb_problem p;
+            char err[256];
+            cr_assert_eq(nb_problem_parse(ps, &p, err, sizeof err), NB_OK, "%s: %s", ps, err);
+            nb_data d;
+            cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+            const double big = t ? DBL_MAX / 4 : FLT_MAX / 4;
+            const int64_t N = nb_problem_numel(&p);
+            for (int64_t i = 0; i < N; i++) {
+                const double v = ((i % 2) ? -big : big) * (1 - 0.01 * (double)(i % 3));
+                if (t)
+                    ((double *)d.x)[i] = v;
+                else
+                    ((float *)d.x)[i] = (float)v;
+            }
+            nb_ref r;
+            cr_assert_eq(nb_ref_compute(&d, &r), NB_OK, "%s", ps);
+            int ran = 0;
+            for (int th = 1; th <= 2; th++) {
+                nb_set_threads(th);
+                for (size_t i = 0; i < nb_kernel_count(); i++) {
+                    const nb_kernel *k = nb_kernel_at(i);
+                    if (k->layer != p.layer || !ours(k) || k->isa == NB_ISA_BLAS ||
+                        !(k->flags & NB_KF_PRESCALED) || (th == 2 && !k->omp))
+                        continue;
+                    nb_check c;
+                    nb_verify_one(k, &d, &r, &c);
+                    cr_expect(c.verdict == NB_PASS, "%s on %s (+/-max/4, T=%d): %s %s", k->name,
+                              ps, th, nb_verdict_name(c.verdict), c.reason);
+                    ran++;
+                }
+            }
+            nb_set_threads(0);
+            cr_expect(ran > 0, "%s: no prescaled kernel ran", ps);
+            nb_ref_free(&r);
+            nb_data_free(&d);
+        }
 }
