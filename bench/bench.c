@@ -287,11 +287,14 @@ static void print_result(const result *r)
     }
     char med[32];
     fmt_time(r->t.median, med, sizeof med);
+    char batch[32] = "";
+    if (r->batch > 1)
+        snprintf(batch, sizeof batch, " of %ld calls", r->batch);
     printf("  %-4s T=%d %-34s median %-10s [min %.4g max %.4g ms, MAD %.1f%%, n=%ld%s] "
            "%6.2f GB/s  %.2f copy  %.2f read  %.3f el/ns | repro: %s\n",
            r->cold ? "cold" : "warm", r->threads, r->k->name, med, r->t.min * 1e3, r->t.max * 1e3,
-           r->t.median > 0 ? 100 * r->t.mad / r->t.median : 0, r->reps,
-           r->batch > 1 ? "x batch" : "", r->gbps, r->frac_copy, r->frac_read, r->elem_per_ns, rp);
+           r->t.median > 0 ? 100 * r->t.mad / r->t.median : 0, r->reps, batch, r->gbps,
+           r->frac_copy, r->frac_read, r->elem_per_ns, rp);
 }
 
 static const char *model_text =
