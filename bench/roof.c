@@ -5,7 +5,8 @@
  * several times the last-level cache, first touched by the threads that
  * use them, and traffic is counted as STREAM does: copy moves 2 x bytes
  * (read + write, write-allocate not counted), read moves 1 x bytes. The
- * threads are OpenMP's, the same runtime the /omp kernels use. */
+ * threads are OpenMP's, the same runtime the /omp kernels use. Each figure
+ * is the best of several passes (STREAM's convention). */
 #include "bench.h"
 #include "nb_config.h"
 
@@ -109,8 +110,10 @@ static float run_chunk(int op, size_t lo, size_t hi)
 #endif
 }
 
-/* Median seconds of `reps` timed passes (after one untimed) of op at
- * `threads` threads; *spread gets MAD / median. */
+/* Best (shortest) seconds of `reps` timed passes (after one untimed) of op
+ * at `threads` threads, STREAM's convention: on a shared machine the best
+ * pass is the one least disturbed, so the roof errs high and fractions of it
+ * err low. *spread gets MAD / median. */
 static double time_op(int op, int threads, int reps, double *spread)
 {
     double *t = calloc((size_t)reps + 1, sizeof *t);
@@ -148,7 +151,7 @@ static double time_op(int op, int threads, int reps, double *spread)
     nb_stats_compute(t + 1, (size_t)reps, &s);
     free(t);
     *spread = s.median > 0 ? s.mad / s.median : 0;
-    return s.median;
+    return s.min;
 }
 
 int nb_roof_measure(int threads, size_t array_bytes, int reps, nb_roof *out)
