@@ -37,6 +37,8 @@ static inline __mmask8 nb_m8(int n) { return n >= 8 ? (__mmask8)0xFF : (__mmask8
 #define VABS(a) _mm512_abs_ps(a)
 #define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define VSTREAM(p, v) _mm512_stream_ps((p), (v))
+#define VHSUM(v) _mm512_reduce_add_ps(v) /* lanes i + i+8, i+4, i+2, i+1 */
+#define VHMAX(v) _mm512_reduce_max_ps(v)
 #include "simd_body.h"
 
 #define T double
@@ -61,6 +63,8 @@ static inline __mmask8 nb_m8(int n) { return n >= 8 ? (__mmask8)0xFF : (__mmask8
 #define VABS(a) _mm512_abs_pd(a)
 #define VFMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
 #define VSTREAM(p, v) _mm512_stream_pd((p), (v))
+#define VHSUM(v) _mm512_reduce_add_pd(v) /* lanes i + i+4, i+2, i+1 */
+#define VHMAX(v) _mm512_reduce_max_pd(v)
 #include "simd_body.h"
 
 nb_status nb_avx512_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)

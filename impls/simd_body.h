@@ -73,10 +73,15 @@
  * evicting x. 8 MiB is four times this machine's 2 MiB per-core L2: measured
  * (bench --set targets, cold and warm) to win from 24 MiB outputs up and
  * not to touch the small, cache-resident problems. */
+#ifndef NB_NT_BYTES
 #define NB_NT_BYTES ((int64_t)8 << 20)
+#endif
 /* Prefetch one value's cache line for reading (a hint: no fault, no effect
  * on results). */
 #define NB_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#ifndef NB_PF_BYTES
+#define NB_PF_BYTES 8192 /* minimum prefetch distance ahead of short groups */
+#endif
 #if NB_HAVE_OPENMP
 #define NB_OMP_FOR _Pragma("omp parallel for schedule(static) if(par_)")
 #define NB_OMP_PAR _Pragma("omp parallel if(par_)")
@@ -118,12 +123,55 @@ static const T FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 /* Power-of-two exponent k with 2^k >= 2 a 2^j (a: a maximum of values
  * scaled by 2^-j), clamped so 2^-k and its square stay normal (as in
  * scalar_body.h). */
+/* frexp's exponent of a > 0 (a = f 2^e, 0.5 <= f < 1) read from the bits
+ * when a is normal and finite, else from FREXP: exact either way, and no
+ * library call per group on ordinary data. */
+static inline int FN(fexp)(T a)
+{
+    if (sizeof(T) == 4) {
+        uint32_t b;
+        memcpy(&b, &a, 4);
+        const int f = (int)((b >> 23) & 0xff);
+        if (f != 0 && f != 0xff)
+            return f - 126;
+    } else {
+        uint64_t b;
+        memcpy(&b, &a, 8);
+        const int f = (int)((b >> 52) & 0x7ff);
+        if (f != 0 && f != 0x7ff)
+            return f - 1022;
+    }
+    int e;
+    (void)FREXP(a, &e);
+    return e;
+}
+
+/* 2^e, built from the bits when it is a normal number (exact), else LDEXP. */
+static inline T FN(pow2)(int e)
+{
+    if (sizeof(T) == 4 && e >= -126 && e <= 127) {
+        const uint32_t b = (uint32_t)(e + 127) << 23;
+        float f;
+        memcpy(&f, &b, 4);
+        return (T)f;
+    }
+    if (sizeof(T) == 8 && e >= -1022 && e <= 1023) {
+        const uint64_t b = (uint64_t)(e + 1023) << 52;
+        double f;
+        memcpy(&f, &b, 8);
+        return (T)f;
+    }
+    return LDEXP((T)1, e);
+}
+
+/* Power-of-two exponent k with 2^k >= 2 a 2^j (a: a maximum of values
+ * scaled by 2^-j), clamped so 2^-k and its square stay normal (as in
+ * scalar_body.h). */
 static int FN(scale_exp_j)(T a, int j)
 {
     if (a == 0)
         return 0;
-    int e;
-    (void)FREXP(a, &e);
+    int e = FN(fexp)(a);
     e += 1 + j;
     if (e < -SCALE_LIM)
         e = -SCALE_LIM;
@@ -132,14 +180,16 @@ static int FN(scale_exp_j)(T a, int j)
     return e;
 }
 
-/* rstd from the scaled mean square v = var 4^-k (see scalar_body.h). */
+/* rstd from the scaled mean square v = var 4^-k (see scalar_body.h). For
+ * k >= 0, v 2^k 2^k is LDEXP(v, 2k) exactly: scaling up by a power of two
+ * is exact (subnormal v included) until it overflows, to Inf in both. */
 static T FN(rstd_scaled)(T v, int k, T eps, T *var_out)
 {
-    T var = LDEXP(v, 2 * k);
+    T var = k >= 0 ? v * FN(pow2)(k) * FN(pow2)(k) : LDEXP(v, 2 * k);
     *var_out = var;
     if (var <= TMAX)
         return (T)1 / SQRT(var + eps);
-    T sc = LDEXP((T)1, -k);
+    T sc = FN(pow2)(-k);
     return sc / SQRT(v + (eps * sc) * sc);
 }
 
@@ -193,22 +243,37 @@ static inline void FN(vchan)(VEC *na, VEC *ma, VEC *qa, VEC nb, VEC mb, VEC qb)
     *na = n;
 }
 
-/* Sum of U accumulators then W lanes: a tree of depth log2(L). */
-static T FN(vsum)(const VEC *acc)
+/* Sum of U accumulators then W lanes: a tree of depth log2(L). The lanes
+ * meet as lanes[i] + lanes[i + h], h = W/2 .. 1; an ISA file may give that
+ * same tree in registers as VHSUM (and the maximum as VHMAX). */
+static inline T FN(vsum)(const VEC *acc)
 {
+    const VEC t = VADD(VADD(acc[0], acc[1]), VADD(acc[2], acc[3]));
+#ifdef VHSUM
+    return VHSUM(t);
+#else
     T lanes[W];
-    VSTORE(lanes, VADD(VADD(acc[0], acc[1]), VADD(acc[2], acc[3])));
+    VSTORE(lanes, t);
     for (int h = W / 2; h >= 1; h /= 2)
         for (int i = 0; i < h; i++)
             lanes[i] = lanes[i] + lanes[i + h];
     return lanes[0];
+#endif
 }
 
-static T FN(vmaxall)(const VEC *acc)
+/* The lanes' maximum. A NaN lane need not survive it: every caller also
+ * sums the same values, and the sum carries the NaN (and an Inf) to the
+ * caller's NaN/overflow test. */
+static inline T FN(vmaxall)(const VEC *acc)
 {
+    const VEC t = VMAX(VMAX(acc[0], acc[1]), VMAX(acc[2], acc[3]));
+#ifdef VHMAX
+    return VHMAX(t);
+#else
     T lanes[W];
-    VSTORE(lanes, VMAX(VMAX(acc[0], acc[1]), VMAX(acc[2], acc[3])));
+    VSTORE(lanes, t);
     return FN(pw_max)(lanes, W, 1);
+#endif
 }
 
 /* Welford lanes: merge U accumulators then W lanes with Chan's formula. */
@@ -451,6 +516,39 @@ static FN(part) FN(cg_range)(int mode, const nb_desc *d, const T *g, int64_t e0,
     return r;
 }
 
+/* Twopass passes over one contiguous run of n values (a LayerNorm row):
+ * the same chunks, tail and lane trees as cg_range's NB_WALK on a single
+ * segment (so bitwise the same result), with the accumulators kept in
+ * registers and no staging, for short rows where per-row overhead counts. */
+static inline FN(part) FN(tp1_row)(const T *x, int64_t n, T x0s)
+{
+    const VEC x0 = VSET1(x0s);
+    VEC s[NB_U], a[NB_U];
+    for (int u = 0; u < NB_U; u++)
+        s[u] = a[u] = VSET1((T)0);
+    int64_t j = 0;
+    for (; j + NB_L <= n; j += NB_L)
+        FN(tp1_full)(x + j, x0, s, a);
+    if (j < n)
+        FN(tp1_last)(x + j, n - j, x0s, x0, s, a);
+    FN(part) r = {0, FN(vsum)(s), FN(vmaxall)(a), 0};
+    return r;
+}
+
+static inline T FN(tp2_row)(const T *x, int64_t n, T ms, T scs)
+{
+    const VEC nms = VSET1(-(ms * scs)), sc = VSET1(scs);
+    VEC q[NB_U];
+    for (int u = 0; u < NB_U; u++)
+        q[u] = VSET1((T)0);
+    int64_t j = 0;
+    for (; j + NB_L <= n; j += NB_L)
+        FN(tp2_full)(x + j, nms, sc, q);
+    if (j < n)
+        FN(tp2_last)(x + j, n - j, ms, nms, sc, q);
+    return FN(vsum)(q);
+}
+
 /* Merge partials [lo, hi) pairwise into parts[lo]. */
 static void FN(merge_parts)(int mode, FN(part) *parts, int64_t lo, int64_t hi)
 {
@@ -476,6 +574,15 @@ static nb_status FN(cg_pass)(int mode, const nb_desc *d, const T *g, bool split,
                              FN(part) *out)
 {
     const int64_t m = d->m;
+    if (!split && d->nseg == 1 && mode == NB_M_TP1) {
+        *out = FN(tp1_row)(g, m, c0);
+        return NB_OK;
+    }
+    if (!split && d->nseg == 1 && mode == NB_M_TP2) {
+        const FN(part) r = {0, 0, 0, FN(tp2_row)(g, m, c0, c1)};
+        *out = r;
+        return NB_OK;
+    }
     if (!split) {
         *out = FN(cg_range)(mode, d, g, 0, m, c0, c1);
         return NB_OK;
@@ -517,7 +624,7 @@ static nb_status FN(cg_stats)(nb_algo algo, bool rms, const nb_desc *d, const T 
             int ex;
             (void)FREXP(m, &ex);
             j = ex + 1;
-            if ((st = FN(cg_pass)(NB_M_TP1S, d, g, split, x0, LDEXP((T)1, -j), &P)))
+            if ((st = FN(cg_pass)(NB_M_TP1S, d, g, split, x0, FN(pow2)(-j), &P)))
                 return st;
             if (!(P.a <= TMAX) || P.s != P.s) { /* NaN or Inf in the group */
                 *mean_o = *var_o = *rstd_o = (T)NAN;
@@ -525,9 +632,9 @@ static nb_status FN(cg_stats)(nb_algo algo, bool rms, const nb_desc *d, const T 
             }
         }
         /* mean = (x0 2^-j + s/m) 2^j: for j = 0 exactly x0 + s/m. */
-        mean = rms ? 0 : LDEXP(x0 * LDEXP((T)1, -j) + P.s / m, j);
+        mean = rms ? 0 : j ? LDEXP(x0 * FN(pow2)(-j) + P.s / m, j) : x0 + P.s / m;
         const int k = FN(scale_exp_j)(P.a, j);
-        if ((st = FN(cg_pass)(NB_M_TP2, d, g, split, mean, LDEXP((T)1, -k), &P)))
+        if ((st = FN(cg_pass)(NB_M_TP2, d, g, split, mean, FN(pow2)(-k), &P)))
             return st;
         rstd = FN(rstd_scaled)(P.q / m, k, eps, &var);
     } else if (algo == NB_ALGO_WELFORD) {
@@ -646,6 +753,8 @@ static nb_status FN(run_contig)(const nb_kernel *k, const nb_problem *p, const n
     const int64_t G = d->ngroups, m = d->m;
     const bool split = k->omp && G < NB_SPLIT_GROUPS && m >= 2 * NB_BLK;
     const bool nt = nb_problem_numel(p) * (int64_t)sizeof(T) >= NB_NT_BYTES;
+    const int64_t gbytes = m * (int64_t)sizeof(T);
+    const int64_t ahead = gbytes >= NB_PF_BYTES ? 1 : (NB_PF_BYTES + gbytes - 1) / gbytes;
     int failed = 0;
     if (!split) {
         const int par_ = k->omp;
@@ -656,9 +765,13 @@ static nb_status FN(run_contig)(const nb_kernel *k, const nb_problem *p, const n
             for (int64_t g = 0; g < G; g++) {
                 const int64_t outer = g / d->ninner, inner = g % d->ninner;
                 const int64_t off = outer * d->xo + inner * d->xi;
-                int64_t pfd = 0; /* the next group's offset, prefetched while normalising */
-                if (nt && g + 1 < G)
-                    pfd = ((g + 1) / d->ninner) * d->xo + ((g + 1) % d->ninner) * d->xi - off;
+                /* The offset of group g + ahead, prefetched while normalising
+                 * (ahead: about NB_PF_BYTES of short groups, so a 3 KiB row
+                 * is asked for three rows before it is needed). */
+                int64_t pfd = 0;
+                if (nt && g + ahead < G)
+                    pfd = ((g + ahead) / d->ninner) * d->xo + ((g + ahead) % d->ninner) * d->xi -
+                          off;
                 if (!infer)
                     (void)FN(cg_stats)(k->algo, rms, d, x + off, eps, false, &mean[g], &var[g],
                                        &rstd[g]);
@@ -1101,6 +1214,8 @@ static nb_status FN(simd_run)(const nb_kernel *k, const nb_problem *p, const nb_
 #undef TMAX
 #undef SCALE_LIM
 #undef FREXP
+#undef VHSUM
+#undef VHMAX
 #undef LDEXP
 #undef SQRT
 #undef VEC
