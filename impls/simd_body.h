@@ -68,6 +68,10 @@
 #define NB_SPLIT_GROUPS 16  /* fewer groups than this: split long reductions */
 #define NB_BLK 16384        /* values per block of a split contiguous group */
 #define NB_BLKPOS 1024      /* positions per block of a split NHWC reduction */
+/* twopass across channels: units over NB_CHB_MIN bytes get blocked
+ * statistics (ch_tp_blocked), blocks of about NB_CHB_BYTES (in L2). */
+#define NB_CHB_MIN ((int64_t)1 << 20)
+#define NB_CHB_BYTES ((int64_t)256 << 10)
 /* Outputs of at least NB_NT_BYTES are written with non-temporal stores
  * (VSTREAM): y then goes to memory without a read-for-ownership and without
  * evicting x. 8 MiB is four times this machine's 2 MiB per-core L2: measured
@@ -967,6 +971,118 @@ static void FN(pw_chan)(const T *mu, const T *m2, T cnt, int64_t n, T *na, T *ma
     FN(chan)(na, ma, qa, nb, mb, qb);
 }
 
+/* Blocked twopass statistics of one channel-shape unit too large for L2
+ * (bn NHWC: the whole tensor), so x comes from memory once here and once
+ * more to normalise, as welford. Fixed blocks of B positions (B from C and
+ * the dtype only, never from the thread count: deterministic), each small
+ * enough to stay in L2 between its two passes:
+ *   pass 1  s_b = sum(x - x0), a_b = max|x - x0| (x0: the group's first
+ *           value, shared by all blocks), mean_b = x0 + s_b / n_b;
+ *   pass 2  q_b = sum(((x - mean_b) 2^-k_b)^2), 2^k_b >= 2 a_b (exact
+ *           prescaling: |scaled deviations| <= 1, nothing overflows).
+ * Blocks then meet with the parallel-axis (Chan) identity around the
+ * global mean, in pairwise trees over the blocks:
+ *   S = sum_b s_b, mean = x0 + S / m (as the three-pass path),
+ *   2^K >= 2 max_b a_b (K >= every k_b of a block with a_b > 0),
+ *   Q = sum_b [q_b 4^(k_b - K) + n_b ((s_b / n_b - S / m) 2^-K)^2],
+ *   var = Q 4^K / m.
+ * Error: q_b carries the twopass error of its block (depth ceil(B/4) + 2,
+ * plus log2(C/G) over a GroupNorm group's channels). mean_b is rounded,
+ * which adds n_b (mean_b err)^2, a relative u^2 K^2: negligible. The
+ * deviations s_b / n_b - S / m are formed in the x0-shifted domain, so
+ * their error is a few u times the group's spread a = max|x - x0|, not its
+ * mean: the n_b dev^2 terms err by O(u a |dev|) n_b in total, the order of
+ * the shifted sums' error in the three-pass path (independent of K), and
+ * the block tree adds ceil(log2 nblocks) + 2 levels. Scaling q_b down by 4^(k_b - K) is exact unless it underflows;
+ * since Q >= (max a 2^-K)^2 / 2 >= 1/32 (x0 and the farthest value both
+ * lie in the group), an underflowed q_b costs < 2^-140 relative. Total
+ * depth <= ceil(B/4) + ceil(log2 nblocks) + log2(C/G) + 4, within the
+ * declared ceil(m/4) + 2 since a blocked unit has npos >= 4B, B >= 16.
+ * Constant groups: s_b = a_b = 0, mean_b = x0, q_b = 0, S = 0, so
+ * var == 0 exactly. Returns 1 when it computed the statistics; 0 when the
+ * unit is small, or a block's pass 1 was not finite (NaN, Inf, or an
+ * overflowing sum near FLT_MAX): the caller's three-pass path, with its
+ * scaled pass-1 fallback, handles those; -1 when out of memory. */
+static int FN(ch_tp_blocked)(const T *xb, int64_t C, int64_t Cp, int64_t npos, int64_t cg,
+                             int64_t gbase, T eps, bool split, T *mean, T *var, T *rstd)
+{
+    const int64_t rowb = C * (int64_t)sizeof(T);
+    if (npos * rowb <= NB_CHB_MIN)
+        return 0;
+    int64_t bp = NB_CHB_BYTES / rowb;
+    if (bp > NB_BLKPOS)
+        bp = NB_BLKPOS;
+    bp = bp / NB_U * NB_U;
+    if (bp < 16 || npos < 4 * bp)
+        return 0;
+    const int64_t nb = (npos + bp - 1) / bp, ng = C / cg;
+    const int64_t bsz = (4 + 2 * NB_U) * Cp; /* per block: s|q, a, cm, cs, accumulator rows */
+    T *buf = malloc((size_t)(nb * bsz + 4 * nb * ng + Cp) * sizeof(T));
+    if (!buf)
+        return -1;
+    T *sg = buf + nb * bsz, *ag = sg + nb * ng, *kg = ag + nb * ng, *qg = kg + nb * ng;
+    T *x0c = qg + nb * ng;
+    for (int64_t c = 0; c < Cp; c++)
+        x0c[c] = c < C ? xb[c / cg * cg] : (T)0;
+    int bad = 0;
+    const int par_ = split;
+    (void)par_;
+    NB_OMP_FOR
+    for (int64_t b = 0; b < nb; b++) {
+        T *oa = buf + b * bsz, *ob = oa + Cp, *cm = oa + 2 * Cp, *cs = oa + 3 * Cp;
+        const int64_t j0 = b * bp, j1 = j0 + bp < npos ? j0 + bp : npos;
+        const T nbc = (T)((j1 - j0) * cg);
+        FN(chp) o = {oa, ob, 0};
+        FN(ch_range)(NB_M_TP1, xb, C, Cp, j0, j1, x0c, NULL, oa + 4 * Cp, &o);
+        for (int64_t c = C; c < Cp; c++)
+            cm[c] = cs[c] = 0;
+        for (int64_t g = 0; g < ng; g++) {
+            T sv = FN(pw_sum)(oa + g * cg, cg, 1), av = FN(pw_max)(ob + g * cg, cg, 1);
+            if (!(av <= TMAX) || sv - sv != 0) {
+                NB_OMP_ATOMIC_W
+                bad = 1;
+                sv = av = 0;
+            }
+            const int kb = FN(scale_exp_j)(av, 0);
+            const T sc = FN(pow2)(-kb), mb = x0c[g * cg] + sv / nbc;
+            sg[b * ng + g] = sv;
+            ag[b * ng + g] = av;
+            kg[b * ng + g] = (T)kb;
+            for (int64_t c = g * cg; c < (g + 1) * cg; c++) {
+                cm[c] = -(mb * sc);
+                cs[c] = sc;
+            }
+        }
+        FN(ch_range)(NB_M_TP2, xb, C, Cp, j0, j1, cm, cs, oa + 4 * Cp, &o);
+        for (int64_t g = 0; g < ng; g++)
+            qg[b * ng + g] = FN(pw_sum)(ob + g * cg, cg, 1);
+    }
+    if (bad) {
+        free(buf);
+        return 0;
+    }
+    const T m = (T)(npos * cg);
+    for (int64_t g = 0; g < ng; g++) {
+        const T S = FN(pw_sum)(sg + g, nb, ng), A = FN(pw_max)(ag + g, nb, ng);
+        const T sm = S / m;
+        const int K = FN(scale_exp_j)(A, 0);
+        const T scK = FN(pow2)(-K);
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t j0 = b * bp, j1 = j0 + bp < npos ? j0 + bp : npos;
+            const T nbc = (T)((j1 - j0) * cg);
+            const T dv = (sg[b * ng + g] / nbc - sm) * scK;
+            const T qs = LDEXP(qg[b * ng + g], 2 * ((int)kg[b * ng + g] - K));
+            qg[b * ng + g] = qs + nbc * (dv * dv);
+        }
+        const T Q = FN(pw_sum)(qg + g, nb, ng);
+        const int64_t gi = gbase + g;
+        mean[gi] = xb[g * cg] + sm;
+        rstd[gi] = FN(rstd_scaled)(Q / m, K, eps, &var[gi]);
+    }
+    free(buf);
+    return 1;
+}
+
 /* One unit of the channel shape: npos rows of C at xb (bn: all N*H*W
  * positions; in/gn: one sample). Computes the unit's group statistics
  * (gbase: index of its first group; cg channels per group) and normalises. */
@@ -989,7 +1105,16 @@ static nb_status FN(ch_unit)(const nb_kernel *k, const nb_problem *p, const T *x
     FN(chp) o = {oa, ob, 0};
     nb_status st = NB_OK;
     if (!infer) {
-        if (k->algo == NB_ALGO_TWOPASS) {
+        const int blk = k->algo == NB_ALGO_TWOPASS
+                            ? FN(ch_tp_blocked)(xb, C, Cp, npos, cg, gbase, eps, split, mean, var, rstd)
+                            : 0;
+        if (blk < 0) {
+            st = NB_ERR_NOMEM;
+            goto out;
+        }
+        if (blk) {
+            /* statistics done, blocked */
+        } else if (k->algo == NB_ALGO_TWOPASS) {
             for (int64_t c = 0; c < C; c++)
                 c0[c] = xb[c / cg * cg]; /* the group's first value */
             if ((st = FN(ch_pass)(NB_M_TP1, xb, C, Cp, npos, split, c0, NULL, ws, &o)))
