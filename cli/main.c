@@ -119,6 +119,17 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    /* A mistyped ISA cap would silently test only the scalar kernels. */
+    const char *isa = getenv("NORMBENCH_ISA");
+    if (isa && *isa) {
+        bool known = false;
+        for (int i = 0; i < NB_ISA_COUNT; i++)
+            known |= !strcmp(isa, nb_isa_name((nb_isa)i));
+        if (!known || !strcmp(isa, "blas") || !strcmp(isa, "auto") || !strcmp(isa, "native"))
+            return cli_error("NORMBENCH_ISA='%s' is not an instruction-set level (scalar, avx2, "
+                             "avx512, neon)",
+                             isa);
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(cmd, commands[i].name))
             return commands[i].fn(argc - 1, argv + 1);

@@ -514,6 +514,14 @@ int cmd_verify(int argc, char **argv)
         }
     }
     rc = nfail ? 1 : 0;
+    if (!nfail && npass + nlimit == 0) {
+        /* Nothing was verified (no kernel matched any problem's layer, or
+         * every kernel was skipped): that is not a pass. */
+        cli_error("verify: nothing was verified (%ld skipped): check --kernels, the problems' "
+                  "layers and NORMBENCH_ISA",
+                  nskip);
+        rc = 1;
+    }
     free(det);
     free(pp);
     nb_sweep_free(sweep, nsweep);

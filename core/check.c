@@ -92,7 +92,8 @@ static void locate(const nb_problem *p, int64_t i, int64_t *g, int64_t *pi, int6
 }
 
 typedef struct grp_info {
-    double maxabs;
+    double maxabs, maxdev;
+    bool nonfinite_out;
     bool limited;
     const char *why;
 } grp_info;
@@ -120,23 +121,38 @@ void nb_check_result_depth(double C, unsigned flags, const nb_data *d, const nb_
         snprintf(o->reason, sizeof o->reason, "out of memory in the checker");
         return;
     }
-    /* Range limits per group. */
+    /* Range limits per group. A group is LIMIT only when (a) its values are
+     * beyond what the kernel's accumulator can hold -- the squared
+     * deviations from the exact mean, or the plain sum, overflow for a
+     * kernel that does not prescale, or the exact rstd itself is not
+     * representable -- and (b) the kernel's own results show it: a
+     * non-finite y, or non-finite (or zero) statistics. A group that is out
+     * of range but comes back finite and wrong is a FAIL like any other. */
     int64_t gidx, pidx, coord[5];
     for (int64_t i = 0; i < N; i++) {
         locate(p, i, &gidx, &pidx, coord);
-        double a = fabs(getv(d->x, t, i));
+        const double xv = getv(d->x, t, i);
+        const double a = fabs(xv), dev = fabs(xv - r->mean[gidx].hi);
         if (a > gi[gidx].maxabs)
             gi[gidx].maxabs = a;
+        if (dev > gi[gidx].maxdev)
+            gi[gidx].maxdev = dev;
+        if (!isfinite(getv(d->y, t, i)))
+            gi[gidx].nonfinite_out = true;
     }
     for (int64_t g = 0; g < G; g++) {
         if (r->group_nan[g])
             continue;
-        double ma = gi[g].maxabs;
-        if (batch && !(flags & NB_KF_PRESCALED) && ma * ma * (double)m > tmax) {
+        const double km = getv(d->mean, t, g), kv = getv(d->var, t, g), kr = getv(d->rstd, t, g);
+        const bool evidence = gi[g].nonfinite_out || !isfinite(km) || !isfinite(kv) ||
+                              !isfinite(kr) || kr == 0;
+        const double ma = gi[g].maxabs, md = gi[g].maxdev;
+        if (batch && !(flags & NB_KF_PRESCALED) && evidence &&
+            (md * md * (double)m > tmax || ma * (double)m > tmax)) {
             gi[g].limited = true;
-            gi[g].why = "x^2 * n exceeds the accumulator's range (kernel is not prescaled)";
+            gi[g].why = "squares or sums exceed the accumulator's range (kernel is not prescaled)";
         }
-        if (r->rstd[g].hi > tmax) {
+        if (r->rstd[g].hi > tmax && evidence) {
             gi[g].limited = true;
             gi[g].why = "rstd exceeds the dtype's range";
         }
@@ -232,7 +248,23 @@ void nb_check_result_depth(double C, unsigned flags, const nb_data *d, const nb_
     /* Statistics: mean, var, rstd per group. */
     const char *stat_fail = NULL;
     for (int64_t g = 0; g < G; g++) {
-        if (r->group_nan[g] || gi[g].limited)
+        if (r->group_nan[g]) {
+            /* NaN groups: the statistics must carry the same special values
+             * (NaN for NaN/Inf input; rstd = +inf for var + eps == 0). */
+            const double km = getv(d->mean, t, g), kv = getv(d->var, t, g);
+            const double kr = getv(d->rstd, t, g);
+            /* An Inf input may leave the mean or variance at +/-Inf rather
+             * than NaN; rstd must be NaN (rms has no mean to check). */
+            if ((isnan(r->mean[g].hi) && isfinite(km) && p->layer != NB_RMS) ||
+                (isnan(r->var[g].hi) && isfinite(kv)) || (isnan(r->rstd[g].hi) && !isnan(kr)) ||
+                (r->rstd[g].hi == INFINITY && kr != INFINITY)) {
+                if (!stat_fail)
+                    stat_fail = "statistics of a NaN group lack its NaN/Inf";
+                o->err_mean = o->err_var = o->err_rstd = INFINITY;
+            }
+            continue;
+        }
+        if (gi[g].limited)
             continue;
         const double rs = r->rstd[g].hi, var = r->var[g].hi, rms = r->rms[g];
         const double eps = t == NB_F32 ? (double)(float)p->eps : p->eps;
@@ -264,6 +296,16 @@ void nb_check_result_depth(double C, unsigned flags, const nb_data *d, const nb_
 
     /* Running statistics (bn training, in with track): the batch value is
      * the mean over `per` instances of each channel's statistics. */
+    /* BatchNorm inference must leave the running statistics alone. */
+    if (r->running_mean && p->layer == NB_BN && !p->training) {
+        const size_t bytes = (size_t)p->c * nb_dtype_size(t);
+        if (memcmp(d->running_mean, d->running_mean0, bytes) ||
+            memcmp(d->running_var, d->running_var0, bytes)) {
+            if (!stat_fail)
+                stat_fail = "inference modified the running statistics";
+            o->err_running = INFINITY;
+        }
+    }
     if (r->running_mean && !(p->layer == NB_BN && !p->training)) {
         const int64_t Cc = p->c, per = p->layer == NB_BN ? 1 : p->n;
         const double f = t == NB_F32 ? (double)(float)(p->momentum_none ? 1.0 / (double)p->num_batches_tracked
@@ -288,8 +330,17 @@ void nb_check_result_depth(double C, unsigned flags, const nb_data *d, const nb_
                 am += fabs(r->mean[g].hi);
                 av += bessel * var;
             }
-            if (skip)
+            if (skip) {
+                /* A NaN channel's running statistics must not be finite
+                 * (NaN, or +/-Inf where an Inf input drove them there). */
+                if ((isnan(r->running_mean[c].hi) && isfinite(getv(d->running_mean, t, c))) ||
+                    (isnan(r->running_var[c].hi) && isfinite(getv(d->running_var, t, c)))) {
+                    if (!stat_fail)
+                        stat_fail = "running statistics of a NaN channel are not NaN";
+                    o->err_running = INFINITY;
+                }
                 continue;
+            }
             const double rm0 = getv(d->running_mean0, t, c), rv0 = getv(d->running_var0, t, c);
             const double agg = (double)per + 2.0;
             const double tol_rm = f * (tm / (double)per + agg * u * am / (double)per) +

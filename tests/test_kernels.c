@@ -420,3 +420,87 @@ Test(identities, rmsnorm_is_layernorm_on_zero_mean_rows)
         nb_data_free(&dl);
     }
 }
+
+/* ---- the checker's range and NaN rules ------------------------------------ */
+
+static void setv(void *buf, nb_dtype t, int64_t i, double v)
+{
+    if (t == NB_F32)
+        ((float *)buf)[i] = (float)v;
+    else
+        ((double *)buf)[i] = v;
+}
+
+/* Out-of-range data excuses a result only when the kernel's own output shows
+ * the overflow; finite garbage is a FAIL even for a non-prescaled kernel. */
+Test(checker, out_of_range_needs_evidence)
+{
+    nb_problem p;
+    cr_assert_eq(nb_problem_parse("ln:rows2:cols64:f32:data=huge", &p, NULL, 0), NB_OK);
+    nb_data d;
+    nb_ref r = {0};
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
+    const int64_t n = nb_problem_numel(&p);
+    /* finite but wrong: y = x, statistics as the reference has them */
+    for (int64_t i = 0; i < n; i++)
+        setv(d.y, p.dtype, i, ((float *)d.x)[i]);
+    for (int64_t g = 0; g < 2; g++) {
+        setv(d.mean, p.dtype, g, r.mean[g].hi);
+        setv(d.var, p.dtype, g, r.var[g].hi);
+        setv(d.rstd, p.dtype, g, r.rstd[g].hi);
+    }
+    nb_check c;
+    nb_check_result_depth(63, 0, &d, &r, &c);
+    cr_expect_eq(c.verdict, NB_FAIL, "finite garbage on huge data was %s: %s",
+                 nb_verdict_name(c.verdict), c.reason);
+    /* the overflow visible in the kernel's statistics: LIMIT, not PASS */
+    setv(d.var, p.dtype, 0, INFINITY);
+    setv(d.var, p.dtype, 1, INFINITY);
+    setv(d.rstd, p.dtype, 0, 0.0);
+    setv(d.rstd, p.dtype, 1, 0.0);
+    nb_check_result_depth(63, 0, &d, &r, &c);
+    cr_expect_eq(c.verdict, NB_LIMIT, "overflowed statistics gave %s: %s",
+                 nb_verdict_name(c.verdict), c.reason);
+    /* a prescaled kernel gets no excuse */
+    nb_check_result_depth(63, NB_KF_PRESCALED, &d, &r, &c);
+    cr_expect_eq(c.verdict, NB_FAIL);
+    nb_ref_free(&r);
+    nb_data_free(&d);
+}
+
+/* A NaN group's statistics must be non-finite too, and inference must not
+ * touch the running statistics. */
+Test(checker, nan_group_statistics_and_inference_running)
+{
+    const nb_kernel *k = nb_kernel_find("groupnorm/twopass/scalar");
+    nb_problem p;
+    cr_assert_eq(nb_problem_parse("gn:n2c4h3w3:g2:f64:data=nan", &p, NULL, 0), NB_OK);
+    nb_data d;
+    nb_ref r = {0};
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
+    nb_check c;
+    nb_verify_one(k, &d, &r, &c);
+    cr_assert_eq(c.verdict, NB_PASS, "%s", c.reason);
+    cr_assert(r.group_nan[0]);
+    ((double *)d.rstd)[0] = 1.0; /* group 0 holds the NaN input */
+    nb_check_result(k, &d, &r, &c);
+    cr_expect_eq(c.verdict, NB_FAIL);
+    cr_expect(strstr(c.reason, "NaN group") != NULL, "%s", c.reason);
+    nb_ref_free(&r);
+    nb_data_free(&d);
+
+    k = nb_kernel_find("batchnorm/twopass/scalar");
+    cr_assert_eq(nb_problem_parse("bn:n2c3h3w3:infer:f32", &p, NULL, 0), NB_OK);
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
+    nb_verify_one(k, &d, &r, &c);
+    cr_assert_eq(c.verdict, NB_PASS, "%s", c.reason);
+    ((float *)d.running_var)[2] += 1.0f;
+    nb_check_result(k, &d, &r, &c);
+    cr_expect_eq(c.verdict, NB_FAIL);
+    cr_expect(strstr(c.reason, "running") != NULL, "%s", c.reason);
+    nb_ref_free(&r);
+    nb_data_free(&d);
+}
