@@ -60,7 +60,8 @@ static int load_into(const char *what, const char *path, const nb_problem *p, vo
 {
     nb_npy a;
     char err[512];
-    nb_status st = nb_npy_read(path, &a, err, sizeof err);
+    /* Refuse a file larger than the problem needs before reading it. */
+    nb_status st = nb_npy_read_max(path, count, &a, err, sizeof err);
     if (st)
         return cli_error("--%s: %s", what, err);
     int rc = 0;

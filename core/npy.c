@@ -322,6 +322,11 @@ nb_status nb_npy_parse(const void *buf, size_t len, nb_npy *out, char *err, size
 
 nb_status nb_npy_read(const char *path, nb_npy *out, char *err, size_t errlen)
 {
+    return nb_npy_read_max(path, INT64_MAX, out, err, errlen);
+}
+
+nb_status nb_npy_read_max(const char *path, int64_t max_count, nb_npy *out, char *err, size_t errlen)
+{
     if (!path || !out)
         return npy_fail(err, errlen, NB_ERR_NULL, "npy: NULL path");
     memset(out, 0, sizeof *out);
@@ -349,6 +354,11 @@ nb_status nb_npy_read(const char *path, nb_npy *out, char *err, size_t errlen)
     if (st) {
         fclose(f);
         return npy_fail(err, errlen, st, "%s: %s", path, msg);
+    }
+    if (h.count > max_count) {
+        fclose(f);
+        return npy_fail(err, errlen, NB_ERR_SHAPE, "%s: %lld elements, more than the %lld expected",
+                        path, (long long)h.count, (long long)max_count);
     }
     if ((st = fill(out, &h, NULL))) {
         fclose(f);

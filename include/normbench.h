@@ -297,6 +297,10 @@ typedef struct nb_npy {
  * validated; sizes are checked against the file before allocating. On error
  * returns a status and a one-line message in err. */
 nb_status nb_npy_read(const char *path, nb_npy *out, char *err, size_t errlen);
+/* The same, refusing (before any allocation) a file of more than max_count
+ * elements: NB_ERR_SHAPE. */
+nb_status nb_npy_read_max(const char *path, int64_t max_count, nb_npy *out, char *err,
+                          size_t errlen);
 /* The same from a complete file image in memory. */
 nb_status nb_npy_parse(const void *buf, size_t len, nb_npy *out, char *err, size_t errlen);
 /* Write data (C order) as a version 1.0 .npy file. */

@@ -275,3 +275,23 @@ Test(npy, fuzz_corpus_replay)
     size_t a = replay_dir("npy", true), b = replay_dir("problem", false);
     cr_expect(a > 0 && b > 0, "the fuzz corpora are present (%zu npy, %zu problem inputs)", a, b);
 }
+
+/* A file larger than the caller expects is refused before allocation. */
+Test(npy, read_max_refuses_larger_files)
+{
+    char path[] = "/tmp/nbnpy-max-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    const float data[6] = {1, 2, 3, 4, 5, 6};
+    const int64_t shape[2] = {2, 3};
+    char err[256] = "";
+    cr_assert_eq(nb_npy_write(path, NB_F32, 2, shape, data, err, sizeof err), NB_OK, "%s", err);
+    nb_npy a;
+    cr_expect_eq(nb_npy_read_max(path, 5, &a, err, sizeof err), NB_ERR_SHAPE);
+    cr_expect(strstr(err, "more than the 5 expected") != NULL, "%s", err);
+    cr_assert_eq(nb_npy_read_max(path, 6, &a, err, sizeof err), NB_OK, "%s", err);
+    cr_expect_eq(a.count, 6);
+    nb_npy_free(&a);
+    unlink(path);
+}
