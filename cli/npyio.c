@@ -105,10 +105,6 @@ int cmd_check(int argc, char **argv)
                *fr = NULL, *frm = NULL, *frv = NULL, *frm0 = NULL, *frv0 = NULL, *label = "external";
     double depth = -1;
     unsigned flags = 0;
-    static const char *const usage =
-        "usage: normbench check --problem STR --x x.npy --y y.npy [--gamma g.npy] [--beta b.npy]\n"
-        "         [--mean m.npy --rstd r.npy] [--var v.npy] [--running-mean rm.npy --running-var rv.npy]\n"
-        "         [--running-mean0 rm0.npy --running-var0 rv0.npy] [--depth C] [--prescaled] [--label NAME]";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = !strcmp(a, "--problem")         ? &ps
@@ -127,7 +123,7 @@ int cmd_check(int argc, char **argv)
                                                             : NULL;
         if (slot) {
             if (i + 1 >= argc)
-                return cli_error("%s needs a value\n%s", a, usage);
+                return cli_error("check: %s needs a value (see normbench help)", a);
             *slot = argv[++i];
         } else if (!strcmp(a, "--depth")) {
             char *end;
@@ -136,11 +132,11 @@ int cmd_check(int argc, char **argv)
         } else if (!strcmp(a, "--prescaled")) {
             flags |= NB_KF_PRESCALED;
         } else {
-            return cli_error("check: unknown argument '%s'\n%s", a, usage);
+            return cli_error("check: unknown argument '%s' (see normbench help)", a);
         }
     }
     if (!ps || !fx || !fy)
-        return cli_error("check needs --problem, --x and --y\n%s", usage);
+        return cli_error("check needs --problem, --x and --y (see normbench help)");
     if ((fm != NULL) != (fr != NULL))
         return cli_error("--mean and --rstd go together");
     if ((frm != NULL) != (frv != NULL) || (frm0 != NULL) != (frv0 != NULL))
@@ -158,8 +154,9 @@ int cmd_check(int argc, char **argv)
     char canon[512];
     nb_problem_format(&p, canon, sizeof canon);
 
-    nb_data d;
-    nb_status st = nb_data_alloc(&d, &p);
+    nb_data d = {0};
+    nb_status st = nb_memory_fits(nb_data_memory(&p) + nb_ref_memory(&p)) ? nb_data_alloc(&d, &p)
+                                                                          : NB_ERR_NOMEM;
     if (st)
         return cli_error("%s: %s", canon, nb_strerror(st));
     const nb_dtype t = p.dtype;
@@ -287,8 +284,9 @@ int cmd_run(int argc, char **argv)
         return cli_error("kernel %s cannot run %s on this CPU", kn, nb_dtype_name(p.dtype));
     if (mkdir(dir, 0777) && errno != EEXIST)
         return cli_error("cannot create '%s': %s", dir, strerror(errno));
-    nb_data d;
-    nb_status st = nb_data_alloc(&d, &p);
+    nb_data d = {0};
+    nb_status st = nb_memory_fits(nb_data_memory(&p) + nb_ref_memory(&p)) ? nb_data_alloc(&d, &p)
+                                                                          : NB_ERR_NOMEM;
     if (st)
         return cli_error("%s: %s", ps, nb_strerror(st));
     nb_args a = nb_data_args(&d);

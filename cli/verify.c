@@ -420,9 +420,10 @@ int cmd_verify(int argc, char **argv)
                 continue;
             char ps[512];
             nb_problem_format(&p, ps, sizeof ps);
-            nb_data d;
+            nb_data d = {0};
             nb_ref r = {0};
-            nb_status st = nb_data_alloc(&d, &p);
+            nb_status st = nb_memory_fits(nb_data_memory(&p) + nb_ref_memory(&p)) ? nb_data_alloc(&d, &p)
+                                                                          : NB_ERR_NOMEM;
             if (!st)
                 st = nb_ref_compute(&d, &r);
             if (st) {

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct rng {
     uint64_t s;
@@ -167,6 +168,21 @@ static nb_status fill_x(const nb_problem *p, void *x)
     return NB_OK;
 }
 
+bool nb_memory_fits(double bytes)
+{
+    const long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || psize <= 0)
+        return true; /* unknown: let malloc decide */
+    return bytes <= 0.5 * (double)pages * (double)psize;
+}
+
+double nb_data_memory(const nb_problem *p)
+{
+    return ((double)nb_problem_numel(p) * 2 + (double)nb_problem_stat_count(p) * 3 +
+            (double)nb_problem_param_count(p) * 6) *
+           (double)nb_dtype_size(p->dtype);
+}
+
 static void *alloc_buf(int64_t count, nb_dtype t)
 {
     size_t bytes = (size_t)count * nb_dtype_size(t);
@@ -202,6 +218,8 @@ nb_status nb_data_alloc(nb_data *d, const nb_problem *p)
     const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p), P = nb_problem_param_count(p);
     if ((uint64_t)N > SIZE_MAX / 8 / 2)
         return NB_ERR_OVERFLOW;
+    if (!nb_memory_fits(nb_data_memory(p)))
+        return NB_ERR_NOMEM;
     d->x = alloc_buf(N, t);
     d->y = alloc_buf(N, t);
     d->mean = alloc_buf(G, t);

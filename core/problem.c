@@ -26,7 +26,7 @@ static const char *const status_text[NB_STATUS_COUNT] = {
     [NB_ERR_LAYER] = "problem layer does not match the kernel's layer",
     [NB_ERR_LAYOUT] = "layout not valid for this layer",
     [NB_ERR_UNAVAILABLE] = "this CPU lacks the kernel's instruction set",
-    [NB_ERR_NOMEM] = "out of memory",
+    [NB_ERR_NOMEM] = "out of memory (or the problem needs more than half of this machine's memory)",
     [NB_ERR_PARSE] = "malformed problem string",
     [NB_ERR_MPFR] = "reference could not reach its precision target",
     [NB_ERR_IO] = "file could not be read or written",
@@ -201,6 +201,14 @@ nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
         return fail(err, len, NB_ERR_ARG, "unknown data distribution %d", (int)p->dist);
     if (!isfinite(p->dist_param))
         return fail(err, len, NB_ERR_ARG, "data parameter must be finite");
+    /* The data itself must be finite in the dtype (NaN/Inf inputs come only
+     * from data=nan): a parameter near the dtype's maximum is refused. */
+    const double dmax = p->dtype == NB_F32 ? 3.4028234663852886e38 : 1.7976931348623157e308;
+    if (p->dist != NB_DIST_TINY && fabs(p->dist_param) > 0.5 * dmax)
+        return fail(err, len, NB_ERR_ARG, "data parameter %g is beyond half the %s range", p->dist_param,
+                    nb_dtype_name(p->dtype));
+    if (p->dist == NB_DIST_TINY && p->dist_param > 1e3)
+        return fail(err, len, NB_ERR_ARG, "tiny sigma %g is not tiny", p->dist_param);
     return NB_OK;
 }
 

@@ -216,6 +216,15 @@ typedef struct nb_data {
     void *running_mean0, *running_var0;       /* copies of the initial state */
 } nb_data;
 
+/* True when `bytes` fit in half of this machine's physical memory: the
+ * allocations of a problem (nb_data_alloc) and of its reference
+ * (nb_ref_compute) are refused with NB_ERR_NOMEM beyond that, so a huge but
+ * valid problem gets an error instead of the OOM killer. */
+bool nb_memory_fits(double bytes);
+/* Bytes nb_data_alloc and nb_ref_compute need for a problem (estimates). */
+double nb_data_memory(const nb_problem *p);
+double nb_ref_memory(const nb_problem *p);
+
 nb_status nb_data_alloc(nb_data *d, const nb_problem *p);
 void nb_data_free(nb_data *d);
 /* Reset outputs to NaN and running stats to their initial values. */

@@ -511,6 +511,11 @@ void nb_ref_free(nb_ref *r)
     memset(r, 0, sizeof *r);
 }
 
+double nb_ref_memory(const nb_problem *p)
+{
+    return 64.0 * (double)nb_problem_numel(p) + 64.0 * (double)nb_problem_group_size(p);
+}
+
 nb_status nb_ref_compute(const nb_data *d, nb_ref *r)
 {
     if (!d || !r)
@@ -523,6 +528,10 @@ nb_status nb_ref_compute(const nb_data *d, nb_ref *r)
         return st;
     if (!d->x)
         return NB_ERR_NULL;
+    /* y (16 bytes), y_round, z (8 each) per element, plus MPFR terms of one
+     * group (about 48 bytes each): refuse what the machine cannot hold. */
+    if (!nb_memory_fits(nb_ref_memory(p)))
+        return NB_ERR_NOMEM;
 
     ctx cx;
     memset(&cx, 0, sizeof cx);

@@ -165,5 +165,10 @@ Test(errors, data_alloc_rejects_bad_problems)
     cr_expect_eq(nb_data_alloc(NULL, &p), NB_ERR_NULL);
     nb_ref r = {0};
     cr_expect_eq(nb_ref_compute(NULL, &r), NB_ERR_NULL);
+    /* valid but larger than half the machine: an error, not the OOM killer */
+    nb_problem big;
+    cr_assert_eq(nb_problem_parse("ln:rows524288:cols1048576", &big, NULL, 0), NB_OK);
+    cr_expect_eq(nb_data_alloc(&d, &big), NB_ERR_NOMEM);
+    cr_expect_not(nb_memory_fits(nb_ref_memory(&big)));
     nb_ref_free(&r); /* safe on an empty result */
 }

@@ -128,6 +128,8 @@ Test(problem, errors_name_the_token)
     parse_bad("ln:rows4:cols4:train", NB_ERR_PARSE, "train");
     parse_bad("in:n2c3", NB_ERR_SINGLE, "spatial element");
     parse_bad("ln:rows4:cols4:seed-1", NB_ERR_PARSE, "seed-1");
+    parse_bad("ln:rows4:cols4:data=offset1e300", NB_ERR_ARG, "beyond half the f32 range");
+    parse_bad("ln:rows4:cols4:data=const-1e39", NB_ERR_ARG, "beyond half the f32 range");
 }
 
 Test(problem, format_is_shortest_and_stable)
