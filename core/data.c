@@ -254,6 +254,8 @@ nb_status nb_data_alloc(nb_data *d, const nb_problem *p)
 
 void nb_data_reset(nb_data *d)
 {
+    if (!d || !d->x)
+        return;
     const nb_problem *p = &d->prob;
     const nb_dtype t = p->dtype;
     const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p), P = nb_problem_param_count(p);
@@ -270,6 +272,8 @@ void nb_data_reset(nb_data *d)
 
 nb_args nb_data_args(const nb_data *d)
 {
+    if (!d)
+        return (nb_args){0};
     const nb_problem *p = &d->prob;
     nb_args a = {.x = d->x, .y = d->y, .mean = d->mean, .var = d->var, .rstd = d->rstd};
     if (p->affine) {

@@ -456,6 +456,11 @@ int nb_problem_format(const nb_problem *p, char *buf, size_t len)
 {
     char tmp[512], num[40];
     size_t o = 0;
+    if (!p) {
+        if (buf && len)
+            buf[0] = 0;
+        return 0;
+    }
 #define PUT(...) o += (size_t)snprintf(tmp + o, o < sizeof tmp ? sizeof tmp - o : 0, __VA_ARGS__)
     PUT("%s", nb_layer_short(p->layer));
     if (is_rowwise(p)) {

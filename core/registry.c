@@ -158,6 +158,8 @@ double nb_kernel_depth(const nb_kernel *k, int64_t n)
 
 bool nb_glob_match(const char *pat, const char *s)
 {
+    if (!pat || !s)
+        return false;
     const char *star = NULL, *resume = NULL;
     while (*s) {
         if (*pat == '*') {

@@ -172,3 +172,26 @@ Test(errors, data_alloc_rejects_bad_problems)
     cr_expect_not(nb_memory_fits(nb_ref_memory(&big)));
     nb_ref_free(&r); /* safe on an empty result */
 }
+
+Test(errors, library_calls_survive_null)
+{
+    nb_data_reset(NULL);
+    nb_args a = nb_data_args(NULL);
+    cr_expect_null(a.x);
+    nb_check c;
+    nb_check_result(nb_kernel_at(0), NULL, NULL, &c);
+    cr_expect_eq(c.verdict, NB_FAIL);
+    nb_check_result_depth(1, 0, NULL, NULL, NULL);
+    char buf[8] = "x";
+    cr_expect_eq(nb_problem_format(NULL, buf, sizeof buf), 0);
+    cr_expect_str_eq(buf, "");
+    cr_expect_not(nb_glob_match(NULL, "a"));
+    cr_expect_not(nb_glob_match("a", NULL));
+    cr_expect_null(nb_kernel_find(NULL));
+    cr_expect_null(nb_kernel_at(nb_kernel_count()));
+    nb_data_free(NULL);
+    nb_ref_free(NULL);
+    cr_expect_eq(nb_problem_parse(NULL, NULL, NULL, 0), NB_ERR_NULL);
+    cr_expect_eq(nb_problem_check(NULL, NULL, 0), NB_ERR_NULL);
+    cr_expect_eq(nb_args_check(NULL, NULL), NB_ERR_NULL);
+}
