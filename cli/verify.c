@@ -249,6 +249,30 @@ static void json_record(FILE *f, bool *first, const nb_kernel *k, const char *ps
             threads);
 }
 
+/* Elements of a reproducibility snapshot: y, mean/var/rstd, running stats. */
+static int64_t snap_count(const nb_problem *p)
+{
+    return nb_problem_numel(p) + 3 * nb_problem_stat_count(p) +
+           (nb_problem_has_running(p) ? 2 * nb_problem_param_count(p) : 0);
+}
+
+static void snap(const nb_data *d, void *buf)
+{
+    const nb_problem *p = &d->prob;
+    const size_t es = nb_dtype_size(p->dtype);
+    const size_t ny = (size_t)nb_problem_numel(p) * es, ng = (size_t)nb_problem_stat_count(p) * es;
+    const size_t nc = (size_t)nb_problem_param_count(p) * es;
+    char *o = buf;
+    memcpy(o, d->y, ny), o += ny;
+    memcpy(o, d->mean, ng), o += ng;
+    memcpy(o, d->var, ng), o += ng;
+    memcpy(o, d->rstd, ng), o += ng;
+    if (nb_problem_has_running(p)) {
+        memcpy(o, d->running_mean, nc), o += nc;
+        memcpy(o, d->running_var, nc);
+    }
+}
+
 typedef struct det_state {
     bool ran, same;
     double maxdiff;
@@ -433,9 +457,21 @@ int cmd_verify(int argc, char **argv)
                 nfail++;
                 continue;
             }
-            const int64_t numel = nb_problem_numel(&p);
+            /* Reproducibility compares y and every statistic the kernel
+             * wrote (mean, var, rstd, running statistics). */
+            const int64_t numel = snap_count(&p);
             const size_t ybytes = (size_t)numel * nb_dtype_size(p.dtype);
-            void *first = nthreads ? malloc(ybytes ? ybytes : 1) : NULL;
+            void *first = nthreads ? malloc(ybytes) : NULL;
+            void *cur = nthreads ? malloc(ybytes) : NULL;
+            if (nthreads && (!first || !cur)) {
+                fprintf(stderr, "normbench: %s: out of memory for the reproducibility check\n", ps);
+                free(first);
+                free(cur);
+                nb_ref_free(&r);
+                nb_data_free(&d);
+                nfail++;
+                continue;
+            }
             for (size_t k = 0; k < nb_kernel_count(); k++) {
                 const nb_kernel *kn = nb_kernel_at(k);
                 if (kn->layer != p.layer || !cli_kernel_selected(kn, globs, ng))
@@ -467,20 +503,18 @@ int cmd_verify(int argc, char **argv)
                         ds->ran = true;
                         ds->same = true;
                     }
-                    if (ti == 0) {
-                        memcpy(first, d.y, ybytes);
-                    } else if (!same_bits(first, d.y, numel, p.dtype, &ds->maxdiff)) {
+                    snap(&d, ti == 0 ? first : cur);
+                    if (ti > 0 && !same_bits(first, cur, numel, p.dtype, &ds->maxdiff))
                         ds->same = false;
-                    }
                     nb_check again;
                     nb_verify_one(kn, &d, &r, &again);
-                    if (!same_bits(first, d.y, numel, p.dtype, &ds->maxdiff) && ti == 0)
-                        ds->same = false;
-                    if (ti > 0 && !same_bits(first, d.y, numel, p.dtype, &ds->maxdiff))
+                    snap(&d, cur);
+                    if (!same_bits(first, cur, numel, p.dtype, &ds->maxdiff))
                         ds->same = false;
                 }
             }
             free(first);
+            free(cur);
             nb_ref_free(&r);
             nb_data_free(&d);
         }
