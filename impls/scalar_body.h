@@ -121,18 +121,21 @@ static void FN(group_stats)(nb_algo algo, bool rms, const nb_desc *d, const T *g
         })
         rstd = FN(rstd_scaled)(q / m, k, eps, &var);
     } else if (algo == NB_ALGO_WELFORD) {
-        T k = 0, mu = 0, m2 = 0;
+        /* The count is an integer: a float counter stops at 2^24 in f32,
+         * after which the update is no longer Welford's. */
+        int64_t k = 0;
+        T mu = 0, m2 = 0;
         if (rms) {
             FOR_GROUP(d, g, e, {
-                k += 1;
-                mu += (e * e - mu) / k;
+                k++;
+                mu += (e * e - mu) / (T)k;
             })
             var = mu;
         } else {
             FOR_GROUP(d, g, e, {
-                k += 1;
+                k++;
                 T dv = e - mu;
-                mu += dv / k;
+                mu += dv / (T)k;
                 m2 += dv * (e - mu);
             })
             mean = mu;
