@@ -3,7 +3,7 @@
 verify --json` files (kind "verify").
 
 usage: scripts/compare_accuracy.py BASE.json NEW.json [--factor 2] [--floor 0.25]
-                                   [--out REPORT.md] [--strict]
+                                   [--out REPORT.md] [--allow-missing]
 
 Cases are matched by (kernel, problem string); the problem string holds the
 seed, so a case is one (kernel, problem, seed). Several thread counts of one
@@ -17,8 +17,9 @@ case are reduced to their worst value. A case regresses when
   * its statistics' bound use grows the same way (floor 0.01); or
   * its verdict gets worse (PASS -> LIMIT/FAIL, LIMIT -> FAIL).
 
-Cases only in one file are listed; with --strict a case missing from NEW
-fails too. Writes a Markdown report (stdout, or --out FILE), one summary
+Cases only in one file are listed; a case missing from NEW fails (a kernel
+that stopped running, or a case dropped from the sweep, is not a pass)
+unless --allow-missing is given (comparing a partial run). Writes a Markdown report (stdout, or --out FILE), one summary
 line on stderr, and exits 1 on any regression (0 otherwise, 2 on bad input).
 Standard library only.
 """
@@ -105,7 +106,9 @@ def main(argv):
                     help="base errors below this (units of u*s_i) count as this (default 0.25)")
     ap.add_argument("--out", "--markdown", dest="out",
                     help="write the Markdown report here instead of stdout")
-    ap.add_argument("--strict", action="store_true", help="cases missing from NEW fail too")
+    ap.add_argument("--allow-missing", action="store_true",
+                    help="cases missing from NEW do not fail (a partial run)")
+    ap.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # the old default
     a = ap.parse_args(argv)
     if not (a.factor >= 1.0) or not (a.floor >= 0.0):
         print("compare_accuracy: --factor must be >= 1 and --floor >= 0", file=sys.stderr)
@@ -187,7 +190,7 @@ def main(argv):
     else:
         sys.stdout.write(text)
 
-    failed = bool(regressions) or (a.strict and bool(only_base))
+    failed = bool(regressions) or (bool(only_base) and not a.allow_missing)
     for (k, p), why, _ in regressions[:20]:
         print(f"compare_accuracy: REGRESSION {k} {p}: {'; '.join(why)}", file=sys.stderr)
     print(f"compare_accuracy: {len(rows)} cases compared, {len(regressions)} regression(s)"
