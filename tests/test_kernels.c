@@ -504,3 +504,43 @@ Test(checker, nan_group_statistics_and_inference_running)
     nb_ref_free(&r);
     nb_data_free(&d);
 }
+
+/* ---- outputs large enough for the streamed (non-temporal) store path ------ */
+
+/* Outputs of 8 MiB and more take the SIMD kernels' non-temporal store path
+ * (aligned masked head, streamed body, masked tail, sfence); the sweep's
+ * problems are far smaller, so these run every kernel once on such sizes,
+ * with odd lengths so heads and tails are not trivial. */
+Test(kernels, large_outputs_streamed, .timeout = 900)
+{
+    static const char *const probs[] = {
+        "ln:rows1531:cols1371:f32",    /* 8.0 MiB, odd row length */
+        "bn:n16c9h121w121:nhwc:f32",   /* 8.0 MiB, channels not a vector multiple */
+        "gn:n5c30h121w119:g6:nchw:f32" /* 8.2 MiB, odd plane */
+    };
+    for (size_t pi = 0; pi < sizeof probs / sizeof probs[0]; pi++) {
+        nb_problem p;
+        cr_assert_eq(nb_problem_parse(probs[pi], &p, NULL, 0), NB_OK, "%s", probs[pi]);
+        cr_assert_geq(nb_problem_numel(&p) * 4, 8 << 20, "%s is below the streaming size", probs[pi]);
+        nb_data d;
+        nb_ref r = {0};
+        cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+        cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
+        size_t ran = 0;
+        for (size_t i = 0; i < nb_kernel_count(); i++) {
+            const nb_kernel *k = nb_kernel_at(i);
+            if (k->layer != p.layer || (k->flags & NB_KF_NEGATIVE_CONTROL))
+                continue;
+            nb_check c;
+            nb_verify_one(k, &d, &r, &c);
+            if (c.verdict == NB_SKIP)
+                continue;
+            ran++;
+            cr_expect_eq(c.verdict, NB_PASS, "%s on %s: %s (worst i=%lld got=%a want=%a)", k->name,
+                         probs[pi], c.reason, (long long)c.worst, c.worst_got, c.worst_want);
+        }
+        cr_expect_gt(ran, 0);
+        nb_ref_free(&r);
+        nb_data_free(&d);
+    }
+}
