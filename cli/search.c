@@ -204,9 +204,12 @@ int cmd_search(int argc, char **argv)
             !(k->dtypes & (1u << p.dtype)))
             continue;
         rs = seed * 0x9E3779B97F4A7C15ull + ki + 1;
-        nb_data cur, best;
-        if (nb_data_alloc(&cur, &p) || nb_data_alloc(&best, &p))
+        nb_data cur = {0}, best = {0};
+        if (nb_data_alloc(&cur, &p) || nb_data_alloc(&best, &p)) {
+            nb_data_free(&cur);
+            nb_data_free(&best);
             return cli_error("out of memory");
+        }
         const size_t xb = (size_t)n * nb_dtype_size(p.dtype);
         double best_v = -1, cur_v = -1;
         nb_check c, best_c;
@@ -244,8 +247,9 @@ int cmd_search(int argc, char **argv)
                nb_verdict_name(best_c.verdict));
         if (out && best_v >= 0) {
             char name[256], path[4096];
-            snprintf(name, sizeof name, "%s-%s-%s-%s-%s", nb_layer_short(k->layer), dtype_s, nb_algo_name(k->algo),
-                     nb_isa_name(k->isa), by_bound_use ? "bound" : "scaled");
+            snprintf(name, sizeof name, "%s-%s-%s-%s%s-%s", nb_layer_short(k->layer), dtype_s,
+                     nb_algo_name(k->algo), nb_isa_name(k->isa), k->omp ? "-omp" : "",
+                     by_bound_use ? "bound" : "scaled");
             snprintf(path, sizeof path, "%s/%s.npy", out, name);
             int64_t shape[1] = {n};
             if (nb_npy_write(path, p.dtype, 1, shape, best.x, err, sizeof err)) {
