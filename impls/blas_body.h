@@ -19,6 +19,8 @@
 
 #define FN(name) NB_CAT(name, SFX)
 
+#include "common_body.h"
+
 static int FN(blas_scale_exp)(T a)
 {
     if (a == 0)
@@ -125,21 +127,8 @@ static nb_status FN(blas_run)(const nb_problem *p, const nb_args *a)
         }
     }
 
-    if (nb_problem_has_running(p) && !infer) {
-        T *rm = a->running_mean, *rv = a->running_var;
-        const T f = (T)nb_running_factor(p), keep = (T)1 - f;
-        const int64_t C = p->c, per = p->layer == NB_BN ? 1 : p->n;
-        const T bessel = (T)m / (T)(m - 1);
-        for (int64_t c = 0; c < C; c++) {
-            T sm = 0, sv = 0;
-            for (int64_t n = 0; n < per; n++) {
-                sm += mean[n * C + c] / (T)per;
-                sv += var[n * C + c] / (T)per * bessel;
-            }
-            rm[c] = keep * rm[c] + f * sm;
-            rv[c] = keep * rv[c] + f * sv;
-        }
-    }
+    if (nb_problem_has_running(p) && !infer)
+        FN(nb_running_update)(p, a, m, mean, var);
     free(buf);
     return NB_OK;
 }

@@ -29,6 +29,8 @@
 #define NB_CAT(a, b) NB_CAT_(a, b)
 #define FN(name) NB_CAT(name, SFX)
 
+#include "common_body.h"
+
 /* Visit every value of a group in memory order of its segments. */
 #define FOR_GROUP(d, g, e, body)                                                                   \
     for (int64_t s_ = 0; s_ < (d)->nseg; s_++) {                                                   \
@@ -195,27 +197,12 @@ static nb_status FN(run)(const nb_kernel *k, const nb_problem *p, const nb_args 
     const T eps = (T)p->eps;
     const int64_t G = d.ngroups;
 
-    T *scratch = NULL;
-    T *mean = a->mean, *var = a->var, *rstd = a->rstd;
-    if (!mean || !var || !rstd) {
-        scratch = malloc(3 * (size_t)G * sizeof(T));
-        if (!scratch)
-            return NB_ERR_NOMEM;
-        if (!mean)
-            mean = scratch;
-        if (!var)
-            var = scratch + G;
-        if (!rstd)
-            rstd = scratch + 2 * G;
-    }
+    T *mean, *var, *rstd, *scratch;
+    if (FN(nb_stat_buffers)(a, G, &mean, &var, &rstd, &scratch))
+        return NB_ERR_NOMEM;
 
     if (p->layer == NB_BN && !p->training) {
-        const T *rm = a->running_mean, *rv = a->running_var;
-        for (int64_t c = 0; c < G; c++) {
-            mean[c] = rm[c];
-            var[c] = rv[c];
-            rstd[c] = (T)1 / SQRT(rv[c] + eps);
-        }
+        FN(nb_infer_stats)(a, G, eps, mean, var, rstd);
     } else {
         for (int64_t g = 0; g < G; g++) {
             const int64_t outer = g / d.ninner, inner = g % d.ninner;
@@ -229,23 +216,8 @@ static nb_status FN(run)(const nb_kernel *k, const nb_problem *p, const nb_args 
         FN(group_normalize)(&d, x + off, y + off, gamma, beta, inner * d.pi, mean[g], rstd[g]);
     }
 
-    /* Running statistics: bn per channel; in averages its instances. */
-    if (nb_problem_has_running(p) && !(p->layer == NB_BN && !p->training)) {
-        T *rm = a->running_mean, *rv = a->running_var;
-        const T f = (T)nb_running_factor(p), keep = (T)1 - f;
-        const int64_t C = p->c;
-        const int64_t per = p->layer == NB_BN ? 1 : p->n;
-        const T bessel = (T)d.m / (T)(d.m - 1);
-        for (int64_t c = 0; c < C; c++) {
-            T sm = 0, sv = 0;
-            for (int64_t n = 0; n < per; n++) {
-                sm += mean[n * C + c] / (T)per;
-                sv += var[n * C + c] / (T)per * bessel; /* scaled first: cannot overflow */
-            }
-            rm[c] = keep * rm[c] + f * sm;
-            rv[c] = keep * rv[c] + f * sv;
-        }
-    }
+    if (nb_problem_has_running(p) && !(p->layer == NB_BN && !p->training))
+        FN(nb_running_update)(p, a, d.m, mean, var);
     free(scratch);
     return NB_OK;
 }

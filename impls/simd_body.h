@@ -101,6 +101,8 @@ enum { NB_M_TP1, NB_M_TP2, NB_M_WF, NB_M_WFRMS, NB_M_OP, NB_M_TP1S, NB_M_TPB };
 #endif
 
 #define FN(name) NB_CAT(name, SFX)
+
+#include "common_body.h"
 #define NB_L (NB_U * W)
 /* Non-temporal stores where the ISA file provides them (VSTREAM: aligned
  * vector store bypassing the caches; VSFENCE orders them before the kernel
@@ -1282,50 +1284,18 @@ static nb_status FN(simd_run)(const nb_kernel *k, const nb_problem *p, const nb_
     const int64_t G = d.ngroups;
     const bool infer = p->layer == NB_BN && !p->training;
 
-    T *scratch = NULL;
-    T *mean = a->mean, *var = a->var, *rstd = a->rstd;
-    if (!mean || !var || !rstd) {
-        scratch = malloc(3 * (size_t)G * sizeof(T));
-        if (!scratch)
-            return NB_ERR_NOMEM;
-        if (!mean)
-            mean = scratch;
-        if (!var)
-            var = scratch + G;
-        if (!rstd)
-            rstd = scratch + 2 * G;
-    }
-    if (infer) {
-        const T *rm = a->running_mean, *rv = a->running_var;
-        for (int64_t c = 0; c < G; c++) {
-            mean[c] = rm[c];
-            var[c] = rv[c];
-            rstd[c] = (T)1 / SQRT(rv[c] + eps);
-        }
-    }
+    T *mean, *var, *rstd, *scratch;
+    if (FN(nb_stat_buffers)(a, G, &mean, &var, &rstd, &scratch))
+        return NB_ERR_NOMEM;
+    if (infer)
+        FN(nb_infer_stats)(a, G, eps, mean, var, rstd);
     const bool chan = p->layout == NB_NHWC && p->c > 1 &&
                       (p->layer == NB_BN || p->layer == NB_IN || p->layer == NB_GN);
     nb_status st = chan ? FN(run_chan)(k, p, x, y, gamma, beta, mean, var, rstd, infer)
                         : FN(run_contig)(k, p, &d, x, y, gamma, beta, mean, var, rstd, infer);
 
-    /* Running statistics (as scalar_body.h): bn per channel; in averages
-     * its instances. */
-    if (!st && nb_problem_has_running(p) && !infer) {
-        T *rm = a->running_mean, *rv = a->running_var;
-        const T f = (T)nb_running_factor(p), keep = (T)1 - f;
-        const int64_t C = p->c;
-        const int64_t per = p->layer == NB_BN ? 1 : p->n;
-        const T bessel = (T)d.m / (T)(d.m - 1);
-        for (int64_t c = 0; c < C; c++) {
-            T sm = 0, sv = 0;
-            for (int64_t n = 0; n < per; n++) {
-                sm += mean[n * C + c] / (T)per;
-                sv += var[n * C + c] / (T)per * bessel;
-            }
-            rm[c] = keep * rm[c] + f * sm;
-            rv[c] = keep * rv[c] + f * sv;
-        }
-    }
+    if (!st && nb_problem_has_running(p) && !infer)
+        FN(nb_running_update)(p, a, d.m, mean, var);
     free(scratch);
     return st;
 }
