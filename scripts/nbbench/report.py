@@ -226,10 +226,10 @@ def diagnose(row, data, docs):
                              other, wg, w.get("kernel"), target_gbps))
     reg, nt = num(roof.get("copy_regular_gbps")), num(roof.get("copy_nt_gbps"))
     if roof.get("copy_store") == "non-temporal" and reg > 0 and nt > 0:
-        parts.append("the same-run copy with regular stores reaches %.2f GB/s = %.2f of the "
-                     "non-temporal copy that sets the roof: writing y with regular stores "
-                     "costs a read-for-ownership, so a kernel without streaming stores is "
-                     "capped near %.2f at this thread count" % (reg, reg / nt, reg / nt))
+        parts.append("for reference, the same-run copy with regular stores reaches %.2f GB/s = "
+                     "%.2f of the non-temporal copy that sets the roof (the cap of a kernel "
+                     "that writes y with regular stores and so pays a read-for-ownership)" % (
+                         reg, reg / nt))
     load, ncpu = run_load(docs, b)
     if load > 0.5 * ncpu and t > 1:
         parts.append("load average up to %.2f on %d CPUs during this run" % (load, ncpu))
