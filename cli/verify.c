@@ -55,8 +55,9 @@ void cli_print_result(const char *name, const char *ps, const nb_problem *p, con
         print_coord(p, c, coord, sizeof coord);
         printf(" | %s", c->reason);
         if (c->worst >= 0)
-            printf(" | worst i=%" PRId64 " [%s] x=%a got=%a want=%a tol=%.3g", c->worst, coord,
-                   c->worst_x, c->worst_got, c->worst_want, c->worst_tol);
+            printf(" | worst i=%" PRId64 " [%s] x=%a gamma=%a beta=%a got=%a want=%a tol=%.3g",
+                   c->worst, coord, c->worst_x, c->worst_gamma, c->worst_beta, c->worst_got,
+                   c->worst_want, c->worst_tol);
         printf(" | repro: %s", repro);
     }
     putchar('\n');

@@ -232,6 +232,8 @@ void nb_check_result_depth(double C, unsigned flags, const nb_data *d, const nb_
             o->worst_got = got;
             o->worst_want = r->y[i].hi;
             o->worst_x = getv(d->x, t, i);
+            o->worst_gamma = gam;
+            o->worst_beta = bet;
             o->worst_tol = tol;
             memcpy(o->worst_coord, coord, sizeof coord);
         }

@@ -271,6 +271,7 @@ typedef struct nb_check {
     double err_mean, err_var, err_rstd, err_running; /* max bound use of each stat */
     int64_t worst;           /* element index of the largest err_i / tol_i, -1 none */
     double worst_got, worst_want, worst_x, worst_tol;
+    double worst_gamma, worst_beta; /* the worst element's parameters (1 and 0 when absent) */
     int64_t worst_coord[5];  /* n, c, d, h, w of worst (ln/rms: row, col) */
     double depth;            /* C used in the bound */
 } nb_check;
