@@ -13,28 +13,16 @@
 #define NB_CBS_(op) cblas_s##op
 #define NB_CBD_(op) cblas_d##op
 
-#define T float
-#define SFX f32
+#include "dtype_f32.h"
 #define CB(op) NB_CBS_(op)
 #define IAMAX cblas_isamax
 #define ABS fabsf
-#define FREXP frexpf
-#define LDEXP ldexpf
-#define SQRT sqrtf
-#define TMAX 3.40282347e+38f
-#define SCALE_LIM 100
 #include "blas_body.h"
 
-#define T double
-#define SFX f64
+#include "dtype_f64.h"
 #define CB(op) NB_CBD_(op)
 #define IAMAX cblas_idamax
 #define ABS fabs
-#define FREXP frexp
-#define LDEXP ldexp
-#define SQRT sqrt
-#define TMAX 1.7976931348623157e+308
-#define SCALE_LIM 1000
 #include "blas_body.h"
 
 nb_status nb_blas_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)

@@ -224,3 +224,11 @@ static nb_status FN(run)(const nb_kernel *k, const nb_problem *p, const nb_args 
 
 #undef FOR_GROUP
 #undef FN
+#undef T
+#undef SFX
+#undef TMAX
+#undef SCALE_LIM
+#undef FREXP
+#undef LDEXP
+#undef SQRT
+#undef FABS

@@ -31,13 +31,7 @@ static inline __m256d nb_loadf_pd(const double *p, int n, double f)
 
 #define VSFENCE() _mm_sfence()
 
-#define T float
-#define SFX f32
-#define TMAX 3.40282347e+38f
-#define SCALE_LIM 100
-#define FREXP frexpf
-#define LDEXP ldexpf
-#define SQRT sqrtf
+#include "dtype_f32.h"
 #define VEC __m256
 #define W 8
 #define VLOAD(p) _mm256_loadu_ps(p)
@@ -55,13 +49,7 @@ static inline __m256d nb_loadf_pd(const double *p, int n, double f)
 #define VSTREAM(p, v) _mm256_stream_ps((p), (v))
 #include "simd_body.h"
 
-#define T double
-#define SFX f64
-#define TMAX 1.7976931348623157e+308
-#define SCALE_LIM 1000
-#define FREXP frexp
-#define LDEXP ldexp
-#define SQRT sqrt
+#include "dtype_f64.h"
 #define VEC __m256d
 #define W 4
 #define VLOAD(p) _mm256_loadu_pd(p)

@@ -15,13 +15,7 @@ static inline __mmask8 nb_m8(int n) { return n >= 8 ? (__mmask8)0xFF : (__mmask8
 
 #define VSFENCE() _mm_sfence()
 
-#define T float
-#define SFX f32
-#define TMAX 3.40282347e+38f
-#define SCALE_LIM 100
-#define FREXP frexpf
-#define LDEXP ldexpf
-#define SQRT sqrtf
+#include "dtype_f32.h"
 #define VEC __m512
 #define W 16
 #define VLOAD(p) _mm512_loadu_ps(p)
@@ -41,13 +35,7 @@ static inline __mmask8 nb_m8(int n) { return n >= 8 ? (__mmask8)0xFF : (__mmask8
 #define VHMAX(v) _mm512_reduce_max_ps(v)
 #include "simd_body.h"
 
-#define T double
-#define SFX f64
-#define TMAX 1.7976931348623157e+308
-#define SCALE_LIM 1000
-#define FREXP frexp
-#define LDEXP ldexp
-#define SQRT sqrt
+#include "dtype_f64.h"
 #define VEC __m512d
 #define W 8
 #define VLOAD(p) _mm512_loadu_pd(p)

@@ -8,13 +8,7 @@
 
 #include <math.h>
 
-#define T float
-#define SFX f32
-#define TMAX 3.40282347e+38f
-#define SCALE_LIM 100
-#define FREXP frexpf
-#define LDEXP ldexpf
-#define SQRT sqrtf
+#include "dtype_f32.h"
 #define VEC float
 #define W 1
 #define VLOAD(p) (*(p))
@@ -31,13 +25,7 @@
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #include "simd_body.h"
 
-#define T double
-#define SFX f64
-#define TMAX 1.7976931348623157e+308
-#define SCALE_LIM 1000
-#define FREXP frexp
-#define LDEXP ldexp
-#define SQRT sqrt
+#include "dtype_f64.h"
 #define VEC double
 #define W 1
 #define VLOAD(p) (*(p))

@@ -35,13 +35,7 @@ static inline void nb_storen_f64(double *p, float64x2_t v, int n)
     memcpy(p, t, (size_t)n * sizeof *t);
 }
 
-#define T float
-#define SFX f32
-#define TMAX 3.40282347e+38f
-#define SCALE_LIM 100
-#define FREXP frexpf
-#define LDEXP ldexpf
-#define SQRT sqrtf
+#include "dtype_f32.h"
 #define VEC float32x4_t
 #define W 4
 #define VLOAD(p) vld1q_f32(p)
@@ -58,13 +52,7 @@ static inline void nb_storen_f64(double *p, float64x2_t v, int n)
 #define VFMA(a, b, c) vfmaq_f32((c), (a), (b))
 #include "simd_body.h"
 
-#define T double
-#define SFX f64
-#define TMAX 1.7976931348623157e+308
-#define SCALE_LIM 1000
-#define FREXP frexp
-#define LDEXP ldexp
-#define SQRT sqrt
+#include "dtype_f64.h"
 #define VEC float64x2_t
 #define W 2
 #define VLOAD(p) vld1q_f64(p)
