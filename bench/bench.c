@@ -160,7 +160,7 @@ static double traffic_bytes(const nb_problem *p, long long l2, int *x_passes, lo
     *x_passes = nb_problem_uses_batch_stats(p) && (double)ws * sz > (double)l2 ? 2 : 1;
     double b = ((double)*x_passes + 1.0) * (double)numel * sz;
     if (p->affine)
-        b += (double)nb_problem_param_count(p) * sz * (p->has_beta || p->layer == NB_BN ? 2 : 1);
+        b += (double)nb_problem_param_count(p) * sz * (nb_problem_uses_beta(p) ? 2 : 1);
     b += 3.0 * (double)nb_problem_stat_count(p) * sz; /* mean, var, rstd written */
     if (nb_problem_has_running(p))
         b += 4.0 * (double)p->c * sz;
@@ -519,23 +519,6 @@ static int write_json(const char *path, const run_info *ri, const result *res, s
 
 /* ---- the command ------------------------------------------------------------- */
 
-static int parse_int_list(const char *s, int *out, int *n, int max)
-{
-    *n = 0;
-    while (*s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 1 || v > 1024 || *n == max || (*end && *end != ','))
-            return 1;
-        out[(*n)++] = (int)v;
-        s = *end ? end + 1 : end;
-        if (*end && !*s)
-            return 1;
-    }
-    return *n == 0;
-}
-
 static bool parse_pos_double(const char *s, double *out)
 {
     char *end;
@@ -642,7 +625,7 @@ int cmd_bench(int argc, char **argv)
             set_arg = argv[++i];
         } else if (!strcmp(a, "--threads")) {
             NEED("a list");
-            if (parse_int_list(argv[++i], threads, &nthreads, 16)) {
+            if (cli_parse_threads(argv[++i], threads, &nthreads, 16)) {
                 rc = cli_error("bench: --threads needs a list of counts from 1 to 1024, e.g. 1,2");
                 goto done;
             }
@@ -750,10 +733,7 @@ int cmd_bench(int argc, char **argv)
             goto done;
         }
     }
-    bool any_kernel = false;
-    for (size_t k = 0; k < nb_kernel_count(); k++)
-        any_kernel |= cli_kernel_selected(nb_kernel_at(k), globs, ng);
-    if (!any_kernel) {
+    if (!cli_any_kernel_selected(globs, ng)) {
         rc = cli_error("no kernel matches the --kernels pattern(s); see 'normbench list'");
         goto done;
     }

@@ -10,6 +10,11 @@
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Kernel selection: no globs means every kernel except negative controls. */
 bool cli_kernel_selected(const nb_kernel *k, char **globs, int nglobs);
+/* Whether any registered kernel is selected by the globs. */
+bool cli_any_kernel_selected(char **globs, int nglobs);
+/* "1,2,4" -> {1, 2, 4} (each 1..1024, at most max of them); non-zero on a
+ * malformed list. */
+int cli_parse_threads(const char *s, int *out, int *n, int max);
 
 int cmd_verify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);   /* bench/bench.c */

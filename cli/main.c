@@ -2,6 +2,7 @@
  * shared error reporting (one line on stderr, non-zero exit). */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,31 @@ bool cli_kernel_selected(const nb_kernel *k, char **globs, int nglobs)
                 return true;
     }
     return false;
+}
+
+bool cli_any_kernel_selected(char **globs, int nglobs)
+{
+    for (size_t k = 0; k < nb_kernel_count(); k++)
+        if (cli_kernel_selected(nb_kernel_at(k), globs, nglobs))
+            return true;
+    return false;
+}
+
+int cli_parse_threads(const char *s, int *out, int *n, int max)
+{
+    *n = 0;
+    while (*s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < 1 || v > 1024 || *n == max || (*end && *end != ','))
+            return 1;
+        out[(*n)++] = (int)v;
+        s = *end ? end + 1 : end;
+        if (*end && !*s)
+            return 1;
+    }
+    return *n == 0;
 }
 
 static int cmd_list(int argc, char **argv)

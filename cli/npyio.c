@@ -149,7 +149,7 @@ int cmd_check(int argc, char **argv)
         return cli_error("this problem has no running statistics");
     if ((fg || fb) && !p.affine)
         return cli_error("this problem is not affine (no gamma/beta)");
-    if (fb && !(p.has_beta && p.layer != NB_RMS))
+    if (fb && !nb_problem_uses_beta(&p))
         return cli_error("this problem has no beta");
     char canon[512];
     nb_problem_format(&p, canon, sizeof canon);
@@ -303,7 +303,7 @@ int cmd_run(int argc, char **argv)
     rc = rc ? rc : write_arr(dir, "y", &p, nd, xs, d.y);
     if (!rc && p.affine)
         rc = write_arr(dir, "gamma", &p, 1, P, d.gamma);
-    if (!rc && p.affine && p.has_beta && p.layer != NB_RMS)
+    if (!rc && nb_problem_uses_beta(&p))
         rc = write_arr(dir, "beta", &p, 1, P, d.beta);
     rc = rc ? rc : write_arr(dir, "mean", &p, 1, G, d.mean);
     rc = rc ? rc : write_arr(dir, "var", &p, 1, G, d.var);
@@ -323,7 +323,7 @@ int cmd_run(int argc, char **argv)
     }
     if (!rc)
         printf("wrote %s/{x,y,%smean,var,rstd%s}.npy and problem.txt for %s %s\n", dir,
-               p.affine ? (p.has_beta && p.layer != NB_RMS ? "gamma,beta," : "gamma,") : "",
+               p.affine ? (nb_problem_uses_beta(&p) ? "gamma,beta," : "gamma,") : "",
                nb_problem_has_running(&p) ? ",running_mean0,running_var0,running_mean,running_var" : "", kn,
                canon);
     nb_data_free(&d);

@@ -133,7 +133,7 @@ static void measure(const nb_kernel *k, nb_data *d, const nb_ref *r, point *pt)
         else
             pi = p->layout == NB_NCHW ? (i / S) % C : i % C;
         double gam = p->affine ? getv(d->gamma, t, pi) : 1.0;
-        double bet = p->affine && p->has_beta && p->layer != NB_RMS ? getv(d->beta, t, pi) : 0.0;
+        double bet = nb_problem_uses_beta(p) ? getv(d->beta, t, pi) : 0.0;
         double got = getv(d->y, t, i);
         if (!isfinite(got)) {
             pt->saturated = true;

@@ -63,23 +63,6 @@ void cli_print_result(const char *name, const char *ps, const nb_problem *p, con
     putchar('\n');
 }
 
-/* "1,2,4" -> {1, 2, 4}; non-zero on a malformed list. */
-static int parse_threads(const char *s, int *out, int *n)
-{
-    *n = 0;
-    while (*s) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 1024 || *n == 16 || (*end && *end != ','))
-            return 1;
-        out[(*n)++] = (int)v;
-        s = *end ? end + 1 : end;
-        if (*end && !*s)
-            return 1;
-    }
-    return *n == 0;
-}
-
 /* Bitwise equality of two result buffers, and the largest |a - b|. */
 static bool same_bits(const void *a, const void *b, int64_t n, nb_dtype t, double *maxdiff)
 {
@@ -173,6 +156,19 @@ char *cli_sysinfo_json(void)
     return buf;
 }
 
+/* `, "key": value` with the number and hex-float conventions above. */
+static void json_key_num(FILE *f, const char *key, double v)
+{
+    fprintf(f, ", \"%s\": ", key);
+    json_num(f, v);
+}
+
+static void json_key_hex(FILE *f, const char *key, double v)
+{
+    fprintf(f, ", \"%s\": ", key);
+    json_hex(f, v);
+}
+
 static void json_record(FILE *f, bool *first, const nb_kernel *k, const char *ps, const nb_data *d,
                         const nb_check *c, int threads)
 {
@@ -191,30 +187,19 @@ static void json_record(FILE *f, bool *first, const nb_kernel *k, const char *ps
         fputs("}", f);
         return;
     }
-    fputs(", \"max_scaled\": ", f);
-    json_num(f, c->max_scaled);
-    fputs(", \"mean_scaled\": ", f);
-    json_num(f, c->mean_scaled);
-    fputs(", \"max_ulp\": ", f);
-    json_num(f, c->max_ulp >= 0 ? c->max_ulp : NAN);
-    fputs(", \"bound_use\": ", f);
-    json_num(f, c->max_bound_use);
-    fputs(", \"depth\": ", f);
-    json_num(f, c->depth);
+    json_key_num(f, "max_scaled", c->max_scaled);
+    json_key_num(f, "mean_scaled", c->mean_scaled);
+    json_key_num(f, "max_ulp", c->max_ulp >= 0 ? c->max_ulp : NAN);
+    json_key_num(f, "bound_use", c->max_bound_use);
+    json_key_num(f, "depth", c->depth);
     fputs(", \"stats\": {\"bound_use\": ", f);
     json_num(f, c->stat_bound_use);
-    fputs(", \"mean\": ", f);
-    json_num(f, c->err_mean);
-    fputs(", \"var\": ", f);
-    json_num(f, c->err_var);
-    fputs(", \"rstd\": ", f);
-    json_num(f, c->err_rstd);
-    fputs(", \"running\": ", f);
-    json_num(f, nb_problem_has_running(p) && p->training ? c->err_running : NAN);
+    json_key_num(f, "mean", c->err_mean);
+    json_key_num(f, "var", c->err_var);
+    json_key_num(f, "rstd", c->err_rstd);
+    json_key_num(f, "running", nb_problem_has_running(p) && p->training ? c->err_running : NAN);
     fputs("}", f);
     if (c->worst >= 0) {
-        const nb_dtype t = p->dtype;
-        const int64_t pi = c->worst_coord[1];
         fprintf(f, ", \"worst\": {\"index\": %lld, \"coord\": ", (long long)c->worst);
         if (p->layer == NB_LN || p->layer == NB_RMS) {
             fprintf(f, "{\"row\": %lld, \"col\": %lld}", (long long)c->worst_coord[0],
@@ -228,22 +213,15 @@ static void json_record(FILE *f, bool *first, const nb_kernel *k, const char *ps
                         (long long)c->worst_coord[5 - p->spatial_rank + s]);
             fputs("}", f);
         }
-        fputs(", \"x\": ", f);
-        json_hex(f, c->worst_x);
-        if (p->affine && d->gamma) {
-            fputs(", \"gamma\": ", f);
-            json_hex(f, t == NB_F32 ? ((const float *)d->gamma)[pi] : ((const double *)d->gamma)[pi]);
-            if (p->has_beta && p->layer != NB_RMS) {
-                fputs(", \"beta\": ", f);
-                json_hex(f, t == NB_F32 ? ((const float *)d->beta)[pi] : ((const double *)d->beta)[pi]);
-            }
+        json_key_hex(f, "x", c->worst_x);
+        if (p->affine) {
+            json_key_hex(f, "gamma", c->worst_gamma);
+            if (nb_problem_uses_beta(p))
+                json_key_hex(f, "beta", c->worst_beta);
         }
-        fputs(", \"got\": ", f);
-        json_hex(f, c->worst_got);
-        fputs(", \"want\": ", f);
-        json_hex(f, c->worst_want);
-        fputs(", \"tol\": ", f);
-        json_num(f, c->worst_tol);
+        json_key_hex(f, "got", c->worst_got);
+        json_key_hex(f, "want", c->worst_want);
+        json_key_num(f, "tol", c->worst_tol);
         fputs("}", f);
     }
     fprintf(f, ", \"repro\": \"normbench verify --kernels %s --problems %s --threads %d\"}", k->name, ps,
@@ -323,7 +301,7 @@ int cmd_verify(int argc, char **argv)
             else
                 seed = v;
         } else if (!strcmp(a, "--threads")) {
-            if (i + 1 >= argc || parse_threads(argv[++i], threads, &nthreads)) {
+            if (i + 1 >= argc || cli_parse_threads(argv[++i], threads, &nthreads, 16)) {
                 rc = cli_error("--threads needs a list of counts from 1 to 1024, e.g. 1,2");
                 goto done;
             }
@@ -391,10 +369,7 @@ int cmd_verify(int argc, char **argv)
             goto done;
         }
     }
-    bool any_kernel = false;
-    for (size_t k = 0; k < nb_kernel_count(); k++)
-        any_kernel |= cli_kernel_selected(nb_kernel_at(k), globs, ng);
-    if (!any_kernel) {
+    if (!cli_any_kernel_selected(globs, ng)) {
         rc = cli_error("no kernel matches the --kernels pattern(s); see 'normbench list'");
         free(pp);
         nb_sweep_free(sweep, nsweep);

@@ -121,7 +121,7 @@ void nb_check_result_depth(double C, unsigned flags, const nb_data *d, const nb_
     const int64_t m = nb_problem_group_size(p);
     const bool batch = nb_problem_uses_batch_stats(p);
     const bool affine = p->affine;
-    const bool has_beta = affine && p->has_beta && p->layer != NB_RMS;
+    const bool has_beta = nb_problem_uses_beta(p);
 
     grp_info *gi = calloc((size_t)G, sizeof *gi);
     if (!gi) {

@@ -278,7 +278,7 @@ nb_args nb_data_args(const nb_data *d)
     nb_args a = {.x = d->x, .y = d->y, .mean = d->mean, .var = d->var, .rstd = d->rstd};
     if (p->affine) {
         a.gamma = d->gamma;
-        if (p->has_beta && p->layer != NB_RMS)
+        if (nb_problem_uses_beta(p))
             a.beta = d->beta;
     }
     if (nb_problem_has_running(p)) {

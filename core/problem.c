@@ -107,6 +107,11 @@ int64_t nb_problem_group_size(const nb_problem *p)
 
 int64_t nb_problem_param_count(const nb_problem *p) { return p->c; }
 
+bool nb_problem_uses_beta(const nb_problem *p)
+{
+    return p->affine && p->has_beta && p->layer != NB_RMS;
+}
+
 bool nb_problem_has_running(const nb_problem *p)
 {
     return p->layer == NB_BN || (p->layer == NB_IN && p->track_running);

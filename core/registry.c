@@ -189,7 +189,7 @@ nb_status nb_args_check(const nb_problem *p, const nb_args *a)
         return st;
     if (!a || !a->x || !a->y)
         return NB_ERR_NULL;
-    if (p->affine && (!a->gamma || (p->has_beta && p->layer != NB_RMS && !a->beta)))
+    if (p->affine && (!a->gamma || (nb_problem_uses_beta(p) && !a->beta)))
         return NB_ERR_NULL;
     if (nb_problem_has_running(p) && (!a->running_mean || !a->running_var))
         return NB_ERR_NULL;

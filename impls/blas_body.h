@@ -21,16 +21,6 @@
 
 #include "common_body.h"
 
-static int FN(blas_scale_exp)(T a)
-{
-    if (a == 0)
-        return 0;
-    int e;
-    (void)FREXP(a, &e);
-    e += 1;
-    return e < -SCALE_LIM ? -SCALE_LIM : (e > SCALE_LIM ? SCALE_LIM : e);
-}
-
 static nb_status FN(blas_run)(const nb_problem *p, const nb_args *a)
 {
     nb_desc d;
@@ -38,7 +28,7 @@ static nb_status FN(blas_run)(const nb_problem *p, const nb_args *a)
     const T *x = a->x;
     T *y = a->y;
     const T *gamma = p->affine ? a->gamma : NULL;
-    const T *beta = p->affine && p->has_beta && p->layer != NB_RMS ? a->beta : NULL;
+    const T *beta = nb_problem_uses_beta(p) ? a->beta : NULL;
     const bool rms = p->layer == NB_RMS, infer = p->layer == NB_BN && !p->training;
     const T eps = (T)p->eps;
     const int64_t G = d.ngroups, m = d.m;
@@ -82,7 +72,7 @@ static nb_status FN(blas_run)(const nb_problem *p, const nb_args *a)
                 mean[g] = rms ? 0 : x0 + s / (T)m;
                 if (!rms)
                     CB(axpy)(bm, -(s / (T)m), ones, 1, t, 1);
-                const int k = FN(blas_scale_exp)(amax);
+                const int k = FN(scale_exp_j)(amax, 0);
                 CB(scal)(bm, LDEXP((T)1, -k), t, 1);
                 const T v = CB(dot)(bm, t, 1, t, 1) / (T)m;
                 var[g] = LDEXP(v, 2 * k);

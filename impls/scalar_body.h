@@ -41,35 +41,6 @@
         }                                                                                          \
     }
 
-/* Power-of-two exponent k with 2^k >= 2 a 2^j (a finite, >= 0; a is a
- * maximum taken on values scaled by 2^-j), clamped so that 2^-k and its
- * square stay normal numbers of T. */
-static int FN(scale_exp_j)(T a, int j)
-{
-    if (a == 0)
-        return 0;
-    int e;
-    (void)FREXP(a, &e);
-    e += 1 + j;
-    if (e < -SCALE_LIM)
-        e = -SCALE_LIM;
-    if (e > SCALE_LIM)
-        e = SCALE_LIM;
-    return e;
-}
-
-/* rstd from the scaled mean square v = var * 4^-k: 1/sqrt(var + eps) when
- * var is representable, else 2^-k / sqrt(v + eps 4^-k) (eps negligible). */
-static T FN(rstd_scaled)(T v, int k, T eps, T *var_out)
-{
-    T var = LDEXP(v, 2 * k);
-    *var_out = var;
-    if (var <= TMAX)
-        return (T)1 / SQRT(var + eps);
-    T sc = LDEXP((T)1, -k);
-    return sc / SQRT(v + (eps * sc) * sc);
-}
-
 static void FN(group_stats)(nb_algo algo, bool rms, const nb_desc *d, const T *g, T eps, T *mean_o,
                             T *var_o, T *rstd_o)
 {
@@ -192,7 +163,7 @@ static nb_status FN(run)(const nb_kernel *k, const nb_problem *p, const nb_args 
     const T *x = a->x;
     T *y = a->y;
     const T *gamma = p->affine ? a->gamma : NULL;
-    const T *beta = p->affine && p->has_beta && p->layer != NB_RMS ? a->beta : NULL;
+    const T *beta = nb_problem_uses_beta(p) ? a->beta : NULL;
     const bool rms = p->layer == NB_RMS;
     const T eps = (T)p->eps;
     const int64_t G = d.ngroups;

@@ -126,79 +126,6 @@ typedef struct FN(part) {
 /* Weights for the partial chunk (VLOADF reads at most W of them). */
 static const T FN(ones)[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 
-/* Power-of-two exponent k with 2^k >= 2 a 2^j (a: a maximum of values
- * scaled by 2^-j), clamped so 2^-k and its square stay normal (as in
- * scalar_body.h). */
-/* frexp's exponent of a > 0 (a = f 2^e, 0.5 <= f < 1) read from the bits
- * when a is normal and finite, else from FREXP: exact either way, and no
- * library call per group on ordinary data. */
-static inline int FN(fexp)(T a)
-{
-    if (sizeof(T) == 4) {
-        uint32_t b;
-        memcpy(&b, &a, 4);
-        const int f = (int)((b >> 23) & 0xff);
-        if (f != 0 && f != 0xff)
-            return f - 126;
-    } else {
-        uint64_t b;
-        memcpy(&b, &a, 8);
-        const int f = (int)((b >> 52) & 0x7ff);
-        if (f != 0 && f != 0x7ff)
-            return f - 1022;
-    }
-    int e;
-    (void)FREXP(a, &e);
-    return e;
-}
-
-/* 2^e, built from the bits when it is a normal number (exact), else LDEXP. */
-static inline T FN(pow2)(int e)
-{
-    if (sizeof(T) == 4 && e >= -126 && e <= 127) {
-        const uint32_t b = (uint32_t)(e + 127) << 23;
-        float f;
-        memcpy(&f, &b, 4);
-        return (T)f;
-    }
-    if (sizeof(T) == 8 && e >= -1022 && e <= 1023) {
-        const uint64_t b = (uint64_t)(e + 1023) << 52;
-        double f;
-        memcpy(&f, &b, 8);
-        return (T)f;
-    }
-    return LDEXP((T)1, e);
-}
-
-/* Power-of-two exponent k with 2^k >= 2 a 2^j (a: a maximum of values
- * scaled by 2^-j), clamped so 2^-k and its square stay normal (as in
- * scalar_body.h). */
-static int FN(scale_exp_j)(T a, int j)
-{
-    if (a == 0)
-        return 0;
-    int e = FN(fexp)(a);
-    e += 1 + j;
-    if (e < -SCALE_LIM)
-        e = -SCALE_LIM;
-    if (e > SCALE_LIM)
-        e = SCALE_LIM;
-    return e;
-}
-
-/* rstd from the scaled mean square v = var 4^-k (see scalar_body.h). For
- * k >= 0, v 2^k 2^k is LDEXP(v, 2k) exactly: scaling up by a power of two
- * is exact (subnormal v included) until it overflows, to Inf in both. */
-static T FN(rstd_scaled)(T v, int k, T eps, T *var_out)
-{
-    T var = k >= 0 ? v * FN(pow2)(k) * FN(pow2)(k) : LDEXP(v, 2 * k);
-    *var_out = var;
-    if (var <= TMAX)
-        return (T)1 / SQRT(var + eps);
-    T sc = FN(pow2)(-k);
-    return sc / SQRT(v + (eps * sc) * sc);
-}
-
 /* Pairwise sum / max of n values: depth ceil(log2 n). */
 static T FN(pw_sum)(const T *v, int64_t n, int64_t stride)
 {
@@ -1279,7 +1206,7 @@ static nb_status FN(simd_run)(const nb_kernel *k, const nb_problem *p, const nb_
     const T *x = a->x;
     T *y = a->y;
     const T *gamma = p->affine ? a->gamma : NULL;
-    const T *beta = p->affine && p->has_beta && p->layer != NB_RMS ? a->beta : NULL;
+    const T *beta = nb_problem_uses_beta(p) ? a->beta : NULL;
     const T eps = (T)p->eps;
     const int64_t G = d.ngroups;
     const bool infer = p->layer == NB_BN && !p->training;

@@ -110,6 +110,7 @@ int64_t nb_problem_numel(const nb_problem *p);    /* n * c * spatial */
 int64_t nb_problem_stat_count(const nb_problem *p); /* number of statistics groups */
 int64_t nb_problem_group_size(const nb_problem *p); /* elements per statistics group */
 int64_t nb_problem_param_count(const nb_problem *p);/* length of gamma/beta (C, or cols) */
+bool nb_problem_uses_beta(const nb_problem *p);     /* a beta buffer is read: affine, has_beta, not rms */
 bool nb_problem_has_running(const nb_problem *p);   /* running_mean/var are read or written */
 bool nb_problem_uses_batch_stats(const nb_problem *p); /* false only for bn inference */
 size_t nb_dtype_size(nb_dtype t);
