@@ -54,9 +54,9 @@
 
 /* How a group's statistics are obtained. */
 typedef enum stat_mode {
-    MODE_BATCH,    /* mean and biased var of the group's x (bn train, in, gn, ln) */
-    MODE_RMS,      /* mean 0, var = mean of squares (rms) */
-    MODE_RUNNING   /* bn inference: running_mean0, running_var0 */
+    MODE_BATCH,  /* mean and biased var of the group's x (bn train, in, gn, ln) */
+    MODE_RMS,    /* mean 0, var = mean of squares (rms) */
+    MODE_RUNNING /* bn inference: running_mean0, running_var0 */
 } stat_mode;
 
 /* Statistics of the current group at one working precision, and the
@@ -66,12 +66,17 @@ typedef struct stats {
     int64_t group; /* group these were computed for, -1 none */
     bool exact;    /* every rounding so far was exact (ternary 0) */
     mpfr_t mean, var, rstd;
-    mpfr_t s;                  /* sqrt(W) */
-    mpfr_t t;                  /* rms: N_k * s, exact */
+    mpfr_t s; /* sqrt(W) */
+    mpfr_t t; /* rms: N_k * s, exact */
     mpfr_t z, y;
 } stats;
 
+/* Everything one nb_ref_compute call works on: the problem's shape, the
+ * current group's exact data and sums, and the statistics at two
+ * precisions. */
 typedef struct ctx {
+    const nb_data *d; /* inputs */
+    nb_ref *r;        /* outputs */
     const nb_problem *p;
     stat_mode mode;
     int dt_prec;            /* 24 or 53 */
@@ -80,6 +85,8 @@ typedef struct ctx {
     bool use_gamma, use_beta;
 
     /* current group */
+    int64_t g;       /* its index */
+    double rm0, rv0; /* bn inference: its running statistics (else 0) */
     int64_t m;
     int64_t *idx;  /* element index of the k-th group member */
     int64_t *pidx; /* its parameter (channel or column) index */
@@ -100,9 +107,22 @@ typedef struct ctx {
     mpfr_t gam, bet;    /* exact gamma, beta of the element */
     mpfr_t t1, t2, t3;  /* scratch */
     bool inited;
+    bool ok; /* every "exact" operation so far was exact */
 
     stats lo, hi;
 } ctx;
+
+/* Momentum and the running-statistic state of one computation. */
+typedef struct running_state {
+    bool has;           /* running statistics are read (bn, in with track) */
+    bool update;        /* ... and updated (training) */
+    mpfr_t f, omf, one; /* momentum factor f as the kernels hold it, 1 - f exact */
+    /* InstanceNorm update: per-channel exact sums over the batch of S1 and
+     * num, and whether a channel saw a NaN group. */
+    mpfr_t *acc1, *acc2;
+    bool *chan_nan;
+    int64_t nacc; /* how many of acc1/acc2 are initialised */
+} running_state;
 
 /* ---- small exact-arithmetic helpers ------------------------------------ */
 
@@ -224,8 +244,8 @@ static void ctx_free(ctx *c)
     free(c->idx);
     free(c->pidx);
     if (c->inited) {
-        mpfr_clears(c->S1, c->S2, c->num, c->W, c->Wr, c->mf, c->m2f, c->eps, c->b, c->Nk, c->gam, c->bet, c->t1,
-                    c->t2, c->t3, (mpfr_ptr)0);
+        mpfr_clears(c->S1, c->S2, c->num, c->W, c->Wr, c->mf, c->m2f, c->eps, c->b, c->Nk, c->gam,
+                    c->bet, c->t1, c->t2, c->t3, (mpfr_ptr)0);
         stats_clear(&c->lo);
         stats_clear(&c->hi);
     }
@@ -254,8 +274,8 @@ static nb_status ctx_alloc(ctx *c, bool need_sq)
             mpfr_init2(c->sq[c->nsq], 106);
             c->sq_p[c->nsq] = c->sq[c->nsq];
         }
-    mpfr_inits2(64, c->S1, c->S2, c->num, c->W, c->Wr, c->mf, c->m2f, c->eps, c->b, c->Nk, c->gam, c->bet,
-                c->t1, c->t2, c->t3, (mpfr_ptr)0);
+    mpfr_inits2(64, c->S1, c->S2, c->num, c->W, c->Wr, c->mf, c->m2f, c->eps, c->b, c->Nk, c->gam,
+                c->bet, c->t1, c->t2, c->t3, (mpfr_ptr)0);
     stats_init(&c->lo);
     stats_init(&c->hi);
     c->inited = true;
@@ -328,7 +348,7 @@ static double load(const void *buf, nb_dtype t, int64_t i)
  * With u = 2^-prec: s carries <= u relative error, z = RN(N / s) or
  * RN(N s / Wr) <= 2.01u. mean, var and rstd are reported with <= 2
  * roundings each. */
-static void stats_compute(ctx *c, stats *st, mpfr_prec_t prec, int64_t g, double rm0, double rv0)
+static void stats_compute(ctx *c, stats *st, mpfr_prec_t prec)
 {
     if (st->prec != prec) {
         mpfr_set_prec(st->mean, prec);
@@ -350,8 +370,8 @@ static void stats_compute(ctx *c, stats *st, mpfr_prec_t prec, int64_t g, double
         mpfr_div(st->rstd, c->mf, st->s, MPFR_RNDN); /* m / sqrt(W) */
         break;
     case MODE_RUNNING:
-        mpfr_set_d(st->mean, rm0, MPFR_RNDN);
-        mpfr_set_d(st->var, rv0, MPFR_RNDN);
+        mpfr_set_d(st->mean, c->rm0, MPFR_RNDN);
+        mpfr_set_d(st->var, c->rv0, MPFR_RNDN);
         mpfr_ui_div(st->rstd, 1, st->s, MPFR_RNDN);
         break;
     case MODE_RMS:
@@ -363,7 +383,7 @@ static void stats_compute(ctx *c, stats *st, mpfr_prec_t prec, int64_t g, double
             mpfr_div(st->rstd, st->s, c->Wr, MPFR_RNDN); /* sqrt(m Wr) / Wr */
         break;
     }
-    st->group = g;
+    st->group = c->g;
 }
 
 /* Exact sums of the current group (xs[0..m) loaded). */
@@ -471,25 +491,420 @@ static bool eval_elem(ctx *c, stats *st)
     return mpfr_can_round(st->y, err, MPFR_RNDN, MPFR_RNDZ, c->dt_prec + 1) != 0;
 }
 
+/* ---- one group ----------------------------------------------------------- */
+
+/* The reference of a group that cannot be computed is NaN in every element. */
+static void elements_set_nan(ctx *c)
+{
+    for (int64_t k = 0; k < c->m; k++) {
+        c->r->y[c->idx[k]] = dd_nan;
+        c->r->y_round[c->idx[k]] = NAN;
+        c->r->z[c->idx[k]] = NAN;
+    }
+}
+
+/* Load the current group's x into xs (exact) and find the exponent span of
+ * its nonzero values; bn inference also loads the channel's running
+ * statistics. False when the group is NaN as a whole: a NaN/Inf x (except in
+ * bn inference) or a non-finite running statistic. */
+static bool group_load(ctx *c)
+{
+    const nb_dtype dt = c->p->dtype;
+    c->any_nonzero = false;
+    c->emax = INT32_MIN;
+    c->elow = INT32_MAX;
+    c->rm0 = c->rv0 = 0.0;
+    bool bad = false;
+    for (int64_t k = 0; k < c->m; k++) {
+        double v = load(c->d->x, dt, c->idx[k]);
+        if (!isfinite(v)) {
+            if (c->mode == MODE_RUNNING) {
+                /* BatchNorm inference has no reduction: a NaN/Inf x
+                 * affects its own element only (y = NaN for NaN,
+                 * +/-Inf * sign(gamma rstd) for +/-Inf, NaN where
+                 * gamma == 0), as in PyTorch. MPFR's Inf/NaN arithmetic
+                 * below produces exactly that. */
+                mpfr_set_d(c->xs[k], v, MPFR_RNDN);
+                continue;
+            }
+            bad = true;
+            break;
+        }
+        mpfr_set_d(c->xs[k], v, MPFR_RNDN); /* exact: 53 bits */
+        if (v != 0.0) {
+            int hi, lo;
+            dbl_span(v, &hi, &lo);
+            if (hi > c->emax)
+                c->emax = hi;
+            if (lo < c->elow)
+                c->elow = lo;
+            c->any_nonzero = true;
+        }
+    }
+    if (c->mode == MODE_RUNNING) {
+        c->rm0 = load(c->d->running_mean0, dt, c->g);
+        c->rv0 = load(c->d->running_var0, dt, c->g);
+        if (!isfinite(c->rm0) || !isfinite(c->rv0))
+            bad = true; /* non-finite running statistics: the channel is NaN */
+    }
+    return !bad;
+}
+
+/* A group that is NaN as a whole: its elements and its statistics (also in
+ * bn inference, where they do not depend on x). */
+static void group_set_nan(ctx *c, running_state *rs)
+{
+    nb_ref *r = c->r;
+    const int64_t g = c->g;
+    r->group_nan[g] = true;
+    elements_set_nan(c);
+    r->mean[g] = r->var[g] = r->rstd[g] = dd_nan;
+    r->rms[g] = NAN;
+    if (rs->has && c->p->layer == NB_BN) {
+        if (rs->update)
+            r->running_mean[g] = r->running_var[g] = dd_nan;
+        else {
+            r->running_mean[g] = (nb_dd){c->rm0, 0.0};
+            r->running_var[g] = (nb_dd){c->rv0, 0.0};
+        }
+    }
+    if (rs->chan_nan)
+        rs->chan_nan[g % c->C] = true;
+}
+
+/* Numerator of x_k - mean: N_k = m x_k - S1 (batch), x_k - rm0 (running),
+ * x_k (rms). Sets b, the value subtracted, and the precision that holds
+ * N_k exactly. */
+static void numerator_setup(ctx *c)
+{
+    long nkp;
+    if (c->mode == MODE_BATCH) {
+        mpfr_set_prec(c->b, mpfr_get_prec(c->S1));
+        mpfr_set(c->b, c->S1, MPFR_RNDN);
+        /* |m x| < 2^(emax+64), |S1| < 2^(emax+lg); multiples of 2^elow */
+        nkp = c->any_nonzero ? (long)c->emax + 64 + 2 - c->elow : 2;
+    } else if (c->mode == MODE_RUNNING) {
+        mpfr_set_prec(c->b, 53);
+        mpfr_set_d(c->b, c->rm0, MPFR_RNDN);
+        int hi = c->emax, lo = c->elow;
+        if (c->rm0 != 0.0) {
+            int h2, l2;
+            dbl_span(c->rm0, &h2, &l2);
+            if (h2 > hi)
+                hi = h2;
+            if (l2 < lo)
+                lo = l2;
+        }
+        nkp = (c->any_nonzero || c->rm0 != 0.0) ? (long)hi + 2 - lo : 2;
+    } else {
+        nkp = 53;
+    }
+    mpfr_set_prec(c->Nk, prec_at_least(nkp));
+}
+
+/* Exact sums (or W from the running variance), the statistics at the first
+ * precision, and the numerator's setup. */
+static void group_first_stats(ctx *c)
+{
+    if (c->mode != MODE_RUNNING) {
+        c->ok &= group_sums(c);
+    } else {
+        mpfr_set_prec(c->t1, 53);
+        mpfr_set_d(c->t1, c->rv0, MPFR_RNDN);
+        c->ok &= exact_add(c->W, c->t1, c->eps, +1); /* W = rv0 + eps */
+    }
+    stats_compute(c, &c->lo, NB_REF_PREC0);
+    numerator_setup(c);
+}
+
+/* Report the group's statistics from the first precision: rms =
+ * sqrt(mean^2 + var), mean, var and rstd. */
+static void group_report_stats(ctx *c)
+{
+    const stats *sl = &c->lo;
+    nb_ref *r = c->r;
+    const int64_t g = c->g;
+    mpfr_set_prec(c->t1, NB_REF_PREC0);
+    mpfr_sqr(c->t1, sl->mean, MPFR_RNDN);
+    mpfr_add(c->t1, c->t1, sl->var, MPFR_RNDN);
+    mpfr_sqrt(c->t1, c->t1, MPFR_RNDN);
+    r->rms[g] = mpfr_get_d(c->t1, MPFR_RNDN);
+    r->mean[g] = to_dd(sl->mean, c->t3);
+    r->var[g] = to_dd(sl->var, c->t3);
+    r->rstd[g] = to_dd(sl->rstd, c->t3);
+}
+
+/* N_k, gamma and beta of member k. */
+static void element_inputs(ctx *c, int64_t k)
+{
+    const nb_dtype dt = c->p->dtype;
+    const int64_t pi = c->pidx[k];
+    int tn;
+    if (c->mode == MODE_BATCH)
+        tn = mpfr_fms(c->Nk, c->mf, c->xs[k], c->b, MPFR_RNDN);
+    else if (c->mode == MODE_RUNNING)
+        tn = mpfr_sub(c->Nk, c->xs[k], c->b, MPFR_RNDN);
+    else
+        tn = mpfr_set(c->Nk, c->xs[k], MPFR_RNDN);
+    c->ok &= tn == 0;
+    mpfr_set_d(c->gam, c->use_gamma ? load(c->d->gamma, dt, pi) : 1.0, MPFR_RNDN);
+    mpfr_set_d(c->bet, c->use_beta ? load(c->d->beta, dt, pi) : 0.0, MPFR_RNDN);
+}
+
+/* y, its rounding to the dtype and z of member k. When y cannot be rounded
+ * at the first precision (Ziv), the group's statistics, z and y are
+ * recomputed at twice the precision until it can, up to the cap. */
+static void element_compute(ctx *c, int64_t k)
+{
+    element_inputs(c, k);
+    stats *s = &c->lo;
+    if (!eval_elem(c, s)) {
+        mpfr_prec_t P = NB_REF_PREC0;
+        do {
+            P *= 2;
+            s = &c->hi;
+            if (s->group != c->g || s->prec != P)
+                stats_compute(c, s, P);
+        } while (!eval_elem(c, s) && P < NB_REF_PREC_CAP);
+    }
+    const int64_t i = c->idx[k];
+    c->r->y[i] = to_dd(s->y, c->t3);
+    c->r->y_round[i] =
+        c->p->dtype == NB_F32 ? (double)mpfr_get_flt(s->y, MPFR_RNDN) : mpfr_get_d(s->y, MPFR_RNDN);
+    c->r->z[i] = mpfr_get_d(s->z, MPFR_RNDN);
+}
+
 /* ---- running statistics ------------------------------------------------ */
 
 /* out = ((1 - f) r0 D + f Num) / D, exact numerator, one rounding at P.
  * Num and D are exact; omf = 1 - f exact. */
-static nb_dd running_value(ctx *c, mpfr_srcptr f, mpfr_srcptr omf, double r0, mpfr_srcptr Num,
-                           mpfr_srcptr D, bool *ok)
+static nb_dd running_value(ctx *c, const running_state *rs, double r0, mpfr_srcptr Num,
+                           mpfr_srcptr D)
 {
     mpfr_t r0f, a, b, s, out;
     mpfr_inits2(64, r0f, a, b, s, (mpfr_ptr)0);
     mpfr_init2(out, NB_REF_PREC0);
     mpfr_set_d(r0f, r0, MPFR_RNDN);
-    *ok &= exact_mul(a, omf, r0f);
-    *ok &= exact_mul(b, a, D);     /* (1-f) r0 D */
-    *ok &= exact_mul(a, f, Num);   /* f Num */
-    *ok &= exact_add(s, b, a, +1);
+    c->ok &= exact_mul(a, rs->omf, r0f);
+    c->ok &= exact_mul(b, a, D);       /* (1-f) r0 D */
+    c->ok &= exact_mul(a, rs->f, Num); /* f Num */
+    c->ok &= exact_add(s, b, a, +1);
     mpfr_div(out, s, D, MPFR_RNDN); /* D == 0 (never after nb_problem_check) gives NaN */
     nb_dd o = to_dd(out, c->t3);
     mpfr_clears(r0f, a, b, s, out, (mpfr_ptr)0);
     return o;
+}
+
+/* The momentum factor, rounded to the dtype as the kernels hold it, and for
+ * an InstanceNorm update the per-channel accumulators. */
+static nb_status running_init(running_state *rs, ctx *c)
+{
+    const nb_problem *p = c->p;
+    mpfr_inits2(64, rs->f, rs->omf, rs->one, (mpfr_ptr)0);
+    double fd = (p->layer == NB_BN && p->momentum_none) ? 1.0 / (double)p->num_batches_tracked
+                                                        : p->momentum;
+    if (p->dtype == NB_F32)
+        fd = (double)(float)fd;
+    mpfr_set_d(rs->f, fd, MPFR_RNDN);
+    mpfr_set_ui(rs->one, 1, MPFR_RNDN);
+    c->ok &= exact_add(rs->omf, rs->one, rs->f, -1);
+    if (!(rs->update && p->layer == NB_IN))
+        return NB_OK;
+    const size_t nc = (size_t)c->C;
+    rs->acc1 = malloc(nc * sizeof *rs->acc1);
+    rs->acc2 = malloc(nc * sizeof *rs->acc2);
+    rs->chan_nan = calloc(nc, sizeof *rs->chan_nan);
+    if (!rs->acc1 || !rs->acc2 || !rs->chan_nan)
+        return NB_ERR_NOMEM;
+    for (; rs->nacc < c->C; rs->nacc++) {
+        mpfr_init2(rs->acc1[rs->nacc], 2);
+        mpfr_init2(rs->acc2[rs->nacc], 2);
+        mpfr_set_zero(rs->acc1[rs->nacc], 1);
+        mpfr_set_zero(rs->acc2[rs->nacc], 1);
+    }
+    return NB_OK;
+}
+
+static void running_free(running_state *rs)
+{
+    for (int64_t i = 0; i < rs->nacc; i++) {
+        mpfr_clear(rs->acc1[i]);
+        mpfr_clear(rs->acc2[i]);
+    }
+    free(rs->acc1);
+    free(rs->acc2);
+    free(rs->chan_nan);
+    mpfr_clears(rs->f, rs->omf, rs->one, (mpfr_ptr)0);
+}
+
+/* BatchNorm: the channel's running statistics, unchanged in inference. */
+static void bn_running(ctx *c, const running_state *rs)
+{
+    nb_ref *r = c->r;
+    const int64_t g = c->g;
+    if (!rs->update) {
+        r->running_mean[g] = (nb_dd){c->rm0, 0.0};
+        r->running_var[g] = (nb_dd){c->rv0, 0.0};
+        return;
+    }
+    const nb_dtype dt = c->p->dtype;
+    double r0m = load(c->d->running_mean0, dt, g), r0v = load(c->d->running_var0, dt, g);
+    /* mean: ((1-f) rm0 m + f S1) / m; var (unbiased num / (m (m-1))):
+     * ((1-f) rv0 m (m-1) + f num) / (m (m-1)). */
+    r->running_mean[g] = running_value(c, rs, r0m, c->S1, c->mf);
+    set_i64(c->t1, c->m - 1);
+    c->ok &= exact_mul(c->t2, c->mf, c->t1);
+    r->running_var[g] = running_value(c, rs, r0v, c->num, c->t2);
+}
+
+/* InstanceNorm update: add the instance's S1 and num to its channel's sums. */
+static void in_running_accumulate(ctx *c, running_state *rs)
+{
+    int64_t ch = c->g % c->C;
+    c->ok &= exact_add(c->t1, rs->acc1[ch], c->S1, +1);
+    mpfr_swap(c->t1, rs->acc1[ch]);
+    c->ok &= exact_add(c->t1, rs->acc2[ch], c->num, +1);
+    mpfr_swap(c->t1, rs->acc2[ch]);
+}
+
+/* InstanceNorm: every channel's running statistics after the batch. */
+static void in_running_finish(ctx *c, const running_state *rs)
+{
+    nb_ref *r = c->r;
+    const nb_dtype dt = c->p->dtype;
+    for (int64_t ch = 0; ch < c->C; ch++) {
+        double r0m = load(c->d->running_mean0, dt, ch), r0v = load(c->d->running_var0, dt, ch);
+        if (!rs->update) {
+            r->running_mean[ch] = (nb_dd){r0m, 0.0};
+            r->running_var[ch] = (nb_dd){r0v, 0.0};
+        } else if (rs->chan_nan[ch]) {
+            r->running_mean[ch] = r->running_var[ch] = dd_nan;
+        } else {
+            /* mean: ((1-f) rm0 N S + f sum_n S1) / (N S);
+             * var:  ((1-f) rv0 N S (S-1) + f sum_n num) / (N S (S-1)). */
+            set_i64(c->t1, c->N * c->S);
+            r->running_mean[ch] = running_value(c, rs, r0m, rs->acc1[ch], c->t1);
+            set_i64(c->t2, c->S - 1);
+            c->ok &= exact_mul(c->mf, c->t1, c->t2);
+            r->running_var[ch] = running_value(c, rs, r0v, rs->acc2[ch], c->mf);
+        }
+    }
+}
+
+/* ---- one group, start to end --------------------------------------------- */
+
+static void group_compute(ctx *c, running_state *rs, int64_t g)
+{
+    c->g = g;
+    group_members(c, g);
+    if (!group_load(c)) {
+        group_set_nan(c, rs);
+        return;
+    }
+    group_first_stats(c);
+    group_report_stats(c);
+    if (!mpfr_number_p(c->lo.rstd)) {
+        /* var + eps == 0 (rstd = +inf, 0 * inf) or < 0 (bn inference with
+         * a negative running variance, rstd NaN): the group is NaN. */
+        c->r->group_nan[g] = true;
+        elements_set_nan(c);
+    } else {
+        for (int64_t k = 0; k < c->m; k++)
+            element_compute(c, k);
+    }
+    if (rs->has && c->p->layer == NB_BN)
+        bn_running(c, rs);
+    else if (rs->acc1)
+        in_running_accumulate(c, rs);
+}
+
+/* ---- set-up --------------------------------------------------------------- */
+
+/* Shape of the problem as the reference sees it (own rules, including its
+ * own copy of which layers read beta). */
+static void ctx_shape(ctx *c, const nb_problem *p)
+{
+    c->p = p;
+    c->dt_prec = p->dtype == NB_F32 ? 24 : 53;
+    c->N = p->n;
+    c->C = p->c;
+    c->S = (p->layer == NB_LN || p->layer == NB_RMS) ? 1 : nb_problem_spatial(p);
+    c->G = p->layer == NB_GN ? p->groups : 1;
+    c->Cg = p->layer == NB_GN ? c->C / c->G : 1;
+    switch (p->layer) {
+    case NB_BN:
+        c->ngroups = c->C;
+        c->mmax = c->N * c->S;
+        break;
+    case NB_IN:
+        c->ngroups = c->N * c->C;
+        c->mmax = c->S;
+        break;
+    case NB_GN:
+        c->ngroups = c->N * c->G;
+        c->mmax = c->Cg * c->S;
+        break;
+    default:
+        c->ngroups = c->N;
+        c->mmax = c->C;
+        break;
+    }
+    c->mode = p->layer == NB_RMS                    ? MODE_RMS
+              : (p->layer == NB_BN && !p->training) ? MODE_RUNNING
+                                                    : MODE_BATCH;
+    c->use_gamma = p->affine;
+    c->use_beta = p->affine && p->layer != NB_RMS && (p->layer != NB_LN || p->has_beta);
+}
+
+/* The output arrays of r for the shape in c; on failure r is freed. */
+static nb_status ref_alloc(nb_ref *r, const ctx *c, bool has_running)
+{
+    r->numel = c->N * c->C * c->S;
+    r->groups = c->ngroups;
+    r->channels = c->C;
+    const size_t ne = (size_t)r->numel, ng = (size_t)c->ngroups, nc = (size_t)c->C;
+    r->y = malloc(ne * sizeof *r->y);
+    r->y_round = malloc(ne * sizeof *r->y_round);
+    r->z = malloc(ne * sizeof *r->z);
+    r->mean = malloc(ng * sizeof *r->mean);
+    r->var = malloc(ng * sizeof *r->var);
+    r->rstd = malloc(ng * sizeof *r->rstd);
+    r->rms = malloc(ng * sizeof *r->rms);
+    r->group_nan = calloc(ng, sizeof *r->group_nan);
+    if (has_running) {
+        r->running_mean = malloc(nc * sizeof *r->running_mean);
+        r->running_var = malloc(nc * sizeof *r->running_var);
+    }
+    if (!r->y || !r->y_round || !r->z || !r->mean || !r->var || !r->rstd || !r->rms ||
+        !r->group_nan || (has_running && (!r->running_mean || !r->running_var))) {
+        nb_ref_free(r);
+        return NB_ERR_NOMEM;
+    }
+    return NB_OK;
+}
+
+/* The problem is valid, x is given and the reference fits in memory
+ * (checked before anything is derived from the shape). */
+static nb_status ref_problem_check(const nb_data *d)
+{
+    char msg[160];
+    nb_status st = nb_problem_check(&d->prob, msg, sizeof msg);
+    if (st != NB_OK)
+        return st;
+    if (!d->x)
+        return NB_ERR_NULL;
+    /* y (16 bytes), y_round, z (8 each) per element, plus MPFR terms of one
+     * group (about 48 bytes each): refuse what the machine cannot hold. */
+    if (!nb_memory_fits(nb_ref_memory(&d->prob)))
+        return NB_ERR_NOMEM;
+    return NB_OK;
+}
+
+/* The parameter and running-statistic buffers the problem reads are given. */
+static bool ref_buffers_present(const nb_data *d, const ctx *c, bool has_running)
+{
+    return !((c->use_gamma && !d->gamma) || (c->use_beta && !d->beta) ||
+             (has_running && (!d->running_mean0 || !d->running_var0)));
 }
 
 /* ---- public -------------------------------------------------------------- */
@@ -521,331 +936,44 @@ nb_status nb_ref_compute(const nb_data *d, nb_ref *r)
     if (!d || !r)
         return NB_ERR_NULL;
     memset(r, 0, sizeof *r);
-    const nb_problem *p = &d->prob;
-    char msg[160];
-    nb_status st = nb_problem_check(p, msg, sizeof msg);
+    nb_status st = ref_problem_check(d);
     if (st != NB_OK)
         return st;
-    if (!d->x)
-        return NB_ERR_NULL;
-    /* y (16 bytes), y_round, z (8 each) per element, plus MPFR terms of one
-     * group (about 48 bytes each): refuse what the machine cannot hold. */
-    if (!nb_memory_fits(nb_ref_memory(p)))
-        return NB_ERR_NOMEM;
-
     ctx cx;
     memset(&cx, 0, sizeof cx);
     ctx *c = &cx;
-    c->p = p;
-    c->dt_prec = p->dtype == NB_F32 ? 24 : 53;
-    c->N = p->n;
-    c->C = p->c;
-    c->S = (p->layer == NB_LN || p->layer == NB_RMS) ? 1 : nb_problem_spatial(p);
-    c->G = p->layer == NB_GN ? p->groups : 1;
-    c->Cg = p->layer == NB_GN ? c->C / c->G : 1;
-    switch (p->layer) {
-    case NB_BN:
-        c->ngroups = c->C;
-        c->mmax = c->N * c->S;
-        break;
-    case NB_IN:
-        c->ngroups = c->N * c->C;
-        c->mmax = c->S;
-        break;
-    case NB_GN:
-        c->ngroups = c->N * c->G;
-        c->mmax = c->Cg * c->S;
-        break;
-    default:
-        c->ngroups = c->N;
-        c->mmax = c->C;
-        break;
-    }
-    const int64_t numel = c->N * c->C * c->S;
-    c->mode = p->layer == NB_RMS ? MODE_RMS
-              : (p->layer == NB_BN && !p->training) ? MODE_RUNNING
-                                                   : MODE_BATCH;
-    c->use_gamma = p->affine;
-    c->use_beta = p->affine && p->layer != NB_RMS && (p->layer != NB_LN || p->has_beta);
-    const bool has_running = nb_problem_has_running(p);
-    const bool update_running = has_running && p->training;
-    if ((c->use_gamma && !d->gamma) || (c->use_beta && !d->beta) ||
-        (has_running && (!d->running_mean0 || !d->running_var0)))
+    ctx_shape(c, &d->prob);
+    running_state rs;
+    memset(&rs, 0, sizeof rs);
+    rs.has = nb_problem_has_running(&d->prob);
+    rs.update = rs.has && d->prob.training;
+    if (!ref_buffers_present(d, c, rs.has))
         return NB_ERR_NULL;
-
-    r->numel = numel;
-    r->groups = c->ngroups;
-    r->channels = c->C;
-    const size_t ne = (size_t)numel, ng = (size_t)c->ngroups, nc = (size_t)c->C;
-    r->y = malloc(ne * sizeof *r->y);
-    r->y_round = malloc(ne * sizeof *r->y_round);
-    r->z = malloc(ne * sizeof *r->z);
-    r->mean = malloc(ng * sizeof *r->mean);
-    r->var = malloc(ng * sizeof *r->var);
-    r->rstd = malloc(ng * sizeof *r->rstd);
-    r->rms = malloc(ng * sizeof *r->rms);
-    r->group_nan = calloc(ng, sizeof *r->group_nan);
-    if (has_running) {
-        r->running_mean = malloc(nc * sizeof *r->running_mean);
-        r->running_var = malloc(nc * sizeof *r->running_var);
-    }
-    if (!r->y || !r->y_round || !r->z || !r->mean || !r->var || !r->rstd || !r->rms ||
-        !r->group_nan || (has_running && (!r->running_mean || !r->running_var))) {
-        nb_ref_free(r);
-        return NB_ERR_NOMEM;
-    }
+    st = ref_alloc(r, c, rs.has);
+    if (st != NB_OK)
+        return st;
+    c->d = d;
+    c->r = r;
+    c->ok = true;
     st = ctx_alloc(c, c->mode != MODE_RUNNING);
     if (st != NB_OK) {
         ctx_free(c);
         nb_ref_free(r);
         return st;
     }
-
-    bool ok = true; /* every "exact" operation was exact */
-    const double eps_t = p->dtype == NB_F32 ? (double)(float)p->eps : p->eps;
+    const double eps_t = d->prob.dtype == NB_F32 ? (double)(float)d->prob.eps : d->prob.eps;
     mpfr_set_prec(c->eps, 53);
     mpfr_set_d(c->eps, eps_t, MPFR_RNDN);
-
-    /* Momentum factor, rounded to the dtype as the kernels hold it. */
-    mpfr_t f, omf, one;
-    mpfr_inits2(64, f, omf, one, (mpfr_ptr)0);
-    {
-        double fd = (p->layer == NB_BN && p->momentum_none)
-                        ? 1.0 / (double)p->num_batches_tracked
-                        : p->momentum;
-        if (p->dtype == NB_F32)
-            fd = (double)(float)fd;
-        mpfr_set_d(f, fd, MPFR_RNDN);
-        mpfr_set_ui(one, 1, MPFR_RNDN);
-        ok &= exact_add(omf, one, f, -1);
+    st = running_init(&rs, c);
+    if (st == NB_OK) {
+        for (int64_t g = 0; g < c->ngroups; g++)
+            group_compute(c, &rs, g);
+        if (rs.has && d->prob.layer == NB_IN)
+            in_running_finish(c, &rs);
+        if (!c->ok)
+            st = NB_ERR_MPFR;
     }
-    /* InstanceNorm: per-channel exact accumulators over the batch. */
-    mpfr_t *acc1 = NULL, *acc2 = NULL;
-    bool *chan_nan = NULL;
-    int64_t nacc = 0;
-    if (update_running && p->layer == NB_IN) {
-        acc1 = malloc(nc * sizeof *acc1);
-        acc2 = malloc(nc * sizeof *acc2);
-        chan_nan = calloc(nc, sizeof *chan_nan);
-        if (!acc1 || !acc2 || !chan_nan) {
-            st = NB_ERR_NOMEM;
-            goto done;
-        }
-        for (; nacc < c->C; nacc++) {
-            mpfr_init2(acc1[nacc], 2);
-            mpfr_init2(acc2[nacc], 2);
-            mpfr_set_zero(acc1[nacc], 1);
-            mpfr_set_zero(acc2[nacc], 1);
-        }
-    }
-
-    const nb_dtype dt = p->dtype;
-    for (int64_t g = 0; g < c->ngroups; g++) {
-        group_members(c, g);
-        const int64_t m = c->m;
-        bool bad = false;
-        c->any_nonzero = false;
-        c->emax = INT32_MIN;
-        c->elow = INT32_MAX;
-        for (int64_t k = 0; k < m; k++) {
-            double v = load(d->x, dt, c->idx[k]);
-            if (!isfinite(v)) {
-                if (c->mode == MODE_RUNNING) {
-                    /* BatchNorm inference has no reduction: a NaN/Inf x
-                     * affects its own element only (y = NaN for NaN,
-                     * +/-Inf * sign(gamma rstd) for +/-Inf, NaN where
-                     * gamma == 0), as in PyTorch. MPFR's Inf/NaN arithmetic
-                     * below produces exactly that. */
-                    mpfr_set_d(c->xs[k], v, MPFR_RNDN);
-                    continue;
-                }
-                bad = true;
-                break;
-            }
-            mpfr_set_d(c->xs[k], v, MPFR_RNDN); /* exact: 53 bits */
-            if (v != 0.0) {
-                int hi, lo;
-                dbl_span(v, &hi, &lo);
-                if (hi > c->emax)
-                    c->emax = hi;
-                if (lo < c->elow)
-                    c->elow = lo;
-                c->any_nonzero = true;
-            }
-        }
-        double rm0 = 0.0, rv0 = 0.0;
-        if (c->mode == MODE_RUNNING) {
-            rm0 = load(d->running_mean0, dt, g);
-            rv0 = load(d->running_var0, dt, g);
-            if (!isfinite(rm0) || !isfinite(rv0))
-                bad = true; /* non-finite running statistics: the channel is NaN */
-        }
-        if (bad) {
-            r->group_nan[g] = true;
-            for (int64_t k = 0; k < m; k++) {
-                r->y[c->idx[k]] = dd_nan;
-                r->y_round[c->idx[k]] = NAN;
-                r->z[c->idx[k]] = NAN;
-            }
-            /* The whole group is NaN, its statistics included (also in bn
-             * inference, where they do not depend on x). */
-            r->mean[g] = r->var[g] = r->rstd[g] = dd_nan;
-            r->rms[g] = NAN;
-            if (has_running && p->layer == NB_BN) {
-                if (update_running)
-                    r->running_mean[g] = r->running_var[g] = dd_nan;
-                else {
-                    r->running_mean[g] = (nb_dd){rm0, 0.0};
-                    r->running_var[g] = (nb_dd){rv0, 0.0};
-                }
-            }
-            if (chan_nan)
-                chan_nan[g % c->C] = true;
-            continue;
-        }
-
-        /* Exact sums, statistics at the first precision. */
-        if (c->mode != MODE_RUNNING) {
-            ok &= group_sums(c);
-        } else {
-            mpfr_set_prec(c->t1, 53);
-            mpfr_set_d(c->t1, rv0, MPFR_RNDN);
-            ok &= exact_add(c->W, c->t1, c->eps, +1); /* W = rv0 + eps */
-        }
-        stats_compute(c, &c->lo, NB_REF_PREC0, g, rm0, rv0);
-        stats *sl = &c->lo;
-
-        /* Numerator of x_k - mean: N_k = m x_k - S1 (batch), x_k - rm0
-         * (running), x_k (rms). Precision that holds it exactly. */
-        long nkp;
-        if (c->mode == MODE_BATCH) {
-            mpfr_set_prec(c->b, mpfr_get_prec(c->S1));
-            mpfr_set(c->b, c->S1, MPFR_RNDN);
-            /* |m x| < 2^(emax+64), |S1| < 2^(emax+lg); multiples of 2^elow */
-            nkp = c->any_nonzero ? (long)c->emax + 64 + 2 - c->elow : 2;
-        } else if (c->mode == MODE_RUNNING) {
-            mpfr_set_prec(c->b, 53);
-            mpfr_set_d(c->b, rm0, MPFR_RNDN);
-            int hi = c->emax, lo = c->elow;
-            if (rm0 != 0.0) {
-                int h2, l2;
-                dbl_span(rm0, &h2, &l2);
-                if (h2 > hi)
-                    hi = h2;
-                if (l2 < lo)
-                    lo = l2;
-            }
-            nkp = (c->any_nonzero || rm0 != 0.0) ? (long)hi + 2 - lo : 2;
-        } else {
-            nkp = 53;
-        }
-        mpfr_set_prec(c->Nk, prec_at_least(nkp));
-
-        /* rms of the group: sqrt(mean^2 + var). */
-        mpfr_set_prec(c->t1, NB_REF_PREC0);
-        mpfr_sqr(c->t1, sl->mean, MPFR_RNDN);
-        mpfr_add(c->t1, c->t1, sl->var, MPFR_RNDN);
-        mpfr_sqrt(c->t1, c->t1, MPFR_RNDN);
-        r->rms[g] = mpfr_get_d(c->t1, MPFR_RNDN);
-        r->mean[g] = to_dd(sl->mean, c->t3);
-        r->var[g] = to_dd(sl->var, c->t3);
-        r->rstd[g] = to_dd(sl->rstd, c->t3);
-
-        if (!mpfr_number_p(sl->rstd)) {
-            /* var + eps == 0 (rstd = +inf, 0 * inf) or < 0 (bn inference with
-             * a negative running variance, rstd NaN): the group is NaN. */
-            r->group_nan[g] = true;
-            for (int64_t k = 0; k < m; k++) {
-                r->y[c->idx[k]] = dd_nan;
-                r->y_round[c->idx[k]] = NAN;
-                r->z[c->idx[k]] = NAN;
-            }
-        } else {
-            for (int64_t k = 0; k < m; k++) {
-                const int64_t i = c->idx[k], pi = c->pidx[k];
-                int tn;
-                if (c->mode == MODE_BATCH)
-                    tn = mpfr_fms(c->Nk, c->mf, c->xs[k], c->b, MPFR_RNDN);
-                else if (c->mode == MODE_RUNNING)
-                    tn = mpfr_sub(c->Nk, c->xs[k], c->b, MPFR_RNDN);
-                else
-                    tn = mpfr_set(c->Nk, c->xs[k], MPFR_RNDN);
-                ok &= tn == 0;
-                mpfr_set_d(c->gam, c->use_gamma ? load(d->gamma, dt, pi) : 1.0, MPFR_RNDN);
-                mpfr_set_d(c->bet, c->use_beta ? load(d->beta, dt, pi) : 0.0, MPFR_RNDN);
-                stats *s = sl;
-                if (!eval_elem(c, s)) {
-                    /* Ziv: raise the precision of this element's group
-                     * statistics, z and y until y can be rounded. */
-                    mpfr_prec_t P = NB_REF_PREC0;
-                    do {
-                        P *= 2;
-                        s = &c->hi;
-                        if (s->group != g || s->prec != P)
-                            stats_compute(c, s, P, g, rm0, rv0);
-                    } while (!eval_elem(c, s) && P < NB_REF_PREC_CAP);
-                }
-                r->y[i] = to_dd(s->y, c->t3);
-                r->y_round[i] = dt == NB_F32 ? (double)mpfr_get_flt(s->y, MPFR_RNDN)
-                                             : mpfr_get_d(s->y, MPFR_RNDN);
-                r->z[i] = mpfr_get_d(s->z, MPFR_RNDN);
-            }
-        }
-
-        /* Running statistics. */
-        if (has_running && p->layer == NB_BN) {
-            if (!update_running) {
-                r->running_mean[g] = (nb_dd){rm0, 0.0};
-                r->running_var[g] = (nb_dd){rv0, 0.0};
-            } else {
-                double r0m = load(d->running_mean0, dt, g), r0v = load(d->running_var0, dt, g);
-                /* mean: ((1-f) rm0 m + f S1) / m; var (unbiased num / (m (m-1))):
-                 * ((1-f) rv0 m (m-1) + f num) / (m (m-1)). */
-                r->running_mean[g] = running_value(c, f, omf, r0m, c->S1, c->mf, &ok);
-                set_i64(c->t1, m - 1);
-                ok &= exact_mul(c->t2, c->mf, c->t1);
-                r->running_var[g] = running_value(c, f, omf, r0v, c->num, c->t2, &ok);
-            }
-        } else if (acc1) {
-            int64_t ch = g % c->C;
-            ok &= exact_add(c->t1, acc1[ch], c->S1, +1);
-            mpfr_swap(c->t1, acc1[ch]);
-            ok &= exact_add(c->t1, acc2[ch], c->num, +1);
-            mpfr_swap(c->t1, acc2[ch]);
-        }
-    }
-
-    if (has_running && p->layer == NB_IN) {
-        for (int64_t ch = 0; ch < c->C; ch++) {
-            double r0m = load(d->running_mean0, dt, ch), r0v = load(d->running_var0, dt, ch);
-            if (!update_running) {
-                r->running_mean[ch] = (nb_dd){r0m, 0.0};
-                r->running_var[ch] = (nb_dd){r0v, 0.0};
-            } else if (chan_nan[ch]) {
-                r->running_mean[ch] = r->running_var[ch] = dd_nan;
-            } else {
-                /* mean: ((1-f) rm0 N S + f sum_n S1) / (N S);
-                 * var:  ((1-f) rv0 N S (S-1) + f sum_n num) / (N S (S-1)). */
-                set_i64(c->t1, c->N * c->S);
-                r->running_mean[ch] = running_value(c, f, omf, r0m, acc1[ch], c->t1, &ok);
-                set_i64(c->t2, c->S - 1);
-                ok &= exact_mul(c->mf, c->t1, c->t2);
-                r->running_var[ch] = running_value(c, f, omf, r0v, acc2[ch], c->mf, &ok);
-            }
-        }
-    }
-    if (!ok)
-        st = NB_ERR_MPFR;
-
-done:
-    for (int64_t i = 0; i < nacc; i++) {
-        mpfr_clear(acc1[i]);
-        mpfr_clear(acc2[i]);
-    }
-    free(acc1);
-    free(acc2);
-    free(chan_nan);
-    mpfr_clears(f, omf, one, (mpfr_ptr)0);
+    running_free(&rs);
     ctx_free(c);
     if (st != NB_OK)
         nb_ref_free(r);
