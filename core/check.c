@@ -35,7 +35,10 @@ static double getv(const void *buf, nb_dtype t, int64_t i)
 }
 
 /* |got - (hi + lo)| without losing the low part. */
-static double dd_err(double got, nb_dd want) { return fabs((got - want.hi) - want.lo); }
+static double dd_err(double got, nb_dd want)
+{
+    return fabs((got - want.hi) - want.lo);
+}
 
 static double ulp_of(double v, nb_dtype t)
 {
@@ -91,12 +94,431 @@ static void locate(const nb_problem *p, int64_t i, int64_t *g, int64_t *pi, int6
     }
 }
 
+/* What the range pre-scan found about one statistics group. */
 typedef struct grp_info {
     double maxabs, maxdev;
     bool nonfinite_out;
     bool limited;
     const char *why;
 } grp_info;
+
+/* One checker run: the inputs, the constants of the dtype, the per-group
+ * range findings and the running tallies of the element and statistics
+ * checks. */
+typedef struct check_ctx {
+    const nb_data *d;
+    const nb_ref *r;
+    const nb_problem *p;
+    nb_check *o;
+    double C; /* reduction depth */
+    unsigned flags;
+    nb_dtype t;
+    double u, tmax, tiny; /* unit roundoff, largest finite, 4 x smallest normal */
+    int64_t N, G, m;      /* elements, groups, group size */
+    bool batch, affine, has_beta;
+    grp_info *gi;
+
+    /* element tallies */
+    int64_t nfail, nlimit, nsum;
+    double sum_scaled;
+    const char *first_fail, *first_limit;
+    int64_t fail_at;
+    double best_use;
+    /* statistics */
+    const char *stat_fail;
+} check_ctx;
+
+/* One element under check: where it is, what the kernel gave, and the
+ * outcome (bad: why it fails, NULL when within its bound). */
+typedef struct elem_check {
+    int64_t i, g, pi, coord[5];
+    double got, gam, bet;
+    const char *bad;
+    double use, tol;
+} elem_check;
+
+static void check_ctx_init(check_ctx *k, double C, unsigned flags, const nb_data *d,
+                           const nb_ref *r, nb_check *o)
+{
+    memset(k, 0, sizeof *k);
+    k->d = d;
+    k->r = r;
+    k->p = &d->prob;
+    k->o = o;
+    k->C = C;
+    k->flags = flags;
+    const nb_problem *p = k->p;
+    const nb_dtype t = p->dtype;
+    k->t = t;
+    k->u = t == NB_F32 ? 0x1p-24 : 0x1p-53;
+    k->tmax = t == NB_F32 ? FLT_MAX : DBL_MAX;
+    k->tiny = 4.0 * (t == NB_F32 ? FLT_MIN : DBL_MIN);
+    k->N = nb_problem_numel(p);
+    k->G = nb_problem_stat_count(p);
+    k->m = nb_problem_group_size(p);
+    k->batch = nb_problem_uses_batch_stats(p);
+    k->affine = p->affine;
+    k->has_beta = nb_problem_uses_beta(p);
+    k->fail_at = -1;
+    k->best_use = -1;
+}
+
+/* Range limits per group. A group is LIMIT only when (a) its values are
+ * beyond what the kernel's accumulator can hold -- the squared deviations
+ * from the exact mean, or the plain sum, overflow for a kernel that does not
+ * prescale, or the exact rstd itself is not representable -- and (b) the
+ * kernel's own results show it: a non-finite y, or non-finite (or zero)
+ * statistics. A group that is out of range but comes back finite and wrong
+ * is a FAIL like any other. */
+static void groups_scan_range(check_ctx *k)
+{
+    const nb_data *d = k->d;
+    grp_info *gi = k->gi;
+    int64_t gidx, pidx, coord[5];
+    for (int64_t i = 0; i < k->N; i++) {
+        locate(k->p, i, &gidx, &pidx, coord);
+        const double xv = getv(d->x, k->t, i);
+        const double a = fabs(xv), dev = fabs(xv - k->r->mean[gidx].hi);
+        if (a > gi[gidx].maxabs)
+            gi[gidx].maxabs = a;
+        if (dev > gi[gidx].maxdev)
+            gi[gidx].maxdev = dev;
+        if (!isfinite(getv(d->y, k->t, i)))
+            gi[gidx].nonfinite_out = true;
+    }
+}
+
+static void groups_mark_limited(check_ctx *k)
+{
+    const nb_data *d = k->d;
+    const nb_dtype t = k->t;
+    const double tmax = k->tmax;
+    for (int64_t g = 0; g < k->G; g++) {
+        grp_info *gi = &k->gi[g];
+        if (k->r->group_nan[g])
+            continue;
+        const double km = getv(d->mean, t, g), kv = getv(d->var, t, g), kr = getv(d->rstd, t, g);
+        const bool evidence =
+            gi->nonfinite_out || !isfinite(km) || !isfinite(kv) || !isfinite(kr) || kr == 0;
+        const double ma = gi->maxabs, md = gi->maxdev;
+        if (k->batch && !(k->flags & NB_KF_PRESCALED) && evidence &&
+            (md * md * (double)k->m > tmax || ma * (double)k->m > tmax)) {
+            gi->limited = true;
+            gi->why = "squares or sums exceed the accumulator's range (kernel is not prescaled)";
+        }
+        if (k->r->rstd[g].hi > tmax && evidence) {
+            gi->limited = true;
+            gi->why = "rstd exceeds the dtype's range";
+        }
+    }
+}
+
+/* A finite element of a finite group: its error against the bound, the
+ * scaled error and the ULP error where they mean something. */
+static void element_bound(check_ctx *k, elem_check *e)
+{
+    const nb_ref *r = k->r;
+    nb_check *o = k->o;
+    const double u = k->u, C = k->C;
+    const int64_t i = e->i, gidx = e->g;
+    const double gam = e->gam, bet = e->bet;
+    const double rs = r->rstd[gidx].hi, var = r->var[gidx].hi;
+    const double K = r->rms[gidx] * rs, tt = var * rs * rs;
+    const double z = r->z[i], y = r->y[i].hi;
+    const double err = dd_err(e->got, r->y[i]);
+    const double ag = fabs(gam);
+    e->tol = u * ag * (C * K + fabs(z) * (4.0 + C * (tt + K * sqrt(tt)) / 2.0)) +
+             u * (fabs(gam * z) + 2.0 * fabs(y)) + k->tiny;
+    const double scale = ag * (K + fabs(z)) + fabs(bet) + fabs(y);
+    const double scaled = scale > 0 ? err / (u * scale) : (err > 0 ? INFINITY : 0);
+    e->use = err / e->tol;
+    if (scaled > o->max_scaled)
+        o->max_scaled = scaled;
+    k->sum_scaled += scaled;
+    k->nsum++;
+    /* ULPs mean something only where neither y = gamma z + beta nor
+     * x - mean cancelled (|x - mean| >= |x| / 2, i.e. |z| >= |x| rstd / 2). */
+    const double xi = getv(k->d->x, k->t, i);
+    if (fabs(y) >= 0.5 * (fabs(gam * z) + fabs(bet)) && y != 0 && fabs(z) >= 0.5 * fabs(xi) * rs) {
+        double ulps = err / ulp_of(y, k->t);
+        if (ulps > o->max_ulp)
+            o->max_ulp = ulps;
+    }
+    if (err > e->tol)
+        e->bad = "error above the bound";
+}
+
+/* Check element i: NaN patterns, then the bound. */
+static void element_check(check_ctx *k, int64_t i, elem_check *e)
+{
+    const nb_data *d = k->d;
+    const nb_ref *r = k->r;
+    memset(e, 0, sizeof *e);
+    e->i = i;
+    locate(k->p, i, &e->g, &e->pi, e->coord);
+    e->got = getv(d->y, k->t, i);
+    e->gam = k->affine ? getv(d->gamma, k->t, e->pi) : 1.0;
+    e->bet = k->has_beta ? getv(d->beta, k->t, e->pi) : 0.0;
+    const double got = e->got;
+    if (r->group_nan[e->g]) {
+        if (!isnan(got))
+            e->bad = "not NaN where the reference is NaN (NaN/Inf input or 0*inf)";
+    } else if (!isfinite(r->y[i].hi)) {
+        /* A single non-finite element of a finite group (BatchNorm
+         * inference: no reduction, so NaN/Inf stays in its element). */
+        const double want = r->y[i].hi;
+        if (isnan(want) ? !isnan(got) : got != want)
+            e->bad = isnan(want) ? "not NaN where the reference is NaN (NaN input or 0*inf)"
+                                 : "not the reference's Inf (Inf input, no reduction)";
+    } else if (!isfinite(got)) {
+        e->bad = "non-finite where the reference is finite";
+        e->use = INFINITY;
+    } else {
+        element_bound(k, e);
+    }
+    if (e->bad && e->use <= 1.0)
+        e->use = INFINITY; /* NaN-pattern mismatch */
+}
+
+/* Fold one checked element into the worst element and the tallies. */
+static void element_record(check_ctx *k, const elem_check *e)
+{
+    nb_check *o = k->o;
+    const bool lim = k->gi[e->g].limited;
+    /* Track the largest bound use; a real (not range-limited) failure
+     * takes precedence so that it is the element shown. */
+    const bool real_fail = e->bad && !lim;
+    if (o->worst < 0 || (real_fail && k->fail_at < 0) ||
+        ((real_fail || k->fail_at < 0) && e->use > k->best_use)) {
+        k->best_use = e->use;
+        o->worst = e->i;
+        o->worst_got = e->got;
+        o->worst_want = k->r->y[e->i].hi;
+        o->worst_x = getv(k->d->x, k->t, e->i);
+        o->worst_gamma = e->gam;
+        o->worst_beta = e->bet;
+        o->worst_tol = e->tol;
+        memcpy(o->worst_coord, e->coord, sizeof e->coord);
+    }
+    if (e->use > o->max_bound_use)
+        o->max_bound_use = e->use;
+    if (!e->bad)
+        return;
+    if (lim) {
+        k->nlimit++;
+        if (!k->first_limit)
+            k->first_limit = k->gi[e->g].why;
+    } else {
+        k->nfail++;
+        if (!k->first_fail) {
+            k->first_fail = e->bad;
+            k->fail_at = e->i;
+        }
+    }
+}
+
+static void elements_check(check_ctx *k)
+{
+    elem_check e;
+    for (int64_t i = 0; i < k->N; i++) {
+        element_check(k, i, &e);
+        element_record(k, &e);
+    }
+    k->o->mean_scaled = k->nsum ? k->sum_scaled / (double)k->nsum : 0;
+}
+
+/* NaN groups: the statistics must carry the same special values (NaN for
+ * NaN/Inf input; rstd = +inf for var + eps == 0). */
+static void nan_group_stats_check(check_ctx *k, int64_t g)
+{
+    const nb_data *d = k->d;
+    const nb_ref *r = k->r;
+    nb_check *o = k->o;
+    const nb_dtype t = k->t;
+    const double km = getv(d->mean, t, g), kv = getv(d->var, t, g);
+    const double kr = getv(d->rstd, t, g);
+    /* An Inf input may leave the mean or variance at +/-Inf rather
+     * than NaN; rstd must be NaN (rms has no mean to check). */
+    if ((isnan(r->mean[g].hi) && isfinite(km) && k->p->layer != NB_RMS) ||
+        (isnan(r->var[g].hi) && isfinite(kv)) || (isnan(r->rstd[g].hi) && !isnan(kr)) ||
+        (r->rstd[g].hi == INFINITY && kr != INFINITY)) {
+        if (!k->stat_fail)
+            k->stat_fail = "statistics of a NaN group lack its NaN/Inf";
+        o->err_mean = o->err_var = o->err_rstd = INFINITY;
+    }
+}
+
+/* mean, var and rstd of a finite group against their bounds. */
+static void group_stats_check(check_ctx *k, int64_t g)
+{
+    const nb_data *d = k->d;
+    const nb_ref *r = k->r;
+    nb_check *o = k->o;
+    const nb_problem *p = k->p;
+    const nb_dtype t = k->t;
+    const double u = k->u, tiny = k->tiny;
+    const double rs = r->rstd[g].hi, var = r->var[g].hi, rms = r->rms[g];
+    const double eps = t == NB_F32 ? (double)(float)p->eps : p->eps;
+    const double K = rms * rs, tt = var * rs * rs;
+    const double c = k->batch ? k->C : 0.0;
+    const double rel_rstd = u * (4.0 + c * (tt + K * sqrt(tt)) / 2.0);
+    const double tol_mean = u * (c + 1.0) * rms + tiny;
+    const double tol_var = u * (var + eps) * (c * (tt + K * sqrt(tt)) + 2.0) + tiny;
+    const double tol_rstd = rel_rstd * rs + tiny;
+    const double em = dd_err(getv(d->mean, t, g), r->mean[g]) / tol_mean;
+    /* A variance beyond the dtype's range (|x| near its maximum) can
+     * only be stored as +Inf; rstd and y stay representable. */
+    const double gv = getv(d->var, t, g);
+    const double ev = r->var[g].hi > k->tmax ? (gv == INFINITY ? 0.0 : INFINITY)
+                                             : dd_err(gv, r->var[g]) / tol_var;
+    const double er = dd_err(getv(d->rstd, t, g), r->rstd[g]) / tol_rstd;
+    if (!(em <= 1.0) && !k->stat_fail)
+        k->stat_fail = "mean outside its bound";
+    if (!(ev <= 1.0) && !k->stat_fail)
+        k->stat_fail = "var outside its bound";
+    if (!(er <= 1.0) && !k->stat_fail)
+        k->stat_fail = "rstd outside its bound";
+    double eme = isnan(em) ? INFINITY : em, eve = isnan(ev) ? INFINITY : ev;
+    double ere = isnan(er) ? INFINITY : er;
+    o->err_mean = fmax(o->err_mean, eme);
+    o->err_var = fmax(o->err_var, eve);
+    o->err_rstd = fmax(o->err_rstd, ere);
+}
+
+/* Statistics: mean, var, rstd per group. */
+static void stats_check(check_ctx *k)
+{
+    for (int64_t g = 0; g < k->G; g++) {
+        if (k->r->group_nan[g])
+            nan_group_stats_check(k, g);
+        else if (!k->gi[g].limited)
+            group_stats_check(k, g);
+    }
+}
+
+/* BatchNorm inference must leave the running statistics alone. */
+static void running_unchanged_check(check_ctx *k)
+{
+    const nb_data *d = k->d;
+    const size_t bytes = (size_t)k->p->c * nb_dtype_size(k->t);
+    if (memcmp(d->running_mean, d->running_mean0, bytes) ||
+        memcmp(d->running_var, d->running_var0, bytes)) {
+        if (!k->stat_fail)
+            k->stat_fail = "inference modified the running statistics";
+        k->o->err_running = INFINITY;
+    }
+}
+
+/* The bound terms of one channel's running statistics, summed over its
+ * `per` instances; false when one of them is NaN or range-limited. */
+typedef struct running_terms {
+    double tm, tv, am, av;
+} running_terms;
+
+static bool running_terms_sum(const check_ctx *k, int64_t c, int64_t per, running_terms *s)
+{
+    const nb_ref *r = k->r;
+    const nb_problem *p = k->p;
+    const int64_t Cc = p->c;
+    const double u = k->u, C = k->C;
+    const double bessel = (double)k->m / (double)(k->m - 1);
+    double tm = 0, tv = 0, am = 0, av = 0;
+    for (int64_t n = 0; n < per; n++) {
+        int64_t g = n * Cc + c;
+        if (r->group_nan[g] || k->gi[g].limited)
+            return false;
+        const double rs = r->rstd[g].hi, var = r->var[g].hi, rms = r->rms[g];
+        const double eps = k->t == NB_F32 ? (double)(float)p->eps : p->eps;
+        const double K = rms * rs, tt = var * rs * rs;
+        tm += u * (C + 1.0) * rms;
+        tv += bessel * (u * (var + eps) * (C * (tt + K * sqrt(tt)) + 2.0) + 3.0 * u * var);
+        am += fabs(r->mean[g].hi);
+        av += bessel * var;
+    }
+    *s = (running_terms){tm, tv, am, av};
+    return true;
+}
+
+/* A NaN channel's running statistics must not be finite (NaN, or +/-Inf
+ * where an Inf input drove them there). */
+static void nan_channel_running_check(check_ctx *k, int64_t c)
+{
+    const nb_data *d = k->d;
+    const nb_ref *r = k->r;
+    if ((isnan(r->running_mean[c].hi) && isfinite(getv(d->running_mean, k->t, c))) ||
+        (isnan(r->running_var[c].hi) && isfinite(getv(d->running_var, k->t, c)))) {
+        if (!k->stat_fail)
+            k->stat_fail = "running statistics of a NaN channel are not NaN";
+        k->o->err_running = INFINITY;
+    }
+}
+
+/* Channel c's updated running statistics against their bounds; f is the
+ * momentum factor in the dtype. */
+static void channel_running_check(check_ctx *k, int64_t c, int64_t per, double f,
+                                  const running_terms *s)
+{
+    const nb_data *d = k->d;
+    const nb_ref *r = k->r;
+    nb_check *o = k->o;
+    const nb_dtype t = k->t;
+    const double u = k->u, tiny = k->tiny;
+    const double tm = s->tm, tv = s->tv, am = s->am, av = s->av;
+    const double rm0 = getv(d->running_mean0, t, c), rv0 = getv(d->running_var0, t, c);
+    const double agg = (double)per + 2.0;
+    const double tol_rm = f * (tm / (double)per + agg * u * am / (double)per) +
+                          3.0 * u * (fabs((1 - f) * rm0) + fabs(f * am / (double)per)) + tiny;
+    const double tol_rv = f * (tv / (double)per + agg * u * av / (double)per) +
+                          3.0 * u * (fabs((1 - f) * rv0) + fabs(f * av / (double)per)) + tiny;
+    const double e1 = dd_err(getv(d->running_mean, t, c), r->running_mean[c]) / tol_rm;
+    const double grv = getv(d->running_var, t, c);
+    const double e2 = r->running_var[c].hi > k->tmax ? (grv == INFINITY ? 0.0 : INFINITY)
+                                                     : dd_err(grv, r->running_var[c]) / tol_rv;
+    if (!(e1 <= 1.0) && !k->stat_fail)
+        k->stat_fail = "running_mean outside its bound";
+    if (!(e2 <= 1.0) && !k->stat_fail)
+        k->stat_fail = "running_var outside its bound";
+    o->err_running = fmax(o->err_running, isnan(e1) ? INFINITY : e1);
+    o->err_running = fmax(o->err_running, isnan(e2) ? INFINITY : e2);
+}
+
+/* Running statistics (bn training, in with track): the batch value is the
+ * mean over `per` instances of each channel's statistics. */
+static void running_update_check(check_ctx *k)
+{
+    const nb_problem *p = k->p;
+    const int64_t per = p->layer == NB_BN ? 1 : p->n;
+    const double f =
+        k->t == NB_F32
+            ? (double)(float)(p->momentum_none ? 1.0 / (double)p->num_batches_tracked : p->momentum)
+            : (p->momentum_none ? 1.0 / (double)p->num_batches_tracked : p->momentum);
+    for (int64_t c = 0; c < p->c; c++) {
+        running_terms s;
+        if (running_terms_sum(k, c, per, &s))
+            channel_running_check(k, c, per, f, &s);
+        else
+            nan_channel_running_check(k, c);
+    }
+}
+
+static void verdict_set(const check_ctx *k)
+{
+    nb_check *o = k->o;
+    if (k->nfail) {
+        o->verdict = NB_FAIL;
+        snprintf(o->reason, sizeof o->reason, "%lld element(s) fail: %s", (long long)k->nfail,
+                 k->first_fail);
+    } else if (k->stat_fail) {
+        o->verdict = NB_FAIL;
+        snprintf(o->reason, sizeof o->reason, "%s", k->stat_fail);
+    } else if (k->nlimit) {
+        o->verdict = NB_LIMIT;
+        snprintf(o->reason, sizeof o->reason, "%lld element(s) out of range: %s",
+                 (long long)k->nlimit, k->first_limit);
+    } else {
+        o->verdict = NB_PASS;
+    }
+}
 
 void nb_check_result_depth(double C, unsigned flags, const nb_data *d, const nb_ref *r, nb_check *o)
 {
@@ -112,280 +534,28 @@ void nb_check_result_depth(double C, unsigned flags, const nb_data *d, const nb_
     o->worst = -1;
     o->max_ulp = -1;
     o->depth = C;
-    const nb_problem *p = &d->prob;
-    const nb_dtype t = p->dtype;
-    const double u = t == NB_F32 ? 0x1p-24 : 0x1p-53;
-    const double tmax = t == NB_F32 ? FLT_MAX : DBL_MAX;
-    const double tiny = 4.0 * (t == NB_F32 ? FLT_MIN : DBL_MIN);
-    const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p);
-    const int64_t m = nb_problem_group_size(p);
-    const bool batch = nb_problem_uses_batch_stats(p);
-    const bool affine = p->affine;
-    const bool has_beta = nb_problem_uses_beta(p);
-
-    grp_info *gi = calloc((size_t)G, sizeof *gi);
-    if (!gi) {
+    check_ctx k;
+    check_ctx_init(&k, C, flags, d, r, o);
+    k.gi = calloc((size_t)k.G, sizeof *k.gi);
+    if (!k.gi) {
         o->verdict = NB_FAIL;
         snprintf(o->reason, sizeof o->reason, "out of memory in the checker");
         return;
     }
-    /* Range limits per group. A group is LIMIT only when (a) its values are
-     * beyond what the kernel's accumulator can hold -- the squared
-     * deviations from the exact mean, or the plain sum, overflow for a
-     * kernel that does not prescale, or the exact rstd itself is not
-     * representable -- and (b) the kernel's own results show it: a
-     * non-finite y, or non-finite (or zero) statistics. A group that is out
-     * of range but comes back finite and wrong is a FAIL like any other. */
-    int64_t gidx, pidx, coord[5];
-    for (int64_t i = 0; i < N; i++) {
-        locate(p, i, &gidx, &pidx, coord);
-        const double xv = getv(d->x, t, i);
-        const double a = fabs(xv), dev = fabs(xv - r->mean[gidx].hi);
-        if (a > gi[gidx].maxabs)
-            gi[gidx].maxabs = a;
-        if (dev > gi[gidx].maxdev)
-            gi[gidx].maxdev = dev;
-        if (!isfinite(getv(d->y, t, i)))
-            gi[gidx].nonfinite_out = true;
-    }
-    for (int64_t g = 0; g < G; g++) {
-        if (r->group_nan[g])
-            continue;
-        const double km = getv(d->mean, t, g), kv = getv(d->var, t, g), kr = getv(d->rstd, t, g);
-        const bool evidence = gi[g].nonfinite_out || !isfinite(km) || !isfinite(kv) ||
-                              !isfinite(kr) || kr == 0;
-        const double ma = gi[g].maxabs, md = gi[g].maxdev;
-        if (batch && !(flags & NB_KF_PRESCALED) && evidence &&
-            (md * md * (double)m > tmax || ma * (double)m > tmax)) {
-            gi[g].limited = true;
-            gi[g].why = "squares or sums exceed the accumulator's range (kernel is not prescaled)";
-        }
-        if (r->rstd[g].hi > tmax && evidence) {
-            gi[g].limited = true;
-            gi[g].why = "rstd exceeds the dtype's range";
-        }
-    }
-
-    int64_t nfail = 0, nlimit = 0, nsum = 0;
-    double sum_scaled = 0;
-    const char *first_fail = NULL, *first_limit = NULL;
-    int64_t fail_at = -1;
-    double best_use = -1;
-
-    for (int64_t i = 0; i < N; i++) {
-        locate(p, i, &gidx, &pidx, coord);
-        const double got = getv(d->y, t, i);
-        const double gam = affine ? getv(d->gamma, t, pidx) : 1.0;
-        const double bet = has_beta ? getv(d->beta, t, pidx) : 0.0;
-        const bool lim = gi[gidx].limited;
-        const char *bad = NULL;
-        double use = 0, tol = 0;
-        if (r->group_nan[gidx]) {
-            if (!isnan(got))
-                bad = "not NaN where the reference is NaN (NaN/Inf input or 0*inf)";
-        } else if (!isfinite(r->y[i].hi)) {
-            /* A single non-finite element of a finite group (BatchNorm
-             * inference: no reduction, so NaN/Inf stays in its element). */
-            const double want = r->y[i].hi;
-            if (isnan(want) ? !isnan(got) : got != want)
-                bad = isnan(want) ? "not NaN where the reference is NaN (NaN input or 0*inf)"
-                                  : "not the reference's Inf (Inf input, no reduction)";
-        } else if (!isfinite(got)) {
-            bad = "non-finite where the reference is finite";
-            use = INFINITY;
-        } else {
-            const double rs = r->rstd[gidx].hi, var = r->var[gidx].hi;
-            const double K = r->rms[gidx] * rs, tt = var * rs * rs;
-            const double z = r->z[i], y = r->y[i].hi;
-            const double err = dd_err(got, r->y[i]);
-            const double ag = fabs(gam);
-            tol = u * ag * (C * K + fabs(z) * (4.0 + C * (tt + K * sqrt(tt)) / 2.0)) +
-                  u * (fabs(gam * z) + 2.0 * fabs(y)) + tiny;
-            const double scale = ag * (K + fabs(z)) + fabs(bet) + fabs(y);
-            const double scaled = scale > 0 ? err / (u * scale) : (err > 0 ? INFINITY : 0);
-            use = err / tol;
-            if (scaled > o->max_scaled)
-                o->max_scaled = scaled;
-            sum_scaled += scaled;
-            nsum++;
-            /* ULPs mean something only where neither y = gamma z + beta nor
-             * x - mean cancelled (|x - mean| >= |x| / 2, i.e. |z| >= |x| rstd / 2). */
-            const double xi = getv(d->x, t, i);
-            if (fabs(y) >= 0.5 * (fabs(gam * z) + fabs(bet)) && y != 0 &&
-                fabs(z) >= 0.5 * fabs(xi) * rs) {
-                double ulps = err / ulp_of(y, t);
-                if (ulps > o->max_ulp)
-                    o->max_ulp = ulps;
-            }
-            if (err > tol)
-                bad = "error above the bound";
-        }
-        if (bad && use <= 1.0)
-            use = INFINITY; /* NaN-pattern mismatch */
-        /* Track the largest bound use; a real (not range-limited) failure
-         * takes precedence so that it is the element shown. */
-        const bool real_fail = bad && !lim;
-        if (o->worst < 0 || (real_fail && fail_at < 0) ||
-            ((real_fail || fail_at < 0) && use > best_use)) {
-            best_use = use;
-            o->worst = i;
-            o->worst_got = got;
-            o->worst_want = r->y[i].hi;
-            o->worst_x = getv(d->x, t, i);
-            o->worst_gamma = gam;
-            o->worst_beta = bet;
-            o->worst_tol = tol;
-            memcpy(o->worst_coord, coord, sizeof coord);
-        }
-        if (use > o->max_bound_use)
-            o->max_bound_use = use;
-        if (bad) {
-            if (lim) {
-                nlimit++;
-                if (!first_limit)
-                    first_limit = gi[gidx].why;
-            } else {
-                nfail++;
-                if (!first_fail) {
-                    first_fail = bad;
-                    fail_at = i;
-                }
-            }
-        }
-    }
-    o->mean_scaled = nsum ? sum_scaled / (double)nsum : 0;
-
-    /* Statistics: mean, var, rstd per group. */
-    const char *stat_fail = NULL;
-    for (int64_t g = 0; g < G; g++) {
-        if (r->group_nan[g]) {
-            /* NaN groups: the statistics must carry the same special values
-             * (NaN for NaN/Inf input; rstd = +inf for var + eps == 0). */
-            const double km = getv(d->mean, t, g), kv = getv(d->var, t, g);
-            const double kr = getv(d->rstd, t, g);
-            /* An Inf input may leave the mean or variance at +/-Inf rather
-             * than NaN; rstd must be NaN (rms has no mean to check). */
-            if ((isnan(r->mean[g].hi) && isfinite(km) && p->layer != NB_RMS) ||
-                (isnan(r->var[g].hi) && isfinite(kv)) || (isnan(r->rstd[g].hi) && !isnan(kr)) ||
-                (r->rstd[g].hi == INFINITY && kr != INFINITY)) {
-                if (!stat_fail)
-                    stat_fail = "statistics of a NaN group lack its NaN/Inf";
-                o->err_mean = o->err_var = o->err_rstd = INFINITY;
-            }
-            continue;
-        }
-        if (gi[g].limited)
-            continue;
-        const double rs = r->rstd[g].hi, var = r->var[g].hi, rms = r->rms[g];
-        const double eps = t == NB_F32 ? (double)(float)p->eps : p->eps;
-        const double K = rms * rs, tt = var * rs * rs;
-        const double c = batch ? C : 0.0;
-        const double rel_rstd = u * (4.0 + c * (tt + K * sqrt(tt)) / 2.0);
-        const double tol_mean = u * (c + 1.0) * rms + tiny;
-        const double tol_var = u * (var + eps) * (c * (tt + K * sqrt(tt)) + 2.0) + tiny;
-        const double tol_rstd = rel_rstd * rs + tiny;
-        const double em = dd_err(getv(d->mean, t, g), r->mean[g]) / tol_mean;
-        /* A variance beyond the dtype's range (|x| near its maximum) can
-         * only be stored as +Inf; rstd and y stay representable. */
-        const double gv = getv(d->var, t, g);
-        const double ev = r->var[g].hi > tmax ? (gv == INFINITY ? 0.0 : INFINITY)
-                                              : dd_err(gv, r->var[g]) / tol_var;
-        const double er = dd_err(getv(d->rstd, t, g), r->rstd[g]) / tol_rstd;
-        if (!(em <= 1.0) && !stat_fail)
-            stat_fail = "mean outside its bound";
-        if (!(ev <= 1.0) && !stat_fail)
-            stat_fail = "var outside its bound";
-        if (!(er <= 1.0) && !stat_fail)
-            stat_fail = "rstd outside its bound";
-        double eme = isnan(em) ? INFINITY : em, eve = isnan(ev) ? INFINITY : ev;
-        double ere = isnan(er) ? INFINITY : er;
-        o->err_mean = fmax(o->err_mean, eme);
-        o->err_var = fmax(o->err_var, eve);
-        o->err_rstd = fmax(o->err_rstd, ere);
-    }
-
-    /* Running statistics (bn training, in with track): the batch value is
-     * the mean over `per` instances of each channel's statistics. */
-    /* BatchNorm inference must leave the running statistics alone. */
-    if (r->running_mean && p->layer == NB_BN && !p->training) {
-        const size_t bytes = (size_t)p->c * nb_dtype_size(t);
-        if (memcmp(d->running_mean, d->running_mean0, bytes) ||
-            memcmp(d->running_var, d->running_var0, bytes)) {
-            if (!stat_fail)
-                stat_fail = "inference modified the running statistics";
-            o->err_running = INFINITY;
-        }
-    }
-    if (r->running_mean && !(p->layer == NB_BN && !p->training)) {
-        const int64_t Cc = p->c, per = p->layer == NB_BN ? 1 : p->n;
-        const double f = t == NB_F32 ? (double)(float)(p->momentum_none ? 1.0 / (double)p->num_batches_tracked
-                                                                       : p->momentum)
-                                     : (p->momentum_none ? 1.0 / (double)p->num_batches_tracked
-                                                         : p->momentum);
-        const double bessel = (double)m / (double)(m - 1);
-        for (int64_t c = 0; c < Cc; c++) {
-            double tm = 0, tv = 0, am = 0, av = 0;
-            bool skip = false;
-            for (int64_t n = 0; n < per; n++) {
-                int64_t g = n * Cc + c;
-                if (r->group_nan[g] || gi[g].limited) {
-                    skip = true;
-                    break;
-                }
-                const double rs = r->rstd[g].hi, var = r->var[g].hi, rms = r->rms[g];
-                const double eps = t == NB_F32 ? (double)(float)p->eps : p->eps;
-                const double K = rms * rs, tt = var * rs * rs;
-                tm += u * (C + 1.0) * rms;
-                tv += bessel * (u * (var + eps) * (C * (tt + K * sqrt(tt)) + 2.0) + 3.0 * u * var);
-                am += fabs(r->mean[g].hi);
-                av += bessel * var;
-            }
-            if (skip) {
-                /* A NaN channel's running statistics must not be finite
-                 * (NaN, or +/-Inf where an Inf input drove them there). */
-                if ((isnan(r->running_mean[c].hi) && isfinite(getv(d->running_mean, t, c))) ||
-                    (isnan(r->running_var[c].hi) && isfinite(getv(d->running_var, t, c)))) {
-                    if (!stat_fail)
-                        stat_fail = "running statistics of a NaN channel are not NaN";
-                    o->err_running = INFINITY;
-                }
-                continue;
-            }
-            const double rm0 = getv(d->running_mean0, t, c), rv0 = getv(d->running_var0, t, c);
-            const double agg = (double)per + 2.0;
-            const double tol_rm = f * (tm / (double)per + agg * u * am / (double)per) +
-                                  3.0 * u * (fabs((1 - f) * rm0) + fabs(f * am / (double)per)) + tiny;
-            const double tol_rv = f * (tv / (double)per + agg * u * av / (double)per) +
-                                  3.0 * u * (fabs((1 - f) * rv0) + fabs(f * av / (double)per)) + tiny;
-            const double e1 = dd_err(getv(d->running_mean, t, c), r->running_mean[c]) / tol_rm;
-            const double grv = getv(d->running_var, t, c);
-            const double e2 = r->running_var[c].hi > tmax ? (grv == INFINITY ? 0.0 : INFINITY)
-                                                          : dd_err(grv, r->running_var[c]) / tol_rv;
-            if (!(e1 <= 1.0) && !stat_fail)
-                stat_fail = "running_mean outside its bound";
-            if (!(e2 <= 1.0) && !stat_fail)
-                stat_fail = "running_var outside its bound";
-            o->err_running = fmax(o->err_running, isnan(e1) ? INFINITY : e1);
-            o->err_running = fmax(o->err_running, isnan(e2) ? INFINITY : e2);
-        }
-    }
+    groups_scan_range(&k);
+    groups_mark_limited(&k);
+    elements_check(&k);
+    stats_check(&k);
+    const nb_problem *p = &d->prob;
+    const bool bn_inference = p->layer == NB_BN && !p->training;
+    if (r->running_mean && bn_inference)
+        running_unchanged_check(&k);
+    if (r->running_mean && !bn_inference)
+        running_update_check(&k);
     o->stat_bound_use = fmax(fmax(o->err_mean, o->err_var), fmax(o->err_rstd, o->err_running));
     o->max_bound_use = fmax(o->max_bound_use, o->stat_bound_use);
-
-    if (nfail) {
-        o->verdict = NB_FAIL;
-        snprintf(o->reason, sizeof o->reason, "%lld element(s) fail: %s", (long long)nfail, first_fail);
-    } else if (stat_fail) {
-        o->verdict = NB_FAIL;
-        snprintf(o->reason, sizeof o->reason, "%s", stat_fail);
-    } else if (nlimit) {
-        o->verdict = NB_LIMIT;
-        snprintf(o->reason, sizeof o->reason, "%lld element(s) out of range: %s", (long long)nlimit,
-                 first_limit);
-    } else {
-        o->verdict = NB_PASS;
-    }
-    free(gi);
+    verdict_set(&k);
+    free(k.gi);
 }
 
 void nb_check_result(const nb_kernel *k, const nb_data *d, const nb_ref *r, nb_check *out)
