@@ -410,11 +410,14 @@ static void running_unchanged_check(check_ctx *k)
 }
 
 /* The bound terms of one channel's running statistics, summed over its
- * `per` instances; false when one of them is NaN or range-limited. */
+ * instances: errors of the instances' mean and var (tm, tv) and their
+ * magnitudes (am, av). */
 typedef struct running_terms {
     double tm, tv, am, av;
 } running_terms;
 
+/* Sum the terms over the channel's `per` instances; false when one of them
+ * is NaN or range-limited. */
 static bool running_terms_sum(const check_ctx *k, int64_t c, int64_t per, running_terms *s)
 {
     const nb_ref *r = k->r;
