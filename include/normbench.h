@@ -319,6 +319,32 @@ nb_status nb_npy_write(const char *path, nb_dtype t, int ndim, const int64_t *sh
                        char *err, size_t errlen);
 void nb_npy_free(nb_npy *a);
 
+/* ---- problem lists (inputs/, --batch FILE) ------------------------------ */
+
+/* A growable list of problem strings (each malloc'd). Zero-initialise it;
+ * release it with nb_problem_list_free. */
+typedef struct nb_problem_list {
+    char **items;
+    size_t count, cap;
+} nb_problem_list;
+
+/* Append a copy of one problem string (not checked). */
+nb_status nb_problem_list_add(nb_problem_list *l, const char *problem);
+/* Append the problems of a text file: one problem string per line, `#`
+ * starts a comment, blank lines and surrounding white space are ignored.
+ * Every line must parse (nb_problem_parse). All or nothing: on any error
+ * (missing or non-regular file, over 16 MiB, a bad line, no problem at all)
+ * nothing is appended and err holds one line, `FILE:LINE: message` for a
+ * bad line. */
+nb_status nb_problem_list_read(nb_problem_list *l, const char *path, char *err, size_t errlen);
+/* Append a built-in set: the file inputs/NAME.txt as embedded in the
+ * library at build time (same format and checks as nb_problem_list_read). */
+nb_status nb_problem_list_builtin(nb_problem_list *l, const char *name, char *err, size_t errlen);
+/* The built-in sets, by name (NULL past the end). */
+size_t nb_builtin_set_count(void);
+const char *nb_builtin_set_name(size_t i);
+void nb_problem_list_free(nb_problem_list *l);
+
 /* ---- sweeps ------------------------------------------------------------ */
 
 /* The default verify sweep as problem strings (malloc'd; free with
