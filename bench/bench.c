@@ -536,41 +536,58 @@ typedef struct prob_entry {
     nb_problem p;
 } prob_entry;
 
-static int add_set(const nb_problem_set *s, prob_entry **list, size_t *n, size_t *cap)
+/* Append one entry; 0 on success, the status of cli_error otherwise. */
+static int push_entry(prob_entry e, prob_entry **list, size_t *n, size_t *cap)
 {
-    if (!strcmp(s->name, "full")) {
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        prob_entry *g = realloc(*list, *cap * sizeof *g);
+        if (!g)
+            return cli_error("out of memory");
+        *list = g;
+    }
+    (*list)[(*n)++] = e;
+    return 0;
+}
+
+/* Append a set's problems, skipping strings already listed; the strings
+ * are kept in store. 0 on success, the status of cli_error otherwise. */
+static int add_set(const nb_problem_set *s, prob_entry **list, size_t *n, size_t *cap,
+                   nb_problem_list *store)
+{
+    if (!s->input) {
         for (size_t i = 0; i < nb_set_count(); i++) {
             const nb_problem_set *t = nb_set_at(i);
-            if (strcmp(t->name, "full") && strcmp(t->name, "quick") &&
-                add_set(t, list, n, cap))
-                return 1;
+            int rc = t->input && strcmp(t->name, "quick") ? add_set(t, list, n, cap, store) : 0;
+            if (rc)
+                return rc;
         }
         return 0;
     }
-    for (const char *const *p = s->problems; *p; p++) {
+    const size_t first = store->count;
+    char err[512];
+    if (nb_problem_list_builtin(store, s->input, err, sizeof err))
+        return cli_error("bench: set %s: %s", s->name, err);
+    for (size_t k = first; k < store->count; k++) {
         bool dup = false;
         for (size_t i = 0; i < *n; i++)
-            dup |= !strcmp((*list)[i].str, *p);
-        if (dup)
-            continue;
-        if (*n == *cap) {
-            *cap = *cap ? 2 * *cap : 64;
-            prob_entry *g = realloc(*list, *cap * sizeof *g);
-            if (!g)
-                return 1;
-            *list = g;
-        }
-        (*list)[(*n)++] = (prob_entry){.str = *p, .set = s->name};
+            dup |= !strcmp((*list)[i].str, store->items[k]);
+        int rc = dup ? 0 : push_entry((prob_entry){.str = store->items[k], .set = s->name}, list, n, cap);
+        if (rc)
+            return rc;
     }
     return 0;
 }
 
 static const char *usage_text =
     "usage: normbench bench [--kernels GLOB ...] [--problems STR ... | --set NAME[,NAME]]\n"
+    "                       [--batch FILE ...]\n"
     "                       [--threads LIST] [--cold | --cold-only] [--json FILE] [--csv FILE]\n"
     "                       [--min-time S] [--min-reps N] [--roof-mib M] [--cold-mib M]\n"
     "                       [--roof-only] [--list]\n"
     "                       [--quiet]\n"
+    "  --batch FILE adds the problems of FILE (one per line, # comments; see inputs/), like\n"
+    "  --problems; both may repeat and cannot be mixed with --set.\n"
     "  --cold adds the cold mode (x/y rotated beyond the last-level cache) to the warm one;\n"
     "  --cold-only runs only it. --roof-only measures just the bandwidth roof; --list prints\n"
     "  the selected problems with their traffic model and exits. --roof-mib and --cold-mib\n"
@@ -580,13 +597,12 @@ int cmd_bench(int argc, char **argv)
 {
     char *globs[64];
     int ng = 0;
-    const char **probs = calloc((size_t)argc + 1, sizeof *probs);
+    /* custom: --problems and --batch in command-line order; store: the
+     * sets' strings */
+    nb_problem_list custom = {0}, store = {0};
     prob_entry *list = NULL;
     size_t nlist = 0, cap = 0;
-    if (!probs)
-        return cli_error("out of memory");
     const char *json_path = NULL, *csv_path = NULL, *set_arg = NULL;
-    size_t np = 0;
     int threads[16], nthreads = 0;
     bench_opts o = {.min_time = -1, .min_reps = -1};
     bool warm = true, cold = false, roof_only = false, list_only = false;
@@ -619,7 +635,17 @@ int cmd_bench(int argc, char **argv)
                 goto done;
             }
             while (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
-                probs[np++] = argv[++i];
+                if (nb_problem_list_add(&custom, argv[++i])) {
+                    rc = cli_error("out of memory");
+                    goto done;
+                }
+        } else if (!strcmp(a, "--batch")) {
+            NEED("a file name");
+            char err[512];
+            if (nb_problem_list_read(&custom, argv[++i], err, sizeof err)) {
+                rc = cli_error("bench: %s", err);
+                goto done;
+            }
         } else if (!strcmp(a, "--set")) {
             NEED("a set name");
             set_arg = argv[++i];
@@ -685,12 +711,12 @@ int cmd_bench(int argc, char **argv)
         }
     }
 #undef NEED
-    if (np && set_arg) {
-        rc = cli_error("bench: give --problems or --set, not both");
+    if (custom.count && set_arg) {
+        rc = cli_error("bench: give --problems/--batch or --set, not both");
         goto done;
     }
-    if (!np && !set_arg && !roof_only && !list_only) {
-        rc = cli_error("bench: give --problems STR ... or --set NAME (sets: quick, targets, "
+    if (!custom.count && !set_arg && !roof_only && !list_only) {
+        rc = cli_error("bench: give --problems STR ..., --batch FILE or --set NAME (sets: quick, targets, "
                        "resnet50-bn, transformer-ln, sd-gn, in, full)");
         goto done;
     }
@@ -708,24 +734,13 @@ int cmd_bench(int argc, char **argv)
                 goto done;
             }
             is_quick |= !strcmp(s, "quick");
-            if (add_set(ps, &list, &nlist, &cap)) {
-                rc = cli_error("out of memory");
+            if ((rc = add_set(ps, &list, &nlist, &cap, &store)))
                 goto done;
-            }
         }
     }
-    for (size_t i = 0; i < np; i++) {
-        if (nlist == cap) {
-            cap = cap ? 2 * cap : 64;
-            prob_entry *g = realloc(list, cap * sizeof *g);
-            if (!g) {
-                rc = cli_error("out of memory");
-                goto done;
-            }
-            list = g;
-        }
-        list[nlist++] = (prob_entry){.str = probs[i], .set = "custom"};
-    }
+    for (size_t i = 0; i < custom.count; i++)
+        if ((rc = push_entry((prob_entry){.str = custom.items[i], .set = "custom"}, &list, &nlist, &cap)))
+            goto done;
     for (size_t i = 0; i < nlist; i++) {
         char err[256];
         if (nb_problem_parse(list[i].str, &list[i].p, err, sizeof err)) {
@@ -1007,6 +1022,7 @@ int cmd_bench(int argc, char **argv)
     free(res);
 done:
     free(list);
-    free(probs);
+    nb_problem_list_free(&custom);
+    nb_problem_list_free(&store);
     return rc;
 }

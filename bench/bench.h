@@ -34,9 +34,9 @@ void jw_finish(json_w *w);
 
 typedef struct nb_cache_info {
     int level;
-    char type[16];       /* Data, Instruction, Unified */
-    long long bytes;     /* per instance */
-    int shared_cpus;     /* logical CPUs sharing one instance */
+    char type[16];   /* Data, Instruction, Unified */
+    long long bytes; /* per instance */
+    int shared_cpus; /* logical CPUs sharing one instance */
     int instances;
 } nb_cache_info;
 
@@ -84,7 +84,7 @@ void nb_roof_teardown(void);
 typedef struct nb_problem_set {
     const char *name;
     const char *description;
-    const char *const *problems; /* NULL-terminated */
+    const char *input; /* built-in problem list (inputs/INPUT.txt); NULL: every set but quick */
 } nb_problem_set;
 
 const nb_problem_set *nb_set_find(const char *name);
