@@ -572,7 +572,9 @@ static int add_set(const nb_problem_set *s, prob_entry **list, size_t *n, size_t
         bool dup = false;
         for (size_t i = 0; i < *n; i++)
             dup |= !strcmp((*list)[i].str, store->items[k]);
-        int rc = dup ? 0 : push_entry((prob_entry){.str = store->items[k], .set = s->name}, list, n, cap);
+        int rc =
+            dup ? 0
+                : push_entry((prob_entry){.str = store->items[k], .set = s->name}, list, n, cap);
         if (rc)
             return rc;
     }
@@ -716,8 +718,9 @@ int cmd_bench(int argc, char **argv)
         goto done;
     }
     if (!custom.count && !set_arg && !roof_only && !list_only) {
-        rc = cli_error("bench: give --problems STR ..., --batch FILE or --set NAME (sets: quick, targets, "
-                       "resnet50-bn, transformer-ln, sd-gn, in, full)");
+        rc = cli_error(
+            "bench: give --problems STR ..., --batch FILE or --set NAME (sets: quick, targets, "
+            "resnet50-bn, transformer-ln, sd-gn, in, full)");
         goto done;
     }
     bool is_quick = false;
@@ -739,7 +742,8 @@ int cmd_bench(int argc, char **argv)
         }
     }
     for (size_t i = 0; i < custom.count; i++)
-        if ((rc = push_entry((prob_entry){.str = custom.items[i], .set = "custom"}, &list, &nlist, &cap)))
+        if ((rc = push_entry((prob_entry){.str = custom.items[i], .set = "custom"}, &list, &nlist,
+                             &cap)))
             goto done;
     for (size_t i = 0; i < nlist; i++) {
         char err[256];
