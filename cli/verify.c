@@ -261,10 +261,7 @@ int cmd_verify(int argc, char **argv)
 {
     char *globs[64];
     int ng = 0;
-    char **probs = calloc((size_t)argc + 1, sizeof *probs);
-    if (!probs)
-        return cli_error("out of memory");
-    size_t np = 0;
+    nb_problem_list probs = {0}; /* --problems and --batch, in command-line order */
     long long seed = -1, seeds = 1;
     bool failures_only = false;
     int threads[16] = {0}, nthreads = 0;
@@ -284,7 +281,20 @@ int cmd_verify(int argc, char **argv)
                 goto done;
             }
             while (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
-                probs[np++] = argv[++i];
+                if (nb_problem_list_add(&probs, argv[++i])) {
+                    rc = cli_error("out of memory");
+                    goto done;
+                }
+        } else if (!strcmp(a, "--batch")) {
+            char err[512];
+            if (i + 1 >= argc) {
+                rc = cli_error("--batch needs a file name");
+                goto done;
+            }
+            if (nb_problem_list_read(&probs, argv[++i], err, sizeof err)) {
+                rc = cli_error("%s", err);
+                goto done;
+            }
         } else if (!strcmp(a, "--seed") || !strcmp(a, "--seeds")) {
             char *end;
             if (i + 1 >= argc) {
@@ -333,7 +343,7 @@ int cmd_verify(int argc, char **argv)
         goto done;
     }
     if (sweep_name) {
-        if (np || json_path || nthreads || seeds != 1 || seed >= 0) {
+        if (probs.count || json_path || nthreads || seeds != 1 || seed >= 0) {
             rc = cli_error("--sweep stability takes only --kernels and --plot");
             goto done;
         }
@@ -343,15 +353,15 @@ int cmd_verify(int argc, char **argv)
 
     char **sweep = NULL;
     size_t nsweep = 0;
-    if (np == 0) {
+    if (probs.count == 0) {
         sweep = nb_sweep_default(&nsweep);
         if (!sweep) {
             rc = cli_error("out of memory");
             goto done;
         }
     }
-    const size_t total = np ? np : nsweep;
-    char **list = np ? probs : sweep;
+    const size_t total = probs.count ? probs.count : nsweep;
+    char **list = probs.count ? probs.items : sweep;
 
     /* Parse everything first: a bad problem is a usage error, nothing runs. */
     nb_problem *pp = calloc(total, sizeof *pp);
@@ -537,6 +547,6 @@ int cmd_verify(int argc, char **argv)
     free(pp);
     nb_sweep_free(sweep, nsweep);
 done:
-    free(probs);
+    nb_problem_list_free(&probs);
     return rc;
 }
