@@ -41,16 +41,12 @@
 #define NSEEDS 3
 #define MAXPTS 24
 
-typedef struct sweep_base {
-    nb_layer layer;
-    const char *shape; /* problem string without dtype and data */
-} sweep_base;
-
-static const sweep_base bases[] = {
-    {NB_BN, "bn:n8c4h4w4:nchw:train"}, {NB_IN, "in:n2c4h8w8:nchw"},
-    {NB_LN, "ln:rows16:cols256"},      {NB_GN, "gn:n2c8h4w4:g2:nhwc"},
-    {NB_RMS, "rms:rows16:cols256"},
-};
+/* The sweep's shapes: the built-in list inputs/stability.txt (problem
+ * strings without dtype, seed and data), one row of plot panels each. */
+typedef struct sweep_bases {
+    nb_problem_list shapes;
+    nb_layer *layer; /* of each shape */
+} sweep_bases;
 
 typedef struct point {
     double K;           /* mean over groups of the reference's K */
@@ -65,6 +61,7 @@ typedef struct point {
 typedef struct series {
     const nb_kernel *k;
     nb_dtype dtype;
+    size_t base; /* index of its shape in sweep_bases */
     int npts;
     point pt[MAXPTS];
     double slope, slope_scaled, slope_kfree;
@@ -161,13 +158,13 @@ static const char *classify(double slope)
 /* ---- SVG plot ------------------------------------------------------------ */
 
 static void svg_panel(FILE *f, double x0, double y0, double w, double h, const char *title,
-                      const series *ss, int ns, nb_layer layer, nb_dtype t)
+                      const series *ss, int ns, size_t base, nb_dtype t)
 {
     static const char *const colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
                                          "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
     double kmax = t == NB_F32 ? 1e4 : 1e9, emax = 1;
     for (int i = 0; i < ns; i++) {
-        if (ss[i].k->layer != layer || ss[i].dtype != t)
+        if (ss[i].base != base || ss[i].dtype != t)
             continue;
         for (int j = 0; j < ss[i].npts; j++)
             if (!ss[i].pt[j].failed)
@@ -193,7 +190,7 @@ static void svg_panel(FILE *f, double x0, double y0, double w, double h, const c
     int ci = 0;
     for (int i = 0; i < ns; i++) {
         const series *s = &ss[i];
-        if (s->k->layer != layer || s->dtype != t)
+        if (s->base != base || s->dtype != t)
             continue;
         const char *col = colors[ci % 8];
         fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='1.5' points='", col);
@@ -218,13 +215,13 @@ static void svg_panel(FILE *f, double x0, double y0, double w, double h, const c
 #undef YP
 }
 
-static int write_svg(const char *path, const series *ss, int ns)
+static int write_svg(const char *path, const sweep_bases *sb, const series *ss, int ns)
 {
     FILE *f = fopen(path, "w");
     if (!f)
         return cli_error("cannot write plot '%s'", path);
     const double W = 420, H = 260;
-    const int nl = (int)(sizeof bases / sizeof bases[0]);
+    const int nl = (int)sb->shapes.count;
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
                "font-family='sans-serif'>\n", 2 * W, nl * H + 40);
     fprintf(f, "<text x='10' y='20' font-size='13'>normbench stability sweep: max relative rstd "
@@ -232,9 +229,9 @@ static int write_svg(const char *path, const series *ss, int ns)
     for (int l = 0; l < nl; l++)
         for (int t = 0; t < 2; t++) {
             char title[96];
-            snprintf(title, sizeof title, "%s %s", nb_layer_name(bases[l].layer),
+            snprintf(title, sizeof title, "%s %s", nb_layer_name(sb->layer[l]),
                      nb_dtype_name((nb_dtype)t));
-            svg_panel(f, t * W, 30 + l * H, W, H, title, ss, ns, bases[l].layer, (nb_dtype)t);
+            svg_panel(f, t * W, 30 + l * H, W, H, title, ss, ns, (size_t)l, (nb_dtype)t);
         }
     fprintf(f, "</svg>\n");
     if (fclose(f))
@@ -244,82 +241,128 @@ static int write_svg(const char *path, const series *ss, int ns)
 
 /* ---- driver --------------------------------------------------------------- */
 
-int verify_stability(char **globs, int ng, const char *plot)
+/* Load the shapes and their layers; 0 or the status of cli_error. */
+static int load_bases(sweep_bases *sb)
 {
-    const int nl = (int)(sizeof bases / sizeof bases[0]);
-    series *ss = calloc(nb_kernel_count() * 2, sizeof *ss);
-    if (!ss)
+    char err[512];
+    if (nb_problem_list_builtin(&sb->shapes, "stability", err, sizeof err))
+        return cli_error("stability sweep: %s", err);
+    if (!(sb->layer = calloc(sb->shapes.count, sizeof *sb->layer)))
         return cli_error("out of memory");
-    int ns = 0, bad = 0;
+    for (size_t l = 0; l < sb->shapes.count; l++) {
+        nb_problem p;
+        if (nb_problem_parse(sb->shapes.items[l], &p, err, sizeof err))
+            return cli_error("stability sweep: %s", err);
+        sb->layer[l] = p.layer;
+    }
+    return 0;
+}
+
+static void free_bases(sweep_bases *sb)
+{
+    nb_problem_list_free(&sb->shapes);
+    free(sb->layer);
+}
+
+/* The offsets mu: 0, then half decades up to 1e4 (f32) or 1e9 (f64). */
+static int offsets(nb_dtype dt, double *mus)
+{
+    int nmu = 0;
+    mus[nmu++] = 0;
+    for (double e = 0; e <= (dt == NB_F32 ? 4.0 : 9.0) + 1e-9; e += 0.5)
+        mus[nmu++] = pow(10.0, e);
+    return nmu;
+}
+
+/* Append a series for every selected, available kernel of shape l's layer
+ * that supports dt; returns the new series count. */
+static int add_series(series *ss, int ns, const sweep_bases *sb, size_t l, nb_dtype dt, int npts,
+                      char **globs, int ng)
+{
+    for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
+        const nb_kernel *k = nb_kernel_at(ki);
+        if (k->layer != sb->layer[l] || !cli_kernel_selected(k, globs, ng) ||
+            !(k->dtypes & (1u << dt)) || !nb_kernel_available(k))
+            continue;
+        ss[ns++] = (series){.k = k, .dtype = dt, .base = l, .npts = npts};
+    }
+    return ns;
+}
+
+/* Point j (offset mu) of the n series ss: every seed; K is the mean over
+ * groups and seeds. 0, or the status of cli_error when the problem string
+ * does not parse. */
+static int run_point(const char *shape, nb_dtype dt, double mu, series *ss, int n, int j, int *bad)
+{
+    double Ksum = 0;
+    int Kn = 0;
+    for (int sd = 1; sd <= NSEEDS; sd++) {
+        char ps[4200], err[256];
+        snprintf(ps, sizeof ps, "%s:%s:seed%d:data=offset%.17g", shape, nb_dtype_name(dt), sd, mu);
+        nb_problem p;
+        if (nb_problem_parse(ps, &p, err, sizeof err))
+            return cli_error("internal sweep problem '%s': %s", ps, err);
+        nb_data d;
+        nb_ref r = {0};
+        nb_status st = nb_data_alloc(&d, &p);
+        if (!st)
+            st = nb_ref_compute(&d, &r);
+        if (st) {
+            fprintf(stderr, "normbench: %s: %s\n", ps, nb_strerror(st));
+            (*bad)++;
+        } else {
+            for (int64_t g = 0; g < r.groups; g++) {
+                Ksum += r.rms[g] * r.rstd[g].hi;
+                Kn++;
+            }
+            for (int i = 0; i < n; i++)
+                measure(ss[i].k, &d, &r, &ss[i].pt[j]);
+        }
+        nb_ref_free(&r);
+        nb_data_free(&d);
+    }
+    for (int i = 0; i < n; i++)
+        ss[i].pt[j].K = Kn ? Ksum / Kn : NAN;
+    return 0;
+}
+
+static void fit_all(series *ss, int n, nb_layer layer)
+{
+    for (int i = 0; i < n; i++) {
+        series *s = &ss[i];
+        int n1, n2;
+        s->slope = fit_slope(s, 0, &s->nfit);
+        s->slope_scaled = fit_slope(s, 1, &n1);
+        s->slope_kfree = fit_slope(s, 2, &n2);
+        s->cls = layer == NB_RMS ? "n/a (no centring)" : classify(s->slope);
+    }
+}
+
+/* Every dtype, shape and offset: fills ss[0..*ns). 0 or a cli_error status. */
+static int run_sweep(const sweep_bases *sb, series *ss, int *ns, int *bad, char **globs, int ng)
+{
     for (int t = 0; t < 2; t++) {
         const nb_dtype dt = (nb_dtype)t;
-        /* mu = 0, then half decades up to 1e4 (f32) or 1e9 (f64) */
         double mus[MAXPTS];
-        int nmu = 0;
-        mus[nmu++] = 0;
-        for (double e = 0; e <= (dt == NB_F32 ? 4.0 : 9.0) + 1e-9; e += 0.5)
-            mus[nmu++] = pow(10.0, e);
-        for (int l = 0; l < nl; l++) {
-            const int first = ns;
-            for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
-                const nb_kernel *k = nb_kernel_at(ki);
-                if (k->layer != bases[l].layer || !cli_kernel_selected(k, globs, ng) ||
-                    !(k->dtypes & (1u << dt)) || !nb_kernel_available(k))
-                    continue;
-                ss[ns].k = k;
-                ss[ns].dtype = dt;
-                ss[ns].npts = nmu;
-                ns++;
+        const int nmu = offsets(dt, mus);
+        for (size_t l = 0; l < sb->shapes.count; l++) {
+            const int first = *ns;
+            *ns = add_series(ss, *ns, sb, l, dt, nmu, globs, ng);
+            for (int j = 0; *ns > first && j < nmu; j++) {
+                int rc = run_point(sb->shapes.items[l], dt, mus[j], ss + first, *ns - first, j, bad);
+                if (rc)
+                    return rc;
             }
-            if (ns == first)
-                continue;
-            for (int j = 0; j < nmu; j++) {
-                double Ksum = 0;
-                int Kn = 0;
-                for (int sd = 1; sd <= NSEEDS; sd++) {
-                    char ps[256], err[256];
-                    snprintf(ps, sizeof ps, "%s:%s:seed%d:data=offset%.17g", bases[l].shape,
-                             nb_dtype_name(dt), sd, mus[j]);
-                    nb_problem p;
-                    if (nb_problem_parse(ps, &p, err, sizeof err)) {
-                        free(ss);
-                        return cli_error("internal sweep problem '%s': %s", ps, err);
-                    }
-                    nb_data d;
-                    nb_ref r = {0};
-                    nb_status st = nb_data_alloc(&d, &p);
-                    if (!st)
-                        st = nb_ref_compute(&d, &r);
-                    if (st) {
-                        fprintf(stderr, "normbench: %s: %s\n", ps, nb_strerror(st));
-                        bad++;
-                        nb_ref_free(&r);
-                        nb_data_free(&d);
-                        continue;
-                    }
-                    for (int64_t g = 0; g < r.groups; g++) {
-                        Ksum += r.rms[g] * r.rstd[g].hi;
-                        Kn++;
-                    }
-                    for (int i = first; i < ns; i++)
-                        measure(ss[i].k, &d, &r, &ss[i].pt[j]);
-                    nb_ref_free(&r);
-                    nb_data_free(&d);
-                }
-                for (int i = first; i < ns; i++)
-                    ss[i].pt[j].K = Kn ? Ksum / Kn : NAN;
-            }
-            for (int i = first; i < ns; i++) {
-                series *s = &ss[i];
-                int n1, n2;
-                s->slope = fit_slope(s, 0, &s->nfit);
-                s->slope_scaled = fit_slope(s, 1, &n1);
-                s->slope_kfree = fit_slope(s, 2, &n2);
-                s->cls = bases[l].layer == NB_RMS ? "n/a (no centring)" : classify(s->slope);
-            }
+            fit_all(ss + first, *ns - first, sb->layer[l]);
         }
     }
+    return 0;
+}
 
+/* ---- report --------------------------------------------------------------- */
+
+static void print_header(void)
+{
     printf("stability sweep: data=offset<mu> (std 1), mu = 0 and 10^0, 10^0.5, ... up to K = 1e4 (f32) "
            "/ 1e9 (f64), %d seeds per point\n", NSEEDS);
     printf("classified by the least-squares slope of log10(max relative rstd error / u) against "
@@ -331,71 +374,102 @@ int verify_stability(char **globs, int ng, const char *plot)
            "the mean in the dtype)\n");
     printf("%-32s %-4s %8s %5s %6s %9s %9s %10s %10s  %s\n", "kernel", "type", "K_max_fit", "pts",
            "slope", "slope_scl", "slope_kfr", "rstd_err@1", "rstd_errKm", "class");
-    for (int i = 0; i < ns; i++) {
-        const series *s = &ss[i];
-        double kfit = 0, elo = s->pt[0].rstd_rel, ehi = 0;
-        int sat = 0;
-        for (int j = 0; j < s->npts; j++) {
-            if (s->pt[j].saturated)
-                sat++;
-            else if (!s->pt[j].failed && s->pt[j].K >= kfit) {
-                kfit = s->pt[j].K;
-                ehi = s->pt[j].rstd_rel;
-            }
+}
+
+static void print_row(const series *s)
+{
+    double kfit = 0, elo = s->pt[0].rstd_rel, ehi = 0;
+    int sat = 0;
+    for (int j = 0; j < s->npts; j++) {
+        if (s->pt[j].saturated)
+            sat++;
+        else if (!s->pt[j].failed && s->pt[j].K >= kfit) {
+            kfit = s->pt[j].K;
+            ehi = s->pt[j].rstd_rel;
         }
-        printf("%-32s %-4s %8.2g %5d %6.2f %9.2f %9.2f %10.3g %10.3g  %s", s->k->name,
-               nb_dtype_name(s->dtype), kfit, s->nfit, s->slope, s->slope_scaled, s->slope_kfree, elo,
-               ehi, s->cls);
-        if (sat)
-            printf(" (%d saturated point%s: all digits lost)", sat, sat > 1 ? "s" : "");
-        if (s->k->layer == NB_RMS)
-            printf(" K = %.3g at every offset", s->pt[s->npts - 1].K);
-        putchar('\n');
     }
+    printf("%-32s %-4s %8.2g %5d %6.2f %9.2f %9.2f %10.3g %10.3g  %s", s->k->name,
+           nb_dtype_name(s->dtype), kfit, s->nfit, s->slope, s->slope_scaled, s->slope_kfree, elo, ehi,
+           s->cls);
+    if (sat)
+        printf(" (%d saturated point%s: all digits lost)", sat, sat > 1 ? "s" : "");
+    if (s->k->layer == NB_RMS)
+        printf(" K = %.3g at every offset", s->pt[s->npts - 1].K);
+    putchar('\n');
+}
+
+static void print_table(const series *ss, int ns)
+{
+    print_header();
     bool any_rms = false;
-    for (int i = 0; i < ns; i++)
+    for (int i = 0; i < ns; i++) {
+        print_row(&ss[i]);
         any_rms |= ss[i].k->layer == NB_RMS;
+    }
     if (any_rms)
         printf("rmsnorm has no centring: var = mean(x^2) carries no cancellation, K = 1 whatever the "
                "offset, and rmsnorm/onepass is a plain sum of squares (not a negative control here); "
                "its rows are not classified.\n");
-    /* Expectation check: onepass quadratic where the layer centres,
-     * twopass stable, welford and peers not quadratic, every series
-     * classified. */
+}
+
+/* What the series should have been classified as, or NULL when it is as
+ * expected: onepass quadratic where the layer centres, twopass stable,
+ * welford and peers not quadratic, every series classified. */
+static const char *unexpected(const series *s)
+{
+    if (s->k->layer == NB_RMS)
+        return NULL;
+    int nskipped = 0;
+    for (int j = 0; j < s->npts; j++)
+        nskipped += s->pt[j].skipped;
+    if (nskipped == s->npts)
+        return NULL; /* not supported (e.g. a peer without f64): nothing to judge */
+    const bool quad = !strcmp(s->cls, "quadratic-in-K");
+    if (!strcmp(s->cls, "unclassified"))
+        return "a classification (a kernel that fails or saturates everywhere is not stable)";
+    if (s->k->algo == NB_ALGO_ONEPASS && !quad)
+        return "quadratic-in-K";
+    if (s->k->algo == NB_ALGO_TWOPASS && strcmp(s->cls, "stable"))
+        return "stable";
+    if (s->k->algo != NB_ALGO_ONEPASS && quad)
+        return "not quadratic-in-K";
+    return NULL;
+}
+
+static int count_unexpected(const series *ss, int ns)
+{
     int mismatch = 0;
     for (int i = 0; i < ns; i++) {
-        const series *s = &ss[i];
-        if (s->k->layer == NB_RMS)
-            continue;
-        int nskipped = 0;
-        for (int j = 0; j < s->npts; j++)
-            nskipped += s->pt[j].skipped;
-        if (nskipped == s->npts)
-            continue; /* not supported (e.g. a peer without f64): nothing to judge */
-        const bool quad = !strcmp(s->cls, "quadratic-in-K");
-        const bool stable = !strcmp(s->cls, "stable");
-        const bool unclassified = !strcmp(s->cls, "unclassified");
-        const char *want = NULL;
-        if (unclassified)
-            want = "a classification (a kernel that fails or saturates everywhere is not stable)";
-        else if (s->k->algo == NB_ALGO_ONEPASS && !quad)
-            want = "quadratic-in-K";
-        else if (s->k->algo == NB_ALGO_TWOPASS && !stable)
-            want = "stable";
-        else if (s->k->algo != NB_ALGO_ONEPASS && quad)
-            want = "not quadratic-in-K";
+        const char *want = unexpected(&ss[i]);
         if (want) {
-            printf("UNEXPECTED %s %s: %s (expected %s)\n", s->k->name, nb_dtype_name(s->dtype), s->cls,
-                   want);
+            printf("UNEXPECTED %s %s: %s (expected %s)\n", ss[i].k->name, nb_dtype_name(ss[i].dtype),
+                   ss[i].cls, want);
             mismatch++;
         }
     }
-    printf("stability: %d kernel/dtype series, %d unexpected classification(s)\n", ns, mismatch);
-    int rc = mismatch || bad ? 1 : 0;
-    if (plot && write_svg(plot, ss, ns))
-        rc = 2;
-    else if (plot)
-        printf("plot written to %s\n", plot);
+    return mismatch;
+}
+
+int verify_stability(char **globs, int ng, const char *plot)
+{
+    sweep_bases sb = {0};
+    int rc = load_bases(&sb), ns = 0, bad = 0;
+    series *ss = rc ? NULL : calloc(nb_kernel_count() * 2 * sb.shapes.count, sizeof *ss);
+    if (!rc && !ss)
+        rc = cli_error("out of memory");
+    if (!rc)
+        rc = run_sweep(&sb, ss, &ns, &bad, globs, ng);
+    if (!rc) {
+        print_table(ss, ns);
+        const int mismatch = count_unexpected(ss, ns);
+        printf("stability: %d kernel/dtype series, %d unexpected classification(s)\n", ns, mismatch);
+        rc = mismatch || bad ? 1 : 0;
+        if (plot && write_svg(plot, &sb, ss, ns))
+            rc = 2;
+        else if (plot)
+            printf("plot written to %s\n", plot);
+    }
     free(ss);
+    free_bases(&sb);
     return rc;
 }
