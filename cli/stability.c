@@ -349,7 +349,8 @@ static int run_sweep(const sweep_bases *sb, series *ss, int *ns, int *bad, char 
             const int first = *ns;
             *ns = add_series(ss, *ns, sb, l, dt, nmu, globs, ng);
             for (int j = 0; *ns > first && j < nmu; j++) {
-                int rc = run_point(sb->shapes.items[l], dt, mus[j], ss + first, *ns - first, j, bad);
+                int rc =
+                    run_point(sb->shapes.items[l], dt, mus[j], ss + first, *ns - first, j, bad);
                 if (rc)
                     return rc;
             }
@@ -389,8 +390,8 @@ static void print_row(const series *s)
         }
     }
     printf("%-32s %-4s %8.2g %5d %6.2f %9.2f %9.2f %10.3g %10.3g  %s", s->k->name,
-           nb_dtype_name(s->dtype), kfit, s->nfit, s->slope, s->slope_scaled, s->slope_kfree, elo, ehi,
-           s->cls);
+           nb_dtype_name(s->dtype), kfit, s->nfit, s->slope, s->slope_scaled, s->slope_kfree, elo,
+           ehi, s->cls);
     if (sat)
         printf(" (%d saturated point%s: all digits lost)", sat, sat > 1 ? "s" : "");
     if (s->k->layer == NB_RMS)
@@ -442,8 +443,8 @@ static int count_unexpected(const series *ss, int ns)
     for (int i = 0; i < ns; i++) {
         const char *want = unexpected(&ss[i]);
         if (want) {
-            printf("UNEXPECTED %s %s: %s (expected %s)\n", ss[i].k->name, nb_dtype_name(ss[i].dtype),
-                   ss[i].cls, want);
+            printf("UNEXPECTED %s %s: %s (expected %s)\n", ss[i].k->name,
+                   nb_dtype_name(ss[i].dtype), ss[i].cls, want);
             mismatch++;
         }
     }
@@ -462,7 +463,8 @@ int verify_stability(char **globs, int ng, const char *plot)
     if (!rc) {
         print_table(ss, ns);
         const int mismatch = count_unexpected(ss, ns);
-        printf("stability: %d kernel/dtype series, %d unexpected classification(s)\n", ns, mismatch);
+        printf("stability: %d kernel/dtype series, %d unexpected classification(s)\n", ns,
+               mismatch);
         rc = mismatch || bad ? 1 : 0;
         if (plot && write_svg(plot, &sb, ss, ns))
             rc = 2;
