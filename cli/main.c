@@ -111,24 +111,18 @@ static const struct command {
      "verify [--kernels GLOB] [--problems STR ...] [--batch FILE ...] [--seed N] [--seeds K]\n"
      "          [--threads 1,2] [--failures-only]: check kernels against the MPFR reference"},
     {"check", cmd_check,
-     "check --problem STR --x x.npy --y y.npy [--gamma g.npy] [--beta b.npy] [--mean m.npy --rstd "
-     "r.npy]\n"
-     "          [--running-mean rm.npy --running-var rv.npy] [--depth C]: score an external "
-     "result"},
+     "check --problem STR --x x.npy --y y.npy [--gamma g.npy] [--beta b.npy] [--mean m.npy --rstd r.npy]\n"
+     "          [--running-mean rm.npy --running-var rv.npy] [--depth C]: score an external result"},
     {"run", cmd_run,
      "run --problem STR --kernel NAME --out DIR: write inputs, parameters and outputs as .npy"},
     {"bench", cmd_bench,
      "bench [--kernels GLOB] [--problems STR ...|--batch FILE ...|--set NAME] [--threads 1,2]\n"
-     "          [--cold|--cold-only] [--json FILE] [--csv FILE] [--min-time S] [--min-reps N] "
-     "[--quiet]:\n"
-     "          time kernels"
-     " against a same-run memory bandwidth roof (sets: quick targets resnet50-bn\n"
-     "          transformer-ln sd-gn in full)"},
-    {"sysinfo", cmd_sysinfo,
-     "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id"},
+     "          [--cold|--cold-only] [--json FILE] [--csv FILE] [--min-time S] [--min-reps N]\n"
+     "          [--quiet]: time kernels against a same-run memory bandwidth roof (sets: quick\n"
+     "          targets resnet50-bn transformer-ln sd-gn in full)"},
+    {"sysinfo", cmd_sysinfo, "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id"},
     {"search", cmd_search,
-     "search --layer L [--dtype f32|f64] [--kernels GLOB] [--iters N] [--time S] [--seed S] [--out "
-     "DIR]:\n"
+     "search --layer L [--dtype f32|f64] [--kernels GLOB] [--iters N] [--time S] [--seed S] [--out DIR]:\n"
      "          hunt for inputs that maximise a kernel's scaled error (worst-case corpora)"},
     /* further subcommands: add a row here and declare the entry in cli.h */
 };
