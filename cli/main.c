@@ -122,8 +122,9 @@ static const struct command {
      "          targets resnet50-bn transformer-ln sd-gn in full)"},
     {"sysinfo", cmd_sysinfo, "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id"},
     {"search", cmd_search,
-     "search --layer L [--dtype f32|f64] [--kernels GLOB] [--iters N] [--time S] [--seed S] [--out DIR]:\n"
-     "          hunt for inputs that maximise a kernel's scaled error (worst-case corpora)"},
+     "search --layer L|--batch FILE ... [--dtype f32|f64] [--kernels GLOB] [--iters N] [--time S]\n"
+     "          [--seed S] [--out DIR]: hunt for inputs that maximise a kernel's scaled error\n"
+     "          (worst-case corpora)"},
     /* further subcommands: add a row here and declare the entry in cli.h */
 };
 

@@ -7,6 +7,12 @@
  *
  *   normbench search --layer ln --dtype f32 [--kernels GLOB] [--iters N]
  *                    [--seed S] [--time SECONDS] [--out DIR] [--objective scaled|bound]
+ *   normbench search --batch FILE [...]   (every problem of the file)
+ *
+ * --layer L searches the line of layer L in the built-in list
+ * inputs/search.txt (one statistics group, so every evaluation is cheap),
+ * in --dtype (f32 unless given); --batch FILE adds the file's problems, in
+ * their own dtype unless --dtype is given. Every problem gets --seed.
  *
  * The objective is the max scaled error (default) or the max bound use
  * err_i / tol_i (how close the kernel gets to failing).
@@ -27,18 +33,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-
-/* One statistics group per problem keeps every evaluation cheap. */
-static const char *base_shape(nb_layer l)
-{
-    switch (l) {
-    case NB_BN: return "bn:n4c1h4w4:nchw:train";
-    case NB_IN: return "in:n1c1h8w8:nchw:affine";
-    case NB_GN: return "gn:n1c4h4w4:g1:nchw";
-    case NB_RMS: return "rms:rows1:cols64";
-    default: return "ln:rows1:cols64";
-    }
-}
 
 static uint64_t rs;
 static double urand(void)
@@ -144,141 +138,222 @@ static double evaluate(const nb_kernel *k, nb_data *d, nb_check *c)
     return isfinite(v) ? v : 1e300;
 }
 
+typedef struct search_opts {
+    const char *dtype_s, *out; /* dtype_s NULL: each problem's own */
+    char *globs[16];
+    int ng;
+    long iters;
+    double tmax;
+    unsigned long long seed;
+} search_opts;
+
+/* Write the corpus entry <out>/<name>.npy and .txt; 0 or a cli_error status. */
+static int write_entry(const search_opts *o, const nb_kernel *k, const nb_data *best,
+                       const nb_check *c, const char *canon, const char *name, bool from_layer)
+{
+    const nb_problem *p = &best->prob;
+    char path[4096], err[256];
+    int64_t shape[1] = {nb_problem_numel(p)};
+    snprintf(path, sizeof path, "%s/%s.npy", o->out, name);
+    if (nb_npy_write(path, p->dtype, 1, shape, best->x, err, sizeof err))
+        return cli_error("%s", err);
+    snprintf(path, sizeof path, "%s/%s.txt", o->out, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return cli_error("cannot write '%s'", path);
+    if (from_layer)
+        fprintf(f, "# normbench worst-case corpus entry, found by: normbench search --layer %s --dtype %s ",
+                nb_layer_short(k->layer), nb_dtype_name(p->dtype));
+    else
+        fprintf(f, "# normbench worst-case corpus entry, found by: normbench search --batch FILE "
+                   "(FILE holding the problem below) ");
+    fprintf(f, "--kernels %s --iters %ld --seed %llu --objective %s\n"
+               "# x is %s.npy (flat, memory order); gamma/beta are the problem's seeded values.\n"
+               "problem %s\nkernel %s\nscaled %.6g\nbound_use %.6g\nexpect %s\n",
+            k->name, o->iters, o->seed, by_bound_use ? "bound" : "scaled", name, canon, k->name,
+            c->max_scaled, c->max_bound_use, c->verdict == NB_FAIL ? "fail" : "pass");
+    fclose(f);
+    if (c->verdict == NB_FAIL && !(k->flags & NB_KF_NEGATIVE_CONTROL))
+        printf("  FINDING: %s exceeds its bound on the input saved as %s\n", k->name, path);
+    return 0;
+}
+
+/* Hill-climb kernel k (index ki) on problem p: best keeps the worst input
+ * found and best_c its check. Returns the worst objective value, negative
+ * when no evaluation could be checked. */
+static double climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data *cur, nb_data *best,
+                  nb_check *best_c)
+{
+    const int64_t n = nb_problem_numel(&cur->prob);
+    const size_t xb = (size_t)n * nb_dtype_size(cur->prob.dtype);
+    rs = o->seed * 0x9E3779B97F4A7C15ull + ki + 1;
+    double best_v = -1, cur_v = -1;
+    nb_check c;
+    memset(best_c, 0, sizeof *best_c);
+    const clock_t t0 = clock();
+    long it = 0, restarts = 0;
+    for (; it < o->iters && (double)(clock() - t0) / CLOCKS_PER_SEC < o->tmax; it++) {
+        /* restart every 200 steps without progress */
+        if (cur_v < 0 || it % 200 == 0) {
+            restart(cur, n);
+            cur_v = evaluate(k, cur, &c);
+            restarts++;
+        } else {
+            void *save = malloc(xb);
+            if (!save)
+                break;
+            memcpy(save, cur->x, xb);
+            perturb(cur, n);
+            double v = evaluate(k, cur, &c);
+            if (v > cur_v)
+                cur_v = v;
+            else
+                memcpy(cur->x, save, xb);
+            free(save);
+        }
+        if (cur_v > best_v) {
+            best_v = cur_v;
+            memcpy(best->x, cur->x, xb);
+            evaluate(k, best, best_c);
+        }
+    }
+    printf("%-32s %s: %ld evaluations, %ld restarts, worst: max scaled error %.4g, bound use %.3g (%s)\n",
+           k->name, nb_dtype_name(cur->prob.dtype), it, restarts, best_c->max_scaled,
+           best_c->max_bound_use, nb_verdict_name(best_c->verdict));
+    return best_v;
+}
+
+/* Search every selected kernel of the problem's layer. tag: the corpus
+ * name suffix ("" for the --layer problem). 0 or a cli_error status;
+ * *found counts the corpus entries written. */
+static int search_problem(const search_opts *o, const char *ps_in, const char *tag, int *found)
+{
+    char ps[4200], err[256], canon[512];
+    snprintf(ps, sizeof ps, "%s%s%s:seed%llu", ps_in, o->dtype_s ? ":" : "", o->dtype_s ? o->dtype_s : "",
+             o->seed);
+    nb_problem p;
+    if (nb_problem_parse(ps, &p, err, sizeof err))
+        return cli_error("invalid problem '%s': %s", ps, err);
+    nb_problem_format(&p, canon, sizeof canon);
+    for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
+        const nb_kernel *k = nb_kernel_at(ki);
+        if (k->layer != p.layer || !cli_kernel_selected(k, (char **)o->globs, o->ng) ||
+            !nb_kernel_available(k) || !(k->dtypes & (1u << p.dtype)))
+            continue;
+        nb_data cur = {0}, best = {0};
+        nb_check best_c;
+        int rc = nb_data_alloc(&cur, &p) || nb_data_alloc(&best, &p) ? cli_error("out of memory") : 0;
+        const double worst = rc ? -1 : climb(o, k, ki, &cur, &best, &best_c);
+        if (o->out && worst >= 0) {
+            char name[256];
+            snprintf(name, sizeof name, "%s-%s-%s-%s%s-%s%s", nb_layer_short(k->layer),
+                     nb_dtype_name(p.dtype), nb_algo_name(k->algo), nb_isa_name(k->isa),
+                     k->omp ? "-omp" : "", by_bound_use ? "bound" : "scaled", tag);
+            rc = write_entry(o, k, &best, &best_c, canon, name, !*tag);
+            *found += !rc;
+        }
+        nb_data_free(&cur);
+        nb_data_free(&best);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* The line of the --layer's layer in the built-in list inputs/search.txt
+ * (malloc'd), or NULL after a cli_error. */
+static char *layer_problem(nb_layer layer)
+{
+    nb_problem_list base = {0};
+    char err[512], *shape = NULL;
+    if (nb_problem_list_builtin(&base, "search", err, sizeof err)) {
+        cli_error("%s", err);
+        return NULL;
+    }
+    for (size_t i = 0; i < base.count && !shape; i++) {
+        nb_problem p;
+        if (!nb_problem_parse(base.items[i], &p, NULL, 0) && p.layer == layer)
+            shape = strdup(base.items[i]);
+    }
+    nb_problem_list_free(&base);
+    if (!shape)
+        cli_error("search: inputs/search.txt has no %s problem", nb_layer_short(layer));
+    return shape;
+}
+
+/* The --layer problem, then every --batch problem. */
+static int search_all(const char *layer_s, const search_opts *o, const nb_problem_list *batch)
+{
+    int layer = -1;
+    for (int l = 0; l < NB_LAYER_COUNT; l++)
+        if (layer_s && (!strcmp(layer_s, nb_layer_short((nb_layer)l)) ||
+                        !strcmp(layer_s, nb_layer_name((nb_layer)l))))
+            layer = l;
+    if (layer < 0 && (layer_s || !batch->count))
+        return cli_error("search needs --layer bn|in|ln|gn|rms or --batch FILE");
+    if (o->dtype_s && strcmp(o->dtype_s, "f32") && strcmp(o->dtype_s, "f64"))
+        return cli_error("--dtype must be f32 or f64");
+    if (o->out && mkdir(o->out, 0777) && errno != EEXIST)
+        return cli_error("cannot create '%s': %s", o->out, strerror(errno));
+    int found = 0, rc = 0;
+    if (layer >= 0) {
+        char *shape = layer_problem((nb_layer)layer);
+        search_opts lo = *o;
+        lo.dtype_s = o->dtype_s ? o->dtype_s : "f32";
+        rc = shape ? search_problem(&lo, shape, "", &found) : 2;
+        free(shape);
+    }
+    for (size_t i = 0; !rc && i < batch->count; i++) {
+        char tag[32];
+        snprintf(tag, sizeof tag, "-p%zu", i + 1);
+        rc = search_problem(o, batch->items[i], tag, &found);
+    }
+    if (!rc && o->out)
+        printf("search: %d corpus entr%s written to %s\n", found, found == 1 ? "y" : "ies", o->out);
+    return rc;
+}
+
+static const char *const usage =
+    "usage: normbench search --layer bn|in|ln|gn|rms [--dtype f32|f64] [--batch FILE ...] "
+    "[--kernels GLOB] [--iters N] [--time SECONDS] [--seed S] [--out DIR] [--objective scaled|bound]";
+
 int cmd_search(int argc, char **argv)
 {
-    const char *layer_s = NULL, *dtype_s = "f32", *out = NULL;
-    char *globs[16];
-    int ng = 0;
-    long iters = 3000;
-    double tmax = 10;
-    unsigned long long seed = 1;
-    for (int i = 1; i < argc; i++) {
+    const char *layer_s = NULL;
+    search_opts o = {.iters = 3000, .tmax = 10, .seed = 1};
+    nb_problem_list batch = {0};
+    int rc = 0;
+    for (int i = 1; i < argc && !rc; i++) {
         const char *a = argv[i];
-        if (i + 1 >= argc)
-            return cli_error("search: %s needs a value", a);
+        if (i + 1 >= argc) {
+            rc = cli_error("search: %s needs a value", a);
+            break;
+        }
         const char *v = argv[++i];
-        char *end = NULL;
+        char *end = NULL, err[512];
         if (!strcmp(a, "--layer"))
             layer_s = v;
         else if (!strcmp(a, "--dtype"))
-            dtype_s = v;
+            o.dtype_s = v;
         else if (!strcmp(a, "--out"))
-            out = v;
-        else if (!strcmp(a, "--kernels") && ng < 16)
-            globs[ng++] = (char *)v;
-        else if (!strcmp(a, "--iters") && (iters = strtol(v, &end, 10), !*end) && iters > 0)
+            o.out = v;
+        else if (!strcmp(a, "--batch"))
+            rc = nb_problem_list_read(&batch, v, err, sizeof err) ? cli_error("%s", err) : 0;
+        else if (!strcmp(a, "--kernels") && o.ng < 16)
+            o.globs[o.ng++] = (char *)v;
+        else if (!strcmp(a, "--iters") && (o.iters = strtol(v, &end, 10), !*end) && o.iters > 0)
             ;
-        else if (!strcmp(a, "--time") && (tmax = strtod(v, &end), !*end) && tmax > 0)
+        else if (!strcmp(a, "--time") && (o.tmax = strtod(v, &end), !*end) && o.tmax > 0)
             ;
-        else if (!strcmp(a, "--seed") && (seed = strtoull(v, &end, 10), !*end))
+        else if (!strcmp(a, "--seed") && (o.seed = strtoull(v, &end, 10), !*end))
             ;
         else if (!strcmp(a, "--objective") && (!strcmp(v, "scaled") || !strcmp(v, "bound")))
             by_bound_use = v[0] == 'b';
         else
-            return cli_error("usage: normbench search --layer bn|in|ln|gn|rms [--dtype f32|f64] "
-                             "[--kernels GLOB] [--iters N] [--time SECONDS] [--seed S] [--out DIR] "
-                             "[--objective scaled|bound]");
+            rc = cli_error("%s", usage);
     }
-    int layer = -1;
-    for (int l = 0; l < NB_LAYER_COUNT; l++)
-        if (layer_s && (!strcmp(layer_s, nb_layer_short((nb_layer)l)) || !strcmp(layer_s, nb_layer_name((nb_layer)l))))
-            layer = l;
-    if (layer < 0)
-        return cli_error("search needs --layer bn|in|ln|gn|rms");
-    if (strcmp(dtype_s, "f32") && strcmp(dtype_s, "f64"))
-        return cli_error("--dtype must be f32 or f64");
-    if (out && mkdir(out, 0777) && errno != EEXIST)
-        return cli_error("cannot create '%s': %s", out, strerror(errno));
-    char ps[256], err[256];
-    snprintf(ps, sizeof ps, "%s:%s:seed%llu", base_shape((nb_layer)layer), dtype_s, seed);
-    nb_problem p;
-    if (nb_problem_parse(ps, &p, err, sizeof err))
-        return cli_error("internal problem '%s': %s", ps, err);
-    char canon[512];
-    nb_problem_format(&p, canon, sizeof canon);
-    const int64_t n = nb_problem_numel(&p);
-    int found = 0;
-    for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
-        const nb_kernel *k = nb_kernel_at(ki);
-        if (k->layer != (nb_layer)layer || !cli_kernel_selected(k, globs, ng) || !nb_kernel_available(k) ||
-            !(k->dtypes & (1u << p.dtype)))
-            continue;
-        rs = seed * 0x9E3779B97F4A7C15ull + ki + 1;
-        nb_data cur = {0}, best = {0};
-        if (nb_data_alloc(&cur, &p) || nb_data_alloc(&best, &p)) {
-            nb_data_free(&cur);
-            nb_data_free(&best);
-            return cli_error("out of memory");
-        }
-        const size_t xb = (size_t)n * nb_dtype_size(p.dtype);
-        double best_v = -1, cur_v = -1;
-        nb_check c, best_c;
-        memset(&best_c, 0, sizeof best_c);
-        const clock_t t0 = clock();
-        long it = 0, restarts = 0;
-        for (; it < iters && (double)(clock() - t0) / CLOCKS_PER_SEC < tmax; it++) {
-            /* restart every 200 steps without progress */
-            if (cur_v < 0 || it % 200 == 0) {
-                restart(&cur, n);
-                cur_v = evaluate(k, &cur, &c);
-                restarts++;
-            } else {
-                void *save = malloc(xb);
-                if (!save)
-                    break;
-                memcpy(save, cur.x, xb);
-                perturb(&cur, n);
-                double v = evaluate(k, &cur, &c);
-                if (v > cur_v)
-                    cur_v = v;
-                else
-                    memcpy(cur.x, save, xb);
-                free(save);
-            }
-            if (cur_v > best_v) {
-                best_v = cur_v;
-                memcpy(best.x, cur.x, xb);
-                evaluate(k, &best, &best_c);
-            }
-        }
-        const bool nc = k->flags & NB_KF_NEGATIVE_CONTROL;
-        printf("%-32s %s: %ld evaluations, %ld restarts, worst: max scaled error %.4g, bound use %.3g (%s)\n",
-               k->name, dtype_s, it, restarts, best_c.max_scaled, best_c.max_bound_use,
-               nb_verdict_name(best_c.verdict));
-        if (out && best_v >= 0) {
-            char name[256], path[4096];
-            snprintf(name, sizeof name, "%s-%s-%s-%s%s-%s", nb_layer_short(k->layer), dtype_s,
-                     nb_algo_name(k->algo), nb_isa_name(k->isa), k->omp ? "-omp" : "",
-                     by_bound_use ? "bound" : "scaled");
-            snprintf(path, sizeof path, "%s/%s.npy", out, name);
-            int64_t shape[1] = {n};
-            if (nb_npy_write(path, p.dtype, 1, shape, best.x, err, sizeof err)) {
-                nb_data_free(&cur);
-                nb_data_free(&best);
-                return cli_error("%s", err);
-            }
-            snprintf(path, sizeof path, "%s/%s.txt", out, name);
-            FILE *f = fopen(path, "w");
-            if (!f) {
-                nb_data_free(&cur);
-                nb_data_free(&best);
-                return cli_error("cannot write '%s'", path);
-            }
-            fprintf(f, "# normbench worst-case corpus entry, found by: normbench search --layer %s --dtype %s "
-                       "--kernels %s --iters %ld --seed %llu --objective %s\n"
-                       "# x is %s.npy (flat, memory order); gamma/beta are the problem's seeded values.\n"
-                       "problem %s\nkernel %s\nscaled %.6g\nbound_use %.6g\nexpect %s\n",
-                    nb_layer_short(k->layer), dtype_s, k->name, iters, seed, by_bound_use ? "bound" : "scaled", name, canon, k->name, best_c.max_scaled,
-                    best_c.max_bound_use, best_c.verdict == NB_FAIL ? "fail" : "pass");
-            fclose(f);
-            if (best_c.verdict == NB_FAIL && !nc)
-                printf("  FINDING: %s exceeds its bound on the input saved as %s\n", k->name, path);
-            found++;
-        }
-        nb_data_free(&cur);
-        nb_data_free(&best);
-    }
-    if (out)
-        printf("search: %d corpus entr%s written to %s\n", found, found == 1 ? "y" : "ies", out);
-    return 0;
+    if (!rc)
+        rc = search_all(layer_s, &o, &batch);
+    nb_problem_list_free(&batch);
+    return rc;
 }
