@@ -162,14 +162,17 @@ static int write_entry(const search_opts *o, const nb_kernel *k, const nb_data *
     if (!f)
         return cli_error("cannot write '%s'", path);
     if (from_layer)
-        fprintf(f, "# normbench worst-case corpus entry, found by: normbench search --layer %s --dtype %s ",
+        fprintf(f,
+                "# normbench worst-case corpus entry, found by: normbench search --layer %s "
+                "--dtype %s ",
                 nb_layer_short(k->layer), nb_dtype_name(p->dtype));
     else
         fprintf(f, "# normbench worst-case corpus entry, found by: normbench search --batch FILE "
                    "(FILE holding the problem below) ");
-    fprintf(f, "--kernels %s --iters %ld --seed %llu --objective %s\n"
-               "# x is %s.npy (flat, memory order); gamma/beta are the problem's seeded values.\n"
-               "problem %s\nkernel %s\nscaled %.6g\nbound_use %.6g\nexpect %s\n",
+    fprintf(f,
+            "--kernels %s --iters %ld --seed %llu --objective %s\n"
+            "# x is %s.npy (flat, memory order); gamma/beta are the problem's seeded values.\n"
+            "problem %s\nkernel %s\nscaled %.6g\nbound_use %.6g\nexpect %s\n",
             k->name, o->iters, o->seed, by_bound_use ? "bound" : "scaled", name, canon, k->name,
             c->max_scaled, c->max_bound_use, c->verdict == NB_FAIL ? "fail" : "pass");
     fclose(f);
@@ -181,8 +184,8 @@ static int write_entry(const search_opts *o, const nb_kernel *k, const nb_data *
 /* Hill-climb kernel k (index ki) on problem p: best keeps the worst input
  * found and best_c its check. Returns the worst objective value, negative
  * when no evaluation could be checked. */
-static double climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data *cur, nb_data *best,
-                  nb_check *best_c)
+static double climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data *cur,
+                    nb_data *best, nb_check *best_c)
 {
     const int64_t n = nb_problem_numel(&cur->prob);
     const size_t xb = (size_t)n * nb_dtype_size(cur->prob.dtype);
@@ -217,7 +220,8 @@ static double climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data
             evaluate(k, best, best_c);
         }
     }
-    printf("%-32s %s: %ld evaluations, %ld restarts, worst: max scaled error %.4g, bound use %.3g (%s)\n",
+    printf("%-32s %s: %ld evaluations, %ld restarts, worst: max scaled error %.4g, bound use %.3g "
+           "(%s)\n",
            k->name, nb_dtype_name(cur->prob.dtype), it, restarts, best_c->max_scaled,
            best_c->max_bound_use, nb_verdict_name(best_c->verdict));
     return best_v;
@@ -229,8 +233,8 @@ static double climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data
 static int search_problem(const search_opts *o, const char *ps_in, const char *tag, int *found)
 {
     char ps[4200], err[256], canon[512];
-    snprintf(ps, sizeof ps, "%s%s%s:seed%llu", ps_in, o->dtype_s ? ":" : "", o->dtype_s ? o->dtype_s : "",
-             o->seed);
+    snprintf(ps, sizeof ps, "%s%s%s:seed%llu", ps_in, o->dtype_s ? ":" : "",
+             o->dtype_s ? o->dtype_s : "", o->seed);
     nb_problem p;
     if (nb_problem_parse(ps, &p, err, sizeof err))
         return cli_error("invalid problem '%s': %s", ps, err);
@@ -242,7 +246,8 @@ static int search_problem(const search_opts *o, const char *ps_in, const char *t
             continue;
         nb_data cur = {0}, best = {0};
         nb_check best_c;
-        int rc = nb_data_alloc(&cur, &p) || nb_data_alloc(&best, &p) ? cli_error("out of memory") : 0;
+        int rc =
+            nb_data_alloc(&cur, &p) || nb_data_alloc(&best, &p) ? cli_error("out of memory") : 0;
         const double worst = rc ? -1 : climb(o, k, ki, &cur, &best, &best_c);
         if (o->out && worst >= 0) {
             char name[256];
@@ -315,7 +320,8 @@ static int search_all(const char *layer_s, const search_opts *o, const nb_proble
 
 static const char *const usage =
     "usage: normbench search --layer bn|in|ln|gn|rms [--dtype f32|f64] [--batch FILE ...] "
-    "[--kernels GLOB] [--iters N] [--time SECONDS] [--seed S] [--out DIR] [--objective scaled|bound]";
+    "[--kernels GLOB] [--iters N] [--time SECONDS] [--seed S] [--out DIR] [--objective "
+    "scaled|bound]";
 
 int cmd_search(int argc, char **argv)
 {
