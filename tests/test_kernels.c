@@ -1,10 +1,11 @@
 /* test_kernels.c: every registered kernel against the MPFR reference over a
  * sweep of batch sizes, group counts, eps values, odd spatial sizes, data
- * distributions, layouts and dtypes (one parameterized test per kernel, so
- * a new row in impls/kernels.def is tested with no edit here); the layer
- * identities (GN G=1 == LN over CHW, GN G=C == IN, RMS == LN on zero-mean
- * rows); and the checker's teeth (onepass flagged on offset data, a
- * perturbed element caught exactly past its bound). */
+ * distributions, layouts and dtypes, the lines of inputs/test-kernels.txt
+ * (one parameterized test per kernel, so a new row in impls/kernels.def
+ * is tested with no edit here); the layer identities (GN G=1 == LN over
+ * CHW, GN G=C == IN, RMS == LN on zero-mean rows); and the checker's teeth
+ * (onepass flagged on offset data, a perturbed element caught exactly past
+ * its bound). */
 #include "normbench.h"
 
 #include <criterion/criterion.h>
@@ -14,113 +15,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the sweep --------------------------------------------------------- */
+/* ---- the sweep: the built-in list inputs/test-kernels.txt -------------- */
 
-typedef struct sweep {
-    char **s;
-    size_t n, cap;
-} sweep;
-
-static void add(sweep *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add(sweep *w, const char *fmt, ...)
+/* The lines of layer l, first in f32 and then in f64 (the dtype appended). */
+static void layer_sweep(nb_problem_list *w, nb_layer l)
 {
-    if (w->n == w->cap) {
-        w->cap = w->cap ? 2 * w->cap : 64;
-        w->s = realloc(w->s, w->cap * sizeof *w->s);
-        cr_assert(w->s != NULL);
-    }
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    w->s[w->n++] = strdup(buf);
-}
-
-static void sweep_free(sweep *w)
-{
-    for (size_t i = 0; i < w->n; i++)
-        free(w->s[i]);
-    free(w->s);
-}
-
-static const char *const dists[] = {"normal", "offset1e3", "sorted2",  "const-1.5", "alt3",
-                                    "tiny1e-4", "huge",     "subnormal", "nan"};
-static const char *const epss[] = {"0", "1e-12", "1e-5", "1e-3", "1"};
-static const int batches[] = {1, 2, 3, 7, 32};
-
-/* Problems for one layer in one dtype. */
-static void layer_sweep(sweep *w, nb_layer l, const char *dt)
-{
-    const char *lay[2] = {"nchw", "nhwc"};
-    switch (l) {
-    case NB_LN:
-    case NB_RMS: {
-        const char *ls = nb_layer_short(l);
-        for (size_t b = 0; b < 5; b++)
-            add(w, "%s:rows%d:cols37:%s", ls, batches[b], dt);
-        static const int widths[] = {1, 2, 15, 16, 17, 31, 33, 64, 127, 1000};
-        for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++)
-            add(w, "%s:rows3:cols%d:%s", ls, widths[i], dt);
-        for (size_t e = 0; e < 5; e++)
-            add(w, "%s:rows4:cols40:eps%s:%s", ls, epss[e], dt);
-        for (size_t d = 0; d < sizeof dists / sizeof dists[0]; d++)
-            add(w, "%s:rows5:cols67:%s:data=%s", ls, dt, dists[d]);
-        add(w, "%s:rows3:cols20:noaffine:%s", ls, dt);
-        if (l == NB_LN)
-            add(w, "ln:rows3:cols20:nobeta:%s:data=offset10", dt);
-        add(w, "%s:rows2:cols4096:%s", ls, dt);
-        break;
-    }
-    case NB_BN:
-        for (int L = 0; L < 2; L++) {
-            for (size_t b = 0; b < 5; b++)
-                add(w, "bn:n%dc3h3w5:%s:%s", batches[b], lay[L], dt);
-            add(w, "bn:n2c5:%s:%s", lay[L], dt);
-            add(w, "bn:n3c4l7:%s:%s", lay[L], dt);
-            add(w, "bn:n2c3d3h1w5:%s:%s", lay[L], dt);
-            add(w, "bn:n3c4h5w5:%s:infer:%s", lay[L], dt);
-            add(w, "bn:n3c4h5w5:%s:momnone:nbt3:%s", lay[L], dt);
-            add(w, "bn:n3c4h5w5:%s:mom0.5:noaffine:%s", lay[L], dt);
-            add(w, "bn:n1c2h1w2:%s:%s", lay[L], dt);
-            for (size_t e = 0; e < 5; e++)
-                add(w, "bn:n2c3h3w3:%s:eps%s:%s", lay[L], epss[e], dt);
-            for (size_t d = 0; d < sizeof dists / sizeof dists[0]; d++) {
-                add(w, "bn:n3c5h3w3:%s:%s:data=%s", lay[L], dt, dists[d]);
-                add(w, "bn:n3c5h3w3:%s:infer:%s:data=%s", lay[L], dt, dists[d]);
-            }
+    nb_problem_list lines = {0};
+    char err[512], s[4200];
+    cr_assert_eq(nb_problem_list_builtin(&lines, "test-kernels", err, sizeof err), NB_OK, "%s", err);
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < lines.count; i++) {
+            nb_problem p;
+            snprintf(s, sizeof s, "%s:%s", lines.items[i], t ? "f64" : "f32");
+            cr_assert_eq(nb_problem_parse(s, &p, err, sizeof err), NB_OK, "%s: %s", s, err);
+            if (p.layer == l)
+                cr_assert_eq(nb_problem_list_add(w, s), NB_OK);
         }
-        break;
-    case NB_IN:
-        for (int L = 0; L < 2; L++) {
-            for (size_t b = 0; b < 5; b++)
-                add(w, "in:n%dc3h3w5:%s:%s", batches[b], lay[L], dt);
-            add(w, "in:n2c4l9:%s:affine:%s", lay[L], dt);
-            add(w, "in:n2c3d2h3w3:%s:track:%s", lay[L], dt);
-            add(w, "in:n3c2h2w1:%s:affine:track:mom0.25:%s", lay[L], dt);
-            for (size_t e = 0; e < 5; e++)
-                add(w, "in:n2c3h3w3:%s:eps%s:%s", lay[L], epss[e], dt);
-            for (size_t d = 0; d < sizeof dists / sizeof dists[0]; d++)
-                add(w, "in:n3c5h3w3:%s:affine:track:%s:data=%s", lay[L], dt, dists[d]);
-        }
-        break;
-    case NB_GN:
-    default:
-        for (int L = 0; L < 2; L++) {
-            static const int groups[] = {1, 2, 3, 6, 12}; /* 1, 2, 3, C/2, C */
-            for (size_t g = 0; g < 5; g++)
-                add(w, "gn:n2c12h3w3:g%d:%s:%s", groups[g], lay[L], dt);
-            for (size_t b = 0; b < 5; b++)
-                add(w, "gn:n%dc6l5:g3:%s:%s", batches[b], lay[L], dt);
-            add(w, "gn:n2c6:g2:%s:%s", lay[L], dt);
-            add(w, "gn:n2c9d3h1w3:g3:%s:noaffine:%s", lay[L], dt);
-            for (size_t e = 0; e < 5; e++)
-                add(w, "gn:n2c4h3w3:g2:%s:eps%s:%s", lay[L], epss[e], dt);
-            for (size_t d = 0; d < sizeof dists / sizeof dists[0]; d++)
-                add(w, "gn:n3c6h3w3:g3:%s:%s:data=%s", lay[L], dt, dists[d]);
-        }
-        break;
-    }
+    nb_problem_list_free(&lines);
 }
 
 /* ---- one kernel over its layer's sweep --------------------------------- */
@@ -157,20 +68,19 @@ ParameterizedTest(kparam *kp, kernels, sweep, .timeout = 600)
     if (!nb_kernel_available(k))
         cr_skip_test("%s: ISA not available on this CPU", k->name);
     const bool neg = k->flags & NB_KF_NEGATIVE_CONTROL;
-    sweep w = {0};
-    layer_sweep(&w, k->layer, "f32");
-    layer_sweep(&w, k->layer, "f64");
+    nb_problem_list w = {0};
+    layer_sweep(&w, k->layer);
     size_t ran = 0;
-    for (size_t i = 0; i < w.n; i++) {
+    for (size_t i = 0; i < w.count; i++) {
         nb_problem p;
         char err[256];
-        cr_assert_eq(nb_problem_parse(w.s[i], &p, err, sizeof err), NB_OK, "%s: %s", w.s[i], err);
+        cr_assert_eq(nb_problem_parse(w.items[i], &p, err, sizeof err), NB_OK, "%s: %s", w.items[i], err);
         if (!(k->dtypes & (1u << p.dtype)))
             continue;
         nb_data d;
         nb_ref r = {0};
         cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
-        cr_assert_eq(nb_ref_compute(&d, &r), NB_OK, "reference failed on %s", w.s[i]);
+        cr_assert_eq(nb_ref_compute(&d, &r), NB_OK, "reference failed on %s", w.items[i]);
         nb_check c;
         nb_verify_one(k, &d, &r, &c);
         char ps[512];
@@ -196,7 +106,7 @@ ParameterizedTest(kparam *kp, kernels, sweep, .timeout = 600)
         nb_data_free(&d);
     }
     cr_expect_gt(ran, 0, "%s ran on no problem of its sweep", k->name);
-    sweep_free(&w);
+    nb_problem_list_free(&w);
 }
 
 /* ---- the negative control is caught ------------------------------------ */
