@@ -22,7 +22,8 @@ static void layer_sweep(nb_problem_list *w, nb_layer l)
 {
     nb_problem_list lines = {0};
     char err[512], s[4200];
-    cr_assert_eq(nb_problem_list_builtin(&lines, "test-kernels", err, sizeof err), NB_OK, "%s", err);
+    cr_assert_eq(nb_problem_list_builtin(&lines, "test-kernels", err, sizeof err), NB_OK, "%s",
+                 err);
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < lines.count; i++) {
             nb_problem p;
@@ -74,7 +75,8 @@ ParameterizedTest(kparam *kp, kernels, sweep, .timeout = 600)
     for (size_t i = 0; i < w.count; i++) {
         nb_problem p;
         char err[256];
-        cr_assert_eq(nb_problem_parse(w.items[i], &p, err, sizeof err), NB_OK, "%s: %s", w.items[i], err);
+        cr_assert_eq(nb_problem_parse(w.items[i], &p, err, sizeof err), NB_OK, "%s: %s", w.items[i],
+                     err);
         if (!(k->dtypes & (1u << p.dtype)))
             continue;
         nb_data d;
