@@ -137,7 +137,7 @@ static int rotation_prepare(rotation *r, const nb_data *d, size_t target_bytes)
     return 0;
 }
 
-/* The compulsory-traffic model (DESIGN.md section 5): x read once and y
+/* The compulsory-traffic model (docs/DESIGN.md section 5.1): x read once and y
  * written once when the working set of a statistics group fits in the L2;
  * x read twice when it does not; plus gamma/beta, the statistics written
  * and the running statistics read and written. The working set is the

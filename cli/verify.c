@@ -397,8 +397,8 @@ int cmd_verify(int argc, char **argv)
         }
         fputs("{\n  \"kind\": \"verify\",\n  \"normbench_version\": \"" NB_VERSION "\",\n", jf);
         fputs("  \"error_model\": \"scaled = err/(u s_i), s_i = |g|(K+|z|)+|b|+|y|; bound_use = "
-              "err/tol_i (DESIGN.md section 4); stats.* are bound uses; inf as \\\"inf\\\", NaN as "
-              "null\",\n",
+              "err/tol_i (docs/DESIGN.md section 4); stats.* are bound uses; inf as \\\"inf\\\", "
+              "NaN as null\",\n",
               jf);
         char *si = cli_sysinfo_json();
         if (si) {

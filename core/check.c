@@ -1,4 +1,4 @@
-/* check.c: the scaled accuracy model of DESIGN.md section 4. Compares a
+/* check.c: the scaled accuracy model of docs/DESIGN.md section 4. Compares a
  * kernel's y and statistics with the unrounded MPFR reference, element by
  * element, against a bound that scales with the group's conditioning:
  *
