@@ -126,9 +126,14 @@ int cmd_check(int argc, char **argv)
                 return cli_error("check: %s needs a value (see normbench help)", a);
             *slot = argv[++i];
         } else if (!strcmp(a, "--depth")) {
-            char *end;
-            if (i + 1 >= argc || (depth = strtod(argv[++i], &end), *end) || !(depth >= 1) || !isfinite(depth))
-                return cli_error("--depth needs a reduction depth C >= 1");
+            /* A whole number, overflow checked: a huge depth widens the
+             * bound until anything passes. */
+            char *end = NULL;
+            errno = 0;
+            long long v = i + 1 < argc ? strtoll(argv[++i], &end, 10) : 0;
+            if (!end || end == argv[i] || *end || errno || v < 1)
+                return cli_error("--depth needs a whole reduction depth C >= 1");
+            depth = (double)v;
         } else if (!strcmp(a, "--prescaled")) {
             flags |= NB_KF_PRESCALED;
         } else {
@@ -153,6 +158,13 @@ int cmd_check(int argc, char **argv)
         return cli_error("this problem has no beta");
     char canon[512];
     nb_problem_format(&p, canon, sizeof canon);
+    /* A reduction of n values is at most n - 1 additions deep. */
+    const int64_t group_n = nb_problem_group_size(&p);
+    const double max_depth = group_n > 2 ? (double)(group_n - 1) : 1.0;
+    if (depth > max_depth)
+        return cli_error("--depth %.0f is deeper than a reduction of a group's %lld values can be "
+                         "(at most %.0f)",
+                         depth, (long long)group_n, max_depth);
 
     nb_data d = {0};
     nb_status st = nb_memory_fits(nb_data_memory(&p) + nb_ref_memory(&p)) ? nb_data_alloc(&d, &p)
