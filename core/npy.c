@@ -15,11 +15,13 @@
 #include "normbench.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define NPY_MAX_NUMEL (INT64_C(1) << 40)
 
@@ -330,13 +332,20 @@ nb_status nb_npy_read_max(const char *path, int64_t max_count, nb_npy *out, char
     if (!path || !out)
         return npy_fail(err, errlen, NB_ERR_NULL, "npy: NULL path");
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* Opened non-blocking: a plain open() of a FIFO waits for a writer
+     * forever, before the file could be seen not to be regular. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return npy_fail(err, errlen, NB_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) {
-        fclose(f);
+    if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+        close(fd);
         return npy_fail(err, errlen, NB_ERR_IO, "%s: not a regular file", path);
+    }
+    FILE *f = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return npy_fail(err, errlen, NB_ERR_IO, "%s: %s", path, strerror(errno));
     }
     const uint64_t fsize = (uint64_t)sb.st_size;
     unsigned char pre[12 + NB_NPY_MAX_HEADER];
