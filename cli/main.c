@@ -139,6 +139,26 @@ static void usage(FILE *f)
           f);
 }
 
+/* libgomp accepts any OMP_NUM_THREADS (a comma list, one count per nesting
+ * level) and aborts at the first parallel region, unable to allocate that
+ * many threads: true when a count exceeds the 1024 that --threads allows. */
+static bool omp_threads_too_many(const char *s)
+{
+    while (*s) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (end == s) {
+            s++;
+            continue;
+        }
+        if (errno || v > 1024)
+            return true;
+        s = end;
+    }
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -157,6 +177,9 @@ int main(int argc, char **argv)
                              "avx512, neon)",
                              isa);
     }
+    const char *omp = getenv("OMP_NUM_THREADS");
+    if (omp && omp_threads_too_many(omp))
+        return cli_error("OMP_NUM_THREADS='%s' asks for more than 1024 threads", omp);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(cmd, commands[i].name))
             return commands[i].fn(argc - 1, argv + 1);
