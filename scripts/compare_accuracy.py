@@ -17,6 +17,9 @@ case are reduced to their worst value. A case regresses when
   * its statistics' bound use grows the same way (floor 0.01); or
   * its verdict gets worse (PASS -> LIMIT/FAIL, LIMIT -> FAIL).
 
+A case skipped in either run (SKIP: e.g. an AVX-512 kernel on a CPU
+without AVX-512) has nothing to compare: it is listed and counted as not
+comparable and is never a regression, with or without --allow-missing.
 Cases only in one file are listed; a case missing from NEW fails (a kernel
 that stopped running, or a case dropped from the sweep, is not a pass)
 unless --allow-missing is given (comparing a partial run). Writes a Markdown report (stdout, or --out FILE), one summary
@@ -55,7 +58,7 @@ def load(path):
         key = (r["kernel"], r["problem"])
         if r.get("verdict") == "SKIP":
             cases.setdefault(key, {"verdict": "SKIP", "scaled": math.nan, "stats": math.nan,
-                                   "repro": r.get("repro", "")})
+                                   "repro": r.get("repro", ""), "reason": r.get("reason", "")})
             continue
         scaled = num(r.get("max_scaled"))
         stats = num((r.get("stats") or {}).get("bound_use"))
@@ -120,9 +123,12 @@ def main(argv):
         print(e, file=sys.stderr)
         return 2
 
-    regressions, improvements, rows = [], [], []
+    regressions, improvements, rows, not_comparable = [], [], [], []
     for key in sorted(set(base) & set(new)):
         b, n = base[key], new[key]
+        if "SKIP" in (b["verdict"], n["verdict"]):  # one run could not run it
+            not_comparable.append((key, b, n))
+            continue
         why = []
         if grew(b["scaled"], n["scaled"], a.factor, a.floor):
             why.append(f"max scaled error {fmt(b['scaled'])} -> {fmt(n['scaled'])}")
@@ -149,8 +155,9 @@ def main(argv):
     out.append(f"- rule: fail when max scaled error > {a.factor:g} x max(base, {a.floor:g}), when the "
                f"statistics' bound use grows likewise, or when a verdict gets worse")
     out.append(f"- compared {len(rows)} cases: **{len(regressions)} regression(s)**, "
-               f"{len(improvements)} improvement(s) beyond the factor, {len(only_base)} only in base, "
-               f"{len(only_new)} only in new\n")
+               f"{len(improvements)} improvement(s) beyond the factor, "
+               f"{len(not_comparable)} not comparable (skipped in a run), {len(only_base)} only in "
+               f"base, {len(only_new)} only in new\n")
     if regressions:
         out.append("## Regressions\n")
         out.append("| kernel | problem | what | repro |")
@@ -174,6 +181,14 @@ def main(argv):
         c, r, bm, nm = per[k]
         out.append(f"| `{k}` | {c} | {fmt(bm)} | {fmt(nm)} | {fmt(r) if r > -math.inf else 'n/a'} |")
     out.append("")
+    if not_comparable:
+        out.append("## Not comparable (skipped in one run)\n")
+        for (k, p), b, n in not_comparable[:50]:
+            out.append(f"- `{k}` `{p}`: {b['verdict']} -> {n['verdict']} "
+                       f"({b.get('reason') or n.get('reason') or 'skipped'})")
+        if len(not_comparable) > 50:
+            out.append("- ... (list cut at 50)")
+        out.append("")
     if only_base or only_new:
         out.append("## Unmatched cases\n")
         for k, p in only_base[:50]:
@@ -193,7 +208,8 @@ def main(argv):
     failed = bool(regressions) or (bool(only_base) and not a.allow_missing)
     for (k, p), why, _ in regressions[:20]:
         print(f"compare_accuracy: REGRESSION {k} {p}: {'; '.join(why)}", file=sys.stderr)
-    print(f"compare_accuracy: {len(rows)} cases compared, {len(regressions)} regression(s)"
+    print(f"compare_accuracy: {len(rows)} cases compared, {len(regressions)} regression(s), "
+          f"{len(not_comparable)} not comparable (skipped in a run)"
           f"{', ' + str(len(only_base)) + ' missing from new' if only_base else ''}: "
           f"{'FAIL' if failed else 'PASS'}", file=sys.stderr)
     return 1 if failed else 0
