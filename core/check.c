@@ -401,10 +401,11 @@ static void running_unchanged_check(check_ctx *k)
 {
     const nb_data *d = k->d;
     const size_t bytes = (size_t)k->p->c * nb_dtype_size(k->t);
-    if (memcmp(d->running_mean, d->running_mean0, bytes) ||
-        memcmp(d->running_var, d->running_var0, bytes)) {
+    const bool moved_mean = memcmp(d->running_mean, d->running_mean0, bytes) != 0;
+    if (moved_mean || memcmp(d->running_var, d->running_var0, bytes)) {
         if (!k->stat_fail)
-            k->stat_fail = "inference modified the running statistics";
+            k->stat_fail = moved_mean ? "inference modified running_mean"
+                                      : "inference modified running_var";
         k->o->err_running = INFINITY;
     }
 }
