@@ -25,12 +25,28 @@
 #define ABS fabs
 #include "blas_body.h"
 
+/* OpenBLAS's level-2 calls (sbmv here) take a work buffer of 128 MiB (plus a
+ * page) from its own allocator on first use, and that allocator retries a
+ * failed allocation forever: under a memory limit (ulimit -v) the kernel
+ * would hang. Until OpenBLAS holds its buffer (it keeps it once it has it),
+ * see first that this much can be allocated, and report NB_ERR_NOMEM if not. */
+#define BLAS_BUFFER_PROBE_BYTES ((size_t)129 << 20)
+static bool blas_buffer_held;
+
 nb_status nb_blas_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
     (void)k;
+    if (!blas_buffer_held) {
+        void *probe = malloc(BLAS_BUFFER_PROBE_BYTES);
+        if (!probe)
+            return NB_ERR_NOMEM;
+        free(probe);
+    }
     /* The kernel is registered serial: keep OpenBLAS to one thread, so its
      * timings and its "1 thread" label are honest (its per-group vectors are
      * short anyway). */
     openblas_set_num_threads(1);
-    return p->dtype == NB_F64 ? blas_run_f64(p, a) : blas_run_f32(p, a);
+    const nb_status st = p->dtype == NB_F64 ? blas_run_f64(p, a) : blas_run_f32(p, a);
+    blas_buffer_held = true;
+    return st;
 }
