@@ -28,25 +28,34 @@
 /* OpenBLAS's level-2 calls (sbmv here) take a work buffer of 128 MiB (plus a
  * page) from its own allocator on first use, and that allocator retries a
  * failed allocation forever: under a memory limit (ulimit -v) the kernel
- * would hang. Until OpenBLAS holds its buffer (it keeps it once it has it),
- * see first that this much can be allocated, and report NB_ERR_NOMEM if not. */
+ * would hang. So before the first kernel call, see that this much can be
+ * allocated (else NB_ERR_NOMEM), then let a one-element sbmv take the buffer,
+ * which OpenBLAS keeps for every later call. */
 #define BLAS_BUFFER_PROBE_BYTES ((size_t)129 << 20)
 static bool blas_buffer_held;
+
+static nb_status blas_take_buffer(void)
+{
+    if (blas_buffer_held)
+        return NB_OK;
+    void *probe = malloc(BLAS_BUFFER_PROBE_BYTES);
+    if (!probe)
+        return NB_ERR_NOMEM;
+    free(probe);
+    double one = 1.0, out = 0.0;
+    cblas_dsbmv(CblasRowMajor, CblasUpper, 1, 0, 1.0, &one, 1, &one, 1, 0.0, &out, 1);
+    blas_buffer_held = true;
+    return NB_OK;
+}
 
 nb_status nb_blas_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
     (void)k;
-    if (!blas_buffer_held) {
-        void *probe = malloc(BLAS_BUFFER_PROBE_BYTES);
-        if (!probe)
-            return NB_ERR_NOMEM;
-        free(probe);
-    }
+    if (blas_take_buffer())
+        return NB_ERR_NOMEM;
     /* The kernel is registered serial: keep OpenBLAS to one thread, so its
      * timings and its "1 thread" label are honest (its per-group vectors are
      * short anyway). */
     openblas_set_num_threads(1);
-    const nb_status st = p->dtype == NB_F64 ? blas_run_f64(p, a) : blas_run_f32(p, a);
-    blas_buffer_held = true;
-    return st;
+    return p->dtype == NB_F64 ? blas_run_f64(p, a) : blas_run_f32(p, a);
 }
