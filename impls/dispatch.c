@@ -2,8 +2,8 @@
  * candidate kernels it is given (the registry passes its table), the
  * shifted, prescaled two-pass algorithm in its /omp form (so the result is
  * the same at every thread count) at the available instruction set of
- * highest priority in impls/isa.def (avx512, avx2, neon, else the portable
- * one-lane build), under the NORMBENCH_ISA cap. It knows nothing of where
+ * highest priority in include/normbench_isa.def (avx512, avx2, neon, else
+ * the portable one-lane build), under the NORMBENCH_ISA cap. It knows nothing of where
  * the candidates come from, so it imports no registry. */
 #include "kernels.h"
 

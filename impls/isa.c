@@ -1,7 +1,8 @@
-/* isa.c: the instruction-set functions expanded from impls/isa.def: each
- * ISA's name, architecture and priority, its run-time CPU check, and the
- * NORMBENCH_ISA cap (parsed here for the library and checked here for the
- * command line). A CPU check is compiled only on its own architecture. */
+/* isa.c: the instruction-set functions expanded from the ISA table
+ * (include/normbench_isa.def): each ISA's name, architecture and priority,
+ * its run-time CPU check, and the NORMBENCH_ISA cap (parsed here for the
+ * library and checked here for the command line). A CPU check is compiled
+ * only on its own architecture. */
 #include "kernels.h"
 
 #include <stdio.h>

@@ -38,7 +38,7 @@ double nb_running_factor(const nb_problem *p);
 /* Whether this CPU runs instruction set i and the NORMBENCH_ISA cap allows
  * it (always true for native, blas and auto). */
 bool nb_isa_runs(nb_isa i);
-/* The dispatch priority of an isa.def row (higher preferred); -1 for
+/* The dispatch priority of an ISA table row (higher preferred); -1 for
  * native, blas and auto. */
 int nb_isa_priority(nb_isa i);
 

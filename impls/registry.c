@@ -24,7 +24,7 @@
 #define NB_ALGO_onepass NB_ALGO_ONEPASS
 #define NB_ALGO_onednn NB_ALGO_ONEDNN
 #define NB_ALGO_default NB_ALGO_DEFAULT
-/* Kernel-name isa tokens to enum values: the isa.def rows, then the others. */
+/* Kernel-name isa tokens to enum values: the ISA table's rows, then the rest. */
 #define NB_ISA_TOKEN(X, ID, name, ...) NB_ISA_##name = NB_ISA_##ID,
 enum {
     NB_ISA_TABLE(NB_ISA_TOKEN, ~) NB_ISA_native = NB_ISA_NATIVE,

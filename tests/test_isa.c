@@ -1,5 +1,5 @@
-/* test_isa.c: the instruction-set table (impls/isa.def) as the library
- * exposes it: names, the NORMBENCH_ISA check and cap, the kernels each ISA
+/* test_isa.c: the instruction-set table (include/normbench_isa.def) as the
+ * library exposes it: names, the NORMBENCH_ISA check and cap, the kernels each ISA
  * registers, the choice of `<layer>/default/auto`, and the dtypes column of
  * kernels.def (the oneDNN peers are f32 only). */
 #include "normbench.h"
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The row levels of isa.def keep their names and public values. */
+/* The rows of the ISA table keep their names and public values. */
 Test(isa, names_and_values)
 {
     cr_expect_str_eq(nb_isa_name(NB_ISA_SCALAR), "scalar");
