@@ -858,7 +858,8 @@ int cmd_bench(int argc, char **argv)
     for (size_t i = 0; i < nlist && !roof_only; i++)
         for (size_t k = 0; k < nb_kernel_count(); k++) {
             const nb_kernel *kn = nb_kernel_at(k);
-            if (kn->layer == list[i].p.layer && cli_kernel_selected(kn, globs, ng))
+            if (kn->layer == list[i].p.layer && (kn->dtypes & (1u << list[i].p.dtype)) &&
+                cli_kernel_selected(kn, globs, ng))
                 total += (size_t)(threaded(kn) ? nthreads : 1) * (size_t)(warm + cold);
         }
     result *res = calloc(total ? total : 1, sizeof *res);
@@ -877,6 +878,7 @@ int cmd_bench(int argc, char **argv)
         bool any = false;
         for (size_t k = 0; k < nb_kernel_count(); k++)
             any |= nb_kernel_at(k)->layer == p->layer &&
+                   (nb_kernel_at(k)->dtypes & (1u << p->dtype)) &&
                    cli_kernel_selected(nb_kernel_at(k), globs, ng);
         if (!any)
             continue;
@@ -912,7 +914,8 @@ int cmd_bench(int argc, char **argv)
             }
             for (size_t k = 0; k < nb_kernel_count(); k++) {
                 const nb_kernel *kn = nb_kernel_at(k);
-                if (kn->layer != p->layer || !cli_kernel_selected(kn, globs, ng))
+                if (kn->layer != p->layer || !(kn->dtypes & (1u << p->dtype)) ||
+                    !cli_kernel_selected(kn, globs, ng))
                     continue;
                 for (int ti = 0; ti < (threaded(kn) ? nthreads : 1); ti++) {
                     const int th = threaded(kn) ? threads[ti] : 1;

@@ -135,8 +135,11 @@ static void usage(FILE *f)
         fprintf(f, "  %s\n", commands[i].usage);
     fputs("  help: this text\n"
           "Problem strings: see README.md, e.g. ln:rows64:cols256:eps1e-5:f32:data=offset1e4\n"
-          "NORMBENCH_ISA=scalar|avx2|avx512 caps the instruction set used.\n",
+          "NORMBENCH_ISA=",
           f);
+    for (int i = 0; i < NB_ISA_LEVELS; i++)
+        fprintf(f, "%s%s", i ? "|" : "", nb_isa_name((nb_isa)i));
+    fputs(" caps the instruction set used.\n", f);
 }
 
 /* libgomp accepts any OMP_NUM_THREADS (a comma list, one count per nesting
@@ -167,16 +170,9 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     /* A mistyped ISA cap would silently test only the scalar kernels. */
-    const char *isa = getenv("NORMBENCH_ISA");
-    if (isa && *isa) {
-        bool known = false;
-        for (int i = 0; i < NB_ISA_COUNT; i++)
-            known |= !strcmp(isa, nb_isa_name((nb_isa)i));
-        if (!known || !strcmp(isa, "blas") || !strcmp(isa, "auto") || !strcmp(isa, "native"))
-            return cli_error("NORMBENCH_ISA='%s' is not an instruction-set level (scalar, avx2, "
-                             "avx512, neon)",
-                             isa);
-    }
+    char err[256];
+    if (nb_isa_cap_check(getenv("NORMBENCH_ISA"), err, sizeof err))
+        return cli_error("%s", err);
     const char *omp = getenv("OMP_NUM_THREADS");
     if (omp && omp_threads_too_many(omp))
         return cli_error("OMP_NUM_THREADS='%s' asks for more than 1024 threads", omp);

@@ -424,7 +424,8 @@ int cmd_verify(int argc, char **argv)
             bool any = false;
             for (size_t k = 0; k < nb_kernel_count(); k++) {
                 const nb_kernel *kn = nb_kernel_at(k);
-                any |= kn->layer == p.layer && cli_kernel_selected(kn, globs, ng);
+                any |= kn->layer == p.layer && (kn->dtypes & (1u << p.dtype)) &&
+                       cli_kernel_selected(kn, globs, ng);
             }
             if (!any)
                 continue;
@@ -460,7 +461,8 @@ int cmd_verify(int argc, char **argv)
             }
             for (size_t k = 0; k < nb_kernel_count(); k++) {
                 const nb_kernel *kn = nb_kernel_at(k);
-                if (kn->layer != p.layer || !cli_kernel_selected(kn, globs, ng))
+                if (kn->layer != p.layer || !(kn->dtypes & (1u << p.dtype)) ||
+                    !cli_kernel_selected(kn, globs, ng))
                     continue;
                 const int runs = nthreads ? nthreads : 1;
                 for (int ti = 0; ti < runs; ti++) {

@@ -1,13 +1,13 @@
 /* kernels.h: internal interface between the registry and the kernel
  * drivers: the memory description of a problem's statistics groups, the
- * shared validation/running-stat helpers, the default-kernel resolver and
- * the entry prototypes derived from kernels.def. */
+ * shared validation/running-stat helpers, the instruction-set queries
+ * (impls/isa.c), the default-kernel policy and resolver and the entry
+ * prototypes derived from kernels.def. */
 #ifndef NB_KERNELS_H
 #define NB_KERNELS_H
 
 #include "normbench.h"
-#include "nb_config.h"
-#include "nb_config.h" /* NB_HAVE_* guards in kernels.def */
+#include "nb_config.h" /* NB_HAVE_* and NB_SIMD_* guards in kernels.def */
 
 /* Where a problem's statistics groups sit in memory. Group g = outer *
  * ninner + inner starts at x + outer * xo + inner * xi and is nseg segments
@@ -35,11 +35,20 @@ void nb_desc_make(const nb_problem *p, nb_desc *d);
  * 1/num_batches_tracked when momentum is None). */
 double nb_running_factor(const nb_problem *p);
 
-/* The kernel a `<layer>/default/auto` kernel runs on this CPU under the
- * current NORMBENCH_ISA cap (impls/dispatch.c); NULL if none. */
+/* Whether this CPU runs instruction set i and the NORMBENCH_ISA cap allows
+ * it (always true for native, blas and auto). */
+bool nb_isa_runs(nb_isa i);
+/* The dispatch priority of an ISA table row (higher preferred); -1 for
+ * native, blas and auto. */
+int nb_isa_priority(nb_isa i);
+
+/* The kernel `<layer>/default/auto` kernel k runs, chosen among the n
+ * candidates (impls/dispatch.c); NULL if none runs here. */
+const nb_kernel *nb_dispatch_pick(const nb_kernel *k, const nb_kernel *candidates, size_t n);
+/* The same among the registered kernels (impls/registry.c). */
 const nb_kernel *nb_default_resolve(const nb_kernel *k);
 
-#define NB_KERNEL(layer, algo, isa, thr, red, block, flags, entry)                                 \
+#define NB_KERNEL(layer, algo, isa, thr, dtypes, red, block, flags, entry) \
     nb_status entry(const nb_kernel *k, const nb_problem *p, const nb_args *a);
 #include "kernels.def"
 #undef NB_KERNEL

@@ -150,7 +150,23 @@ typedef struct nb_args {
  * which run the best kernel available at run time. NB_ISA_BLAS: composed
  * from OpenBLAS calls. Both are always available when built. */
 typedef enum nb_algo { NB_ALGO_TWOPASS, NB_ALGO_WELFORD, NB_ALGO_ONEPASS, NB_ALGO_ONEDNN, NB_ALGO_DEFAULT, NB_ALGO_COUNT } nb_algo;
-typedef enum nb_isa { NB_ISA_SCALAR, NB_ISA_AVX2, NB_ISA_AVX512, NB_ISA_NEON, NB_ISA_NATIVE, NB_ISA_BLAS, NB_ISA_AUTO, NB_ISA_COUNT } nb_isa;
+
+/* The instruction sets: first the rows of the ISA table, normbench_isa.def
+ * beside this header, in table order (NB_ISA_SCALAR, NB_ISA_AVX2,
+ * NB_ISA_AVX512, NB_ISA_NEON, ...; every row on every architecture), then the three kinds of kernel that are not an
+ * instruction-set level. Names (nb_isa_name) are the stable interface; a
+ * new table row shifts the values after it. */
+#include "normbench_isa.def"
+#define NB_ISA_ENUM_ROW(X, ID, ...) NB_ISA_##ID,
+typedef enum nb_isa {
+    NB_ISA_TABLE(NB_ISA_ENUM_ROW, ~)
+    NB_ISA_NATIVE,
+    NB_ISA_BLAS,
+    NB_ISA_AUTO,
+    NB_ISA_COUNT,
+    NB_ISA_LEVELS = NB_ISA_NATIVE /* the number of ISA table rows */
+} nb_isa;
+#undef NB_ISA_ENUM_ROW
 
 /* How a kernel reduces a group of n values; sets C in the tolerance model. */
 typedef enum nb_reduction {
@@ -192,6 +208,11 @@ const nb_kernel *nb_kernel_find(const char *name);
 bool nb_kernel_available(const nb_kernel *k); /* CPU supports its ISA */
 const char *nb_algo_name(nb_algo a);
 const char *nb_isa_name(nb_isa i);
+/* Check a NORMBENCH_ISA value: NULL or empty (no cap) or the name of an
+ * ISA table row give NB_OK; anything else NB_ERR_PARSE with a one-line
+ * message naming the accepted values in err. Without the check, the library
+ * treats an unknown value as `scalar`, the safe side. */
+nb_status nb_isa_cap_check(const char *value, char *err, size_t errlen);
 /* The reduction depth C of kernel k on a group of n values. */
 double nb_kernel_depth(const nb_kernel *k, int64_t n);
 /* Shell-style glob match (`*`, `?`) of a kernel name. */

@@ -1,6 +1,9 @@
-/* registry.c: the kernel table expanded from impls/kernels.def, CPU feature
- * detection with a forced-ISA override (NORMBENCH_ISA), buffer validation
- * and the checked entry point nb_kernel_run. */
+/* registry.c: the kernel table expanded from impls/kernels.def, lookup by
+ * index and name, availability (the ISA check of impls/isa.c), the
+ * reduction depth each kernel declares, the `<layer>/default/auto` entry
+ * (which runs the kernel impls/dispatch.c picks from this table), the
+ * checked entry point nb_kernel_run, and the helpers the kernel drivers
+ * share (group layout, running-stat factor, thread count). */
 #include "kernels.h"
 #include "nb_config.h"
 
@@ -21,29 +24,32 @@
 #define NB_ALGO_onepass NB_ALGO_ONEPASS
 #define NB_ALGO_onednn NB_ALGO_ONEDNN
 #define NB_ALGO_default NB_ALGO_DEFAULT
-#define NB_ISA_scalar NB_ISA_SCALAR
-#define NB_ISA_avx2 NB_ISA_AVX2
-#define NB_ISA_avx512 NB_ISA_AVX512
-#define NB_ISA_neon NB_ISA_NEON
-#define NB_ISA_native NB_ISA_NATIVE
-#define NB_ISA_blas NB_ISA_BLAS
-#define NB_ISA_auto NB_ISA_AUTO
+/* Kernel-name isa tokens to enum values: the ISA table's rows, then the rest. */
+#define NB_ISA_TOKEN(X, ID, name, ...) NB_ISA_##name = NB_ISA_##ID,
+enum {
+    NB_ISA_TABLE(NB_ISA_TOKEN, ~) NB_ISA_native = NB_ISA_NATIVE,
+    NB_ISA_blas = NB_ISA_BLAS,
+    NB_ISA_auto = NB_ISA_AUTO
+};
+#undef NB_ISA_TOKEN
 #define NB_SUFFIX_serial ""
 #define NB_SUFFIX_omp "/omp"
 #define NB_IS_OMP_serial false
 #define NB_IS_OMP_omp true
+#define NB_DTYPES_f32 (1u << NB_F32)
+#define NB_DTYPES_f32_f64 ((1u << NB_F32) | (1u << NB_F64))
 
 static const nb_kernel table[] = {
-#define NB_KERNEL(L, A, I, TH, R, B, F, E)                                                         \
+#define NB_KERNEL(L, A, I, TH, D, R, B, F, E)                                                      \
     {.name = #L "/" #A "/" #I NB_SUFFIX_##TH,                                                      \
      .layer = NB_LAYER_##L,                                                                        \
      .algo = NB_ALGO_##A,                                                                          \
-     .isa = NB_ISA_##I,                                                                            \
+     .isa = (nb_isa)NB_ISA_##I,                                                                    \
      .omp = NB_IS_OMP_##TH,                                                                        \
      .reduction = NB_RED_##R,                                                                      \
      .block = B,                                                                                   \
      .flags = F,                                                                                   \
-     .dtypes = (1u << NB_F32) | (1u << NB_F64),                                                    \
+     .dtypes = NB_DTYPES_##D,                                                                      \
      .fn = E},
 #include "kernels.def"
 #undef NB_KERNEL
@@ -70,64 +76,19 @@ const char *nb_algo_name(nb_algo a)
     return (unsigned)a < NB_ALGO_COUNT ? n[a] : "?";
 }
 
-const char *nb_isa_name(nb_isa i)
+bool nb_kernel_available(const nb_kernel *k) { return k && nb_isa_runs(k->isa); }
+
+const nb_kernel *nb_default_resolve(const nb_kernel *k)
 {
-    static const char *const n[NB_ISA_COUNT] = {"scalar", "avx2", "avx512", "neon",
-                                                 "native", "blas",   "auto"};
-    return (unsigned)i < NB_ISA_COUNT ? n[i] : "?";
+    return nb_dispatch_pick(k, table, nb_kernel_count());
 }
 
-/* ---- CPU features ------------------------------------------------------ */
-
-static bool cpu_has(nb_isa isa)
+nb_status nb_default_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
-    switch (isa) {
-    case NB_ISA_SCALAR:
-    case NB_ISA_NATIVE: /* peers dispatch their own ISA */
-    case NB_ISA_BLAS:   /* registered only when OpenBLAS is built in */
-    case NB_ISA_AUTO: return true; /* resolved per call (impls/dispatch.c) */
-#if defined(__x86_64__) || defined(__i386__)
-    case NB_ISA_AVX2:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case NB_ISA_AVX512:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-#if defined(__aarch64__)
-    case NB_ISA_NEON: return true; /* Advanced SIMD is mandatory on AArch64 */
-#endif
-    default: return false;
-    }
-}
-
-/* The highest ISA level allowed by NORMBENCH_ISA (scalar, avx2, avx512,
- * neon); unset means no cap. Unknown values cap at scalar, the safe side. */
-static nb_isa isa_cap(void)
-{
-    const char *e = getenv("NORMBENCH_ISA");
-    if (!e || !*e)
-        return NB_ISA_COUNT;
-    for (int i = 0; i <= NB_ISA_NEON; i++) /* the levels a CPU has, not blas/auto */
-        if (!strcmp(e, nb_isa_name((nb_isa)i)))
-            return (nb_isa)i;
-    return NB_ISA_SCALAR;
-}
-
-bool nb_kernel_available(const nb_kernel *k)
-{
-    if (!k || !cpu_has(k->isa))
-        return false;
-    nb_isa cap = isa_cap();
-    if (cap == NB_ISA_COUNT)
-        return true;
-    if (k->isa == NB_ISA_SCALAR || k->isa == NB_ISA_NATIVE || k->isa == NB_ISA_BLAS ||
-        k->isa == NB_ISA_AUTO)
-        return true;
-    if (cap == NB_ISA_NEON || k->isa == NB_ISA_NEON)
-        return k->isa == cap;
-    return cap != NB_ISA_SCALAR && k->isa <= cap;
+    const nb_kernel *r = nb_default_resolve(k);
+    if (!r)
+        return NB_ERR_UNAVAILABLE;
+    return r->fn(r, p, a);
 }
 
 double nb_kernel_depth(const nb_kernel *k, int64_t n)
@@ -154,46 +115,6 @@ double nb_kernel_depth(const nb_kernel *k, int64_t n)
     }
     default: return (double)n - 1.0;
     }
-}
-
-bool nb_glob_match(const char *pat, const char *s)
-{
-    if (!pat || !s)
-        return false;
-    const char *star = NULL, *resume = NULL;
-    while (*s) {
-        if (*pat == '*') {
-            star = pat++;
-            resume = s;
-        } else if (*pat == '?' || *pat == *s) {
-            pat++;
-            s++;
-        } else if (star) {
-            pat = star + 1;
-            s = ++resume;
-        } else {
-            return false;
-        }
-    }
-    while (*pat == '*')
-        pat++;
-    return *pat == 0;
-}
-
-/* ---- validation -------------------------------------------------------- */
-
-nb_status nb_args_check(const nb_problem *p, const nb_args *a)
-{
-    nb_status st = nb_problem_check(p, NULL, 0);
-    if (st)
-        return st;
-    if (!a || !a->x || !a->y)
-        return NB_ERR_NULL;
-    if (p->affine && (!a->gamma || (nb_problem_uses_beta(p) && !a->beta)))
-        return NB_ERR_NULL;
-    if (nb_problem_has_running(p) && (!a->running_mean || !a->running_var))
-        return NB_ERR_NULL;
-    return NB_OK;
 }
 
 nb_status nb_kernel_run(const nb_kernel *k, const nb_problem *p, const nb_args *a)
