@@ -1,66 +1,18 @@
-/* bench.h: internal interface of the benchmark harness (bench/): the
- * hardware description (sysinfo), the STREAM-style bandwidth roof, the
- * named problem sets and a small JSON writer shared by `normbench bench`
- * and `normbench sysinfo`. */
+/* bench.h: the benchmark harness of `normbench bench` (bench/): the
+ * STREAM-style bandwidth roof (roof.c), the named problem sets (sets.c),
+ * the run over problems, kernels, thread counts and modes (run.c) and its
+ * reports as text lines, JSON and CSV (report.c). Each case is timed by the
+ * library's nb_timed_case (core/timed.c). */
 #ifndef NB_BENCH_H
 #define NB_BENCH_H
 
+#include "nb_case.h"
+#include "nb_sysinfo.h"
+#include "normbench.h"
+
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
-
-/* ---- JSON writer: strings escaped, numbers finite or null --------------- */
-
-typedef struct json_w {
-    FILE *f;
-    int depth;
-    bool first[32]; /* no comma before the next item at this depth */
-    bool pretty;
-} json_w;
-
-void jw_begin(json_w *w, FILE *f);
-void jw_obj(json_w *w, const char *key); /* key NULL inside arrays / at top */
-void jw_arr(json_w *w, const char *key);
-void jw_end_obj(json_w *w);
-void jw_end_arr(json_w *w);
-void jw_str(json_w *w, const char *key, const char *v);
-void jw_num(json_w *w, const char *key, double v);
-void jw_int(json_w *w, const char *key, long long v);
-void jw_bool(json_w *w, const char *key, bool v);
-void jw_finish(json_w *w);
-
-/* ---- hardware and build description ------------------------------------ */
-
-typedef struct nb_cache_info {
-    int level;
-    char type[16];   /* Data, Instruction, Unified */
-    long long bytes; /* per instance */
-    int shared_cpus; /* logical CPUs sharing one instance */
-    int instances;
-} nb_cache_info;
-
-typedef struct nb_sysinfo {
-    char vendor[64], model_name[128], arch[32];
-    int family, model, stepping;
-    char microarch[48];
-    char isa_features[512]; /* space separated, the ones that matter here */
-    char isa_level[16];     /* avx512, avx2, sse4, neon, sve, generic */
-    bool hypervisor;
-    int logical_cpus, cores, threads_per_core, sockets;
-    nb_cache_info caches[8];
-    int ncaches;
-    long long l1d_bytes, l2_bytes, llc_bytes; /* per instance, from sysfs */
-    long long mem_total_bytes;
-    char os[128], kernel[128];
-    char compiler[96], buildtype[32], build_flags[512];
-    char ver_mpfr[32], ver_gmp[32], openblas_config[256], openmp[48], onednn[96];
-    char target_id[128];
-} nb_sysinfo;
-
-void nb_sysinfo_collect(nb_sysinfo *s);
-void nb_sysinfo_json(json_w *w, const char *key, const nb_sysinfo *s);
-void nb_sysinfo_print(FILE *f, const nb_sysinfo *s);
 
 /* ---- STREAM-style bandwidth roof ---------------------------------------- */
 
@@ -91,14 +43,78 @@ const nb_problem_set *nb_set_find(const char *name);
 size_t nb_set_count(void);
 const nb_problem_set *nb_set_at(size_t i);
 
-/* ---- timing -------------------------------------------------------------- */
+/* ---- a run ---------------------------------------------------------------- */
 
-double nb_now(void); /* clock_gettime(CLOCK_MONOTONIC) in seconds */
+/* Kernels whose speed depends on the thread count: /omp kernels, peers, and
+ * the default/auto dispatchers (which run an /omp kernel). The others run
+ * once, at 1 thread. */
+static inline bool bench_kernel_threaded(const nb_kernel *k)
+{
+    return k->omp || k->isa == NB_ISA_AUTO;
+}
 
-/* Summary statistics of n samples (sorted in place). */
-typedef struct nb_stats {
-    double median, min, max, mean, mad, q1, q3;
-} nb_stats;
-void nb_stats_compute(double *v, size_t n, nb_stats *s);
+/* One problem of the run and the set it came from ("custom": --problems). */
+typedef struct bench_problem {
+    const char *str;
+    const char *set;
+    nb_problem p;
+} bench_problem;
+
+/* One timed case with its place in the run and its roof fractions. */
+typedef struct bench_record {
+    nb_timed_result m;
+    const char *set;
+    char problem[512];
+    double frac_copy, frac_read;
+} bench_record;
+
+#define BENCH_MAX_ROOFS 18
+
+/* What a run measures (filled by the command) and what it found. */
+typedef struct bench_run {
+    /* settings */
+    const nb_sysinfo *si;
+    const bench_problem *problems;
+    size_t nproblems;
+    const nb_kernel *const *kernels; /* the selected kernels */
+    size_t nkernels;
+    int threads[16];
+    int nthreads;
+    bool warm, cold, roof_only, quiet, progress;
+    nb_timing_opts timing;
+    double roof_mib, cold_mib; /* 0: 4 x LLC (at least 64 MiB), 2 x LLC */
+    const char *command, *sets;
+    /* results */
+    size_t roof_bytes, cold_bytes;
+    int roof_reps;
+    nb_roof roofs[BENCH_MAX_ROOFS]; /* per thread count: the better of start and end */
+    nb_roof roofs_start[BENCH_MAX_ROOFS];
+    nb_roof roofs_end[BENCH_MAX_ROOFS];
+    int nroofs;
+    bool have_end_roofs;
+    bench_record *records;
+    size_t nrecords, nskipped, nerrors;
+    double load_start, load_end, seconds;
+} bench_run;
+
+/* Measure the roof, time every case and measure the roof again, printing
+ * as it goes. Non-zero (with a message) when the roof cannot be allocated
+ * or memory runs out; case errors are counted in run->nerrors. */
+int bench_run_all(bench_run *run);
+void bench_run_free(bench_run *run);
+
+/* ---- reports --------------------------------------------------------------- */
+
+/* The traffic model and fraction definitions, printed and recorded. */
+extern const char *const bench_traffic_model_text;
+
+/* The command that reruns exactly one case. */
+void bench_repro(const bench_record *r, char *buf, size_t len);
+/* The result line of one case, and the line of one roof measurement. */
+void bench_print_record(const bench_record *r);
+void bench_print_roof(const char *what, const nb_roof *r, size_t bytes);
+/* The run as a JSON document or a CSV table; non-zero on a write error. */
+int bench_write_json(const char *path, const bench_run *run);
+int bench_write_csv(const char *path, const bench_run *run);
 
 #endif

@@ -8,6 +8,7 @@
  * threads are OpenMP's, the same runtime the /omp kernels use. Each figure
  * is the best of several passes (STREAM's convention). */
 #include "bench.h"
+#include "nb_timing.h"
 #include "nb_config.h"
 
 #include <stdlib.h>

@@ -1,6 +1,7 @@
-/* main.c: the normbench command line: subcommand dispatch, `list`, and the
+/* main.c: the normbench command line: subcommand dispatch, `list`, `sysinfo`, and the
  * shared error reporting (one line on stderr, non-zero exit). */
 #include "cli.h"
+#include "nb_sysinfo.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -19,83 +20,67 @@ int cli_error(const char *fmt, ...)
     return 2;
 }
 
-bool cli_kernel_selected(const nb_kernel *k, char **globs, int nglobs)
+/* The list line of one kernel: its properties and whether this CPU runs it. */
+static void print_kernel(const nb_kernel *k)
 {
-    if (nglobs == 0)
-        return !(k->flags & NB_KF_NEGATIVE_CONTROL);
-    for (int i = 0; i < nglobs; i++) {
-        /* a glob may list alternatives separated by commas */
-        char buf[256];
-        snprintf(buf, sizeof buf, "%s", globs[i]);
-        char *save = NULL;
-        for (char *g = strtok_r(buf, ",", &save); g; g = strtok_r(NULL, ",", &save))
-            if (nb_glob_match(g, k->name))
-                return true;
-    }
-    return false;
-}
-
-bool cli_any_kernel_selected(char **globs, int nglobs)
-{
-    for (size_t k = 0; k < nb_kernel_count(); k++)
-        if (cli_kernel_selected(nb_kernel_at(k), globs, nglobs))
-            return true;
-    return false;
-}
-
-int cli_parse_threads(const char *s, int *out, int *n, int max)
-{
-    *n = 0;
-    while (*s) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 1 || v > 1024 || *n == max || (*end && *end != ','))
-            return 1;
-        out[(*n)++] = (int)v;
-        s = *end ? end + 1 : end;
-        if (*end && !*s)
-            return 1;
-    }
-    return *n == 0;
+    static const char *const red[] = {"sequential", "pairwise", "blocked", "lanes"};
+    char dt[16] = "";
+    if (k->dtypes & (1u << NB_F32))
+        strcat(dt, "f32");
+    if (k->dtypes & (1u << NB_F64))
+        strcat(dt, dt[0] ? ",f64" : "f64");
+    char flags[64] = "";
+    if (k->flags & NB_KF_NEGATIVE_CONTROL)
+        strcat(flags, " negative-control");
+    if (k->flags & NB_KF_PRESCALED)
+        strcat(flags, " prescaled");
+    if (k->flags & NB_KF_DETERMINISTIC)
+        strcat(flags, " deterministic");
+    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %s%s\n", k->name, nb_layer_name(k->layer),
+           nb_algo_name(k->algo), nb_isa_name(k->isa), k->omp ? "yes" : "no", red[k->reduction], dt,
+           nb_kernel_available(k) ? "available" : "unavailable", flags);
 }
 
 static int cmd_list(int argc, char **argv)
 {
-    char *globs[64];
-    int ng = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--kernels") && i + 1 < argc) {
-            if (ng == 64)
-                return cli_error("too many --kernels patterns");
-            globs[ng++] = argv[++i];
-        } else {
-            return cli_error("list: unknown argument '%s' (usage: normbench list [--kernels GLOB])",
-                             argv[i]);
-        }
-    }
+    const cli_spec spec = {.command = "list",
+                           .common = CLI_KERNELS,
+                           .hint = " (usage: normbench list [--kernels GLOB])"};
+    cli_common c;
+    int rc = cli_parse_options(&spec, argc, argv, &c);
+    cli_common_free(&c);
+    if (rc)
+        return rc;
     printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %s\n", "kernel", "layer", "algo", "isa", "omp",
            "reduction", "dtypes", "status");
-    for (size_t i = 0; i < nb_kernel_count(); i++) {
-        const nb_kernel *k = nb_kernel_at(i);
-        if (ng && !cli_kernel_selected(k, globs, ng))
-            continue;
-        static const char *const red[] = {"sequential", "pairwise", "blocked", "lanes"};
-        char dt[16] = "";
-        if (k->dtypes & (1u << NB_F32))
-            strcat(dt, "f32");
-        if (k->dtypes & (1u << NB_F64))
-            strcat(dt, dt[0] ? ",f64" : "f64");
-        char flags[64] = "";
-        if (k->flags & NB_KF_NEGATIVE_CONTROL)
-            strcat(flags, " negative-control");
-        if (k->flags & NB_KF_PRESCALED)
-            strcat(flags, " prescaled");
-        if (k->flags & NB_KF_DETERMINISTIC)
-            strcat(flags, " deterministic");
-        printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %s%s\n", k->name, nb_layer_name(k->layer),
-               nb_algo_name(k->algo), nb_isa_name(k->isa), k->omp ? "yes" : "no", red[k->reduction],
-               dt, nb_kernel_available(k) ? "available" : "unavailable", flags);
+    for (size_t i = 0; i < nb_kernel_count(); i++)
+        if (!c.nglobs || cli_kernel_selected(nb_kernel_at(i), c.globs, c.nglobs))
+            print_kernel(nb_kernel_at(i));
+    return 0;
+}
+
+int cmd_sysinfo(int argc, char **argv)
+{
+    bool json = false;
+    const cli_opt opts[] = {{.name = "--json", .kind = CLI_OPT_FLAG, .dest = &json}};
+    const cli_spec spec = {.command = "sysinfo",
+                           .opts = opts,
+                           .nopts = 1,
+                           .hint = " (usage: normbench sysinfo [--json])"};
+    cli_common c;
+    int rc = cli_parse_options(&spec, argc, argv, &c);
+    cli_common_free(&c);
+    if (rc)
+        return rc;
+    nb_sysinfo s;
+    nb_sysinfo_collect(&s);
+    if (json) {
+        nb_json_writer w;
+        nb_json_begin(&w, stdout);
+        nb_sysinfo_json(&w, NULL, &s);
+        nb_json_finish(&w);
+    } else {
+        nb_sysinfo_print(stdout, &s);
     }
     return 0;
 }

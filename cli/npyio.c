@@ -18,6 +18,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,47 +100,60 @@ static void put_dd(void *buf, nb_dtype t, int64_t i, double v)
         ((double *)buf)[i] = v;
 }
 
+/* The files and settings of `check`. */
+typedef struct check_args {
+    const char *ps, *fx, *fy, *fg, *fb, *fm, *fv, *fr, *frm, *frv, *frm0, *frv0, *label;
+    long long depth; /* a whole number, overflow checked; -1: not given */
+    bool prescaled;
+} check_args;
+
+static int parse_check_options(int argc, char **argv, check_args *a)
+{
+    const char *file = "a file name";
+    const cli_opt opts[] = {
+        {.name = "--problem", .kind = CLI_OPT_STRING, .dest = &a->ps, .value = "a problem string"},
+        {.name = "--x", .kind = CLI_OPT_STRING, .dest = &a->fx, .value = file},
+        {.name = "--y", .kind = CLI_OPT_STRING, .dest = &a->fy, .value = file},
+        {.name = "--gamma", .kind = CLI_OPT_STRING, .dest = &a->fg, .value = file},
+        {.name = "--beta", .kind = CLI_OPT_STRING, .dest = &a->fb, .value = file},
+        {.name = "--mean", .kind = CLI_OPT_STRING, .dest = &a->fm, .value = file},
+        {.name = "--var", .kind = CLI_OPT_STRING, .dest = &a->fv, .value = file},
+        {.name = "--rstd", .kind = CLI_OPT_STRING, .dest = &a->fr, .value = file},
+        {.name = "--running-mean", .kind = CLI_OPT_STRING, .dest = &a->frm, .value = file},
+        {.name = "--running-var", .kind = CLI_OPT_STRING, .dest = &a->frv, .value = file},
+        {.name = "--running-mean0", .kind = CLI_OPT_STRING, .dest = &a->frm0, .value = file},
+        {.name = "--running-var0", .kind = CLI_OPT_STRING, .dest = &a->frv0, .value = file},
+        {.name = "--label", .kind = CLI_OPT_STRING, .dest = &a->label, .value = "a label"},
+        {.name = "--depth",
+         .kind = CLI_OPT_INT,
+         .dest = &a->depth,
+         .value = "a reduction depth",
+         .range = "a whole reduction depth C >= 1",
+         .min = 1,
+         .max = 1e18},
+        {.name = "--prescaled", .kind = CLI_OPT_FLAG, .dest = &a->prescaled},
+    };
+    const cli_spec spec = {.command = "check",
+                           .opts = opts,
+                           .nopts = sizeof opts / sizeof opts[0],
+                           .hint = " (see normbench help)"};
+    cli_common common;
+    const int rc = cli_parse_options(&spec, argc, argv, &common);
+    cli_common_free(&common);
+    return rc;
+}
+
 int cmd_check(int argc, char **argv)
 {
-    const char *ps = NULL, *fx = NULL, *fy = NULL, *fg = NULL, *fb = NULL, *fm = NULL, *fv = NULL,
-               *fr = NULL, *frm = NULL, *frv = NULL, *frm0 = NULL, *frv0 = NULL, *label = "external";
-    double depth = -1;
-    unsigned flags = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = !strcmp(a, "--problem")         ? &ps
-                            : !strcmp(a, "--x")             ? &fx
-                            : !strcmp(a, "--y")             ? &fy
-                            : !strcmp(a, "--gamma")         ? &fg
-                            : !strcmp(a, "--beta")          ? &fb
-                            : !strcmp(a, "--mean")          ? &fm
-                            : !strcmp(a, "--var")           ? &fv
-                            : !strcmp(a, "--rstd")          ? &fr
-                            : !strcmp(a, "--running-mean")  ? &frm
-                            : !strcmp(a, "--running-var")   ? &frv
-                            : !strcmp(a, "--running-mean0") ? &frm0
-                            : !strcmp(a, "--running-var0")  ? &frv0
-                            : !strcmp(a, "--label")         ? &label
-                                                            : NULL;
-        if (slot) {
-            if (i + 1 >= argc)
-                return cli_error("check: %s needs a value (see normbench help)", a);
-            *slot = argv[++i];
-        } else if (!strcmp(a, "--depth")) {
-            /* A whole number, overflow checked: a huge depth widens the
-             * bound until anything passes. */
-            char *end = NULL;
-            errno = 0;
-            long long v = i + 1 < argc ? strtoll(argv[++i], &end, 10) : 0;
-            if (!end || end == argv[i] || *end || errno || v < 1)
-                return cli_error("--depth needs a whole reduction depth C >= 1");
-            depth = (double)v;
-        } else if (!strcmp(a, "--prescaled")) {
-            flags |= NB_KF_PRESCALED;
-        } else {
-            return cli_error("check: unknown argument '%s' (see normbench help)", a);
-        }
-    }
+    check_args a = {.label = "external", .depth = -1};
+    const int opt_rc = parse_check_options(argc, argv, &a);
+    if (opt_rc)
+        return opt_rc;
+    const char *ps = a.ps, *fx = a.fx, *fy = a.fy, *fg = a.fg, *fb = a.fb, *fm = a.fm, *fv = a.fv,
+               *fr = a.fr, *frm = a.frm, *frv = a.frv, *frm0 = a.frm0, *frv0 = a.frv0,
+               *label = a.label;
+    double depth = (double)a.depth;
+    const unsigned flags = a.prescaled ? NB_KF_PRESCALED : 0;
     if (!ps || !fx || !fy)
         return cli_error("check needs --problem, --x and --y (see normbench help)");
     if ((fm != NULL) != (fr != NULL))
@@ -272,15 +286,20 @@ static int write_arr(const char *dir, const char *name, const nb_problem *p, int
 int cmd_run(int argc, char **argv)
 {
     const char *ps = NULL, *kn = NULL, *dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char **slot = !strcmp(argv[i], "--problem")  ? &ps
-                            : !strcmp(argv[i], "--kernel") ? &kn
-                            : !strcmp(argv[i], "--out")    ? &dir
-                                                           : NULL;
-        if (!slot || i + 1 >= argc)
-            return cli_error("usage: normbench run --problem STR --kernel NAME --out DIR");
-        *slot = argv[++i];
-    }
+    const cli_opt opts[] = {
+        {.name = "--problem", .kind = CLI_OPT_STRING, .dest = &ps, .value = "a problem string"},
+        {.name = "--kernel", .kind = CLI_OPT_STRING, .dest = &kn, .value = "a kernel name"},
+        {.name = "--out", .kind = CLI_OPT_STRING, .dest = &dir, .value = "a directory"},
+    };
+    const cli_spec spec = {.command = "run",
+                           .opts = opts,
+                           .nopts = sizeof opts / sizeof opts[0],
+                           .hint = " (usage: normbench run --problem STR --kernel NAME --out DIR)"};
+    cli_common common;
+    const int opt_rc = cli_parse_options(&spec, argc, argv, &common);
+    cli_common_free(&common);
+    if (opt_rc)
+        return opt_rc;
     if (!ps || !kn || !dir)
         return cli_error("usage: normbench run --problem STR --kernel NAME --out DIR");
     nb_problem p;

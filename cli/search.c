@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,7 +141,7 @@ static double evaluate(const nb_kernel *k, nb_data *d, nb_check *c)
 
 typedef struct search_opts {
     const char *dtype_s, *out; /* dtype_s NULL: each problem's own */
-    char *globs[16];
+    char *const *globs;
     int ng;
     long iters;
     double tmax;
@@ -318,48 +319,65 @@ static int search_all(const char *layer_s, const search_opts *o, const nb_proble
     return rc;
 }
 
-static const char *const usage =
-    "usage: normbench search --layer bn|in|ln|gn|rms [--dtype f32|f64] [--batch FILE ...] "
-    "[--kernels GLOB] [--iters N] [--time SECONDS] [--seed S] [--out DIR] [--objective "
-    "scaled|bound]";
+/* The options of `search` (the shared parser): --layer, --dtype, --out,
+ * --iters, --time, --objective, and the shared --kernels, --seed, --batch
+ * (whose problems land in c->problems). */
+static int parse_search_options(int argc, char **argv, const char **layer_s, search_opts *o,
+                                cli_common *c)
+{
+    long long iters = o->iters;
+    const char *objective = "scaled";
+    const cli_opt opts[] = {
+        {.name = "--layer", .kind = CLI_OPT_STRING, .dest = layer_s, .value = "a layer"},
+        {.name = "--dtype", .kind = CLI_OPT_STRING, .dest = &o->dtype_s, .value = "a dtype"},
+        {.name = "--out", .kind = CLI_OPT_STRING, .dest = &o->out, .value = "a directory"},
+        {.name = "--iters",
+         .kind = CLI_OPT_INT,
+         .dest = &iters,
+         .value = "a count",
+         .range = "a count >= 1",
+         .min = 1,
+         .max = LONG_MAX},
+        {.name = "--time",
+         .kind = CLI_OPT_DOUBLE,
+         .dest = &o->tmax,
+         .value = "seconds",
+         .range = "seconds > 0",
+         .min = 0,
+         .max = DBL_MAX,
+         .above_min = true},
+        {.name = "--objective",
+         .kind = CLI_OPT_CHOICE,
+         .dest = &objective,
+         .value = "scaled or bound",
+         .range = "scaled|bound"},
+    };
+    const cli_spec spec = {.command = "search",
+                           .common = CLI_KERNELS | CLI_SEED | CLI_BATCH,
+                           .opts = opts,
+                           .nopts = sizeof opts / sizeof opts[0],
+                           .hint = " (usage: normbench search --layer bn|in|ln|gn|rms "
+                                   "[--dtype f32|f64] [--batch FILE ...] [--kernels GLOB] "
+                                   "[--iters N] [--time SECONDS] [--seed S] [--out DIR] "
+                                   "[--objective scaled|bound])"};
+    const int rc = cli_parse_options(&spec, argc, argv, c);
+    o->iters = (long)iters;
+    o->globs = c->globs;
+    o->ng = c->nglobs;
+    if (c->seed_given)
+        o->seed = c->seed;
+    by_bound_use = objective[0] == 'b';
+    return rc;
+}
 
 int cmd_search(int argc, char **argv)
 {
     const char *layer_s = NULL;
     search_opts o = {.iters = 3000, .tmax = 10, .seed = 1};
-    nb_problem_list batch = {0};
-    int rc = 0;
-    for (int i = 1; i < argc && !rc; i++) {
-        const char *a = argv[i];
-        if (i + 1 >= argc) {
-            rc = cli_error("search: %s needs a value", a);
-            break;
-        }
-        const char *v = argv[++i];
-        char *end = NULL, err[512];
-        if (!strcmp(a, "--layer"))
-            layer_s = v;
-        else if (!strcmp(a, "--dtype"))
-            o.dtype_s = v;
-        else if (!strcmp(a, "--out"))
-            o.out = v;
-        else if (!strcmp(a, "--batch"))
-            rc = nb_problem_list_read(&batch, v, err, sizeof err) ? cli_error("%s", err) : 0;
-        else if (!strcmp(a, "--kernels") && o.ng < 16)
-            o.globs[o.ng++] = (char *)v;
-        else if (!strcmp(a, "--iters") && (o.iters = strtol(v, &end, 10), !*end) && o.iters > 0)
-            ;
-        else if (!strcmp(a, "--time") && (o.tmax = strtod(v, &end), !*end) && o.tmax > 0)
-            ;
-        else if (!strcmp(a, "--seed") && (o.seed = strtoull(v, &end, 10), !*end))
-            ;
-        else if (!strcmp(a, "--objective") && (!strcmp(v, "scaled") || !strcmp(v, "bound")))
-            by_bound_use = v[0] == 'b';
-        else
-            rc = cli_error("%s", usage);
-    }
+    cli_common c;
+    int rc = parse_search_options(argc, argv, &layer_s, &o, &c);
     if (!rc)
-        rc = search_all(layer_s, &o, &batch);
-    nb_problem_list_free(&batch);
+        rc = search_all(layer_s, &o, &c.problems);
+    cli_common_free(&c);
     return rc;
 }

@@ -1,16 +1,19 @@
-/* verify.c: `normbench verify`: run the selected kernels on each problem,
- * compare with the MPFR reference under the scaled error model and print
- * one line per (kernel, problem) with the problem string, seed, errors,
- * verdict, the worst element in hex float and a repro command. */
+/* verify.c: `normbench verify`: run the selected kernels on each problem
+ * (nb_verify_case: data, MPFR reference, run, check and, with --threads,
+ * the determinism snapshot), print one line per (kernel, problem, thread
+ * count) with the problem string, seed, errors, verdict, the worst element
+ * in hex float and a repro command, and write the same as JSON (--json). */
 #include "cli.h"
+#include "nb_case.h"
 #include "nb_config.h"
+#include "nb_json.h"
+#include "nb_sysinfo.h"
 
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static void print_coord(const nb_problem *p, const nb_check *c, char *buf, size_t len)
 {
@@ -27,13 +30,18 @@ static void print_coord(const nb_problem *p, const nb_check *c, char *buf, size_
     }
 }
 
-static void print_line(const nb_kernel *k, const char *ps, const nb_problem *p, const nb_check *c,
-                       int threads)
+/* The command that reruns one kernel on one problem at one thread count. */
+static void verify_repro(const nb_kernel *k, const char *ps, int threads, char *buf, size_t len)
+{
+    snprintf(buf, len, "normbench verify --kernels %s --problems %s --threads %d", k->name, ps,
+             threads);
+}
+
+static void print_line(const nb_verify_run *run, const char *ps, const nb_problem *p)
 {
     char repro[1024];
-    snprintf(repro, sizeof repro, "normbench verify --kernels %s --problems %s --threads %d", k->name, ps,
-             threads);
-    cli_print_result(k->name, ps, p, c, threads, repro);
+    verify_repro(run->kernel, ps, run->threads, repro, sizeof repro);
+    cli_print_result(run->kernel->name, ps, p, &run->check, run->threads, repro);
 }
 
 void cli_print_result(const char *name, const char *ps, const nb_problem *p, const nb_check *c,
@@ -63,492 +71,316 @@ void cli_print_result(const char *name, const char *ps, const nb_problem *p, con
     putchar('\n');
 }
 
-/* Bitwise equality of two result buffers, and the largest |a - b|. */
-static bool same_bits(const void *a, const void *b, int64_t n, nb_dtype t, double *maxdiff)
+/* ---- verify --json ---------------------------------------------------------- */
+
+/* The document's head: kind, version, error model, this machine; then the
+ * results array, one record per line. */
+static void json_head(nb_json_writer *w)
 {
-    bool same = memcmp(a, b, (size_t)n * nb_dtype_size(t)) == 0;
-    if (!same)
-        for (int64_t i = 0; i < n; i++) {
-            double x = t == NB_F32 ? ((const float *)a)[i] : ((const double *)a)[i];
-            double y = t == NB_F32 ? ((const float *)b)[i] : ((const double *)b)[i];
-            double dd = x == y || (x != x && y != y) ? 0 : fabs(x - y);
-            if (dd > *maxdiff || dd != dd)
-                *maxdiff = dd != dd ? INFINITY : dd;
-        }
-    return same;
+    nb_json_object(w, NULL);
+    nb_json_string(w, "kind", "verify");
+    nb_json_string(w, "normbench_version", NB_VERSION);
+    nb_json_string(w, "error_model",
+                   "scaled = err/(u s_i), s_i = |g|(K+|z|)+|b|+|y|; bound_use = err/tol_i "
+                   "(docs/DESIGN.md section 4); stats.* are bound uses; inf as \"inf\", NaN as "
+                   "null");
+    nb_sysinfo si;
+    nb_sysinfo_collect(&si);
+    nb_sysinfo_json(w, "sysinfo", &si);
+    nb_json_array(w, "results");
 }
 
-/* ---- verify --json ---------------------------------------------------- */
-
-/* A JSON number; +/-inf as the strings "inf"/"-inf", NaN as null (JSON has
- * neither). */
-static void json_num(FILE *f, double v)
+/* The worst element: index, coordinates, inputs and outputs in hex float. */
+static void json_worst(nb_json_writer *w, const nb_problem *p, const nb_check *c)
 {
-    if (isnan(v))
-        fputs("null", f);
-    else if (isinf(v))
-        fputs(v > 0 ? "\"inf\"" : "\"-inf\"", f);
-    else
-        fprintf(f, "%.17g", v);
-}
-
-void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
-/* A double in hex float as a JSON string ("%a"). */
-static void json_hex(FILE *f, double v)
-{
-    char b[64];
-    snprintf(b, sizeof b, "%a", v);
-    json_str(f, b);
-}
-
-/* The `normbench sysinfo --json` object of this same binary, when that
- * subcommand exists (issue 4); NULL otherwise. Must be a JSON object. */
-char *cli_sysinfo_json(void)
-{
-    /* resolve this binary here: inside popen's shell /proc/self/exe is sh */
-    char exe[4096], cmd[4200];
-    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (el <= 0 || (size_t)el >= sizeof exe - 1)
-        return NULL;
-    exe[el] = 0;
-    if (strchr(exe, '\''))
-        return NULL;
-    snprintf(cmd, sizeof cmd, "'%s' sysinfo --json 2>/dev/null", exe);
-    FILE *pp = popen(cmd, "r");
-    if (!pp)
-        return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    if (buf)
-        n = fread(buf, 1, cap, pp);
-    int st = pclose(pp);
-    if (!buf || st != 0 || n == 0 || n == cap) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    size_t a = 0;
-    while (a < n && (buf[a] == ' ' || buf[a] == '\n'))
-        a++;
-    size_t b = n;
-    while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\n'))
-        b--;
-    if (a >= b || buf[a] != '{' || buf[b - 1] != '}') {
-        free(buf);
-        return NULL;
-    }
-    buf[b] = 0;
-    memmove(buf, buf + a, b - a + 1);
-    return buf;
-}
-
-/* `, "key": value` with the number and hex-float conventions above. */
-static void json_key_num(FILE *f, const char *key, double v)
-{
-    fprintf(f, ", \"%s\": ", key);
-    json_num(f, v);
-}
-
-static void json_key_hex(FILE *f, const char *key, double v)
-{
-    fprintf(f, ", \"%s\": ", key);
-    json_hex(f, v);
-}
-
-static void json_record(FILE *f, bool *first, const nb_kernel *k, const char *ps, const nb_data *d,
-                        const nb_check *c, int threads)
-{
-    const nb_problem *p = &d->prob;
-    fputs(*first ? "\n    {" : ",\n    {", f);
-    *first = false;
-    fputs("\"kernel\": ", f);
-    json_str(f, k->name);
-    fputs(", \"problem\": ", f);
-    json_str(f, ps);
-    fprintf(f, ", \"layer\": \"%s\", \"dtype\": \"%s\", \"seed\": %llu, \"threads\": %d",
-            nb_layer_short(p->layer), nb_dtype_name(p->dtype), (unsigned long long)p->seed, threads);
-    fprintf(f, ", \"verdict\": \"%s\", \"reason\": ", nb_verdict_name(c->verdict));
-    json_str(f, c->reason);
-    if (c->verdict == NB_SKIP) {
-        fputs("}", f);
-        return;
-    }
-    json_key_num(f, "max_scaled", c->max_scaled);
-    json_key_num(f, "mean_scaled", c->mean_scaled);
-    json_key_num(f, "max_ulp", c->max_ulp >= 0 ? c->max_ulp : NAN);
-    json_key_num(f, "bound_use", c->max_bound_use);
-    json_key_num(f, "depth", c->depth);
-    fputs(", \"stats\": {\"bound_use\": ", f);
-    json_num(f, c->stat_bound_use);
-    json_key_num(f, "mean", c->err_mean);
-    json_key_num(f, "var", c->err_var);
-    json_key_num(f, "rstd", c->err_rstd);
-    json_key_num(f, "running", nb_problem_has_running(p) && p->training ? c->err_running : NAN);
-    fputs("}", f);
-    if (c->worst >= 0) {
-        fprintf(f, ", \"worst\": {\"index\": %lld, \"coord\": ", (long long)c->worst);
-        if (p->layer == NB_LN || p->layer == NB_RMS) {
-            fprintf(f, "{\"row\": %lld, \"col\": %lld}", (long long)c->worst_coord[0],
-                    (long long)c->worst_coord[1]);
-        } else {
-            fprintf(f, "{\"n\": %lld, \"c\": %lld", (long long)c->worst_coord[0],
-                    (long long)c->worst_coord[1]);
-            static const char *const nm[3] = {"d", "h", "w"};
-            for (int s = 0; s < p->spatial_rank; s++)
-                fprintf(f, ", \"%s\": %lld", nm[3 - p->spatial_rank + s],
+    nb_json_object(w, "worst");
+    nb_json_int(w, "index", (long long)c->worst);
+    nb_json_object(w, "coord");
+    if (p->layer == NB_LN || p->layer == NB_RMS) {
+        nb_json_int(w, "row", (long long)c->worst_coord[0]);
+        nb_json_int(w, "col", (long long)c->worst_coord[1]);
+    } else {
+        nb_json_int(w, "n", (long long)c->worst_coord[0]);
+        nb_json_int(w, "c", (long long)c->worst_coord[1]);
+        static const char *const names[3] = {"d", "h", "w"};
+        for (int s = 0; s < p->spatial_rank; s++)
+            nb_json_int(w, names[3 - p->spatial_rank + s],
                         (long long)c->worst_coord[5 - p->spatial_rank + s]);
-            fputs("}", f);
-        }
-        json_key_hex(f, "x", c->worst_x);
-        if (p->affine) {
-            json_key_hex(f, "gamma", c->worst_gamma);
-            if (nb_problem_uses_beta(p))
-                json_key_hex(f, "beta", c->worst_beta);
-        }
-        json_key_hex(f, "got", c->worst_got);
-        json_key_hex(f, "want", c->worst_want);
-        json_key_num(f, "tol", c->worst_tol);
-        fputs("}", f);
     }
-    fprintf(f, ", \"repro\": \"normbench verify --kernels %s --problems %s --threads %d\"}", k->name, ps,
-            threads);
+    nb_json_end_object(w);
+    nb_json_hexfloat(w, "x", c->worst_x);
+    if (p->affine) {
+        nb_json_hexfloat(w, "gamma", c->worst_gamma);
+        if (nb_problem_uses_beta(p))
+            nb_json_hexfloat(w, "beta", c->worst_beta);
+    }
+    nb_json_hexfloat(w, "got", c->worst_got);
+    nb_json_hexfloat(w, "want", c->worst_want);
+    nb_json_number_exact(w, "tol", c->worst_tol);
+    nb_json_end_object(w);
 }
 
-/* Elements of a reproducibility snapshot: y, mean/var/rstd, running stats. */
-static int64_t snap_count(const nb_problem *p)
+/* The errors of a checked result: scaled, ulp, bound uses, statistics. */
+static void json_errors(nb_json_writer *w, const nb_problem *p, const nb_check *c)
 {
-    return nb_problem_numel(p) + 3 * nb_problem_stat_count(p) +
-           (nb_problem_has_running(p) ? 2 * nb_problem_param_count(p) : 0);
+    nb_json_number_exact(w, "max_scaled", c->max_scaled);
+    nb_json_number_exact(w, "mean_scaled", c->mean_scaled);
+    nb_json_number_exact(w, "max_ulp", c->max_ulp >= 0 ? c->max_ulp : NAN);
+    nb_json_number_exact(w, "bound_use", c->max_bound_use);
+    nb_json_number_exact(w, "depth", c->depth);
+    nb_json_object(w, "stats");
+    nb_json_number_exact(w, "bound_use", c->stat_bound_use);
+    nb_json_number_exact(w, "mean", c->err_mean);
+    nb_json_number_exact(w, "var", c->err_var);
+    nb_json_number_exact(w, "rstd", c->err_rstd);
+    nb_json_number_exact(w, "running",
+                         nb_problem_has_running(p) && p->training ? c->err_running : NAN);
+    nb_json_end_object(w);
+    if (c->worst >= 0)
+        json_worst(w, p, c);
 }
 
-static void snap(const nb_data *d, void *buf)
+static void json_record(nb_json_writer *w, const char *ps, const nb_problem *p,
+                        const nb_verify_run *run)
 {
-    const nb_problem *p = &d->prob;
-    const size_t es = nb_dtype_size(p->dtype);
-    const size_t ny = (size_t)nb_problem_numel(p) * es, ng = (size_t)nb_problem_stat_count(p) * es;
-    const size_t nc = (size_t)nb_problem_param_count(p) * es;
-    char *o = buf;
-    memcpy(o, d->y, ny), o += ny;
-    memcpy(o, d->mean, ng), o += ng;
-    memcpy(o, d->var, ng), o += ng;
-    memcpy(o, d->rstd, ng), o += ng;
-    if (nb_problem_has_running(p)) {
-        memcpy(o, d->running_mean, nc), o += nc;
-        memcpy(o, d->running_var, nc);
+    const nb_check *c = &run->check;
+    char repro[1024];
+    verify_repro(run->kernel, ps, run->threads, repro, sizeof repro);
+    nb_json_object_inline(w, NULL);
+    nb_json_string(w, "kernel", run->kernel->name);
+    nb_json_string(w, "problem", ps);
+    nb_json_string(w, "layer", nb_layer_short(p->layer));
+    nb_json_string(w, "dtype", nb_dtype_name(p->dtype));
+    nb_json_uint(w, "seed", (unsigned long long)p->seed);
+    nb_json_int(w, "threads", run->threads);
+    nb_json_string(w, "verdict", nb_verdict_name(c->verdict));
+    nb_json_string(w, "reason", c->reason);
+    if (c->verdict != NB_SKIP) {
+        json_errors(w, p, c);
+        nb_json_string(w, "repro", repro);
+    }
+    nb_json_end_object(w);
+}
+
+/* ---- the run ------------------------------------------------------------------ */
+
+typedef struct verify_opts {
+    cli_common c;
+    bool failures_only;
+    const char *sweep, *plot;
+} verify_opts;
+
+/* Verdict counts, determinism per selected kernel and the JSON report. */
+typedef struct verify_run {
+    const verify_opts *o;
+    const nb_kernel **kernels; /* selected, registry order */
+    size_t nkernels;
+    nb_determinism *det; /* per selected kernel */
+    long npass, nfail, nlimit, nskip;
+    FILE *json_file;
+    nb_json_writer json;
+} verify_run;
+
+/* Print, count and record each run of one case. */
+static void report_case(verify_run *v, const nb_problem *p, const char *ps,
+                        const nb_verify_result *res)
+{
+    for (size_t i = 0; i < res->nruns; i++) {
+        const nb_verify_run *run = &res->runs[i];
+        switch (run->check.verdict) {
+        case NB_PASS: v->npass++; break;
+        case NB_FAIL: v->nfail++; break;
+        case NB_LIMIT: v->nlimit++; break;
+        default: v->nskip++; break;
+        }
+        if (!v->o->failures_only || run->check.verdict == NB_FAIL)
+            print_line(run, ps, p);
+        if (v->json_file)
+            json_record(&v->json, ps, p, run);
+        fflush(stdout);
+    }
+    if (res->determinism)
+        for (size_t k = 0; k < v->nkernels; k++)
+            nb_determinism_merge(&v->det[k], &res->determinism[k]);
+}
+
+/* One problem at one seed: the case, then its report. */
+static void verify_problem(verify_run *v, const nb_problem *p)
+{
+    char ps[512];
+    nb_problem_format(p, ps, sizeof ps);
+    const nb_verify_request req = {.problem = *p,
+                                   .kernels = v->kernels,
+                                   .nkernels = v->nkernels,
+                                   .threads = v->o->c.threads,
+                                   .nthreads = v->o->c.nthreads};
+    nb_verify_result res;
+    if (nb_verify_case(&req, &res)) {
+        fprintf(stderr, "normbench: %s: %s\n", ps, res.error);
+        v->nfail++;
+    } else {
+        report_case(v, p, ps, &res);
+    }
+    nb_verify_result_free(&res);
+}
+
+/* With --threads: which kernels gave identical bits across counts and
+ * repeated runs; a kernel that claims determinism and differs fails. */
+static void print_determinism(verify_run *v)
+{
+    const cli_common *c = &v->o->c;
+    printf("reproducibility across threads");
+    for (int i = 0; i < c->nthreads; i++)
+        printf("%s%d", i ? "," : " ", c->threads[i]);
+    printf(" and repeated runs:\n");
+    for (size_t k = 0; k < v->nkernels; k++) {
+        const nb_kernel *kn = v->kernels[k];
+        const nb_determinism *d = &v->det[k];
+        if (!d->ran)
+            continue;
+        const bool claims = kn->flags & NB_KF_DETERMINISTIC;
+        if (d->same)
+            printf("  %-36s bitwise identical%s\n", kn->name, claims ? " (claimed: ok)" : "");
+        else
+            printf("  %-36s differs, max |diff| %.3g%s\n", kn->name, d->max_diff,
+                   claims ? " (claims determinism: FAIL)" : "");
+        if (claims && !d->same)
+            v->nfail++;
     }
 }
 
-typedef struct det_state {
-    bool ran, same;
-    double maxdiff;
-} det_state;
-
-int cmd_verify(int argc, char **argv)
+/* The summary line, the JSON tail and the exit code. */
+static int finish(verify_run *v, const char *json_path)
 {
-    char *globs[64];
-    int ng = 0;
-    nb_problem_list probs = {0}; /* --problems and --batch, in command-line order */
-    long long seed = -1, seeds = 1;
-    bool failures_only = false;
-    int threads[16] = {0}, nthreads = 0;
-    int rc = 0;
-    const char *sweep_name = NULL, *plot = NULL, *json_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--kernels")) {
-            if (i + 1 >= argc || ng == 64) {
-                rc = cli_error("--kernels needs a pattern");
-                goto done;
-            }
-            globs[ng++] = argv[++i];
-        } else if (!strcmp(a, "--problems") || !strcmp(a, "--problem")) {
-            if (i + 1 >= argc || argv[i + 1][0] == '-') {
-                rc = cli_error("%s needs at least one problem string", a);
-                goto done;
-            }
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2))
-                if (nb_problem_list_add(&probs, argv[++i])) {
-                    rc = cli_error("out of memory");
-                    goto done;
-                }
-        } else if (!strcmp(a, "--batch")) {
-            char err[512];
-            if (i + 1 >= argc) {
-                rc = cli_error("--batch needs a file name");
-                goto done;
-            }
-            if (nb_problem_list_read(&probs, argv[++i], err, sizeof err)) {
-                rc = cli_error("%s", err);
-                goto done;
-            }
-        } else if (!strcmp(a, "--seed") || !strcmp(a, "--seeds")) {
-            char *end;
-            if (i + 1 >= argc) {
-                rc = cli_error("%s needs a number", a);
-                goto done;
-            }
-            long long v = strtoll(argv[++i], &end, 10);
-            if (*end || v < (a[6] ? 1 : 0) || (a[6] && v > 1000000)) {
-                rc = cli_error("bad value '%s' for %s", argv[i], a);
-                goto done;
-            }
-            if (a[6])
-                seeds = v;
-            else
-                seed = v;
-        } else if (!strcmp(a, "--threads")) {
-            if (i + 1 >= argc || cli_parse_threads(argv[++i], threads, &nthreads, 16)) {
-                rc = cli_error("--threads needs a list of counts from 1 to 1024, e.g. 1,2");
-                goto done;
-            }
-        } else if (!strcmp(a, "--failures-only")) {
-            failures_only = true;
-        } else if (!strcmp(a, "--sweep")) {
-            if (i + 1 >= argc || strcmp(argv[i + 1], "stability")) {
-                rc = cli_error("--sweep needs a sweep name: stability");
-                goto done;
-            }
-            sweep_name = argv[++i];
-        } else if (!strcmp(a, "--plot") || !strcmp(a, "--json")) {
-            if (i + 1 >= argc) {
-                rc = cli_error("%s needs a file name", a);
-                goto done;
-            }
-            if (a[2] == 'p')
-                plot = argv[++i];
-            else
-                json_path = argv[++i];
-        } else {
-            rc = cli_error("verify: unknown argument '%s'", a);
-            goto done;
-        }
-    }
-
-    if (plot && !sweep_name) {
-        rc = cli_error("--plot needs --sweep stability");
-        goto done;
-    }
-    if (sweep_name) {
-        if (probs.count || json_path || nthreads || seeds != 1 || seed >= 0) {
-            rc = cli_error("--sweep stability takes only --kernels and --plot");
-            goto done;
-        }
-        rc = verify_stability(globs, ng, plot);
-        goto done;
-    }
-
-    char **sweep = NULL;
-    size_t nsweep = 0;
-    if (probs.count == 0) {
-        sweep = nb_sweep_default(&nsweep);
-        if (!sweep) {
-            rc = cli_error("out of memory");
-            goto done;
-        }
-    }
-    const size_t total = probs.count ? probs.count : nsweep;
-    char **list = probs.count ? probs.items : sweep;
-
-    /* Parse everything first: a bad problem is a usage error, nothing runs. */
-    nb_problem *pp = calloc(total, sizeof *pp);
-    if (!pp) {
-        nb_sweep_free(sweep, nsweep);
-        rc = cli_error("out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < total; i++) {
-        char err[256];
-        if (nb_problem_parse(list[i], &pp[i], err, sizeof err)) {
-            rc = cli_error("invalid problem '%s': %s", list[i], err);
-            free(pp);
-            nb_sweep_free(sweep, nsweep);
-            goto done;
-        }
-    }
-    if (!cli_any_kernel_selected(globs, ng)) {
-        rc = cli_error("no kernel matches the --kernels pattern(s); see 'normbench list'");
-        free(pp);
-        nb_sweep_free(sweep, nsweep);
-        goto done;
-    }
-
-    FILE *jf = NULL;
-    bool jfirst = true;
-    if (json_path) {
-        if (!(jf = fopen(json_path, "w"))) {
-            rc = cli_error("cannot write '%s'", json_path);
-            free(pp);
-            nb_sweep_free(sweep, nsweep);
-            goto done;
-        }
-        fputs("{\n  \"kind\": \"verify\",\n  \"normbench_version\": \"" NB_VERSION "\",\n", jf);
-        fputs("  \"error_model\": \"scaled = err/(u s_i), s_i = |g|(K+|z|)+|b|+|y|; bound_use = "
-              "err/tol_i (docs/DESIGN.md section 4); stats.* are bound uses; inf as \\\"inf\\\", "
-              "NaN as null\",\n",
-              jf);
-        char *si = cli_sysinfo_json();
-        if (si) {
-            fprintf(jf, "  \"sysinfo\": %s,\n", si);
-            free(si);
-        }
-        fputs("  \"results\": [", jf);
-    }
-    long npass = 0, nfail = 0, nlimit = 0, nskip = 0;
-    det_state *det = calloc(nb_kernel_count(), sizeof *det);
-    if (!det) {
-        rc = cli_error("out of memory");
-        free(pp);
-        nb_sweep_free(sweep, nsweep);
-        goto done;
-    }
-    for (size_t i = 0; i < total; i++) {
-        for (long long sd = 0; sd < seeds; sd++) {
-            nb_problem p = pp[i];
-            if (seed >= 0)
-                p.seed = (uint64_t)seed;
-            p.seed += (uint64_t)sd;
-            bool any = false;
-            for (size_t k = 0; k < nb_kernel_count(); k++) {
-                const nb_kernel *kn = nb_kernel_at(k);
-                any |= kn->layer == p.layer && (kn->dtypes & (1u << p.dtype)) &&
-                       cli_kernel_selected(kn, globs, ng);
-            }
-            if (!any)
-                continue;
-            char ps[512];
-            nb_problem_format(&p, ps, sizeof ps);
-            nb_data d = {0};
-            nb_ref r = {0};
-            nb_status st = nb_memory_fits(nb_data_memory(&p) + nb_ref_memory(&p)) ? nb_data_alloc(&d, &p)
-                                                                          : NB_ERR_NOMEM;
-            if (!st)
-                st = nb_ref_compute(&d, &r);
-            if (st) {
-                fprintf(stderr, "normbench: %s: %s\n", ps, nb_strerror(st));
-                nb_ref_free(&r);
-                nb_data_free(&d);
-                nfail++;
-                continue;
-            }
-            /* Reproducibility compares y and every statistic the kernel
-             * wrote (mean, var, rstd, running statistics). */
-            const int64_t numel = snap_count(&p);
-            const size_t ybytes = (size_t)numel * nb_dtype_size(p.dtype);
-            void *first = nthreads ? malloc(ybytes) : NULL;
-            void *cur = nthreads ? malloc(ybytes) : NULL;
-            if (nthreads && (!first || !cur)) {
-                fprintf(stderr, "normbench: %s: out of memory for the reproducibility check\n", ps);
-                free(first);
-                free(cur);
-                nb_ref_free(&r);
-                nb_data_free(&d);
-                nfail++;
-                continue;
-            }
-            for (size_t k = 0; k < nb_kernel_count(); k++) {
-                const nb_kernel *kn = nb_kernel_at(k);
-                if (kn->layer != p.layer || !(kn->dtypes & (1u << p.dtype)) ||
-                    !cli_kernel_selected(kn, globs, ng))
-                    continue;
-                const int runs = nthreads ? nthreads : 1;
-                for (int ti = 0; ti < runs; ti++) {
-                    const int th = nthreads ? threads[ti] : nb_get_threads();
-                    if (nthreads)
-                        nb_set_threads(th);
-                    nb_check c;
-                    nb_verify_one(kn, &d, &r, &c);
-                    switch (c.verdict) {
-                    case NB_PASS: npass++; break;
-                    case NB_FAIL: nfail++; break;
-                    case NB_LIMIT: nlimit++; break;
-                    default: nskip++; break;
-                    }
-                    if (!failures_only || c.verdict == NB_FAIL)
-                        print_line(kn, ps, &p, &c, th);
-                    if (jf)
-                        json_record(jf, &jfirst, kn, ps, &d, &c, th);
-                    fflush(stdout);
-                    if (!first || c.verdict == NB_SKIP)
-                        continue;
-                    /* Reproducibility: compare with the first thread count's
-                     * output, and rerun once at this count. */
-                    det_state *ds = &det[k];
-                    if (!ds->ran) {
-                        ds->ran = true;
-                        ds->same = true;
-                    }
-                    snap(&d, ti == 0 ? first : cur);
-                    if (ti > 0 && !same_bits(first, cur, numel, p.dtype, &ds->maxdiff))
-                        ds->same = false;
-                    nb_check again;
-                    nb_verify_one(kn, &d, &r, &again);
-                    snap(&d, cur);
-                    if (!same_bits(first, cur, numel, p.dtype, &ds->maxdiff))
-                        ds->same = false;
-                }
-            }
-            free(first);
-            free(cur);
-            nb_ref_free(&r);
-            nb_data_free(&d);
-        }
-    }
-    if (nthreads) {
-        printf("reproducibility across threads");
-        for (int i = 0; i < nthreads; i++)
-            printf("%s%d", i ? "," : " ", threads[i]);
-        printf(" and repeated runs:\n");
-        for (size_t k = 0; k < nb_kernel_count(); k++) {
-            const nb_kernel *kn = nb_kernel_at(k);
-            if (!det[k].ran)
-                continue;
-            const bool claims = kn->flags & NB_KF_DETERMINISTIC;
-            if (det[k].same)
-                printf("  %-36s bitwise identical%s\n", kn->name, claims ? " (claimed: ok)" : "");
-            else
-                printf("  %-36s differs, max |diff| %.3g%s\n", kn->name, det[k].maxdiff,
-                       claims ? " (claims determinism: FAIL)" : "");
-            if (claims && !det[k].same)
-                nfail++;
-        }
-    }
-    printf("verify: %ld passed, %ld failed, %ld limited, %ld skipped\n", npass, nfail, nlimit, nskip);
-    if (jf) {
-        fprintf(jf, "\n  ],\n  \"summary\": {\"passed\": %ld, \"failed\": %ld, \"limited\": %ld, "
-                    "\"skipped\": %ld}\n}\n",
-                npass, nfail, nlimit, nskip);
-        if (fclose(jf)) {
+    printf("verify: %ld passed, %ld failed, %ld limited, %ld skipped\n", v->npass, v->nfail,
+           v->nlimit, v->nskip);
+    if (v->json_file) {
+        nb_json_writer *w = &v->json;
+        nb_json_end_array(w);
+        nb_json_object_inline(w, "summary");
+        nb_json_int(w, "passed", v->npass);
+        nb_json_int(w, "failed", v->nfail);
+        nb_json_int(w, "limited", v->nlimit);
+        nb_json_int(w, "skipped", v->nskip);
+        nb_json_end_object(w);
+        nb_json_end_object(w);
+        nb_json_finish(w);
+        if (fclose(v->json_file)) {
             fprintf(stderr, "normbench: error writing '%s'\n", json_path);
-            nfail++;
+            v->nfail++;
         }
     }
-    rc = nfail ? 1 : 0;
-    if (!nfail && npass + nlimit == 0) {
+    if (!v->nfail && v->npass + v->nlimit == 0) {
         /* Nothing was verified (no kernel matched any problem's layer, or
          * every kernel was skipped): that is not a pass. */
         cli_error("verify: nothing was verified (%ld skipped): check --kernels, the problems' "
                   "layers and NORMBENCH_ISA",
-                  nskip);
-        rc = 1;
+                  v->nskip);
+        return 1;
     }
-    free(det);
-    free(pp);
+    return v->nfail ? 1 : 0;
+}
+
+/* Every problem at every seed. */
+static int run_all(verify_run *v, const nb_problem *problems, size_t n)
+{
+    const cli_common *c = &v->o->c;
+    for (size_t i = 0; i < n; i++)
+        for (long long sd = 0; sd < c->seeds; sd++) {
+            nb_problem p = problems[i];
+            if (c->seed_given)
+                p.seed = (uint64_t)c->seed;
+            p.seed += (uint64_t)sd;
+            verify_problem(v, &p);
+        }
+    if (c->nthreads)
+        print_determinism(v);
+    return finish(v, c->json_path);
+}
+
+/* The problems given (--problems, --batch), or the default sweep, parsed:
+ * a bad problem is a usage error and nothing runs. *out is malloc'd. */
+static int parse_problems(const cli_common *c, nb_problem **out, size_t *n)
+{
+    size_t nsweep = 0;
+    const size_t given = c->problems.count;
+    char **sweep = given ? NULL : nb_sweep_default(&nsweep);
+    char *const *list = given ? c->problems.items : sweep;
+    *n = given ? given : nsweep;
+    *out = calloc(*n + 1, sizeof **out);
+    int rc = (!given && !sweep) || !*out ? cli_error("out of memory") : 0;
+    for (size_t i = 0; i < *n && !rc; i++) {
+        char err[256];
+        if (nb_problem_parse(list[i], &(*out)[i], err, sizeof err))
+            rc = cli_error("invalid problem '%s': %s", list[i], err);
+    }
     nb_sweep_free(sweep, nsweep);
-done:
-    nb_problem_list_free(&probs);
+    return rc;
+}
+
+static int parse_verify_options(int argc, char **argv, verify_opts *o)
+{
+    const cli_opt opts[] = {
+        {.name = "--failures-only", .kind = CLI_OPT_FLAG, .dest = &o->failures_only},
+        {.name = "--sweep",
+         .kind = CLI_OPT_CHOICE,
+         .dest = &o->sweep,
+         .value = "a sweep name",
+         .range = "stability"},
+        {.name = "--plot", .kind = CLI_OPT_STRING, .dest = &o->plot, .value = "a file name"},
+    };
+    const cli_spec spec = {.command = "verify",
+                           .common = CLI_KERNELS | CLI_PROBLEMS | CLI_BATCH | CLI_THREADS |
+                                     CLI_JSON | CLI_SEED | CLI_SEEDS,
+                           .opts = opts,
+                           .nopts = sizeof opts / sizeof opts[0]};
+    int rc = cli_parse_options(&spec, argc, argv, &o->c);
+    if (!rc && o->plot && !o->sweep)
+        rc = cli_error("--plot needs --sweep stability");
+    return rc;
+}
+
+static int stability_sweep(const verify_opts *o)
+{
+    const cli_common *c = &o->c;
+    if (c->problems.count || c->json_path || c->nthreads || c->seeds != 1 || c->seed_given)
+        return cli_error("--sweep stability takes only --kernels and --plot");
+    return verify_stability((char **)c->globs, c->nglobs, o->plot);
+}
+
+/* The kernels, their determinism slots and the JSON report's head. */
+static int prepare_run(verify_run *v)
+{
+    const cli_common *c = &v->o->c;
+    if (!cli_any_kernel_selected(c->globs, c->nglobs))
+        return cli_error("no kernel matches the --kernels pattern(s); see 'normbench list'");
+    v->kernels = cli_selected_kernels(c->globs, c->nglobs, &v->nkernels);
+    v->det = calloc(v->nkernels + 1, sizeof *v->det);
+    if (!v->kernels || !v->det)
+        return cli_error("out of memory");
+    if (c->json_path) {
+        if (!(v->json_file = fopen(c->json_path, "w")))
+            return cli_error("cannot write '%s'", c->json_path);
+        nb_json_begin(&v->json, v->json_file);
+        json_head(&v->json);
+    }
+    return 0;
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    verify_opts o = {0};
+    verify_run v = {.o = &o};
+    nb_problem *problems = NULL;
+    size_t nproblems = 0;
+    int rc = parse_verify_options(argc, argv, &o);
+    if (!rc && o.sweep)
+        rc = stability_sweep(&o);
+    else if (!rc && !(rc = parse_problems(&o.c, &problems, &nproblems)) && !(rc = prepare_run(&v)))
+        rc = run_all(&v, problems, nproblems);
+    free(v.kernels);
+    free(v.det);
+    free(problems);
+    cli_common_free(&o.c);
     return rc;
 }

@@ -35,12 +35,17 @@ VERDICT_RANK = {"PASS": 0, "SKIP": 0, "LIMIT": 1, "FAIL": 2}
 
 
 def num(v):
-    """JSON value of a verify number: number, "inf"/"-inf" strings, null (NaN)."""
-    if v is None:
+    """A verify JSON number: a number, or normbench's convention for the
+    non-finite ones: the strings "inf"/"-inf", null for NaN. Anything else
+    (missing, malformed) counts as NaN."""
+    if v is None or isinstance(v, bool):
         return math.nan
     if isinstance(v, str):
+        return {"inf": math.inf, "-inf": -math.inf}.get(v, math.nan)
+    try:
         return float(v)
-    return float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def load(path):

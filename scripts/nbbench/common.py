@@ -1,5 +1,6 @@
 """common.py: helpers shared by scripts/bench-pytorch, scripts/report and
-scripts/compare: loading bench JSON files defensively, the timing
+scripts/compare: loading bench JSON files defensively, reading and writing
+normbench's JSON numbers ("inf", "-inf", null for the non-finite ones), the timing
 statistics normbench uses (median, MAD, quartiles), problem-string parsing
 for the PyTorch peer, and one-line errors."""
 
@@ -70,15 +71,36 @@ def stats(samples):
     }
 
 
-def num(x, default=float("nan")):
-    """A float from a JSON value that may be missing or null."""
+def json_number(x, default=float("nan")):
+    """A float from a number in a normbench JSON file. normbench writes
+    +infinity as the string "inf", -infinity as "-inf" and NaN as null (the
+    one convention of core/nb_json.h); those come back as inf, -inf and NaN.
+    A missing or malformed value gives default."""
+    if x is None:
+        return float("nan")
     try:
-        if x is None:
-            return default
-        f = float(x)
-        return f if math.isfinite(f) else default
+        return float(x)  # float() reads "inf" and "-inf" too
     except (TypeError, ValueError):
         return default
+
+
+def num(x, default=float("nan")):
+    """A finite float from a JSON number (json_number's convention), or
+    default when it is missing, null, infinite or malformed."""
+    f = json_number(x, default)
+    return f if math.isfinite(f) else default
+
+
+def json_safe(obj):
+    """obj with every non-finite float replaced by normbench's convention
+    ("inf", "-inf", None), so json.dump writes standard JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if obj != obj else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def parse_problem(s):

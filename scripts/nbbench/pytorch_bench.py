@@ -20,7 +20,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from nbbench.common import ROOT, die, parse_problem, stats  # noqa: E402
+from nbbench.common import ROOT, die, json_safe, parse_problem, stats  # noqa: E402
 
 PROG = "bench-pytorch"
 
@@ -316,7 +316,7 @@ def main():
     if a.json:
         try:
             with open(a.json, "w") as f:
-                json.dump(out, f, indent=1)
+                json.dump(json_safe(out), f, indent=1, allow_nan=False)
                 f.write("\n")
         except OSError as e:
             die(PROG, "cannot write '%s': %s" % (a.json, e.strerror))

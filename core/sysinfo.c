@@ -2,20 +2,17 @@
  * microarchitecture, ISA features, cores and threads, cache sizes (from
  * sysfs, not from what a hypervisor's CPUID claims elsewhere), memory, OS,
  * compiler and build flags, library versions, and a stable target id such
- * as `intel-xeon-emeraldrapids-avx512-2c`; plus `normbench sysinfo` and the
- * small JSON writer every bench report uses. */
-#include "bench.h"
-#include "../cli/cli.h"
+ * as `intel-xeon-emeraldrapids-avx512-2c`; as a struct, a JSON object and
+ * the text of `normbench sysinfo`. */
+#include "nb_sysinfo.h"
 #include "nb_config.h"
 
 #include <ctype.h>
 #include <gmp.h>
-#include <math.h>
 #include <mpfr.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
-#include <time.h>
 #include <unistd.h>
 #if NB_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
@@ -23,111 +20,6 @@
 #if NB_HAVE_OPENBLAS
 char *openblas_get_config(void); /* OpenBLAS's own API; its header name varies */
 #endif
-
-/* ---- JSON writer --------------------------------------------------------- */
-
-void jw_begin(json_w *w, FILE *f)
-{
-    memset(w, 0, sizeof *w);
-    w->f = f;
-    w->first[0] = true;
-    w->pretty = true;
-}
-
-static void jw_raw_str(json_w *w, const char *v);
-
-/* The comma, newline and indentation before an item, then its key. */
-static void jw_sep(json_w *w, const char *key)
-{
-    if (!w->first[w->depth])
-        fputc(',', w->f);
-    w->first[w->depth] = false;
-    if (w->pretty && w->depth > 0) {
-        fputc('\n', w->f);
-        for (int i = 0; i < w->depth; i++)
-            fputs(" ", w->f);
-    }
-    if (key) {
-        jw_raw_str(w, key);
-        fputc(':', w->f);
-    }
-}
-
-static void jw_open(json_w *w, const char *key, char c)
-{
-    jw_sep(w, key);
-    fputc(c, w->f);
-    if (w->depth < 31)
-        w->depth++;
-    w->first[w->depth] = true;
-}
-
-static void jw_close(json_w *w, char c)
-{
-    bool empty = w->first[w->depth];
-    if (w->depth > 0)
-        w->depth--;
-    if (w->pretty && !empty) {
-        fputc('\n', w->f);
-        for (int i = 0; i < w->depth; i++)
-            fputs(" ", w->f);
-    }
-    fputc(c, w->f);
-}
-
-void jw_obj(json_w *w, const char *key) { jw_open(w, key, '{'); }
-void jw_arr(json_w *w, const char *key) { jw_open(w, key, '['); }
-void jw_end_obj(json_w *w) { jw_close(w, '}'); }
-void jw_end_arr(json_w *w) { jw_close(w, ']'); }
-
-static void jw_raw_str(json_w *w, const char *v)
-{
-    if (!v) {
-        fputs("null", w->f);
-        return;
-    }
-    fputc('"', w->f);
-    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(w->f, "\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", w->f);
-        else if (*p < 0x20)
-            fprintf(w->f, "\\u%04x", *p);
-        else
-            fputc(*p, w->f);
-    }
-    fputc('"', w->f);
-}
-
-void jw_str(json_w *w, const char *key, const char *v)
-{
-    jw_sep(w, key);
-    jw_raw_str(w, v);
-}
-
-void jw_num(json_w *w, const char *key, double v)
-{
-    jw_sep(w, key);
-    if (isfinite(v))
-        fprintf(w->f, "%.6g", v);
-    else
-        fputs("null", w->f);
-}
-
-void jw_int(json_w *w, const char *key, long long v)
-{
-    jw_sep(w, key);
-    fprintf(w->f, "%lld", v);
-}
-
-void jw_bool(json_w *w, const char *key, bool v)
-{
-    jw_sep(w, key);
-    fputs(v ? "true" : "false", w->f);
-}
-
-void jw_finish(json_w *w) { fputc('\n', w->f); }
 
 /* ---- sysfs / procfs helpers --------------------------------------------- */
 
@@ -235,13 +127,13 @@ static const char *microarch(const char *vendor, int family, int model)
         static const struct {
             int model;
             const char *name;
-        } t[] = {{0x55, "skylakex"},      {0x6a, "icelakex"},       {0x6c, "icelaked"},
-                 {0x8f, "sapphirerapids"}, {0xcf, "emeraldrapids"},  {0xad, "graniterapids"},
-                 {0xae, "graniterapidsd"}, {0xaf, "sierraforest"},   {0x7e, "icelake"},
-                 {0x8c, "tigerlake"},      {0x97, "alderlake"},      {0x9a, "alderlake"},
-                 {0xb7, "raptorlake"},     {0xba, "raptorlake"},     {0xbf, "raptorlake"},
-                 {0xaa, "meteorlake"},     {0x9e, "kabylake"},       {0x5e, "skylake"},
-                 {0x4f, "broadwellx"},     {0x3f, "haswellx"},       {0xa5, "cometlake"}};
+        } t[] = {{0x55, "skylakex"},       {0x6a, "icelakex"},      {0x6c, "icelaked"},
+                 {0x8f, "sapphirerapids"}, {0xcf, "emeraldrapids"}, {0xad, "graniterapids"},
+                 {0xae, "graniterapidsd"}, {0xaf, "sierraforest"},  {0x7e, "icelake"},
+                 {0x8c, "tigerlake"},      {0x97, "alderlake"},     {0x9a, "alderlake"},
+                 {0xb7, "raptorlake"},     {0xba, "raptorlake"},    {0xbf, "raptorlake"},
+                 {0xaa, "meteorlake"},     {0x9e, "kabylake"},      {0x5e, "skylake"},
+                 {0x4f, "broadwellx"},     {0x3f, "haswellx"},      {0xa5, "cometlake"}};
         for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
             if (t[i].model == model)
                 return t[i].name;
@@ -269,16 +161,21 @@ static void lower_token(const char *in, char *out, size_t len)
     out[o] = 0;
 }
 
-void nb_sysinfo_collect(nb_sysinfo *s)
+/* Architecture and kernel release from uname(2). */
+static void collect_uname(nb_sysinfo *s)
 {
-    memset(s, 0, sizeof *s);
     struct utsname u;
-    if (!uname(&u)) {
-        scopy(s->arch, sizeof s->arch, u.machine);
-        scopy(s->kernel, sizeof s->kernel, u.sysname);
-        scat(s->kernel, sizeof s->kernel, " ");
-        scat(s->kernel, sizeof s->kernel, u.release);
-    }
+    if (uname(&u))
+        return;
+    scopy(s->arch, sizeof s->arch, u.machine);
+    scopy(s->kernel, sizeof s->kernel, u.sysname);
+    scat(s->kernel, sizeof s->kernel, " ");
+    scat(s->kernel, sizeof s->kernel, u.release);
+}
+
+/* Vendor, model name, family/model/stepping and microarchitecture. */
+static void collect_cpu_identity(nb_sysinfo *s)
+{
     snprintf(s->vendor, sizeof s->vendor, "unknown");
     snprintf(s->model_name, sizeof s->model_name, "unknown");
     char buf[256];
@@ -301,17 +198,21 @@ void nb_sysinfo_collect(nb_sysinfo *s)
         scopy(s->microarch, sizeof s->microarch, ua);
     else
         snprintf(s->microarch, sizeof s->microarch, "f%dm%d", s->family, s->model);
+}
 
+/* The ISA features that matter here, the hypervisor bit and the ISA level. */
+static void collect_isa(nb_sysinfo *s)
+{
     static char flags[8192];
     flags[0] = 0;
     if (!cpuinfo_field("flags", flags, sizeof flags))
         cpuinfo_field("Features", flags, sizeof flags);
     static const char *const interesting[] = {
-        "sse2",        "sse4_2",      "avx",         "avx2",        "fma",         "f16c",
-        "avx512f",     "avx512dq",    "avx512cd",    "avx512bw",    "avx512vl",    "avx512ifma",
-        "avx512vbmi",  "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",    "amx_tile",
-        "amx_bf16",    "amx_int8",    "asimd",       "asimdhp",     "sve",         "sve2",
-        "bf16",        "i8mm"};
+        "sse2",       "sse4_2",      "avx",         "avx2",        "fma",      "f16c",
+        "avx512f",    "avx512dq",    "avx512cd",    "avx512bw",    "avx512vl", "avx512ifma",
+        "avx512vbmi", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile",
+        "amx_bf16",   "amx_int8",    "asimd",       "asimdhp",     "sve",      "sve2",
+        "bf16",       "i8mm"};
     size_t o = 0;
     for (size_t i = 0; i < sizeof interesting / sizeof interesting[0]; i++)
         if (has_word(flags, interesting[i]))
@@ -330,18 +231,23 @@ void nb_sysinfo_collect(nb_sysinfo *s)
     else if (has_word(flags, "asimd"))
         lvl = "neon";
     scopy(s->isa_level, sizeof s->isa_level, lvl);
+}
 
-    /* Topology from sysfs: cores = distinct (package, core) pairs. */
+/* Topology from sysfs: cores = distinct (package, core) pairs. */
+static void collect_topology(nb_sysinfo *s)
+{
     s->logical_cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
     long long seen[1024];
     int nseen = 0, maxpkg = -1;
+    char buf[256];
     for (int c = 0; c < s->logical_cpus && c < 1024; c++) {
         char path[128];
         snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/core_id", c);
         if (!read_line(path, buf, sizeof buf))
             continue;
         long long core = atoll(buf);
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/physical_package_id", c);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/physical_package_id",
+                 c);
         long long pkg = read_line(path, buf, sizeof buf) ? atoll(buf) : 0;
         if (pkg > maxpkg)
             maxpkg = (int)pkg;
@@ -355,31 +261,41 @@ void nb_sysinfo_collect(nb_sysinfo *s)
     s->cores = nseen ? nseen : s->logical_cpus;
     s->sockets = maxpkg >= 0 ? maxpkg + 1 : 1;
     s->threads_per_core = s->cores ? s->logical_cpus / s->cores : 1;
+}
 
+/* One cache of cpu0 (sysfs index i) into ci; false when there is none. */
+static bool read_cache(int i, int logical_cpus, nb_cache_info *ci)
+{
+    char path[128], v[64], buf[256];
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+    if (!read_line(path, v, sizeof v))
+        return false;
+    ci->level = atoi(v);
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
+    read_line(path, ci->type, sizeof ci->type);
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+    if (read_line(path, v, sizeof v))
+        ci->bytes = parse_size(v);
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/shared_cpu_list", i);
+    ci->shared_cpus = read_line(path, buf, sizeof buf) ? cpulist_count(buf) : 1;
+    if (ci->shared_cpus < 1)
+        ci->shared_cpus = 1;
+    ci->instances = (logical_cpus + ci->shared_cpus - 1) / ci->shared_cpus;
+    return true;
+}
+
+/* The caches of cpu0 and the L1d, L2 and last-level sizes derived from them. */
+static void collect_caches(nb_sysinfo *s)
+{
     for (int i = 0; i < 8; i++) {
-        char path[128], v[64];
         nb_cache_info *ci = &s->caches[s->ncaches];
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
-        if (!read_line(path, v, sizeof v))
+        if (!read_cache(i, s->logical_cpus, ci))
             break;
-        ci->level = atoi(v);
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
-        read_line(path, ci->type, sizeof ci->type);
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
-        if (read_line(path, v, sizeof v))
-            ci->bytes = parse_size(v);
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/shared_cpu_list",
-                 i);
-        ci->shared_cpus = read_line(path, buf, sizeof buf) ? cpulist_count(buf) : 1;
-        if (ci->shared_cpus < 1)
-            ci->shared_cpus = 1;
-        ci->instances = (s->logical_cpus + ci->shared_cpus - 1) / ci->shared_cpus;
         if (ci->level == 1 && strcmp(ci->type, "Instruction"))
             s->l1d_bytes = ci->bytes;
         if (ci->level == 2)
             s->l2_bytes = ci->bytes;
-        if (strcmp(ci->type, "Instruction") && ci->bytes > 0 &&
-            ci->level >= (s->llc_bytes ? 2 : 1))
+        if (strcmp(ci->type, "Instruction") && ci->bytes > 0 && ci->level >= (s->llc_bytes ? 2 : 1))
             s->llc_bytes = ci->bytes;
         s->ncaches++;
     }
@@ -387,7 +303,12 @@ void nb_sysinfo_collect(nb_sysinfo *s)
         s->l2_bytes = 1 << 20; /* unknown: assume 1 MiB */
     if (!s->llc_bytes)
         s->llc_bytes = 32ll << 20; /* unknown: assume 32 MiB */
+}
 
+/* Total memory (/proc/meminfo) and the OS name (/etc/os-release). */
+static void collect_memory_and_os(nb_sysinfo *s)
+{
+    char buf[256];
     FILE *f = fopen("/proc/meminfo", "r");
     if (f) {
         while (fgets(buf, sizeof buf, f))
@@ -397,20 +318,24 @@ void nb_sysinfo_collect(nb_sysinfo *s)
     }
     snprintf(s->os, sizeof s->os, "unknown");
     f = fopen("/etc/os-release", "r");
-    if (f) {
-        while (fgets(buf, sizeof buf, f))
-            if (!strncmp(buf, "PRETTY_NAME=", 12)) {
-                char *v = buf + 12;
-                v[strcspn(v, "\n")] = 0;
-                if (*v == '"') {
-                    v++;
-                    v[strcspn(v, "\"")] = 0;
-                }
-                scopy(s->os, sizeof s->os, v);
+    if (!f)
+        return;
+    while (fgets(buf, sizeof buf, f))
+        if (!strncmp(buf, "PRETTY_NAME=", 12)) {
+            char *v = buf + 12;
+            v[strcspn(v, "\n")] = 0;
+            if (*v == '"') {
+                v++;
+                v[strcspn(v, "\"")] = 0;
             }
-        fclose(f);
-    }
+            scopy(s->os, sizeof s->os, v);
+        }
+    fclose(f);
+}
 
+/* Compiler, build type and flags, and the versions of the libraries. */
+static void collect_build(nb_sysinfo *s)
+{
     scopy(s->compiler, sizeof s->compiler, NB_COMPILER);
     scopy(s->buildtype, sizeof s->buildtype, NB_BUILDTYPE);
 #ifdef NB_BUILD_FLAGS
@@ -436,8 +361,11 @@ void nb_sysinfo_collect(nb_sysinfo *s)
 #else
     snprintf(s->onednn, sizeof s->onednn, "not built");
 #endif
+}
 
-    /* Target id: vendor-line-microarch-isa-<cores>c, lower case. */
+/* Target id: vendor-line-microarch-isa-<cores>c, lower case. */
+static void make_target_id(nb_sysinfo *s)
+{
     char vend[32] = "unknown", line[32] = "cpu", ua_tok[48];
     if (strstr(s->vendor, "Intel"))
         snprintf(vend, sizeof vend, "intel");
@@ -445,7 +373,7 @@ void nb_sysinfo_collect(nb_sysinfo *s)
         snprintf(vend, sizeof vend, "amd");
     else if (!strncmp(s->vendor, "arm", 3))
         snprintf(vend, sizeof vend, "arm");
-    static const char *const lines[] = {"xeon", "core", "epyc", "ryzen", "threadripper",
+    static const char *const lines[] = {"xeon",     "core",     "epyc", "ryzen",   "threadripper",
                                         "neoverse", "graviton", "atom", "celeron", "pentium"};
     char model_lc[128];
     lower_token(s->model_name, model_lc, sizeof model_lc);
@@ -455,57 +383,70 @@ void nb_sysinfo_collect(nb_sysinfo *s)
             break;
         }
     lower_token(s->microarch, ua_tok, sizeof ua_tok);
-    snprintf(s->target_id, sizeof s->target_id, "%s-%s-%s-%s-%dc", vend, line, ua_tok,
-             s->isa_level, s->cores);
+    snprintf(s->target_id, sizeof s->target_id, "%s-%s-%s-%s-%dc", vend, line, ua_tok, s->isa_level,
+             s->cores);
 }
 
-void nb_sysinfo_json(json_w *w, const char *key, const nb_sysinfo *s)
+void nb_sysinfo_collect(nb_sysinfo *s)
 {
-    jw_obj(w, key);
-    jw_str(w, "target_id", s->target_id);
-    jw_str(w, "vendor", s->vendor);
-    jw_str(w, "model_name", s->model_name);
-    jw_str(w, "arch", s->arch);
-    jw_int(w, "family", s->family);
-    jw_int(w, "model", s->model);
-    jw_int(w, "stepping", s->stepping);
-    jw_str(w, "microarch", s->microarch);
-    jw_str(w, "isa_level", s->isa_level);
-    jw_str(w, "isa_features", s->isa_features);
-    jw_bool(w, "hypervisor", s->hypervisor);
-    jw_int(w, "logical_cpus", s->logical_cpus);
-    jw_int(w, "cores", s->cores);
-    jw_int(w, "threads_per_core", s->threads_per_core);
-    jw_int(w, "sockets", s->sockets);
-    jw_arr(w, "caches");
+    memset(s, 0, sizeof *s);
+    collect_uname(s);
+    collect_cpu_identity(s);
+    collect_isa(s);
+    collect_topology(s);
+    collect_caches(s);
+    collect_memory_and_os(s);
+    collect_build(s);
+    make_target_id(s);
+}
+
+void nb_sysinfo_json(nb_json_writer *w, const char *key, const nb_sysinfo *s)
+{
+    nb_json_object(w, key);
+    nb_json_string(w, "target_id", s->target_id);
+    nb_json_string(w, "vendor", s->vendor);
+    nb_json_string(w, "model_name", s->model_name);
+    nb_json_string(w, "arch", s->arch);
+    nb_json_int(w, "family", s->family);
+    nb_json_int(w, "model", s->model);
+    nb_json_int(w, "stepping", s->stepping);
+    nb_json_string(w, "microarch", s->microarch);
+    nb_json_string(w, "isa_level", s->isa_level);
+    nb_json_string(w, "isa_features", s->isa_features);
+    nb_json_bool(w, "hypervisor", s->hypervisor);
+    nb_json_int(w, "logical_cpus", s->logical_cpus);
+    nb_json_int(w, "cores", s->cores);
+    nb_json_int(w, "threads_per_core", s->threads_per_core);
+    nb_json_int(w, "sockets", s->sockets);
+    nb_json_array(w, "caches");
     for (int i = 0; i < s->ncaches; i++) {
         const nb_cache_info *c = &s->caches[i];
-        jw_obj(w, NULL);
-        jw_int(w, "level", c->level);
-        jw_str(w, "type", c->type);
-        jw_int(w, "bytes", c->bytes);
-        jw_int(w, "shared_cpus", c->shared_cpus);
-        jw_int(w, "instances", c->instances);
-        jw_end_obj(w);
+        nb_json_object(w, NULL);
+        nb_json_int(w, "level", c->level);
+        nb_json_string(w, "type", c->type);
+        nb_json_int(w, "bytes", c->bytes);
+        nb_json_int(w, "shared_cpus", c->shared_cpus);
+        nb_json_int(w, "instances", c->instances);
+        nb_json_end_object(w);
     }
-    jw_end_arr(w);
-    jw_int(w, "l2_bytes", s->l2_bytes);
-    jw_int(w, "llc_bytes", s->llc_bytes);
-    jw_int(w, "mem_total_bytes", s->mem_total_bytes);
-    jw_str(w, "os", s->os);
-    jw_str(w, "kernel", s->kernel);
-    jw_str(w, "compiler", s->compiler);
-    jw_str(w, "buildtype", s->buildtype);
-    jw_str(w, "build_flags", s->build_flags);
-    jw_str(w, "normbench_version", NB_VERSION);
-    jw_obj(w, "libraries");
-    jw_str(w, "mpfr", s->ver_mpfr);
-    jw_str(w, "gmp", s->ver_gmp);
-    jw_str(w, "openblas", s->openblas_config);
-    jw_str(w, "openmp", s->openmp);
-    jw_str(w, "onednn", s->onednn);
-    jw_end_obj(w);
-    jw_end_obj(w);
+    nb_json_end_array(w);
+    nb_json_int(w, "l2_bytes", s->l2_bytes);
+    nb_json_int(w, "llc_bytes", s->llc_bytes);
+    nb_json_int(w, "mem_total_bytes", s->mem_total_bytes);
+    nb_json_string(w, "os", s->os);
+    nb_json_string(w, "kernel", s->kernel);
+    nb_json_string(w, "compiler", s->compiler);
+    nb_json_string(w, "buildtype", s->buildtype);
+    nb_json_string(w, "build_flags", s->build_flags);
+    nb_json_string(w, "normbench_version", NB_VERSION);
+    nb_json_object(w, "libraries");
+    nb_json_string(w, "mpfr", s->ver_mpfr);
+    nb_json_string(w, "gmp", s->ver_gmp);
+    nb_json_string(w, "openblas", s->openblas_config);
+    nb_json_string(w, "openmp", s->openmp);
+    nb_json_string(w, "onednn", s->onednn);
+    nb_json_end_object(w);
+    nb_json_end_object(w);
 }
 
 static void size_str(long long b, char *out, size_t len)
@@ -539,31 +480,7 @@ void nb_sysinfo_print(FILE *f, const nb_sysinfo *s)
     fprintf(f, "os:         %s, %s, %s\n", s->os, s->kernel, s->arch);
     fprintf(f, "compiler:   %s, buildtype %s\n", s->compiler, s->buildtype);
     fprintf(f, "flags:      %s\n", s->build_flags);
-    fprintf(f, "libraries:  MPFR %s, GMP %s, OpenMP %s\n", s->ver_mpfr, s->ver_gmp,
-            s->openmp);
+    fprintf(f, "libraries:  MPFR %s, GMP %s, OpenMP %s\n", s->ver_mpfr, s->ver_gmp, s->openmp);
     fprintf(f, "            OpenBLAS %s\n", s->openblas_config);
     fprintf(f, "            oneDNN %s\n", s->onednn);
-}
-
-int cmd_sysinfo(int argc, char **argv)
-{
-    bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            json = true;
-        else
-            return cli_error("sysinfo: unknown argument '%s' (usage: normbench sysinfo [--json])",
-                             argv[i]);
-    }
-    nb_sysinfo s;
-    nb_sysinfo_collect(&s);
-    if (json) {
-        json_w w;
-        jw_begin(&w, stdout);
-        nb_sysinfo_json(&w, NULL, &s);
-        jw_finish(&w);
-    } else {
-        nb_sysinfo_print(stdout, &s);
-    }
-    return 0;
 }

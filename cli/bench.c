@@ -1,0 +1,285 @@
+/* bench.c: `normbench bench`: the command line of the benchmark harness:
+ * options, the problem list (named sets and --problems), the kernel
+ * selection and the output files; the run itself is bench_run_all
+ * (bench/run.c), each case nb_timed_case (core/timed.c). */
+#include "../bench/bench.h"
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *usage_text =
+    "usage: normbench bench [--kernels GLOB ...] [--problems STR ... | --set NAME[,NAME]]\n"
+    "                       [--batch FILE ...]\n"
+    "                       [--threads LIST] [--cold | --cold-only] [--json FILE] [--csv FILE]\n"
+    "                       [--min-time S] [--min-reps N] [--roof-mib M] [--cold-mib M]\n"
+    "                       [--roof-only] [--list]\n"
+    "                       [--quiet]\n"
+    "  --batch FILE adds the problems of FILE (one per line, # comments; see inputs/), like\n"
+    "  --problems; both may repeat and cannot be mixed with --set.\n"
+    "  --cold adds the cold mode (x/y rotated beyond the last-level cache) to the warm one;\n"
+    "  --cold-only runs only it. --roof-only measures just the bandwidth roof; --list prints\n"
+    "  the selected problems with their traffic model and exits. --roof-mib and --cold-mib\n"
+    "  override the roof array size (default 4 x LLC) and the cold rotation (2 x LLC).";
+
+static const char *set_names = "sets: quick, targets, resnet50-bn, transformer-ln, sd-gn, in, full";
+
+typedef struct bench_opts {
+    cli_common c;
+    const char *set_arg;
+    bool cold, cold_only, quiet, roof_only, list_only, help;
+    double min_time, roof_mib, cold_mib;
+    long long min_reps;
+    char command[2048]; /* the command line, recorded in the JSON */
+} bench_opts;
+
+/* The growing problem list; store keeps the strings of the named sets. */
+typedef struct problem_list {
+    bench_problem *items;
+    size_t n, cap;
+    nb_problem_list store;
+} problem_list;
+
+static int add_problem(problem_list *l, const char *str, const char *set)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        bench_problem *g = realloc(l->items, cap * sizeof *g);
+        if (!g)
+            return cli_error("out of memory");
+        l->items = g;
+        l->cap = cap;
+    }
+    l->items[l->n++] = (bench_problem){.str = str, .set = set};
+    return 0;
+}
+
+/* A named set from its built-in list, skipping strings already listed (a
+ * shape in two sets runs once); `full` is every set but quick. */
+static int add_set(problem_list *l, const nb_problem_set *s)
+{
+    if (!s->input) {
+        for (size_t i = 0; i < nb_set_count(); i++) {
+            const nb_problem_set *t = nb_set_at(i);
+            int rc = t->input && strcmp(t->name, "quick") ? add_set(l, t) : 0;
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    const size_t first = l->store.count;
+    char err[512];
+    if (nb_problem_list_builtin(&l->store, s->input, err, sizeof err))
+        return cli_error("bench: set %s: %s", s->name, err);
+    for (size_t k = first; k < l->store.count; k++) {
+        bool dup = false;
+        for (size_t i = 0; i < l->n; i++)
+            dup |= !strcmp(l->items[i].str, l->store.items[k]);
+        int rc = dup ? 0 : add_problem(l, l->store.items[k], s->name);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* --set NAME[,NAME], then --problems and --batch, all parsed. *is_quick:
+ * the quick set was named (its shorter default timing). */
+static int build_problem_list(const bench_opts *o, problem_list *l, bool *is_quick)
+{
+    *is_quick = false;
+    int rc = 0;
+    if (o->set_arg) {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", o->set_arg);
+        char *save = NULL;
+        for (char *s = strtok_r(buf, ",", &save); s && !rc; s = strtok_r(NULL, ",", &save)) {
+            const nb_problem_set *set = nb_set_find(s);
+            if (!set)
+                return cli_error("bench: unknown set '%s' (%s)", s, set_names);
+            *is_quick |= !strcmp(s, "quick");
+            rc = add_set(l, set);
+        }
+    }
+    for (size_t i = 0; i < o->c.problems.count && !rc; i++)
+        rc = add_problem(l, o->c.problems.items[i], "custom");
+    for (size_t i = 0; i < l->n && !rc; i++) {
+        char err[256];
+        if (nb_problem_parse(l->items[i].str, &l->items[i].p, err, sizeof err))
+            rc = cli_error("invalid problem '%s': %s", l->items[i].str, err);
+    }
+    return rc;
+}
+
+static int parse_bench_options(int argc, char **argv, bench_opts *o)
+{
+    const cli_opt opts[] = {
+        {.name = "--set", .kind = CLI_OPT_STRING, .dest = &o->set_arg, .value = "a set name"},
+        {.name = "--cold", .kind = CLI_OPT_FLAG, .dest = &o->cold},
+        {.name = "--cold-only", .kind = CLI_OPT_FLAG, .dest = &o->cold_only},
+        {.name = "--quiet", .kind = CLI_OPT_FLAG, .dest = &o->quiet},
+        {.name = "--roof-only", .kind = CLI_OPT_FLAG, .dest = &o->roof_only},
+        {.name = "--list", .kind = CLI_OPT_FLAG, .dest = &o->list_only},
+        {.name = "--help", .kind = CLI_OPT_FLAG, .dest = &o->help},
+        {.name = "-h", .kind = CLI_OPT_FLAG, .dest = &o->help},
+        {.name = "--min-time",
+         .kind = CLI_OPT_DOUBLE,
+         .dest = &o->min_time,
+         .value = "seconds",
+         .range = "seconds, 0..3600",
+         .min = 0,
+         .max = 3600},
+        {.name = "--roof-mib",
+         .kind = CLI_OPT_DOUBLE,
+         .dest = &o->roof_mib,
+         .value = "a size in MiB",
+         .range = "1..3600 MiB",
+         .min = 1,
+         .max = 3600},
+        {.name = "--cold-mib",
+         .kind = CLI_OPT_DOUBLE,
+         .dest = &o->cold_mib,
+         .value = "a size in MiB",
+         .range = "1..3600 MiB",
+         .min = 1,
+         .max = 3600},
+        {.name = "--min-reps",
+         .kind = CLI_OPT_INT,
+         .dest = &o->min_reps,
+         .value = "a count",
+         .range = "1..1000000",
+         .min = 1,
+         .max = 1000000},
+    };
+    const cli_spec spec = {.command = "bench",
+                           .common = CLI_KERNELS | CLI_PROBLEMS | CLI_BATCH | CLI_THREADS |
+                                     CLI_JSON | CLI_CSV,
+                           .opts = opts,
+                           .nopts = sizeof opts / sizeof opts[0],
+                           .hint = " (see 'normbench bench --help')"};
+    o->min_time = -1;
+    o->min_reps = -1;
+    size_t co = (size_t)snprintf(o->command, sizeof o->command, "normbench bench");
+    for (int i = 1; i < argc && co < sizeof o->command; i++)
+        co += (size_t)snprintf(o->command + co, sizeof o->command - co, " %s", argv[i]);
+    return cli_parse_options(&spec, argc, argv, &o->c);
+}
+
+/* Fail before measuring anything when an output cannot be written. */
+static int probe_outputs(const bench_opts *o)
+{
+    const char *outs[2] = {o->c.json_path, o->c.csv_path};
+    for (int i = 0; i < 2; i++) {
+        if (!outs[i])
+            continue;
+        FILE *f = fopen(outs[i], "w");
+        if (!f)
+            return cli_error("bench: cannot write '%s': %s", outs[i], strerror(errno));
+        fclose(f);
+    }
+    return 0;
+}
+
+/* --list: the selection and its traffic model, for scripts (bench-pytorch):
+ * problem, set, bytes, x passes, elements, group working set. */
+static void print_selection(const problem_list *l, const nb_sysinfo *si)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        char ps[512];
+        nb_traffic t;
+        nb_problem_format(&l->items[i].p, ps, sizeof ps);
+        nb_traffic_model(&l->items[i].p, si->l2_bytes, &t);
+        printf("%s\t%s\t%.0f\t%d\t%" PRId64 "\t%lld\n", ps, l->items[i].set, t.bytes, t.x_passes,
+               nb_problem_numel(&l->items[i].p), t.group_bytes);
+    }
+}
+
+static void print_help(void)
+{
+    puts(usage_text);
+    for (size_t s = 0; s < nb_set_count(); s++)
+        printf("  set %-15s %s\n", nb_set_at(s)->name, nb_set_at(s)->description);
+}
+
+/* Checks of the options that need no measurement; the problem list. */
+static int validate(const bench_opts *o, problem_list *l, bool *is_quick)
+{
+    if (o->c.problems.count && o->set_arg)
+        return cli_error("bench: give --problems/--batch or --set, not both");
+    if (!o->c.problems.count && !o->set_arg && !o->roof_only && !o->list_only)
+        return cli_error("bench: give --problems STR ..., --batch FILE or --set NAME (%s)",
+                         set_names);
+    int rc = build_problem_list(o, l, is_quick);
+    if (rc)
+        return rc;
+    if (!cli_any_kernel_selected(o->c.globs, o->c.nglobs))
+        return cli_error("no kernel matches the --kernels pattern(s); see 'normbench list'");
+    return o->list_only ? 0 : probe_outputs(o);
+}
+
+/* The run's settings from the options (defaults: quick 0.05 s and 5 reps,
+ * otherwise 0.2 s and 10). */
+static void settings(const bench_opts *o, const problem_list *l, bool is_quick, bench_run *run)
+{
+    run->problems = l->items;
+    run->nproblems = l->n;
+    memcpy(run->threads, o->c.threads, sizeof run->threads);
+    run->nthreads = o->c.nthreads;
+    run->warm = !o->cold_only;
+    run->cold = o->cold || o->cold_only;
+    run->roof_only = o->roof_only;
+    run->quiet = o->quiet;
+    run->progress = !o->quiet && isatty(2);
+    run->timing.min_time = o->min_time >= 0 ? o->min_time : is_quick ? 0.05 : 0.2;
+    run->timing.min_reps = o->min_reps >= 0 ? (int)o->min_reps : is_quick ? 5 : 10;
+    run->roof_mib = o->roof_mib;
+    run->cold_mib = o->cold_mib;
+    run->command = o->command;
+    run->sets = o->set_arg ? o->set_arg : "custom";
+}
+
+/* Measure, then write the JSON and CSV files. */
+static int run_and_write(const bench_opts *o, bench_run *run)
+{
+    int rc = bench_run_all(run);
+    if (rc)
+        return rc;
+    if (o->c.json_path && bench_write_json(o->c.json_path, run))
+        return cli_error("bench: cannot write JSON to '%s'", o->c.json_path);
+    if (o->c.csv_path && bench_write_csv(o->c.csv_path, run))
+        return cli_error("bench: cannot write CSV to '%s'", o->c.csv_path);
+    return run->nerrors ? 1 : 0;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    bench_opts o = {0};
+    problem_list list = {0};
+    bench_run run = {0};
+    nb_sysinfo si;
+    bool is_quick = false;
+    int rc = parse_bench_options(argc, argv, &o);
+    if (!rc && o.help)
+        print_help();
+    else if (!rc && !(rc = validate(&o, &list, &is_quick))) {
+        nb_sysinfo_collect(&si);
+        run.si = &si;
+        run.kernels = cli_selected_kernels(o.c.globs, o.c.nglobs, &run.nkernels);
+        if (!run.kernels)
+            rc = cli_error("out of memory");
+        else if (o.list_only)
+            print_selection(&list, &si);
+        else {
+            settings(&o, &list, is_quick, &run);
+            rc = run_and_write(&o, &run);
+        }
+    }
+    free((void *)run.kernels);
+    bench_run_free(&run);
+    free(list.items);
+    nb_problem_list_free(&list.store);
+    cli_common_free(&o.c);
+    return rc;
+}

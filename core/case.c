@@ -1,0 +1,182 @@
+/* case.c: the verification case of nb_case.h: build a problem's data and
+ * MPFR reference once, run and check each selected kernel of its layer at
+ * each thread count, and compare the outputs bit for bit across thread
+ * counts and repeated runs (the determinism snapshot). */
+#include "nb_case.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void nb_determinism_merge(nb_determinism *total, const nb_determinism *one_case)
+{
+    if (!one_case->ran)
+        return;
+    if (!total->ran) {
+        total->ran = true;
+        total->same = true;
+    }
+    total->same &= one_case->same;
+    if (one_case->max_diff > total->max_diff)
+        total->max_diff = one_case->max_diff;
+}
+
+/* ---- determinism snapshots ----------------------------------------------- */
+
+/* Elements of a snapshot: y, mean/var/rstd, running statistics. */
+static int64_t snapshot_count(const nb_problem *p)
+{
+    return nb_problem_numel(p) + 3 * nb_problem_stat_count(p) +
+           (nb_problem_has_running(p) ? 2 * nb_problem_param_count(p) : 0);
+}
+
+/* Copy every output the kernel wrote into buf (snapshot_count elements). */
+static void take_snapshot(const nb_data *d, void *buf)
+{
+    const nb_problem *p = &d->prob;
+    const size_t es = nb_dtype_size(p->dtype);
+    const size_t ny = (size_t)nb_problem_numel(p) * es, ng = (size_t)nb_problem_stat_count(p) * es;
+    const size_t nc = (size_t)nb_problem_param_count(p) * es;
+    char *o = buf;
+    memcpy(o, d->y, ny), o += ny;
+    memcpy(o, d->mean, ng), o += ng;
+    memcpy(o, d->var, ng), o += ng;
+    memcpy(o, d->rstd, ng), o += ng;
+    if (nb_problem_has_running(p)) {
+        memcpy(o, d->running_mean, nc), o += nc;
+        memcpy(o, d->running_var, nc);
+    }
+}
+
+/* Bitwise equality of two snapshots; when they differ, the largest |a - b|
+ * is merged into *max_diff (inf when a NaN meets a number). */
+static bool same_bits(const void *a, const void *b, int64_t n, nb_dtype t, double *max_diff)
+{
+    if (memcmp(a, b, (size_t)n * nb_dtype_size(t)) == 0)
+        return true;
+    for (int64_t i = 0; i < n; i++) {
+        double x = t == NB_F32 ? ((const float *)a)[i] : ((const double *)a)[i];
+        double y = t == NB_F32 ? ((const float *)b)[i] : ((const double *)b)[i];
+        double diff = x == y || (x != x && y != y) ? 0 : fabs(x - y);
+        if (diff > *max_diff || diff != diff)
+            *max_diff = diff != diff ? INFINITY : diff;
+    }
+    return false;
+}
+
+/* The case's working state: data, reference and the two snapshot buffers. */
+typedef struct verify_state {
+    nb_data d;
+    nb_ref r;
+    int64_t snapshot_elems;
+    void *first, *current; /* NULL without thread counts */
+} verify_state;
+
+/* After the check at thread-count index ti: snapshot, compare with the
+ * first count's snapshot, rerun once at this count and compare again. */
+static void compare_snapshots(const nb_kernel *k, verify_state *s, int ti, nb_determinism *det)
+{
+    const nb_dtype t = s->d.prob.dtype;
+    if (!det->ran) {
+        det->ran = true;
+        det->same = true;
+    }
+    take_snapshot(&s->d, ti == 0 ? s->first : s->current);
+    if (ti > 0 && !same_bits(s->first, s->current, s->snapshot_elems, t, &det->max_diff))
+        det->same = false;
+    nb_check again;
+    nb_verify_one(k, &s->d, &s->r, &again);
+    take_snapshot(&s->d, s->current);
+    if (!same_bits(s->first, s->current, s->snapshot_elems, t, &det->max_diff))
+        det->same = false;
+}
+
+/* Run kernel k at every thread count of the request, appending its runs. */
+static void verify_kernel(const nb_verify_request *req, const nb_kernel *k, verify_state *s,
+                          nb_verify_result *out, nb_determinism *det)
+{
+    const int counts = req->nthreads ? req->nthreads : 1;
+    for (int ti = 0; ti < counts; ti++) {
+        const int th = req->nthreads ? req->threads[ti] : nb_get_threads();
+        if (req->nthreads)
+            nb_set_threads(th);
+        nb_verify_run *run = &out->runs[out->nruns++];
+        run->kernel = k;
+        run->threads = th;
+        nb_verify_one(k, &s->d, &s->r, &run->check);
+        if (s->first && run->check.verdict != NB_SKIP)
+            compare_snapshots(k, s, ti, det);
+    }
+}
+
+static nb_status fail(nb_verify_result *out, nb_status st, const char *message)
+{
+    out->status = st;
+    snprintf(out->error, sizeof out->error, "%s", message);
+    return st;
+}
+
+/* Data, reference, snapshot buffers and result arrays for nmatch kernels. */
+static nb_status prepare(const nb_verify_request *req, size_t nmatch, verify_state *s,
+                         nb_verify_result *out)
+{
+    const nb_problem *p = &req->problem;
+    nb_status st = nb_memory_fits(nb_data_memory(p) + nb_ref_memory(p)) ? nb_data_alloc(&s->d, p)
+                                                                        : NB_ERR_NOMEM;
+    if (!st)
+        st = nb_ref_compute(&s->d, &s->r);
+    if (st)
+        return fail(out, st, nb_strerror(st));
+    if (req->nthreads) {
+        s->snapshot_elems = snapshot_count(p);
+        const size_t bytes = (size_t)s->snapshot_elems * nb_dtype_size(p->dtype);
+        s->first = malloc(bytes);
+        s->current = malloc(bytes);
+        out->determinism = calloc(req->nkernels, sizeof *out->determinism);
+        if (!s->first || !s->current || !out->determinism)
+            return fail(out, NB_ERR_NOMEM, "out of memory for the reproducibility check");
+    }
+    const size_t counts = (size_t)(req->nthreads ? req->nthreads : 1);
+    out->runs = calloc(nmatch * counts, sizeof *out->runs);
+    if (!out->runs)
+        return fail(out, NB_ERR_NOMEM, nb_strerror(NB_ERR_NOMEM));
+    return NB_OK;
+}
+
+/* A kernel runs the problems of its layer in a dtype it declares. */
+static bool runs_problem(const nb_kernel *k, const nb_problem *p)
+{
+    return k->layer == p->layer && (k->dtypes & (1u << p->dtype));
+}
+
+nb_status nb_verify_case(const nb_verify_request *req, nb_verify_result *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t nmatch = 0;
+    for (size_t k = 0; k < req->nkernels; k++)
+        nmatch += runs_problem(req->kernels[k], &req->problem);
+    if (nmatch == 0)
+        return NB_OK; /* nothing to run: no data, no reference */
+    verify_state s = {0};
+    if (!prepare(req, nmatch, &s, out)) {
+        for (size_t k = 0; k < req->nkernels; k++)
+            if (runs_problem(req->kernels[k], &req->problem))
+                verify_kernel(req, req->kernels[k], &s, out,
+                              out->determinism ? &out->determinism[k] : NULL);
+        if (req->nthreads)
+            nb_set_threads(0);
+    }
+    free(s.first);
+    free(s.current);
+    nb_ref_free(&s.r);
+    nb_data_free(&s.d);
+    return out->status;
+}
+
+void nb_verify_result_free(nb_verify_result *r)
+{
+    free(r->runs);
+    free(r->determinism);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,47 @@
+/* nb_sysinfo.h: the hardware and build description of a run (CPU, ISA
+ * features, topology, caches from sysfs, memory, OS, compiler, library
+ * versions and a stable target id), embedded in every bench and verify
+ * report and printed by `normbench sysinfo`. */
+#ifndef NB_SYSINFO_H
+#define NB_SYSINFO_H
+
+#include "nb_json.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct nb_cache_info {
+    int level;
+    char type[16];   /* Data, Instruction, Unified */
+    long long bytes; /* per instance */
+    int shared_cpus; /* logical CPUs sharing one instance */
+    int instances;
+} nb_cache_info;
+
+typedef struct nb_sysinfo {
+    char vendor[64], model_name[128], arch[32];
+    int family, model, stepping;
+    char microarch[48];
+    char isa_features[512]; /* space separated, the ones that matter here */
+    char isa_level[16];     /* avx512, avx2, sse4, neon, sve, generic */
+    bool hypervisor;
+    int logical_cpus, cores, threads_per_core, sockets;
+    nb_cache_info caches[8];
+    int ncaches;
+    long long l1d_bytes, l2_bytes, llc_bytes; /* per instance, from sysfs */
+    long long mem_total_bytes;
+    char os[128], kernel[128];
+    char compiler[96], buildtype[32], build_flags[512];
+    char ver_mpfr[32], ver_gmp[32], openblas_config[256], openmp[48], onednn[96];
+    char target_id[128];
+} nb_sysinfo;
+
+/* Describe this machine and build. Unknown cache sizes are assumed (L2
+ * 1 MiB, LLC 32 MiB) so the traffic model always has a threshold. */
+void nb_sysinfo_collect(nb_sysinfo *s);
+/* The description as a JSON object (key NULL at the top level). */
+void nb_sysinfo_json(nb_json_writer *w, const char *key, const nb_sysinfo *s);
+/* The description as the text of `normbench sysinfo`. */
+void nb_sysinfo_print(FILE *f, const nb_sysinfo *s);
+
+#endif
