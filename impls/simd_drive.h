@@ -21,7 +21,7 @@
 #define NB_BLK 16384       /* values per block of a split contiguous group */
 #define NB_BLKPOS 1024     /* positions per block of a split NHWC reduction */
 /* twopass across channels: units over NB_CHB_MIN bytes get blocked
- * statistics (ch_blocked), blocks of about NB_CHB_BYTES (in L2). */
+ * statistics (ch_tp_blocked), blocks of about NB_CHB_BYTES (in L2). */
 #define NB_CHB_MIN ((int64_t)1 << 20)
 #define NB_CHB_BYTES ((int64_t)256 << 10)
 /* Outputs of at least NB_NT_BYTES are written with non-temporal stores
@@ -431,7 +431,7 @@ static nb_status FN(ch_single_pass)(const FN(job) * jb, const FN(chunit) * u)
  * simd_passes.h): 1 when done, 0 when the unit is small or a block's
  * pass 1 was not finite (the three-pass path then handles it), -1 when out
  * of memory. The block size depends on C and the dtype only. */
-static int FN(ch_blocked)(const FN(job) * jb, const FN(chunit) * u)
+static int FN(ch_tp_blocked)(const FN(job) * jb, const FN(chunit) * u)
 {
     const int64_t rowb = u->C * (int64_t)sizeof(T);
     if (u->npos * rowb <= NB_CHB_MIN)
@@ -472,7 +472,7 @@ static int FN(ch_blocked)(const FN(job) * jb, const FN(chunit) * u)
         }
     if (!bad)
         FN(blocked_combine)
-        (&bk, jb->eps, jb->mean + u->gbase, jb->var + u->gbase, jb->rstd + u->gbase);
+    (&bk, jb->eps, jb->mean + u->gbase, jb->var + u->gbase, jb->rstd + u->gbase);
     free(bk.buf);
     return !bad;
 }
@@ -533,7 +533,7 @@ static nb_status FN(ch_unit)(const FN(job) * jb, const T *x, T *y, int64_t npos,
                           .ws = buf + 7 * Cp};
     nb_status st = NB_OK;
     if (!jb->infer) {
-        const int blk = jb->k->algo == NB_ALGO_TWOPASS ? FN(ch_blocked)(jb, &u) : 0;
+        const int blk = jb->k->algo == NB_ALGO_TWOPASS ? FN(ch_tp_blocked)(jb, &u) : 0;
         if (blk < 0)
             st = NB_ERR_NOMEM;
         else if (!blk)
