@@ -195,6 +195,22 @@ static inline int64_t FN(cg_offset)(const nb_desc *d, int64_t g)
     return (g / d->ninner) * d->xo + (g % d->ninner) * d->xi;
 }
 
+/* The normalisation of group g (nt, pfd: see norm_run). */
+static inline FN(gnorm)
+    FN(gnorm_of)(const FN(job) * jb, const nb_desc *d, int64_t g, bool nt, int64_t pfd)
+{
+    FN(gnorm) n;
+    n.y = jb->y + FN(cg_offset)(d, g);
+    n.gamma = jb->gamma;
+    n.beta = jb->beta;
+    n.pbase = g % d->ninner * d->pi;
+    n.mean = jb->mean[g];
+    n.rstd = jb->rstd[g];
+    n.nt = nt;
+    n.pfd = pfd;
+    return n;
+}
+
 /* Many groups: in parallel (k->omp), each reduced then normalised at once.
  * When streaming, the group `ahead` groups on (about NB_PF_BYTES of short
  * groups, so a 3 KiB row is asked for three rows before it is needed) is
@@ -209,13 +225,12 @@ static void FN(contig_groups)(const FN(job) * jb, const nb_desc *d, bool nt)
     {
         NB_OMP_FOR_IN
         for (int64_t g = 0; g < G; g++) {
-            const int64_t off = FN(cg_offset)(d, g), inner = g % d->ninner;
+            const int64_t off = FN(cg_offset)(d, g);
             const int64_t pfd = nt && g + ahead < G ? FN(cg_offset)(d, g + ahead) - off : 0;
             const FN(cgroup) grp = {d, jb->x + off, 0, 0};
             if (!jb->infer)
                 (void)FN(cg_stats)(jb, d, grp.x, g, false);
-            const FN(gnorm) n = {jb->y + off, jb->gamma,   jb->beta, inner * d->pi,
-                                 jb->mean[g], jb->rstd[g], nt,       pfd};
+            const FN(gnorm) n = FN(gnorm_of)(jb, d, g, nt, pfd);
             FN(cg_norm)(&grp, &n, 0, m);
         }
         nb_vfence(); /* this thread's streamed stores, before the region ends */
@@ -228,12 +243,11 @@ static nb_status FN(contig_split)(const FN(job) * jb, const nb_desc *d, bool nt)
 {
     const int64_t G = d->ngroups, m = d->m;
     for (int64_t g = 0; g < G; g++) {
-        const int64_t off = FN(cg_offset)(d, g), inner = g % d->ninner;
+        const int64_t off = FN(cg_offset)(d, g);
         const FN(cgroup) grp = {d, jb->x + off, 0, 0};
         if (!jb->infer && FN(cg_stats)(jb, d, grp.x, g, true))
             return NB_ERR_NOMEM;
-        const FN(gnorm)
-            n = {jb->y + off, jb->gamma, jb->beta, inner * d->pi, jb->mean[g], jb->rstd[g], nt, 0};
+        const FN(gnorm) n = FN(gnorm_of)(jb, d, g, nt, 0);
         const int64_t nb = (m + NB_BLK - 1) / NB_BLK;
         NB_OMP_FOR(1)
         for (int64_t b = 0; b < nb; b++) {
@@ -442,16 +456,16 @@ static int FN(ch_tp_blocked)(const FN(job) * jb, const FN(chunit) * u)
     bp = bp / NB_U * NB_U;
     if (bp < 16 || u->npos < 4 * bp)
         return 0;
-    FN(blocked)
-    bk = {.x = u->x,
-          .C = u->C,
-          .Cp = u->Cp,
-          .npos = u->npos,
-          .cg = u->cg,
-          .ng = u->ng,
-          .bp = bp,
-          .nb = (u->npos + bp - 1) / bp,
-          .bsz = (4 + 2 * NB_U) * u->Cp};
+    FN(blocked) bk;
+    bk.x = u->x;
+    bk.C = u->C;
+    bk.Cp = u->Cp;
+    bk.npos = u->npos;
+    bk.cg = u->cg;
+    bk.ng = u->ng;
+    bk.bp = bp;
+    bk.nb = (u->npos + bp - 1) / bp;
+    bk.bsz = (4 + 2 * NB_U) * u->Cp;
     const int64_t nbg = bk.nb * u->ng;
     bk.buf = malloc((size_t)(bk.nb * bk.bsz + 4 * nbg + u->Cp) * sizeof(T));
     if (!bk.buf)
@@ -579,15 +593,15 @@ static nb_status FN(simd_run)(const nb_kernel *k, const nb_problem *p, const nb_
 {
     nb_desc d;
     nb_desc_make(p, &d);
-    FN(job)
-    jb = {.k = k,
-          .p = p,
-          .x = a->x,
-          .gamma = p->affine ? a->gamma : NULL,
-          .beta = nb_problem_uses_beta(p) ? a->beta : NULL,
-          .y = a->y,
-          .eps = (T)p->eps,
-          .infer = p->layer == NB_BN && !p->training};
+    FN(job) jb;
+    jb.k = k;
+    jb.p = p;
+    jb.x = a->x;
+    jb.gamma = p->affine ? a->gamma : NULL;
+    jb.beta = nb_problem_uses_beta(p) ? a->beta : NULL;
+    jb.y = a->y;
+    jb.eps = (T)p->eps;
+    jb.infer = p->layer == NB_BN && !p->training;
     T *scratch;
     if (FN(nb_stat_buffers)(a, d.ngroups, &jb.mean, &jb.var, &jb.rstd, &scratch))
         return NB_ERR_NOMEM;
