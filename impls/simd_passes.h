@@ -740,9 +740,9 @@ static inline void FN(ch_fold_sum)(const T *acc, int64_t Cp, T *out)
 {
     for (int64_t c = 0; c < Cp; c += W) {
         const T *a = acc + c;
-        V(store)
-        (out + c, V(add)(V(add)(V(load)(a), V(load)(a + Cp)),
-                         V(add)(V(load)(a + 2 * Cp), V(load)(a + 3 * Cp))));
+        const VEC lo = V(add)(V(load)(a), V(load)(a + Cp));
+        const VEC hi = V(add)(V(load)(a + 2 * Cp), V(load)(a + 3 * Cp));
+        V(store)(out + c, V(add)(lo, hi));
     }
 }
 
@@ -750,9 +750,9 @@ static inline void FN(ch_fold_max)(const T *acc, int64_t Cp, T *out)
 {
     for (int64_t c = 0; c < Cp; c += W) {
         const T *b = acc + c;
-        V(store)
-        (out + c, V(max)(V(max)(V(load)(b), V(load)(b + Cp)),
-                         V(max)(V(load)(b + 2 * Cp), V(load)(b + 3 * Cp))));
+        const VEC lo = V(max)(V(load)(b), V(load)(b + Cp));
+        const VEC hi = V(max)(V(load)(b + 2 * Cp), V(load)(b + 3 * Cp));
+        V(store)(out + c, V(max)(lo, hi));
     }
 }
 
@@ -929,30 +929,27 @@ typedef struct FN(chcoef) {
     const T *cm, *cr, *cb;
 } FN(chcoef);
 
-/* y = (x - mean) (rstd gamma) + beta over one row of C channels: one
- * subtraction and one FMA per vector, streamed (nt: C a multiple of W, the
- * row aligned) or plain, the tail a masked plain store. */
-static inline void FN(ch_norm_row)(const FN(chcoef) * k, const T *xr, T *yr, int64_t C, bool nt)
+/* y = (x - mean) (rstd gamma) + beta over one row of C channels, one
+ * subtraction and one FMA per vector (ch_norm_vec), streamed (nt: C a
+ * multiple of W, the row aligned) or plain, the tail a masked plain store. */
+static inline VEC FN(ch_norm_vec)(const FN(chcoef) * cf, VEC x, int64_t c)
+{
+    return V(fma)(V(sub)(x, V(load)(cf->cm + c)), V(load)(cf->cr + c), V(load)(cf->cb + c));
+}
+
+static inline void FN(ch_norm_row)(const FN(chcoef) * cf, const T *xr, T *yr, int64_t C, bool nt)
 {
     int64_t c = 0;
     if (nt) {
         for (; c + W <= C; c += W)
-            V(stream)
-            (yr + c, V(fma)(V(sub)(V(load)(xr + c), V(load)(k->cm + c)), V(load)(k->cr + c),
-                            V(load)(k->cb + c)));
+            V(stream)(yr + c, FN(ch_norm_vec)(cf, V(load)(xr + c), c));
     } else {
         for (; c + W <= C; c += W)
-            V(store)
-            (yr + c, V(fma)(V(sub)(V(load)(xr + c), V(load)(k->cm + c)), V(load)(k->cr + c),
-                            V(load)(k->cb + c)));
+            V(store)(yr + c, FN(ch_norm_vec)(cf, V(load)(xr + c), c));
     }
     if (c < C) {
         const int r = (int)(C - c);
-        V(store_tail)
-        (yr + c,
-         V(fma)(V(sub)(V(load_tail)(xr + c, r, (T)0), V(load)(k->cm + c)), V(load)(k->cr + c),
-                V(load)(k->cb + c)),
-         r);
+        V(store_tail)(yr + c, FN(ch_norm_vec)(cf, V(load_tail)(xr + c, r, (T)0), c), r);
     }
 }
 
