@@ -1,5 +1,5 @@
 /* common_body.h: what every kernel driver shares, written once and included
- * by scalar_body.h, simd_body.h and blas_body.h with the dtype macros of
+ * by scalar_body.h, simd_passes.h and blas_body.h with the dtype macros of
  * dtype_f32.h/dtype_f64.h defined: the power-of-two prescaling helpers of
  * the twopass kernels, the statistics buffers (the caller's, or scratch),
  * inference statistics from the running ones, and the running-statistics

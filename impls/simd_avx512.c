@@ -1,59 +1,185 @@
-/* simd_avx512.c: the AVX-512 (F + DQ) instantiation of simd_body.h for f32
- * and f64: thin vector wrappers over the intrinsics (tails by masked
- * load/store, which never touch masked-off memory; VSTREAM is the
- * non-temporal store of a 64-byte aligned vector, fenced by VSFENCE).
- * Built with its own -mavx512f -mavx512dq -mavx2 -mfma flags as a separate
- * object; it runs only when the registry finds the CPU supports it. */
+/* simd_avx512.c: the AVX-512 (F + DQ) kernels. The vector building blocks
+ * (layer 1 of the SIMD kernels, see simd_passes.h) for f32 (16 lanes) and
+ * f64 (8 lanes) as typed wrappers over the intrinsics, then the shared
+ * passes (simd_passes.h) and drivers (simd_drive.h) instantiated for both
+ * dtypes. Tails by masked load/store, which never touch masked-off memory;
+ * nb_vstream_* is the non-temporal store of a 64-byte aligned vector,
+ * ordered by nb_vfence. Built with its own -mavx512f -mavx512dq -mavx2
+ * -mfma flags as a separate object; it runs only when the registry finds
+ * the CPU supports it. */
 #include "kernels.h"
 #include "nb_config.h"
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdbool.h>
 
-static inline __mmask16 nb_m16(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
-static inline __mmask8 nb_m8(int n) { return n >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << n) - 1u); }
+/* This ISA has non-temporal stores (the drivers' streaming policy). */
+enum { nb_has_stream = 1 };
 
-#define VSFENCE() _mm_sfence()
+/* Orders the calling thread's streamed stores before later stores. */
+static inline void nb_vfence(void)
+{
+    _mm_sfence();
+}
+
+/* ---- f32: 16 lanes ------------------------------------------------------ */
+
+typedef __m512 nb_vec_f32;
+enum { nb_lanes_f32 = 16 };
+
+/* Bits set for the lanes below n. */
+static inline __mmask16 nb_mask_f32(int n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+}
+static inline __m512 nb_vload_f32(const float *p)
+{
+    return _mm512_loadu_ps(p);
+}
+static inline void nb_vstore_f32(float *p, __m512 v)
+{
+    _mm512_storeu_ps(p, v);
+}
+static inline void nb_vstream_f32(float *p, __m512 v)
+{
+    _mm512_stream_ps(p, v);
+}
+/* Lanes below n (1 <= n <= 16) from p, the others = fill; reads only p[0, n). */
+static inline __m512 nb_vload_tail_f32(const float *p, int n, float fill)
+{
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), nb_mask_f32(n), p);
+}
+/* Stores lanes below n only. */
+static inline void nb_vstore_tail_f32(float *p, __m512 v, int n)
+{
+    _mm512_mask_storeu_ps(p, nb_mask_f32(n), v);
+}
+static inline __m512 nb_vset1_f32(float x)
+{
+    return _mm512_set1_ps(x);
+}
+static inline __m512 nb_vadd_f32(__m512 a, __m512 b)
+{
+    return _mm512_add_ps(a, b);
+}
+static inline __m512 nb_vsub_f32(__m512 a, __m512 b)
+{
+    return _mm512_sub_ps(a, b);
+}
+static inline __m512 nb_vmul_f32(__m512 a, __m512 b)
+{
+    return _mm512_mul_ps(a, b);
+}
+static inline __m512 nb_vdiv_f32(__m512 a, __m512 b)
+{
+    return _mm512_div_ps(a, b);
+}
+/* vmaxps: b where either operand is NaN. */
+static inline __m512 nb_vmax_f32(__m512 a, __m512 b)
+{
+    return _mm512_max_ps(a, b);
+}
+static inline __m512 nb_vabs_f32(__m512 a)
+{
+    return _mm512_abs_ps(a);
+}
+/* a * b + c rounded once. */
+static inline __m512 nb_vfma_f32(__m512 a, __m512 b, __m512 c)
+{
+    return _mm512_fmadd_ps(a, b, c);
+}
+/* Lane sum as the tree lanes[i] + lanes[i + h], h = 8, 4, 2, 1 (the order
+ * _mm512_reduce_add_ps adds in). */
+static inline float nb_vhsum_f32(__m512 v)
+{
+    return _mm512_reduce_add_ps(v);
+}
+static inline float nb_vhmax_f32(__m512 v)
+{
+    return _mm512_reduce_max_ps(v);
+}
+
+/* ---- f64: 8 lanes ------------------------------------------------------- */
+
+typedef __m512d nb_vec_f64;
+enum { nb_lanes_f64 = 8 };
+
+static inline __mmask8 nb_mask_f64(int n)
+{
+    return n >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << n) - 1u);
+}
+static inline __m512d nb_vload_f64(const double *p)
+{
+    return _mm512_loadu_pd(p);
+}
+static inline void nb_vstore_f64(double *p, __m512d v)
+{
+    _mm512_storeu_pd(p, v);
+}
+static inline void nb_vstream_f64(double *p, __m512d v)
+{
+    _mm512_stream_pd(p, v);
+}
+static inline __m512d nb_vload_tail_f64(const double *p, int n, double fill)
+{
+    return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), nb_mask_f64(n), p);
+}
+static inline void nb_vstore_tail_f64(double *p, __m512d v, int n)
+{
+    _mm512_mask_storeu_pd(p, nb_mask_f64(n), v);
+}
+static inline __m512d nb_vset1_f64(double x)
+{
+    return _mm512_set1_pd(x);
+}
+static inline __m512d nb_vadd_f64(__m512d a, __m512d b)
+{
+    return _mm512_add_pd(a, b);
+}
+static inline __m512d nb_vsub_f64(__m512d a, __m512d b)
+{
+    return _mm512_sub_pd(a, b);
+}
+static inline __m512d nb_vmul_f64(__m512d a, __m512d b)
+{
+    return _mm512_mul_pd(a, b);
+}
+static inline __m512d nb_vdiv_f64(__m512d a, __m512d b)
+{
+    return _mm512_div_pd(a, b);
+}
+static inline __m512d nb_vmax_f64(__m512d a, __m512d b)
+{
+    return _mm512_max_pd(a, b);
+}
+static inline __m512d nb_vabs_f64(__m512d a)
+{
+    return _mm512_abs_pd(a);
+}
+static inline __m512d nb_vfma_f64(__m512d a, __m512d b, __m512d c)
+{
+    return _mm512_fmadd_pd(a, b, c);
+}
+/* Lane sum as the tree lanes[i] + lanes[i + h], h = 4, 2, 1. */
+static inline double nb_vhsum_f64(__m512d v)
+{
+    return _mm512_reduce_add_pd(v);
+}
+static inline double nb_vhmax_f64(__m512d v)
+{
+    return _mm512_reduce_max_pd(v);
+}
+
+/* ---- the passes and drivers for both dtypes ----------------------------- */
 
 #include "dtype_f32.h"
-#define VEC __m512
-#define W 16
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VSTORE(p, v) _mm512_storeu_ps((p), (v))
-#define VLOADF(p, n, f) _mm512_mask_loadu_ps(_mm512_set1_ps(f), nb_m16(n), (p))
-#define VSTOREN(p, v, n) _mm512_mask_storeu_ps((p), nb_m16(n), (v))
-#define VSET1(x) _mm512_set1_ps(x)
-#define VADD(a, b) _mm512_add_ps((a), (b))
-#define VSUB(a, b) _mm512_sub_ps((a), (b))
-#define VMUL(a, b) _mm512_mul_ps((a), (b))
-#define VDIV(a, b) _mm512_div_ps((a), (b))
-#define VMAX(a, b) _mm512_max_ps((a), (b))
-#define VABS(a) _mm512_abs_ps(a)
-#define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
-#define VSTREAM(p, v) _mm512_stream_ps((p), (v))
-#define VHSUM(v) _mm512_reduce_add_ps(v) /* lanes i + i+8, i+4, i+2, i+1 */
-#define VHMAX(v) _mm512_reduce_max_ps(v)
-#include "simd_body.h"
+#include "simd_passes.h"
+#include "simd_drive.h"
 
 #include "dtype_f64.h"
-#define VEC __m512d
-#define W 8
-#define VLOAD(p) _mm512_loadu_pd(p)
-#define VSTORE(p, v) _mm512_storeu_pd((p), (v))
-#define VLOADF(p, n, f) _mm512_mask_loadu_pd(_mm512_set1_pd(f), nb_m8(n), (p))
-#define VSTOREN(p, v, n) _mm512_mask_storeu_pd((p), nb_m8(n), (v))
-#define VSET1(x) _mm512_set1_pd(x)
-#define VADD(a, b) _mm512_add_pd((a), (b))
-#define VSUB(a, b) _mm512_sub_pd((a), (b))
-#define VMUL(a, b) _mm512_mul_pd((a), (b))
-#define VDIV(a, b) _mm512_div_pd((a), (b))
-#define VMAX(a, b) _mm512_max_pd((a), (b))
-#define VABS(a) _mm512_abs_pd(a)
-#define VFMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
-#define VSTREAM(p, v) _mm512_stream_pd((p), (v))
-#define VHSUM(v) _mm512_reduce_add_pd(v) /* lanes i + i+4, i+2, i+1 */
-#define VHMAX(v) _mm512_reduce_max_pd(v)
-#include "simd_body.h"
+#include "simd_passes.h"
+#include "simd_drive.h"
 
 nb_status nb_avx512_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {

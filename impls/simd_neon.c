@@ -1,73 +1,187 @@
-/* simd_neon.c: the AArch64 Advanced SIMD (NEON) instantiation of
- * simd_body.h for f32 and f64. NEON has no masked loads, so a tail goes
- * through a small stack buffer pre-filled with the fill value (only the n
- * valid elements are copied in or out). Compiled only on AArch64, where
- * NEON is mandatory. */
+/* simd_neon.c: the AArch64 Advanced SIMD (NEON) kernels. The vector
+ * building blocks (layer 1 of the SIMD kernels, see simd_passes.h) for f32
+ * (4 lanes) and f64 (2 lanes) as typed wrappers over the intrinsics, then
+ * the shared passes (simd_passes.h) and drivers (simd_drive.h) instantiated
+ * for both dtypes. NEON has no masked loads, so a tail goes through a
+ * small stack buffer pre-filled with the fill value (only the n valid
+ * elements are copied in or out); the streaming store is a plain store.
+ * Compiled only on AArch64, where NEON is mandatory. */
 #include "kernels.h"
 #include "nb_config.h"
 
 #include <arm_neon.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
-static inline float32x4_t nb_loadf_f32(const float *p, int n, float f)
+/* No non-temporal stores here: the drivers never stream. */
+enum { nb_has_stream = 0 };
+
+static inline void nb_vfence(void) {}
+
+/* ---- f32: 4 lanes ------------------------------------------------------- */
+
+typedef float32x4_t nb_vec_f32;
+enum { nb_lanes_f32 = 4 };
+
+static inline float32x4_t nb_vload_f32(const float *p)
 {
-    float t[4] = {f, f, f, f};
+    return vld1q_f32(p);
+}
+static inline void nb_vstore_f32(float *p, float32x4_t v)
+{
+    vst1q_f32(p, v);
+}
+static inline void nb_vstream_f32(float *p, float32x4_t v)
+{
+    vst1q_f32(p, v);
+}
+/* Lanes below n (1 <= n <= 4) from p, the others = fill; reads only p[0, n). */
+static inline float32x4_t nb_vload_tail_f32(const float *p, int n, float fill)
+{
+    float t[4] = {fill, fill, fill, fill};
     memcpy(t, p, (size_t)n * sizeof *t);
     return vld1q_f32(t);
 }
-static inline void nb_storen_f32(float *p, float32x4_t v, int n)
+/* Stores lanes below n only. */
+static inline void nb_vstore_tail_f32(float *p, float32x4_t v, int n)
 {
     float t[4];
     vst1q_f32(t, v);
     memcpy(p, t, (size_t)n * sizeof *t);
 }
-static inline float64x2_t nb_loadf_f64(const double *p, int n, double f)
+static inline float32x4_t nb_vset1_f32(float x)
 {
-    double t[2] = {f, f};
+    return vdupq_n_f32(x);
+}
+static inline float32x4_t nb_vadd_f32(float32x4_t a, float32x4_t b)
+{
+    return vaddq_f32(a, b);
+}
+static inline float32x4_t nb_vsub_f32(float32x4_t a, float32x4_t b)
+{
+    return vsubq_f32(a, b);
+}
+static inline float32x4_t nb_vmul_f32(float32x4_t a, float32x4_t b)
+{
+    return vmulq_f32(a, b);
+}
+static inline float32x4_t nb_vdiv_f32(float32x4_t a, float32x4_t b)
+{
+    return vdivq_f32(a, b);
+}
+static inline float32x4_t nb_vmax_f32(float32x4_t a, float32x4_t b)
+{
+    return vmaxq_f32(a, b);
+}
+static inline float32x4_t nb_vabs_f32(float32x4_t a)
+{
+    return vabsq_f32(a);
+}
+/* a * b + c rounded once. */
+static inline float32x4_t nb_vfma_f32(float32x4_t a, float32x4_t b, float32x4_t c)
+{
+    return vfmaq_f32(c, a, b);
+}
+/* Lane sum as the tree lanes[i] + lanes[i + h], h = 2, 1. */
+static inline float nb_vhsum_f32(float32x4_t v)
+{
+    const float32x2_t t = vadd_f32(vget_low_f32(v), vget_high_f32(v));
+    return vget_lane_f32(t, 0) + vget_lane_f32(t, 1);
+}
+/* Lane maximum, lane 0 first; a NaN lane replaces the running value. */
+static inline float nb_vhmax_f32(float32x4_t v)
+{
+    float l[4];
+    vst1q_f32(l, v);
+    float r = l[0];
+    for (int i = 1; i < 4; i++)
+        if (l[i] > r || l[i] != l[i])
+            r = l[i];
+    return r;
+}
+
+/* ---- f64: 2 lanes ------------------------------------------------------- */
+
+typedef float64x2_t nb_vec_f64;
+enum { nb_lanes_f64 = 2 };
+
+static inline float64x2_t nb_vload_f64(const double *p)
+{
+    return vld1q_f64(p);
+}
+static inline void nb_vstore_f64(double *p, float64x2_t v)
+{
+    vst1q_f64(p, v);
+}
+static inline void nb_vstream_f64(double *p, float64x2_t v)
+{
+    vst1q_f64(p, v);
+}
+static inline float64x2_t nb_vload_tail_f64(const double *p, int n, double fill)
+{
+    double t[2] = {fill, fill};
     memcpy(t, p, (size_t)n * sizeof *t);
     return vld1q_f64(t);
 }
-static inline void nb_storen_f64(double *p, float64x2_t v, int n)
+static inline void nb_vstore_tail_f64(double *p, float64x2_t v, int n)
 {
     double t[2];
     vst1q_f64(t, v);
     memcpy(p, t, (size_t)n * sizeof *t);
 }
+static inline float64x2_t nb_vset1_f64(double x)
+{
+    return vdupq_n_f64(x);
+}
+static inline float64x2_t nb_vadd_f64(float64x2_t a, float64x2_t b)
+{
+    return vaddq_f64(a, b);
+}
+static inline float64x2_t nb_vsub_f64(float64x2_t a, float64x2_t b)
+{
+    return vsubq_f64(a, b);
+}
+static inline float64x2_t nb_vmul_f64(float64x2_t a, float64x2_t b)
+{
+    return vmulq_f64(a, b);
+}
+static inline float64x2_t nb_vdiv_f64(float64x2_t a, float64x2_t b)
+{
+    return vdivq_f64(a, b);
+}
+static inline float64x2_t nb_vmax_f64(float64x2_t a, float64x2_t b)
+{
+    return vmaxq_f64(a, b);
+}
+static inline float64x2_t nb_vabs_f64(float64x2_t a)
+{
+    return vabsq_f64(a);
+}
+static inline float64x2_t nb_vfma_f64(float64x2_t a, float64x2_t b, float64x2_t c)
+{
+    return vfmaq_f64(c, a, b);
+}
+/* Lane sum lanes[0] + lanes[1]. */
+static inline double nb_vhsum_f64(float64x2_t v)
+{
+    return vgetq_lane_f64(v, 0) + vgetq_lane_f64(v, 1);
+}
+static inline double nb_vhmax_f64(float64x2_t v)
+{
+    const double a = vgetq_lane_f64(v, 0), b = vgetq_lane_f64(v, 1);
+    return b > a || b != b ? b : a;
+}
+
+/* ---- the passes and drivers for both dtypes ----------------------------- */
 
 #include "dtype_f32.h"
-#define VEC float32x4_t
-#define W 4
-#define VLOAD(p) vld1q_f32(p)
-#define VSTORE(p, v) vst1q_f32((p), (v))
-#define VLOADF(p, n, f) nb_loadf_f32((p), (n), (f))
-#define VSTOREN(p, v, n) nb_storen_f32((p), (v), (n))
-#define VSET1(x) vdupq_n_f32(x)
-#define VADD(a, b) vaddq_f32((a), (b))
-#define VSUB(a, b) vsubq_f32((a), (b))
-#define VMUL(a, b) vmulq_f32((a), (b))
-#define VDIV(a, b) vdivq_f32((a), (b))
-#define VMAX(a, b) vmaxq_f32((a), (b))
-#define VABS(a) vabsq_f32(a)
-#define VFMA(a, b, c) vfmaq_f32((c), (a), (b))
-#include "simd_body.h"
+#include "simd_passes.h"
+#include "simd_drive.h"
 
 #include "dtype_f64.h"
-#define VEC float64x2_t
-#define W 2
-#define VLOAD(p) vld1q_f64(p)
-#define VSTORE(p, v) vst1q_f64((p), (v))
-#define VLOADF(p, n, f) nb_loadf_f64((p), (n), (f))
-#define VSTOREN(p, v, n) nb_storen_f64((p), (v), (n))
-#define VSET1(x) vdupq_n_f64(x)
-#define VADD(a, b) vaddq_f64((a), (b))
-#define VSUB(a, b) vsubq_f64((a), (b))
-#define VMUL(a, b) vmulq_f64((a), (b))
-#define VDIV(a, b) vdivq_f64((a), (b))
-#define VMAX(a, b) vmaxq_f64((a), (b))
-#define VABS(a) vabsq_f64(a)
-#define VFMA(a, b, c) vfmaq_f64((c), (a), (b))
-#include "simd_body.h"
+#include "simd_passes.h"
+#include "simd_drive.h"
 
 nb_status nb_neon_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
