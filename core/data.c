@@ -176,7 +176,10 @@ double nb_memory_available(void)
     return 0.5 * (double)pages * (double)psize;
 }
 
-bool nb_memory_fits(double bytes) { return bytes <= nb_memory_available(); }
+bool nb_memory_fits(double bytes)
+{
+    return bytes <= nb_memory_available();
+}
 
 /* With N elements, G statistics groups of m elements, P parameters and a
  * dtype of s bytes, nb_data_alloc holds
