@@ -586,8 +586,10 @@ int nb_problem_format(const nb_problem *p, char *buf, size_t len)
         PUT(":%s", p->training ? "train" : "infer");
     fmt_double(num, sizeof num, p->eps);
     PUT(":eps%s:%s", num, nb_dtype_name(p->dtype));
-    if (p->eps_conv == NB_EPS_F64 || p->eps_conv == NB_EPS_DTYPE)
-        PUT(":eps=%s", p->eps_conv == NB_EPS_F64 ? "f64" : "dtype");
+    /* The eps convention only when it differs from the layer's (f32). */
+    const bool exact_by_default = p->layer == NB_BN || p->layer == NB_IN;
+    if (p->dtype == NB_F32 && nb_problem_eps_exact(p) != exact_by_default)
+        PUT(":eps=%s", nb_problem_eps_exact(p) ? "f64" : "dtype");
     bool dflt_affine = p->layer != NB_IN;
     if (p->affine != dflt_affine)
         PUT(":%s", p->affine ? "affine" : "noaffine");

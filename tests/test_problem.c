@@ -220,6 +220,15 @@ Test(problem, eps_convention)
         cr_expect_eq(nb_problem_eps_exact(&p), added == 1e-3, "'%s'", cases[i].in);
         roundtrip(cases[i].in);
     }
+    /* A problem built in code with the layer's own convention spelled out
+     * prints as the default and reads back with the same eps added. */
+    nb_problem p = parse_ok("bn:n2c3h4w4:eps1e-3"), q;
+    p.eps_conv = NB_EPS_F64;
+    char s[512];
+    nb_problem_format(&p, s, sizeof s);
+    cr_expect(strstr(s, "eps=") == NULL, "'%s'", s);
+    q = parse_ok(s);
+    cr_expect_eq(nb_problem_eps_added(&q), nb_problem_eps_added(&p));
 }
 
 /* Round trip every problem of one list: a printed string is never refused
