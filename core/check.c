@@ -358,7 +358,7 @@ static void group_stats_check(check_ctx *k, int64_t g)
     const nb_dtype t = k->t;
     const double u = k->u, tiny = k->tiny;
     const double rs = r->rstd[g].hi, var = r->var[g].hi, rms = r->rms[g];
-    const double eps = t == NB_F32 ? (double)(float)p->eps : p->eps;
+    const double eps = nb_problem_eps_added(p);
     const double K = rms * rs, tt = var * rs * rs;
     const double c = k->batch ? k->C : 0.0;
     const double rel_rstd = u * (4.0 + c * (tt + K * sqrt(tt)) / 2.0);
@@ -432,7 +432,7 @@ static bool running_terms_sum(const check_ctx *k, int64_t c, int64_t per, runnin
         if (r->group_nan[g] || k->gi[g].limited)
             return false;
         const double rs = r->rstd[g].hi, var = r->var[g].hi, rms = r->rms[g];
-        const double eps = k->t == NB_F32 ? (double)(float)p->eps : p->eps;
+        const double eps = nb_problem_eps_added(p);
         const double K = rms * rs, tt = var * rs * rs;
         tm += u * (C + 1.0) * rms;
         tv += bessel * (u * (var + eps) * (C * (tt + K * sqrt(tt)) + 2.0) + 3.0 * u * var);

@@ -119,6 +119,18 @@ bool nb_problem_has_running(const nb_problem *p)
 
 bool nb_problem_uses_batch_stats(const nb_problem *p) { return !(p->layer == NB_BN && !p->training); }
 
+bool nb_problem_eps_exact(const nb_problem *p)
+{
+    if (p->dtype == NB_F64 || p->eps_conv == NB_EPS_F64)
+        return true;
+    return p->eps_conv == NB_EPS_LAYER && (p->layer == NB_BN || p->layer == NB_IN);
+}
+
+double nb_problem_eps_added(const nb_problem *p)
+{
+    return nb_problem_eps_exact(p) ? p->eps : (double)(float)p->eps;
+}
+
 static nb_status fail(char *err, size_t len, nb_status s, const char *fmt, ...)
 {
     if (err && len) {
@@ -182,6 +194,11 @@ nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
         return fail(err, len, NB_ERR_EPS, "eps must be finite and >= 0, got %g", p->eps);
     if (p->dtype == NB_F32 && p->eps > 3.4e38)
         return fail(err, len, NB_ERR_EPS, "eps %g overflows f32", p->eps);
+    if (p->dtype == NB_F32 && p->eps > 0 && (float)p->eps == 0.0f)
+        return fail(err, len, NB_ERR_EPS,
+                    "'eps%g' rounds to 0 with 'f32' (its smallest eps is about 1.4e-45)", p->eps);
+    if ((unsigned)p->eps_conv >= NB_EPS_CONV_COUNT)
+        return fail(err, len, NB_ERR_EPS, "unknown eps convention %d", (int)p->eps_conv);
     if (p->layer == NB_BN && p->training) {
         if (nb_problem_group_size(p) < 2)
             return fail(err, len, NB_ERR_SINGLE,
@@ -333,6 +350,167 @@ static nb_status parse_data(const char *v, nb_problem *p, char *err, size_t len)
                 v);
 }
 
+/* What each token sets: a problem string may set each at most once. */
+typedef enum tok_kind {
+    TK_SHAPE,
+    TK_ROWS,
+    TK_COLS,
+    TK_GROUPS,
+    TK_LAYOUT,
+    TK_MODE,
+    TK_EPS,
+    TK_EPS_CONV,
+    TK_DTYPE,
+    TK_SEED,
+    TK_DATA,
+    TK_MOMENTUM,
+    TK_NBT,
+    TK_AFFINE,
+    TK_BETA,
+    TK_TRACK,
+    TK_KIND_COUNT
+} tok_kind;
+
+static const char *const tok_kind_name[TK_KIND_COUNT] = {"shape",
+                                                         "rows",
+                                                         "cols",
+                                                         "group count",
+                                                         "layout",
+                                                         "mode",
+                                                         "eps",
+                                                         "eps convention",
+                                                         "dtype",
+                                                         "seed",
+                                                         "data distribution",
+                                                         "momentum",
+                                                         "batch count",
+                                                         "affine flag",
+                                                         "beta flag",
+                                                         "running-statistics flag"};
+
+static bool is_token(const char *tok, const char *a, const char *b)
+{
+    return !strcmp(tok, a) || (b && !strcmp(tok, b));
+}
+
+/* `eps=f64` or `eps=dtype`: how eps is added (see nb_eps_conv). */
+static nb_status parse_eps_conv(const char *v, nb_problem *p, char *err, size_t len)
+{
+    if (!strcmp(v, "f64"))
+        p->eps_conv = NB_EPS_F64;
+    else if (!strcmp(v, "dtype"))
+        p->eps_conv = NB_EPS_DTYPE;
+    else
+        return fail(err, len, NB_ERR_PARSE,
+                    "bad token 'eps=%s': expected eps=f64 or eps=dtype (the value is eps<v>, e.g. "
+                    "eps1e-5)",
+                    v);
+    return NB_OK;
+}
+
+/* Apply one token after the layer to *p and say which setting it made
+ * (*kind); tokens of other layers are refused as unknown. */
+static nb_status parse_token(char *tok, nb_problem *p, tok_kind *kind, char *err, size_t len)
+{
+    const bool rowwise = is_rowwise(p), bn = p->layer == NB_BN;
+    const char *end = tok + strlen(tok);
+    int64_t iv;
+    double dv;
+    if (!rowwise && tok[0] == 'n' && isdigit((unsigned char)tok[1])) {
+        *kind = TK_SHAPE;
+        return parse_shape(tok, p, err, len);
+    } else if (rowwise && !strncmp(tok, "rows", 4) && parse_i64(tok + 4, end, &iv)) {
+        *kind = TK_ROWS, p->n = iv;
+    } else if (rowwise && !strncmp(tok, "cols", 4) && parse_i64(tok + 4, end, &iv)) {
+        *kind = TK_COLS, p->c = iv;
+    } else if (p->layer == NB_GN && tok[0] == 'g' && parse_i64(tok + 1, end, &iv)) {
+        *kind = TK_GROUPS, p->groups = iv;
+    } else if (is_token(tok, "nchw", "nhwc") && !(rowwise && tok[1] == 'h')) {
+        *kind = TK_LAYOUT, p->layout = tok[1] == 'h' ? NB_NHWC : NB_NCHW;
+    } else if (bn && is_token(tok, "train", "infer")) {
+        *kind = TK_MODE, p->training = tok[0] == 't';
+    } else if (!strncmp(tok, "eps=", 4)) {
+        *kind = TK_EPS_CONV;
+        return parse_eps_conv(tok + 4, p, err, len);
+    } else if (!strncmp(tok, "eps", 3) && parse_double(tok + 3, &dv)) {
+        *kind = TK_EPS, p->eps = dv;
+    } else if (is_token(tok, "f32", "f64")) {
+        *kind = TK_DTYPE, p->dtype = tok[1] == '3' ? NB_F32 : NB_F64;
+    } else if (!strncmp(tok, "seed", 4) && parse_i64(tok + 4, end, &iv)) {
+        *kind = TK_SEED, p->seed = (uint64_t)iv;
+    } else if (!strncmp(tok, "data=", 5)) {
+        *kind = TK_DATA;
+        return parse_data(tok + 5, p, err, len);
+    } else if ((bn || p->layer == NB_IN) && !strncmp(tok, "mom", 3) && parse_double(tok + 3, &dv)) {
+        *kind = TK_MOMENTUM, p->momentum = dv;
+    } else if (bn && !strcmp(tok, "momnone")) {
+        *kind = TK_MOMENTUM, p->momentum_none = true;
+    } else if (bn && !strncmp(tok, "nbt", 3) && parse_i64(tok + 3, end, &iv)) {
+        *kind = TK_NBT, p->num_batches_tracked = iv;
+    } else if (is_token(tok, "affine", "noaffine")) {
+        *kind = TK_AFFINE, p->affine = tok[0] == 'a';
+    } else if (p->layer == NB_LN && !strcmp(tok, "nobeta")) {
+        *kind = TK_BETA, p->has_beta = false;
+    } else if (p->layer == NB_IN && is_token(tok, "track", "notrack")) {
+        *kind = TK_TRACK, p->track_running = tok[0] == 't';
+    } else if (rowwise && !strcmp(tok, "nhwc")) {
+        return fail(err, len, NB_ERR_PARSE, "bad token '%s': %s has no channel layout", tok,
+                    layer_short[p->layer]);
+    } else {
+        return fail(err, len, NB_ERR_PARSE, "bad token '%s'", tok);
+    }
+    return NB_OK;
+}
+
+/* The tokens that must come together (or not at all) are consistent, and
+ * eps_conv is in canonical form. seen[] holds each setting's token. */
+static nb_status parse_finish(nb_problem *p, char *const seen[TK_KIND_COUNT], char *err, size_t len)
+{
+    const char *ls = layer_short[p->layer];
+    if (is_rowwise(p) && (!seen[TK_ROWS] || !seen[TK_COLS]))
+        return fail(err, len, NB_ERR_PARSE, "%s needs rows<R> and cols<C>", ls);
+    if (!is_rowwise(p) && !seen[TK_SHAPE])
+        return fail(err, len, NB_ERR_PARSE, "%s needs a shape such as n32c64h56w56", ls);
+    if (p->layer == NB_GN && !seen[TK_GROUPS])
+        return fail(err, len, NB_ERR_PARSE, "gn needs a group count g<G>");
+    if (seen[TK_NBT] && !p->momentum_none)
+        return fail(err, len, NB_ERR_PARSE,
+                    "'%s' needs 'momnone' (the batch count is only used "
+                    "by the cumulative average)",
+                    seen[TK_NBT]);
+    if (p->layer == NB_IN && seen[TK_MOMENTUM] && !p->track_running)
+        return fail(err, len, NB_ERR_PARSE,
+                    "'%s' needs 'track' (without running statistics in "
+                    "has no momentum)",
+                    seen[TK_MOMENTUM]);
+    /* eps=f64 and eps=dtype add the same value in f64; the layer's own
+     * convention is not printed: both fold into NB_EPS_LAYER. */
+    const nb_eps_conv dflt = p->layer == NB_BN || p->layer == NB_IN ? NB_EPS_F64 : NB_EPS_DTYPE;
+    if (p->dtype == NB_F64 || p->eps_conv == dflt)
+        p->eps_conv = NB_EPS_LAYER;
+    return NB_OK;
+}
+
+/* Parse the tokens after the layer; each setting may be given once. */
+static nb_status parse_tokens(char **save, nb_problem *p, char *err, size_t len)
+{
+    char *seen[TK_KIND_COUNT] = {0};
+    char *tok;
+    while ((tok = strtok_r(NULL, ":", save))) {
+        tok_kind kind = TK_KIND_COUNT;
+        nb_status st = parse_token(tok, p, &kind, err, len);
+        if (st)
+            return st;
+        if (seen[kind] && !strcmp(seen[kind], tok))
+            return fail(err, len, NB_ERR_PARSE, "token '%s' given twice", tok);
+        if (seen[kind])
+            return fail(err, len, NB_ERR_PARSE, "tokens '%s' and '%s' conflict (both set the %s)",
+                        seen[kind], tok, tok_kind_name[kind]);
+        seen[kind] = tok;
+    }
+    return parse_finish(p, seen, err, len);
+}
+
 nb_status nb_problem_parse(const char *s, nb_problem *p, char *err, size_t len)
 {
     if (!s || !p)
@@ -342,105 +520,30 @@ nb_status nb_problem_parse(const char *s, nb_problem *p, char *err, size_t len)
         return fail(err, len, NB_ERR_PARSE, "empty problem string");
     if (sl > 4000)
         return fail(err, len, NB_ERR_PARSE, "problem string longer than 4000 characters");
+    /* Empty tokens (`::`) are rejected: strtok_r would silently skip them. */
+    for (const char *q = s; *q; q++)
+        if (q[0] == ':' && (q[1] == ':' || q[1] == 0))
+            return fail(err, len, NB_ERR_PARSE, "empty token in '%s'", s);
     char *buf = malloc(sl + 1);
     if (!buf)
         return fail(err, len, NB_ERR_NOMEM, "out of memory");
     memcpy(buf, s, sl + 1);
-
-    nb_status st = NB_OK;
     char *save = NULL;
-    char *tok = strtok_r(buf, ":", &save);
+    const char *tok = strtok_r(buf, ":", &save);
     int layer = -1;
     for (int i = 0; tok && i < NB_LAYER_COUNT; i++)
         if (!strcmp(tok, layer_short[i]))
             layer = i;
+    nb_status st;
     if (layer < 0) {
-        st = fail(err, len, NB_ERR_PARSE, "bad token '%s': problem must start with bn, in, ln, gn or rms",
-                  tok ? tok : s);
-        goto out;
+        st = fail(err, len, NB_ERR_PARSE,
+                  "bad token '%s': problem must start with bn, in, ln, gn or rms", tok ? tok : s);
+    } else {
+        nb_problem_defaults(p, (nb_layer)layer);
+        st = parse_tokens(&save, p, err, len);
+        if (!st)
+            st = nb_problem_check(p, err, len);
     }
-    nb_problem_defaults(p, (nb_layer)layer);
-    bool rowwise = is_rowwise(p), have_shape = false, have_rows = false, have_cols = false;
-    bool have_groups = false;
-    /* Empty tokens (`::`) are rejected: strtok_r would silently skip them. */
-    for (const char *q = s; *q; q++)
-        if (q[0] == ':' && (q[1] == ':' || q[1] == 0)) {
-            st = fail(err, len, NB_ERR_PARSE, "empty token in '%s'", s);
-            goto out;
-        }
-    while ((tok = strtok_r(NULL, ":", &save))) {
-        int64_t iv;
-        double dv;
-        if (!rowwise && tok[0] == 'n' && isdigit((unsigned char)tok[1])) {
-            if (have_shape) {
-                st = fail(err, len, NB_ERR_PARSE, "bad token '%s': shape given twice", tok);
-                goto out;
-            }
-            if ((st = parse_shape(tok, p, err, len)))
-                goto out;
-            have_shape = true;
-        } else if (rowwise && !strncmp(tok, "rows", 4) && parse_i64(tok + 4, tok + strlen(tok), &iv)) {
-            p->n = iv;
-            have_rows = true;
-        } else if (rowwise && !strncmp(tok, "cols", 4) && parse_i64(tok + 4, tok + strlen(tok), &iv)) {
-            p->c = iv;
-            have_cols = true;
-        } else if (p->layer == NB_GN && tok[0] == 'g' && parse_i64(tok + 1, tok + strlen(tok), &iv)) {
-            p->groups = iv;
-            have_groups = true;
-        } else if (!strcmp(tok, "nchw") || !strcmp(tok, "nhwc")) {
-            if (rowwise && tok[1] == 'h') {
-                st = fail(err, len, NB_ERR_PARSE, "bad token '%s': %s has no channel layout", tok,
-                          layer_short[layer]);
-                goto out;
-            }
-            p->layout = tok[1] == 'h' ? NB_NHWC : NB_NCHW;
-        } else if (p->layer == NB_BN && (!strcmp(tok, "train") || !strcmp(tok, "infer"))) {
-            p->training = tok[0] == 't';
-        } else if (!strncmp(tok, "eps", 3) && parse_double(tok + 3, &dv)) {
-            p->eps = dv;
-        } else if (!strcmp(tok, "f32") || !strcmp(tok, "f64")) {
-            p->dtype = tok[1] == '3' ? NB_F32 : NB_F64;
-        } else if (!strncmp(tok, "seed", 4) && parse_i64(tok + 4, tok + strlen(tok), &iv)) {
-            p->seed = (uint64_t)iv;
-        } else if (!strncmp(tok, "data=", 5)) {
-            if ((st = parse_data(tok + 5, p, err, len)))
-                goto out;
-        } else if ((p->layer == NB_BN || p->layer == NB_IN) && !strncmp(tok, "mom", 3) &&
-                   parse_double(tok + 3, &dv)) {
-            p->momentum = dv;
-            p->momentum_none = false;
-        } else if (p->layer == NB_BN && !strcmp(tok, "momnone")) {
-            p->momentum_none = true;
-        } else if (p->layer == NB_BN && !strncmp(tok, "nbt", 3) &&
-                   parse_i64(tok + 3, tok + strlen(tok), &iv)) {
-            p->num_batches_tracked = iv;
-        } else if (!strcmp(tok, "affine") || !strcmp(tok, "noaffine")) {
-            p->affine = tok[0] == 'a';
-        } else if (p->layer == NB_LN && !strcmp(tok, "nobeta")) {
-            p->has_beta = false;
-        } else if (p->layer == NB_IN && (!strcmp(tok, "track") || !strcmp(tok, "notrack"))) {
-            p->track_running = tok[0] == 't';
-        } else {
-            st = fail(err, len, NB_ERR_PARSE, "bad token '%s' in '%s'", tok, s);
-            goto out;
-        }
-    }
-    if (rowwise && (!have_rows || !have_cols)) {
-        st = fail(err, len, NB_ERR_PARSE, "%s needs rows<R> and cols<C> in '%s'", layer_short[layer], s);
-        goto out;
-    }
-    if (!rowwise && !have_shape) {
-        st = fail(err, len, NB_ERR_PARSE, "%s needs a shape such as n32c64h56w56 in '%s'",
-                  layer_short[layer], s);
-        goto out;
-    }
-    if (p->layer == NB_GN && !have_groups) {
-        st = fail(err, len, NB_ERR_PARSE, "gn needs a group count g<G> in '%s'", s);
-        goto out;
-    }
-    st = nb_problem_check(p, err, len);
-out:
     free(buf);
     return st;
 }
@@ -483,6 +586,10 @@ int nb_problem_format(const nb_problem *p, char *buf, size_t len)
         PUT(":%s", p->training ? "train" : "infer");
     fmt_double(num, sizeof num, p->eps);
     PUT(":eps%s:%s", num, nb_dtype_name(p->dtype));
+    /* The eps convention only when it differs from the layer's (f32). */
+    const bool exact_by_default = p->layer == NB_BN || p->layer == NB_IN;
+    if (p->dtype == NB_F32 && nb_problem_eps_exact(p) != exact_by_default)
+        PUT(":eps=%s", nb_problem_eps_exact(p) ? "f64" : "dtype");
     bool dflt_affine = p->layer != NB_IN;
     if (p->affine != dflt_affine)
         PUT(":%s", p->affine ? "affine" : "noaffine");

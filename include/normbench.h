@@ -65,6 +65,18 @@ typedef enum nb_dist {
 
 #define NB_MAX_SPATIAL 3
 
+/* How eps enters var + eps (the `eps=` token). PyTorch 1.13 on the CPU adds
+ * eps to a float32 BatchNorm's variance as a double in double arithmetic
+ * (InstanceNorm calls BatchNorm), while LayerNorm and GroupNorm add
+ * float32(eps). NB_EPS_LAYER is that per-layer default; the two explicit
+ * values override it. For f64 problems every choice adds the same value. */
+typedef enum nb_eps_conv {
+    NB_EPS_LAYER = 0, /* PyTorch's choice: exact for bn/in, the dtype's eps for ln/gn/rms */
+    NB_EPS_DTYPE,     /* `eps=dtype`: eps rounded to the dtype */
+    NB_EPS_F64,       /* `eps=f64`: eps exactly as the double it was given */
+    NB_EPS_CONV_COUNT
+} nb_eps_conv;
+
 typedef struct nb_problem {
     nb_layer layer;
     nb_dtype dtype;
@@ -75,6 +87,7 @@ typedef struct nb_problem {
     int64_t spatial[NB_MAX_SPATIAL]; /* d, h, w (the first spatial_rank used) */
     int64_t groups;    /* gn only */
     double eps;
+    nb_eps_conv eps_conv; /* how eps is added; NB_EPS_LAYER when it is the layer's default */
     bool training;     /* bn: batch statistics + running update (else inference) */
     bool momentum_none;/* bn: cumulative average, factor 1/num_batches_tracked */
     double momentum;   /* bn (and in with running stats): default 0.1 */
@@ -113,6 +126,12 @@ int64_t nb_problem_param_count(const nb_problem *p);/* length of gamma/beta (C, 
 bool nb_problem_uses_beta(const nb_problem *p);     /* a beta buffer is read: affine, has_beta, not rms */
 bool nb_problem_has_running(const nb_problem *p);   /* running_mean/var are read or written */
 bool nb_problem_uses_batch_stats(const nb_problem *p); /* false only for bn inference */
+/* True when var + eps adds eps exactly as a double (eps=f64, or the layer's
+ * default for bn/in); false when eps is first rounded to the dtype. */
+bool nb_problem_eps_exact(const nb_problem *p);
+/* The eps value the problem adds to the variance: p->eps, or p->eps rounded
+ * to f32 for an f32 problem whose convention is the dtype's. */
+double nb_problem_eps_added(const nb_problem *p);
 size_t nb_dtype_size(nb_dtype t);
 const char *nb_layer_short(nb_layer l); /* "bn", "in", ... */
 const char *nb_layer_name(nb_layer l);  /* "batchnorm", "instancenorm", ... */
@@ -243,7 +262,13 @@ typedef struct nb_data {
  * (nb_ref_compute) are refused with NB_ERR_NOMEM beyond that, so a huge but
  * valid problem gets an error instead of the OOM killer. */
 bool nb_memory_fits(double bytes);
-/* Bytes nb_data_alloc and nb_ref_compute need for a problem (estimates). */
+/* The bytes nb_memory_fits allows: half of the physical memory, or +inf
+ * when the machine does not say. A CLI reports it with the bytes needed. */
+double nb_memory_available(void);
+/* Peak bytes nb_data_alloc (with the kernels' scratch) and nb_ref_compute
+ * (with the checker's per-group state) allocate for a problem; their sum is
+ * what verifying a problem needs (about 40 bytes per f32 element, 48 per
+ * f64 element; the derivation is next to each function). */
 double nb_data_memory(const nb_problem *p);
 double nb_ref_memory(const nb_problem *p);
 

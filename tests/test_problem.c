@@ -4,7 +4,9 @@
 #include "normbench.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 static nb_problem parse_ok(const char *s)
@@ -42,6 +44,16 @@ Test(problem, roundtrip)
         "in:n1c2l9:data=const3",
         "gn:n2c6h5w5:g3:nhwc:eps1:data=huge",
         "gn:n1c32h8w8:g32:seed18446744073709551:data=alt7",
+        "bn:n2c3h4w4:eps1e-3:eps=dtype",
+        "in:n2c3h4w4:eps1e-3:eps=dtype:data=tiny",
+        "ln:rows4:cols8:eps1e-3:eps=f64",
+        "gn:n2c4h3w3:g2:eps=f64",
+        "rms:rows4:cols8:eps=f64:data=tiny",
+        "bn:n2c3h4w4:eps=f64",
+        "ln:rows4:cols8:f64:eps=f64",
+        "bn:n2c3h4w4:f64:eps=dtype",
+        "ln:rows4:cols8:eps1e-45:f32",
+        "ln:rows4:cols8:eps1e-50:f64",
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         roundtrip(cases[i]);
@@ -130,6 +142,145 @@ Test(problem, errors_name_the_token)
     parse_bad("ln:rows4:cols4:seed-1", NB_ERR_PARSE, "seed-1");
     parse_bad("ln:rows4:cols4:data=offset1e300", NB_ERR_ARG, "beyond half the f32 range");
     parse_bad("ln:rows4:cols4:data=const-1e39", NB_ERR_ARG, "beyond half the f32 range");
+}
+
+/* Item 6 of issue 9: a setting given twice, two tokens that contradict
+ * each other, and a token the problem would ignore are refused, and the
+ * message names the tokens. */
+Test(problem, conflicting_and_repeated_tokens)
+{
+    parse_bad("bn:n2c3h4w4:nchw:nhwc", NB_ERR_PARSE, "'nchw' and 'nhwc' conflict");
+    parse_bad("bn:n2c3h4w4:train:infer", NB_ERR_PARSE, "'train' and 'infer' conflict");
+    parse_bad("ln:rows4:cols4:f32:f64", NB_ERR_PARSE, "'f32' and 'f64' conflict");
+    parse_bad("gn:n2c6h5w5:g6:g3", NB_ERR_PARSE, "'g6' and 'g3' conflict");
+    parse_bad("bn:n2c3h4w4:mom0.1:momnone", NB_ERR_PARSE, "'mom0.1' and 'momnone' conflict");
+    parse_bad("bn:n2c3h4w4:momnone:mom0.1", NB_ERR_PARSE, "'momnone' and 'mom0.1' conflict");
+    parse_bad("ln:rows4:cols4:data=normal:data=tiny", NB_ERR_PARSE,
+              "'data=normal' and 'data=tiny' conflict");
+    parse_bad("ln:rows4:cols4:eps1e-5:eps1e-3", NB_ERR_PARSE, "'eps1e-5' and 'eps1e-3' conflict");
+    parse_bad("ln:rows4:cols4:eps=f64:eps=dtype", NB_ERR_PARSE, "'eps=f64' and 'eps=dtype'");
+    parse_bad("ln:rows4:cols4:seed1:seed2", NB_ERR_PARSE, "'seed1' and 'seed2'");
+    parse_bad("ln:rows4:cols4:rows5", NB_ERR_PARSE, "'rows4' and 'rows5'");
+    parse_bad("ln:rows4:cols4:affine:noaffine", NB_ERR_PARSE, "'affine' and 'noaffine'");
+    parse_bad("in:n2c3h4w4:track:notrack", NB_ERR_PARSE, "'track' and 'notrack'");
+    parse_bad("bn:n2c3h4w4:momnone:nbt2:nbt3", NB_ERR_PARSE, "'nbt2' and 'nbt3'");
+    /* the same token twice */
+    parse_bad("ln:rows4:cols4:f32:f32", NB_ERR_PARSE, "token 'f32' given twice");
+    parse_bad("bn:n2c3h4w4:train:train", NB_ERR_PARSE, "token 'train' given twice");
+    parse_bad("ln:rows4:cols4:nobeta:nobeta", NB_ERR_PARSE, "token 'nobeta' given twice");
+    parse_bad("ln:rows4:cols4:cols4", NB_ERR_PARSE, "token 'cols4' given twice");
+    parse_bad("gn:n2c6h5w5:g3:g3", NB_ERR_PARSE, "token 'g3' given twice");
+    parse_bad("bn:n2c3h4w4:momnone:momnone", NB_ERR_PARSE, "token 'momnone' given twice");
+    parse_bad("ln:rows4:cols4:data=tiny:data=tiny", NB_ERR_PARSE, "token 'data=tiny' given twice");
+    /* tokens that would be ignored */
+    parse_bad("bn:n2c3h4w4:nbt4", NB_ERR_PARSE, "'nbt4' needs 'momnone'");
+    parse_bad("bn:n2c3h4w4:nbt4:mom0.2", NB_ERR_PARSE, "'nbt4' needs 'momnone'");
+    parse_bad("in:n2c3h4w4:mom0.2", NB_ERR_PARSE, "'mom0.2' needs 'track'");
+    /* eps that vanishes in the dtype; f64 keeps it */
+    parse_bad("ln:rows4:cols4:eps1e-50:f32", NB_ERR_EPS, "'eps1e-50' rounds to 0 with 'f32'");
+    parse_bad("bn:n2c3h4w4:eps1e-50", NB_ERR_EPS, "rounds to 0");
+    parse_bad("bn:n2c3h4w4:eps=banana", NB_ERR_PARSE, "eps=f64 or eps=dtype");
+    parse_bad("bn:n2c3h4w4:eps=1e-5", NB_ERR_PARSE, "eps<v>");
+    cr_expect_eq(parse_ok("ln:rows4:cols4:eps1e-50:f64").eps, 1e-50);
+}
+
+/* Item 11 of issue 9: the eps convention is the problem's, defaults to
+ * PyTorch's per layer and is printed only when it differs. */
+Test(problem, eps_convention)
+{
+    const double e32 = (double)(float)1e-3;
+    cr_assert_neq(e32, 1e-3);
+    static const struct {
+        const char *in, *canonical_tail;
+        double added;
+    } cases[] = {
+        {"bn:n2c3h4w4:eps1e-3", ":eps0.001:f32:seed1:data=normal", 1e-3},
+        {"in:n2c3h4w4:eps1e-3", ":eps0.001:f32:seed1:data=normal", 1e-3},
+        {"bn:n2c3h4w4:eps1e-3:eps=f64", ":eps0.001:f32:seed1:data=normal", 1e-3},
+        {"bn:n2c3h4w4:eps1e-3:eps=dtype", ":eps0.001:f32:eps=dtype:seed1:data=normal", 0},
+        {"in:n2c3h4w4:eps=dtype:eps1e-3", ":eps0.001:f32:eps=dtype:seed1:data=normal", 0},
+        {"ln:rows2:cols3:eps1e-3", ":eps0.001:f32:seed1:data=normal", 0},
+        {"gn:n2c4h3w3:g2:eps1e-3", ":eps0.001:f32:seed1:data=normal", 0},
+        {"rms:rows2:cols3:eps1e-3:eps=dtype", ":eps0.001:f32:seed1:data=normal", 0},
+        {"ln:rows2:cols3:eps1e-3:eps=f64", ":eps0.001:f32:eps=f64:seed1:data=normal", 1e-3},
+        {"gn:n2c4h3w3:g2:eps1e-3:eps=f64", ":eps0.001:f32:eps=f64:seed1:data=normal", 1e-3},
+        {"ln:rows2:cols3:eps1e-3:f64:eps=f64", ":eps0.001:f64:seed1:data=normal", 1e-3},
+        {"bn:n2c3h4w4:eps1e-3:f64:eps=dtype", ":eps0.001:f64:seed1:data=normal", 1e-3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nb_problem p = parse_ok(cases[i].in);
+        char s[512];
+        nb_problem_format(&p, s, sizeof s);
+        const char *tail = strstr(s, ":eps0.001");
+        cr_assert(tail, "'%s' printed as '%s'", cases[i].in, s);
+        cr_expect_str_eq(tail, cases[i].canonical_tail, "'%s'", cases[i].in);
+        const double added = cases[i].added ? cases[i].added : e32;
+        cr_expect_eq(nb_problem_eps_added(&p), added, "'%s': eps added %.17g", cases[i].in,
+                     nb_problem_eps_added(&p));
+        cr_expect_eq(nb_problem_eps_exact(&p), added == 1e-3, "'%s'", cases[i].in);
+        roundtrip(cases[i].in);
+    }
+    /* A problem built in code with the layer's own convention spelled out
+     * prints as the default and reads back with the same eps added. */
+    nb_problem p = parse_ok("bn:n2c3h4w4:eps1e-3"), q;
+    p.eps_conv = NB_EPS_F64;
+    char s[512];
+    nb_problem_format(&p, s, sizeof s);
+    cr_expect(strstr(s, "eps=") == NULL, "'%s'", s);
+    q = parse_ok(s);
+    cr_expect_eq(nb_problem_eps_added(&q), nb_problem_eps_added(&p));
+}
+
+/* Round trip every problem of one list: a printed string is never refused
+ * on re-parse and reproduces the problem. */
+static size_t roundtrip_all(char **items, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        roundtrip(items[i]);
+    return count;
+}
+
+/* Every problem the code prints from its own lists parses back to itself:
+ * the default sweep, every built-in set (inputs/NAME.txt: verify bases, bench
+ * sets, stability and test sweeps) and the corpus entries. */
+Test(problem, roundtrip_every_printed_problem)
+{
+    size_t n = 0, total = 0;
+    char **sweep = nb_sweep_default(&n);
+    cr_assert(sweep && n > 0);
+    total += roundtrip_all(sweep, n);
+    nb_sweep_free(sweep, n);
+    for (size_t i = 0; i < nb_builtin_set_count(); i++) {
+        nb_problem_list l = {0};
+        char err[256] = "";
+        cr_assert_eq(nb_problem_list_builtin(&l, nb_builtin_set_name(i), err, sizeof err), NB_OK,
+                     "%s", err);
+        total += roundtrip_all(l.items, l.count);
+        nb_problem_list_free(&l);
+    }
+    char dir[4096], path[8192], line[1024];
+    snprintf(dir, sizeof dir, "%s/tests/corpus", NB_SOURCE_ROOT);
+    DIR *dp = opendir(dir);
+    cr_assert(dp, "cannot open %s", dir);
+    size_t corpus = 0;
+    for (struct dirent *e; (e = readdir(dp));) {
+        size_t l = strlen(e->d_name);
+        if (l < 4 || strcmp(e->d_name + l - 4, ".txt"))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        cr_assert(f, "cannot open %s", path);
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "problem ", 8)) {
+                line[strcspn(line, "\r\n")] = 0;
+                roundtrip(line + 8);
+                corpus++;
+            }
+        fclose(f);
+    }
+    closedir(dp);
+    cr_expect_gt(corpus, 0);
+    cr_log_info("round trip of %zu listed problems and %zu corpus entries", total, corpus);
 }
 
 Test(problem, format_is_shortest_and_stable)

@@ -325,7 +325,7 @@ static void check_const(nb_dtype t, double eps)
             cr_assert_eq(r.var[g].hi, 0.0);
             if (eps > 0.0) {
                 cr_assert(!r.group_nan[g], "%s g%lld", shape_name(s), (long long)g);
-                double et = t == NB_F32 ? (double)(float)eps : eps;
+                double et = nb_problem_eps_added(&d.prob); /* the eps= convention */
                 cr_assert(fabs(r.rstd[g].hi - 1.0 / sqrt(et)) <= 1e-15 / sqrt(et));
                 for (int64_t k = 0; k < m; k++) {
                     int64_t pi, i = member(p, g, k, &pi);
@@ -576,6 +576,9 @@ static void check_bn_inference(nb_dtype t)
     nb_data d;
     make(&d, &s, t, 1e-3);
     d.prob.training = false;
+    /* eps=dtype: float(1e-3) is added, so rv0 = -float(1e-3) gives var + eps
+     * == 0 exactly in f32 too (bn's default would add the double 1e-3). */
+    d.prob.eps_conv = NB_EPS_DTYPE;
     const nb_problem *p = &d.prob;
     for (int64_t c = 0; c < 4; c++) {
         put(&d, d.running_mean0, c, 10.0 + (double)c); /* far from the batch mean (~0) */
@@ -584,7 +587,7 @@ static void check_bn_inference(nb_dtype t)
     put(&d, d.running_var0, 3, -1e-3); /* rv0 + eps == 0 in f64: channel 3 NaN */
     nb_ref r;
     compute(&d, &r);
-    const double eps = t == NB_F32 ? (double)(float)1e-3 : 1e-3;
+    const double eps = nb_problem_eps_added(&d.prob);
     for (int64_t c = 0; c < 4; c++) {
         double rm = get(&d, d.running_mean0, c), rv = get(&d, d.running_var0, c);
         cr_assert_eq(r.mean[c].hi, rm);
@@ -785,6 +788,37 @@ Test(reference, f32_single_rounding)
     nb_data_free(&d);
 }
 
+/* The eps= convention (issue 9, item 11): on a constant group (var = 0)
+ * rstd is 1/sqrt of the eps the problem adds, exactly: the double 1e-3 for
+ * bn/in f32 by default and with eps=f64, float(1e-3) for ln/gn/rms by
+ * default and with eps=dtype. */
+Test(reference, eps_convention_followed)
+{
+    static const shape shapes[] = {{NB_BN, NB_NCHW, 2, 3, 1, {4}, 0},
+                                   {NB_IN, NB_NHWC, 2, 3, 1, {4}, 0},
+                                   {NB_LN, NB_NCHW, 2, 8, 0, {0}, 0},
+                                   {NB_GN, NB_NCHW, 2, 4, 1, {3}, 2}};
+    const double e32 = (double)(float)1e-3;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int conv = NB_EPS_LAYER; conv < NB_EPS_CONV_COUNT; conv++) {
+            nb_data d;
+            make(&d, &shapes[i], NB_F32, 1e-3);
+            d.prob.eps_conv = (nb_eps_conv)conv;
+            for (int64_t k = 0; k < nb_problem_numel(&d.prob); k++)
+                put(&d, d.x, k, 2.5);
+            const bool bn_in = shapes[i].layer == NB_BN || shapes[i].layer == NB_IN;
+            const double eps = conv == NB_EPS_F64 || (conv == NB_EPS_LAYER && bn_in) ? 1e-3 : e32;
+            cr_assert_eq(nb_problem_eps_added(&d.prob), eps);
+            nb_ref r;
+            compute(&d, &r);
+            long double want = 1.0L / sqrtl((long double)eps);
+            cr_expect(fabsl(r.rstd[0].hi - want) <= 1e-15L * want, "%s conv %d: rstd %a",
+                      shape_name(&shapes[i]), conv, r.rstd[0].hi);
+            nb_ref_free(&r);
+            nb_data_free(&d);
+        }
+}
+
 /* ---- cross-check against a naive long-double computation ---------------- */
 
 static void naive_check(const shape *s, nb_dtype t)
@@ -795,7 +829,7 @@ static void naive_check(const shape *s, nb_dtype t)
         d.prob.track_running = true;
     const nb_problem *p = &d.prob;
     const int64_t G = ngroups(p), m = gsize(p);
-    const double eps = t == NB_F32 ? (double)(float)1e-5 : 1e-5;
+    const double eps = nb_problem_eps_added(p); /* the eps= convention */
     nb_ref r;
     compute(&d, &r);
     cr_assert_eq(r.channels, p->c);
