@@ -21,7 +21,8 @@ static void roundtrip(const char *s)
     nb_problem p = parse_ok(s), q;
     char a[512], b[512];
     nb_problem_format(&p, a, sizeof a);
-    cr_assert_eq(nb_problem_parse(a, &q, NULL, 0), NB_OK, "canonical '%s' of '%s' does not parse", a, s);
+    cr_assert_eq(nb_problem_parse(a, &q, NULL, 0), NB_OK, "canonical '%s' of '%s' does not parse",
+                 a, s);
     nb_problem_format(&q, b, sizeof b);
     cr_expect_str_eq(a, b, "format is not a fixed point for '%s'", s);
     cr_expect(memcmp(&p, &q, sizeof p) == 0, "'%s' -> '%s' changed the problem", s, a);
@@ -132,6 +133,34 @@ Test(problem, errors_name_the_token)
     parse_bad("ln:rows4:cols4:data=const-1e39", NB_ERR_ARG, "beyond half the f32 range");
 }
 
+/* nb_problem_check on fields no problem string can set (a program filling
+ * the struct itself): each is refused with its own status. */
+Test(problem, check_refuses_bad_fields)
+{
+    nb_problem p, q;
+    char err[256];
+    cr_assert_eq(nb_problem_parse("bn:n2c3h4w5:train", &p, NULL, 0), NB_OK);
+    q = p, q.layer = NB_LAYER_COUNT;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG);
+    q = p, q.n = 1 << 20, q.c = 1 << 20, q.spatial[0] = 1 << 20;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_OVERFLOW);
+    q = p, q.momentum_none = true, q.num_batches_tracked = 0;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_MOMENTUM);
+    q = p, q.dist = NB_DIST_COUNT;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG);
+    q = p, q.dist_param = INFINITY;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG);
+    q = p, q.dist = NB_DIST_TINY, q.dist_param = 1e4;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG, "%s", err);
+    cr_assert_eq(nb_problem_parse("in:n2c3h4w5:track", &p, NULL, 0), NB_OK);
+    q = p, q.momentum_none = true;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_MOMENTUM);
+    nb_problem_list l = {0};
+    cr_expect_eq(nb_problem_list_read(&l, NULL, err, sizeof err), NB_ERR_NULL);
+    cr_expect_eq(nb_problem_list_builtin(&l, NULL, err, sizeof err), NB_ERR_NULL);
+    cr_expect_eq(nb_problem_list_read(&l, "/nonexistent/problems.txt", err, sizeof err), NB_ERR_IO);
+}
+
 Test(problem, format_is_shortest_and_stable)
 {
     nb_problem p = parse_ok("ln:rows2:cols3:eps1e-5");
@@ -191,7 +220,8 @@ Test(data, distributions)
     x = d.x;
     for (int c = 0; c < 2; c++)
         for (int i = 1; i < 12; i++)
-            cr_expect_leq(x[(i - 1) * 2 + c], x[i * 2 + c], "channel %d not sorted in memory order", c);
+            cr_expect_leq(x[(i - 1) * 2 + c], x[i * 2 + c], "channel %d not sorted in memory order",
+                          c);
     nb_data_free(&d);
 
     p = parse_ok("gn:n1c4h2w2:g4:data=nan");
