@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 static nb_problem parse_ok(const char *s)
 {
@@ -159,6 +160,20 @@ Test(problem, check_refuses_bad_fields)
     cr_expect_eq(nb_problem_list_read(&l, NULL, err, sizeof err), NB_ERR_NULL);
     cr_expect_eq(nb_problem_list_builtin(&l, NULL, err, sizeof err), NB_ERR_NULL);
     cr_expect_eq(nb_problem_list_read(&l, "/nonexistent/problems.txt", err, sizeof err), NB_ERR_IO);
+    /* a problem file over the 16 MiB limit (sparse: no disk used) */
+    char path[] = "/tmp/normbench-big-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, (off_t)17 << 20), 0);
+    close(fd);
+    cr_expect_eq(nb_problem_list_read(&l, path, err, sizeof err), NB_ERR_IO);
+    unlink(path);
+    /* parse errors of the string itself: too long, eps beyond f32 */
+    char longs[4100];
+    memset(longs, 'x', sizeof longs - 1);
+    longs[sizeof longs - 1] = 0;
+    cr_expect_eq(nb_problem_parse(longs, &p, err, sizeof err), NB_ERR_PARSE);
+    cr_expect_eq(nb_problem_parse("ln:rows2:cols4:eps1e300:f32", &p, err, sizeof err), NB_ERR_EPS);
 }
 
 Test(problem, format_is_shortest_and_stable)
