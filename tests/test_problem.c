@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static nb_problem parse_ok(const char *s)
 {
@@ -23,7 +24,8 @@ static void roundtrip(const char *s)
     nb_problem p = parse_ok(s), q;
     char a[512], b[512];
     nb_problem_format(&p, a, sizeof a);
-    cr_assert_eq(nb_problem_parse(a, &q, NULL, 0), NB_OK, "canonical '%s' of '%s' does not parse", a, s);
+    cr_assert_eq(nb_problem_parse(a, &q, NULL, 0), NB_OK, "canonical '%s' of '%s' does not parse",
+                 a, s);
     nb_problem_format(&q, b, sizeof b);
     cr_expect_str_eq(a, b, "format is not a fixed point for '%s'", s);
     cr_expect(memcmp(&p, &q, sizeof p) == 0, "'%s' -> '%s' changed the problem", s, a);
@@ -283,6 +285,48 @@ Test(problem, roundtrip_every_printed_problem)
     cr_log_info("round trip of %zu listed problems and %zu corpus entries", total, corpus);
 }
 
+/* nb_problem_check on fields no problem string can set (a program filling
+ * the struct itself): each is refused with its own status. */
+Test(problem, check_refuses_bad_fields)
+{
+    nb_problem p, q;
+    char err[256];
+    cr_assert_eq(nb_problem_parse("bn:n2c3h4w5:train", &p, NULL, 0), NB_OK);
+    q = p, q.layer = NB_LAYER_COUNT;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG);
+    q = p, q.n = 1 << 20, q.c = 1 << 20, q.spatial[0] = 1 << 20;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_OVERFLOW);
+    q = p, q.momentum_none = true, q.num_batches_tracked = 0;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_MOMENTUM);
+    q = p, q.dist = NB_DIST_COUNT;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG);
+    q = p, q.dist_param = INFINITY;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG);
+    q = p, q.dist = NB_DIST_TINY, q.dist_param = 1e4;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG, "%s", err);
+    cr_assert_eq(nb_problem_parse("in:n2c3h4w5:track", &p, NULL, 0), NB_OK);
+    q = p, q.momentum_none = true;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_MOMENTUM);
+    nb_problem_list l = {0};
+    cr_expect_eq(nb_problem_list_read(&l, NULL, err, sizeof err), NB_ERR_NULL);
+    cr_expect_eq(nb_problem_list_builtin(&l, NULL, err, sizeof err), NB_ERR_NULL);
+    cr_expect_eq(nb_problem_list_read(&l, "/nonexistent/problems.txt", err, sizeof err), NB_ERR_IO);
+    /* a problem file over the 16 MiB limit (sparse: no disk used) */
+    char path[] = "/tmp/normbench-big-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, (off_t)17 << 20), 0);
+    close(fd);
+    cr_expect_eq(nb_problem_list_read(&l, path, err, sizeof err), NB_ERR_IO);
+    unlink(path);
+    /* parse errors of the string itself: too long, eps beyond f32 */
+    char longs[4100];
+    memset(longs, 'x', sizeof longs - 1);
+    longs[sizeof longs - 1] = 0;
+    cr_expect_eq(nb_problem_parse(longs, &p, err, sizeof err), NB_ERR_PARSE);
+    cr_expect_eq(nb_problem_parse("ln:rows2:cols4:eps1e300:f32", &p, err, sizeof err), NB_ERR_EPS);
+}
+
 Test(problem, format_is_shortest_and_stable)
 {
     nb_problem p = parse_ok("ln:rows2:cols3:eps1e-5");
@@ -342,7 +386,8 @@ Test(data, distributions)
     x = d.x;
     for (int c = 0; c < 2; c++)
         for (int i = 1; i < 12; i++)
-            cr_expect_leq(x[(i - 1) * 2 + c], x[i * 2 + c], "channel %d not sorted in memory order", c);
+            cr_expect_leq(x[(i - 1) * 2 + c], x[i * 2 + c], "channel %d not sorted in memory order",
+                          c);
     nb_data_free(&d);
 
     p = parse_ok("gn:n1c4h2w2:g4:data=nan");

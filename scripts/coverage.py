@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""scripts/coverage.py: line coverage of impls/, core/ and reference/ in a
+build configured with -Db_coverage=true (scripts/test builds build-cov).
+
+  coverage.py collect BUILD OUT.json
+      Read the counters (.gcda) the last runs left in BUILD with gcovr and
+      save, per source file, the executable lines and their counts. Object
+      directories of kernel ISAs this CPU cannot run are left out (rule
+      below), so their files and their lines are not counted.
+  coverage.py report LABEL RUN.json [--only-reached-by OTHER.json]
+                     [--min PCT] [--gate DIR,DIR]
+      Print one line "coverage: LABEL: impls X% core Y% reference Z% (...)"
+      and what was excluded; exit 1 when a gated directory (all three
+      unless --gate names some) is below PCT. NB_COVERAGE_MISSED=1 in the
+      environment also lists the lines not reached.
+      --only-reached-by OTHER.json leaves out of RUN the lines that OTHER
+      reached and RUN did not (used to leave the negative-control kernels,
+      which the default verify does not select, out of its figure).
+
+Rule for "the lines this CPU can run", computed at run time: BUILD's
+normbench lists every registered kernel with its ISA and whether this CPU
+can run it ("available"/"unavailable", the registry's own CPU check). An
+ISA none of whose kernels is available here has its per-ISA object
+directory (impls/libnb_<isa>.a.p, built with that ISA's -m flags) left out:
+its own source file and the lines of shared headers only that object
+compiles are not counted. Sources in impls/ that the build did not compile
+for this machine at all (another architecture, a missing optional library)
+are listed as such. Nothing else is excluded.
+"""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DIRS = ("impls", "core", "reference")
+
+
+def unavailable_isas(build):
+    """ISAs of which this CPU can run no kernel, from `normbench list`."""
+    out = subprocess.run([os.path.join(build, "normbench"), "list"], check=True,
+                         capture_output=True, text=True).stdout.splitlines()
+    avail, seen = set(), set()
+    for line in out[1:]:
+        cols = line.split()
+        if len(cols) < 8:
+            continue
+        isa, status = cols[3], cols[7]
+        seen.add(isa)
+        if status == "available":
+            avail.add(isa)
+    return sorted(seen - avail)
+
+
+def collect(build, out_path):
+    build = os.path.abspath(build)
+    skipped = []
+    for isa in unavailable_isas(build):
+        objdir = os.path.join("impls", "libnb_%s.a.p" % isa)
+        if os.path.isdir(os.path.join(build, objdir)):
+            skipped.append(objdir)
+    cmd = ["gcovr", "-r", ROOT, "--object-directory", build, "--json", "-"]
+    for d in DIRS:
+        cmd += ["-f", os.path.join(ROOT, d) + "/"]
+    for objdir in skipped:
+        cmd += ["--exclude-directories", objdir.replace(".", r"\.")]
+    raw = json.loads(subprocess.run(cmd, cwd=build, check=True, capture_output=True,
+                                    text=True).stdout)
+    files = {}
+    for f in raw["files"]:
+        lines = {}
+        for ln in f["lines"]:
+            if ln["gcovr/noncode"] or ln.get("gcovr/excluded"):
+                continue
+            n = ln["line_number"]
+            lines[n] = max(lines.get(n, 0), ln["count"])
+        files[f["file"]] = lines
+    sources = sorted(os.path.join(d, s) for d in DIRS for s in os.listdir(os.path.join(ROOT, d))
+                     if s.endswith(".c"))
+    isa_only = {}
+    for objdir in skipped:
+        for name in os.listdir(os.path.join(build, objdir)):
+            if name.endswith(".c.gcno"):
+                isa_only[os.path.join("impls", name[:-len(".gcno")])] = objdir
+    not_built = [s for s in sources if s not in files and s not in isa_only]
+    with open(out_path, "w") as fh:
+        json.dump({"files": files, "isa_objects_excluded": skipped, "not_built": not_built,
+                   "isa_only": isa_only}, fh)
+
+
+def ranges(nums):
+    """[1, 2, 3, 7] -> "1-3,7"."""
+    out, start, prev = [], None, None
+    for n in sorted(nums):
+        if start is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            out.append(str(start) if start == prev else "%d-%d" % (start, prev))
+        start = prev = n
+    if start is not None:
+        out.append(str(start) if start == prev else "%d-%d" % (start, prev))
+    return ",".join(out)
+
+
+def report(label, run_path, other_path, minimum, gated):
+    run = json.load(open(run_path))
+    files = {f: {int(k): v for k, v in lines.items()} for f, lines in run["files"].items()}
+    scoped_out = {}
+    if other_path:
+        other = json.load(open(other_path))["files"]
+        for f, lines in other.items():
+            extra = [int(k) for k, v in lines.items()
+                     if v > 0 and files.get(f, {}).get(int(k), 1) == 0]
+            if extra:
+                scoped_out[f] = extra
+                for n in extra:
+                    del files[f][n]
+    parts, low = [], []
+    for d in DIRS:
+        total = hit = 0
+        for f, lines in files.items():
+            if f.startswith(d + "/"):
+                total += len(lines)
+                hit += sum(1 for v in lines.values() if v > 0)
+        pct = 100.0 * hit / total if total else 100.0
+        parts.append("%s %.1f%%" % (d, pct))
+        if minimum is not None and pct < minimum and d in gated:
+            low.append(d)
+    print("coverage: %s: %s (%s)" % (label, " ".join(parts), "of lines this CPU can run"))
+    for objdir in run["isa_objects_excluded"]:
+        srcs = sorted(s for s, o in run["isa_only"].items() if o == objdir)
+        print("coverage: %s: excluded: %s, the object of %s (an ISA this CPU lacks: none of"
+              " its kernels is available here), with the shared headers' lines only it"
+              " compiles" % (label, objdir, " ".join(srcs)))
+    for s in run["not_built"]:
+        print("coverage: %s: excluded: %s (not compiled for this machine)" % (label, s))
+    for f in sorted(scoped_out):
+        print("coverage: %s: excluded: %s lines %s (reached only by the negative-control kernels,"
+              " which the default verify does not select)" % (label, f, ranges(scoped_out[f])))
+    for f in sorted(files):
+        missed = [n for n, v in files[f].items() if v == 0]
+        if missed and os.environ.get("NB_COVERAGE_MISSED"):
+            print("coverage: %s: not reached: %s %s" % (label, f, ranges(missed)))
+    if low:
+        print("coverage: %s: below %g%%: %s" % (label, minimum, " ".join(low)))
+        return 1
+    return 0
+
+
+def main(argv):
+    if len(argv) == 4 and argv[1] == "collect":
+        collect(argv[2], argv[3])
+        return 0
+    if len(argv) >= 4 and argv[1] == "report":
+        label, run_path, rest = argv[2], argv[3], argv[4:]
+        other = minimum = None
+        gated = DIRS
+        while rest:
+            if rest[0] == "--only-reached-by" and len(rest) > 1:
+                other = rest[1]
+            elif rest[0] == "--min" and len(rest) > 1:
+                minimum = float(rest[1])
+            elif rest[0] == "--gate" and len(rest) > 1:
+                gated = rest[1].split(",")
+            else:
+                break
+            rest = rest[2:]
+        if not rest:
+            return report(label, run_path, other, minimum, gated)
+    sys.stderr.write(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
