@@ -86,6 +86,9 @@ typedef struct cli_spec {
  * after printing the one-line message. Free c with cli_common_free. */
 int cli_parse_options(const cli_spec *spec, int argc, char **argv, cli_common *c);
 void cli_common_free(cli_common *c);
+/* cli_parse_options for a command that takes none of the common options
+ * (spec->common == 0): only its own destinations are filled. */
+int cli_parse_own_options(const cli_spec *spec, int argc, char **argv);
 
 /* ---- subcommands ------------------------------------------------------------- */
 

@@ -67,9 +67,7 @@ int cmd_sysinfo(int argc, char **argv)
                            .opts = opts,
                            .nopts = 1,
                            .hint = " (usage: normbench sysinfo [--json])"};
-    cli_common c;
-    int rc = cli_parse_options(&spec, argc, argv, &c);
-    cli_common_free(&c);
+    const int rc = cli_parse_own_options(&spec, argc, argv);
     if (rc)
         return rc;
     nb_sysinfo s;

@@ -137,10 +137,7 @@ static int parse_check_options(int argc, char **argv, check_args *a)
                            .opts = opts,
                            .nopts = sizeof opts / sizeof opts[0],
                            .hint = " (see normbench help)"};
-    cli_common common;
-    const int rc = cli_parse_options(&spec, argc, argv, &common);
-    cli_common_free(&common);
-    return rc;
+    return cli_parse_own_options(&spec, argc, argv);
 }
 
 int cmd_check(int argc, char **argv)
@@ -295,9 +292,7 @@ int cmd_run(int argc, char **argv)
                            .opts = opts,
                            .nopts = sizeof opts / sizeof opts[0],
                            .hint = " (usage: normbench run --problem STR --kernel NAME --out DIR)"};
-    cli_common common;
-    const int opt_rc = cli_parse_options(&spec, argc, argv, &common);
-    cli_common_free(&common);
+    const int opt_rc = cli_parse_own_options(&spec, argc, argv);
     if (opt_rc)
         return opt_rc;
     if (!ps || !kn || !dir)

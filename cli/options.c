@@ -268,3 +268,11 @@ int cli_parse_options(const cli_spec *spec, int argc, char **argv, cli_common *c
 }
 
 void cli_common_free(cli_common *c) { nb_problem_list_free(&c->problems); }
+
+int cli_parse_own_options(const cli_spec *spec, int argc, char **argv)
+{
+    cli_common unused;
+    const int rc = cli_parse_options(spec, argc, argv, &unused);
+    cli_common_free(&unused);
+    return rc;
+}
