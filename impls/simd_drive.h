@@ -73,15 +73,11 @@ static void FN(merge_parts)(const FN(cpass) * ps, FN(part) * parts, int64_t lo, 
     ps->merge(&parts[lo], &parts[mid]);
 }
 
-/* One pass over a whole group: a single range, or (split) fixed blocks of
- * NB_BLK values reduced in parallel and merged pairwise. */
-static nb_status FN(cg_pass)(const FN(cpass) * ps, const FN(cgroup) * g, bool split, FN(part) * out)
+/* One pass over a whole group in fixed blocks of NB_BLK values, reduced in
+ * parallel and merged pairwise. */
+static nb_status FN(cg_pass_split)(const FN(cpass) * ps, const FN(cgroup) * g, FN(part) * out)
 {
     const int64_t m = g->d->m;
-    if (!split) {
-        *out = ps->range(g, 0, m);
-        return NB_OK;
-    }
     const int64_t nb = (m + NB_BLK - 1) / NB_BLK;
     FN(part) *parts = malloc((size_t)nb * sizeof *parts);
     if (!parts)
@@ -94,6 +90,19 @@ static nb_status FN(cg_pass)(const FN(cpass) * ps, const FN(cgroup) * g, bool sp
     FN(merge_parts)(ps, parts, 0, nb);
     *out = parts[0];
     free(parts);
+    return NB_OK;
+}
+
+/* One pass over a whole group: a single range, or (split) cg_pass_split.
+ * Always inlined: each caller names its pass, so the range function is
+ * called directly (and can be inlined) on the per-row path, where a call
+ * through the table would cost as much as a short row's work. */
+static inline __attribute__((always_inline)) nb_status
+FN(cg_pass)(const FN(cpass) * ps, const FN(cgroup) * g, bool split, FN(part) * out)
+{
+    if (split)
+        return FN(cg_pass_split)(ps, g, out);
+    *out = ps->range(g, 0, g->d->m);
     return NB_OK;
 }
 
@@ -195,12 +204,13 @@ static inline int64_t FN(cg_offset)(const nb_desc *d, int64_t g)
     return (g / d->ninner) * d->xo + (g % d->ninner) * d->xi;
 }
 
-/* The normalisation of group g (nt, pfd: see norm_run). */
-static inline FN(gnorm)
-    FN(gnorm_of)(const FN(job) * jb, const nb_desc *d, int64_t g, bool nt, int64_t pfd)
+/* The normalisation of group g, whose first value is at off (nt, pfd: see
+ * norm_run). */
+static inline FN(gnorm) FN(gnorm_of)(const FN(job) * jb, const nb_desc *d, int64_t g,
+                                     int64_t off, bool nt, int64_t pfd)
 {
     FN(gnorm) n;
-    n.y = jb->y + FN(cg_offset)(d, g);
+    n.y = jb->y + off;
     n.gamma = jb->gamma;
     n.beta = jb->beta;
     n.pbase = g % d->ninner * d->pi;
@@ -230,7 +240,7 @@ static void FN(contig_groups)(const FN(job) * jb, const nb_desc *d, bool nt)
             const FN(cgroup) grp = {d, jb->x + off, 0, 0};
             if (!jb->infer)
                 (void)FN(cg_stats)(jb, d, grp.x, g, false);
-            const FN(gnorm) n = FN(gnorm_of)(jb, d, g, nt, pfd);
+            const FN(gnorm) n = FN(gnorm_of)(jb, d, g, off, nt, pfd);
             FN(cg_norm)(&grp, &n, 0, m);
         }
         nb_vfence(); /* this thread's streamed stores, before the region ends */
@@ -247,7 +257,7 @@ static nb_status FN(contig_split)(const FN(job) * jb, const nb_desc *d, bool nt)
         const FN(cgroup) grp = {d, jb->x + off, 0, 0};
         if (!jb->infer && FN(cg_stats)(jb, d, grp.x, g, true))
             return NB_ERR_NOMEM;
-        const FN(gnorm) n = FN(gnorm_of)(jb, d, g, nt, 0);
+        const FN(gnorm) n = FN(gnorm_of)(jb, d, g, off, nt, 0);
         const int64_t nb = (m + NB_BLK - 1) / NB_BLK;
         NB_OMP_FOR(1)
         for (int64_t b = 0; b < nb; b++) {

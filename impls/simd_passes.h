@@ -65,6 +65,8 @@
 #define NB_CAT_(a, b) a##_##b
 #define NB_CAT(a, b) NB_CAT_(a, b)
 #define NB_U 4 /* vector accumulators per statistic */
+/* The affine step of a normalisation run (ncoef below). */
+enum { NB_AFF_NONE, NB_AFF_ELEM, NB_AFF_ELEM_GAMMA, NB_AFF_RUN };
 #endif
 
 /* Names for the dtype being compiled (SFX from dtype_f32.h/dtype_f64.h). */
@@ -333,11 +335,14 @@ typedef struct FN(walk) {
     int64_t staged;         /* values in the stage */
     bool stage_full;        /* the stage's first L values are the next chunk */
     bool stage_used;        /* they were handed over: shift them out */
-    T stage[2 * NB_L];
+    T *stage;               /* 2 L values of the caller's (kept out of the
+                             * struct so that the rest can live in registers) */
 } FN(walk);
 
-static inline void FN(walk_init)(FN(walk) * w, const nb_desc *d, const T *g, int64_t e0, int64_t e1)
+static inline void FN(walk_init)(FN(walk) * w, T *stage, const nb_desc *d, const T *g, int64_t e0,
+                                 int64_t e1)
 {
+    w->stage = stage;
     w->d = d;
     w->g = g;
     w->seg = e0 / d->seglen;
@@ -445,9 +450,10 @@ static FN(part) FN(tp1_range)(const FN(cgroup) * g, int64_t e0, int64_t e1)
     VEC s[NB_U], a[NB_U];
     FN(zero_acc)(s);
     FN(zero_acc)(a);
+    T stage[2 * NB_L];
     FN(walk) w;
     FN(span) sp;
-    FN(walk_init)(&w, g->d, g->x, e0, e1);
+    FN(walk_init)(&w, stage, g->d, g->x, e0, e1);
     while (FN(walk_next)(&w, &sp)) {
         for (int64_t c = 0; c < sp.nfull; c++)
             FN(tp1_full)(sp.p + c * NB_L, x0, s, a);
@@ -465,9 +471,10 @@ static FN(part) FN(tp1s_range)(const FN(cgroup) * g, int64_t e0, int64_t e1)
     VEC s[NB_U], a[NB_U];
     FN(zero_acc)(s);
     FN(zero_acc)(a);
+    T stage[2 * NB_L];
     FN(walk) w;
     FN(span) sp;
-    FN(walk_init)(&w, g->d, g->x, e0, e1);
+    FN(walk_init)(&w, stage, g->d, g->x, e0, e1);
     while (FN(walk_next)(&w, &sp)) {
         for (int64_t c = 0; c < sp.nfull; c++)
             FN(tp1s_full)(sp.p + c * NB_L, sc, nx0s, s, a);
@@ -489,9 +496,10 @@ static FN(part) FN(tp2_range)(const FN(cgroup) * g, int64_t e0, int64_t e1)
     const VEC nms = V(set1)(-(g->centre * g->scale)), sc = V(set1)(g->scale);
     VEC q[NB_U];
     FN(zero_acc)(q);
+    T stage[2 * NB_L];
     FN(walk) w;
     FN(span) sp;
-    FN(walk_init)(&w, g->d, g->x, e0, e1);
+    FN(walk_init)(&w, stage, g->d, g->x, e0, e1);
     while (FN(walk_next)(&w, &sp)) {
         for (int64_t c = 0; c < sp.nfull; c++)
             FN(tp2_full)(sp.p + c * NB_L, nms, sc, q);
@@ -508,9 +516,10 @@ static FN(part) FN(op_range)(const FN(cgroup) * g, int64_t e0, int64_t e1)
     VEC s[NB_U], q[NB_U];
     FN(zero_acc)(s);
     FN(zero_acc)(q);
+    T stage[2 * NB_L];
     FN(walk) w;
     FN(span) sp;
-    FN(walk_init)(&w, g->d, g->x, e0, e1);
+    FN(walk_init)(&w, stage, g->d, g->x, e0, e1);
     while (FN(walk_next)(&w, &sp)) {
         for (int64_t c = 0; c < sp.nfull; c++)
             FN(op_full)(sp.p + c * NB_L, s, q);
@@ -529,9 +538,10 @@ static inline FN(part) FN(wf_walk)(const FN(cgroup) * g, int64_t e0, int64_t e1,
     FN(zero_acc)(m2);
     FN(zero_acc)(w8);
     T k = 0;
+    T stage[2 * NB_L];
     FN(walk) w;
     FN(span) sp;
-    FN(walk_init)(&w, g->d, g->x, e0, e1);
+    FN(walk_init)(&w, stage, g->d, g->x, e0, e1);
     while (FN(walk_next)(&w, &sp)) {
         for (int64_t c = 0; c < sp.nfull; c++)
             FN(wf_full)(sp.p + c * NB_L, &k, rms, mu, m2);
@@ -584,10 +594,12 @@ static const FN(cpass) FN(cpass_wf_rms) = {FN(wf_rms_range), FN(merge_welford)};
 
 /* ---- shape 1, normalisation ------------------------------------------- */
 
-/* y = gamma * ((x - mean) * rstd) + beta over one run: gamma and beta per
- * element (kind 1, gp/bp point at the run's first parameter), one value for
- * the run (kind 2, in gv/bv), or no affine step (kind 0). The affine step
- * is one FMA: one rounding fewer than the scalar kernel. */
+/* y = gamma * ((x - mean) * rstd) + beta over one run. The affine step
+ * (kind): none, gamma and beta per element (gp/bp point at the run's first
+ * parameter), gamma per element without beta, or one gamma and beta for
+ * the whole run (in gv/bv). It is one FMA: one rounding fewer than the
+ * scalar kernel. */
+
 typedef struct FN(ncoef) {
     VEC mv, rv, gv, bv;
     const T *gp, *bp;
@@ -597,75 +609,102 @@ typedef struct FN(ncoef) {
 static inline FN(ncoef) FN(ncoef_make)(T mean, T rstd, const T *gp, const T *bp, bool pe)
 {
     FN(ncoef) c = {.mv = V(set1)(mean), .rv = V(set1)(rstd), .gp = gp, .bp = bp};
-    c.kind = !gp ? 0 : pe ? 1 : 2;
+    c.kind = !gp ? NB_AFF_NONE : !pe ? NB_AFF_RUN : bp ? NB_AFF_ELEM : NB_AFF_ELEM_GAMMA;
     c.gv = V(set1)(gp && !pe ? gp[0] : (T)1);
     c.bv = V(set1)(bp && !pe ? bp[0] : (T)0);
     return c;
 }
 
-/* The normalised vector at x + i. */
-static inline VEC FN(norm_vec)(const FN(ncoef) * c, const T *x, int64_t i)
+/* The normalised vector at x + i, for an affine kind the caller fixes at
+ * compile time (always inlined, so the switch folds away). */
+static inline __attribute__((always_inline)) VEC FN(norm_vec)(const FN(ncoef) * c, const T *x,
+                                                              int64_t i, const int kind)
 {
     const VEC z = V(mul)(V(sub)(V(load)(x + i), c->mv), c->rv);
-    if (c->kind == 1)
-        return V(fma)(z, V(load)(c->gp + i), c->bp ? V(load)(c->bp + i) : V(set1)((T)0));
-    return c->kind == 2 ? V(fma)(z, c->gv, c->bv) : z;
+    switch (kind) {
+    case NB_AFF_ELEM:
+        return V(fma)(z, V(load)(c->gp + i), V(load)(c->bp + i));
+    case NB_AFF_ELEM_GAMMA:
+        return V(fma)(z, V(load)(c->gp + i), V(set1)((T)0));
+    case NB_AFF_RUN:
+        return V(fma)(z, c->gv, c->bv);
+    default:
+        return z;
+    }
 }
 
 /* The n < W values from i (masked loads and store). */
 static inline void FN(norm_part)(const FN(ncoef) * c, const T *x, T *y, int64_t i, int n)
 {
     VEC z = V(mul)(V(sub)(V(load_tail)(x + i, n, (T)0), c->mv), c->rv);
-    if (c->kind == 1)
+    if (c->kind == NB_AFF_ELEM || c->kind == NB_AFF_ELEM_GAMMA)
         z = V(fma)(z, V(load_tail)(c->gp + i, n, (T)0),
                    c->bp ? V(load_tail)(c->bp + i, n, (T)0) : V(set1)((T)0));
-    else if (c->kind == 2)
+    else if (c->kind == NB_AFF_RUN)
         z = V(fma)(z, c->gv, c->bv);
     V(store_tail)(y + i, z, n);
 }
 
-/* Whole vectors from i while they fit in n, plain stores; returns where it
- * stopped. pfd != 0: prefetch x + pfd + i, the same position of a later
- * group, while this one is normalised from cache. */
-static inline int64_t FN(norm_plain)(const FN(ncoef) * c, const T *x, T *y, int64_t i, int64_t n,
-                                     int64_t pfd)
+/* Whole vectors from i while they fit in n; returns where it stopped. The
+ * affine kind and the store (stream: non-temporal, y aligned to the vector
+ * size) are compile-time constants of each call (always inlined), and the
+ * coefficients are copied into locals first, so the loop holds no branch
+ * and no reload that a store to y could alias: the compiler can unroll it
+ * and, for the one-lane portable vectors, vectorise it. pfd != 0: prefetch
+ * x + pfd + i, the same position of a later group, while this one is
+ * normalised from cache. */
+static inline __attribute__((always_inline)) int64_t
+FN(norm_loop)(const FN(ncoef) * c, const T *x, T *y, int64_t i, int64_t n, int64_t pfd,
+              const int kind, const bool stream)
 {
+    const FN(ncoef) k = *c;
     for (; i + W <= n; i += W) {
         if (pfd)
             __builtin_prefetch(x + pfd + i, 0, 3);
-        V(store)(y + i, FN(norm_vec)(c, x, i));
+        const VEC v = FN(norm_vec)(&k, x, i, kind);
+        if (stream)
+            V(stream)(y + i, v);
+        else
+            V(store)(y + i, v);
     }
     return i;
 }
 
-/* The streamed variant: a masked head aligns y to the vector size, then
- * whole vectors go out with non-temporal stores (the caller fences). */
-static inline int64_t FN(norm_stream)(const FN(ncoef) * c, const T *x, T *y, int64_t n, int64_t pfd)
+/* norm_loop for the run's affine kind (stream: see norm_loop). */
+static inline __attribute__((always_inline)) int64_t
+FN(norm_kind)(const FN(ncoef) * c, const T *x, T *y, int64_t i, int64_t n, int64_t pfd,
+              const bool stream)
 {
-    const uintptr_t va = W * sizeof(T), mis = (uintptr_t)y % va;
-    int64_t i = mis ? (int64_t)((va - mis) / sizeof(T)) : 0;
-    if (i > n)
-        i = n;
-    if (i > 0)
-        FN(norm_part)(c, x, y, 0, (int)i);
-    for (; i + W <= n; i += W) {
-        if (pfd)
-            __builtin_prefetch(x + pfd + i, 0, 3);
-        V(stream)(y + i, FN(norm_vec)(c, x, i));
+    switch (c->kind) {
+    case NB_AFF_ELEM:
+        return FN(norm_loop)(c, x, y, i, n, pfd, NB_AFF_ELEM, stream);
+    case NB_AFF_ELEM_GAMMA:
+        return FN(norm_loop)(c, x, y, i, n, pfd, NB_AFF_ELEM_GAMMA, stream);
+    case NB_AFF_RUN:
+        return FN(norm_loop)(c, x, y, i, n, pfd, NB_AFF_RUN, stream);
+    default:
+        return FN(norm_loop)(c, x, y, i, n, pfd, NB_AFF_NONE, stream);
     }
-    return i;
 }
 
 /* Normalise n contiguous values: streamed when nt asks for it and y is
  * aligned to its element size (the ISA has the stores: nb_has_stream),
- * else plain; the tail is a masked plain store. */
+ * after a masked head that aligns y to the vector size; else plain. The
+ * tail is a masked plain store; the caller fences after streaming. */
 static void FN(norm_run)(const FN(ncoef) * c, const T *x, T *y, int64_t n, bool nt, int64_t pfd)
 {
-    int64_t i;
-    if (nb_has_stream && nt && (uintptr_t)y % sizeof(T) == 0)
-        i = FN(norm_stream)(c, x, y, n, pfd);
-    else
-        i = FN(norm_plain)(c, x, y, 0, n, pfd);
+    int64_t i = 0;
+    if (nb_has_stream && nt && (uintptr_t)y % sizeof(T) == 0) {
+        const uintptr_t va = W * sizeof(T), mis = (uintptr_t)y % va;
+        i = mis ? (int64_t)((va - mis) / sizeof(T)) : 0;
+        if (i > n)
+            i = n;
+        if (i > 0)
+            FN(norm_part)(c, x, y, 0, (int)i);
+        i = FN(norm_kind)(c, x, y, i, n, pfd, true);
+    } else {
+        i = FN(norm_kind)(c, x, y, 0, n, pfd, false);
+    }
     if (i < n)
         FN(norm_part)(c, x, y, i, (int)(n - i));
 }
@@ -760,12 +799,13 @@ static inline void FN(ch_fold_max)(const T *acc, int64_t Cp, T *out)
 static void FN(ch_tp1_range)(const FN(crows) * r, int64_t j0, int64_t j1, T *ws, FN(chp) * out)
 {
     const int64_t C = r->C, Cp = r->Cp;
+    const T *const xb = r->x, *const off = r->off;
     T *A = FN(ch_zero)(ws, Cp), *B = ws + NB_U * Cp;
     for (int64_t j = j0; j < j1; j++) {
         const int64_t o = (j - j0) % NB_U * Cp;
-        const T *row = r->x + j * C;
+        const T *row = xb + j * C;
         for (int64_t c = 0; c < C; c += W) {
-            const VEC dv = V(sub)(FN(ch_load)(row, c, C), V(load)(r->off + c));
+            const VEC dv = V(sub)(FN(ch_load)(row, c, C), V(load)(off + c));
             V(store)(A + o + c, V(add)(V(load)(A + o + c), dv));
             V(store)(B + o + c, V(max)(V(load)(B + o + c), V(abs)(dv)));
         }
@@ -779,13 +819,14 @@ static void FN(ch_tp1_range)(const FN(crows) * r, int64_t j0, int64_t j1, T *ws,
 static void FN(ch_tp1s_range)(const FN(crows) * r, int64_t j0, int64_t j1, T *ws, FN(chp) * out)
 {
     const int64_t C = r->C, Cp = r->Cp;
+    const T *const xb = r->x, *const off = r->off, *const scale = r->scale;
     T *A = FN(ch_zero)(ws, Cp), *B = ws + NB_U * Cp;
     for (int64_t j = j0; j < j1; j++) {
         const int64_t o = (j - j0) % NB_U * Cp;
-        const T *row = r->x + j * C;
+        const T *row = xb + j * C;
         for (int64_t c = 0; c < C; c += W) {
             const VEC dv =
-                V(fma)(FN(ch_load)(row, c, C), V(load)(r->scale + c), V(load)(r->off + c));
+                V(fma)(FN(ch_load)(row, c, C), V(load)(scale + c), V(load)(off + c));
             V(store)(A + o + c, V(add)(V(load)(A + o + c), dv));
             V(store)(B + o + c, V(max)(V(load)(B + o + c), V(abs)(dv)));
         }
@@ -799,13 +840,14 @@ static void FN(ch_tp1s_range)(const FN(crows) * r, int64_t j0, int64_t j1, T *ws
 static void FN(ch_tp2_range)(const FN(crows) * r, int64_t j0, int64_t j1, T *ws, FN(chp) * out)
 {
     const int64_t C = r->C, Cp = r->Cp;
+    const T *const xb = r->x, *const off = r->off, *const scale = r->scale;
     T *A = FN(ch_zero)(ws, Cp), *B = ws + NB_U * Cp;
     for (int64_t j = j0; j < j1; j++) {
         const int64_t o = (j - j0) % NB_U * Cp;
-        const T *row = r->x + j * C;
+        const T *row = xb + j * C;
         for (int64_t c = 0; c < C; c += W) {
             const VEC dv =
-                V(fma)(FN(ch_load)(row, c, C), V(load)(r->scale + c), V(load)(r->off + c));
+                V(fma)(FN(ch_load)(row, c, C), V(load)(scale + c), V(load)(off + c));
             V(store)(B + o + c, V(fma)(dv, dv, V(load)(B + o + c)));
         }
     }
@@ -818,10 +860,11 @@ static void FN(ch_tp2_range)(const FN(crows) * r, int64_t j0, int64_t j1, T *ws,
 static void FN(ch_op_range)(const FN(crows) * r, int64_t j0, int64_t j1, T *ws, FN(chp) * out)
 {
     const int64_t C = r->C, Cp = r->Cp;
+    const T *const xb = r->x;
     T *A = FN(ch_zero)(ws, Cp), *B = ws + NB_U * Cp;
     for (int64_t j = j0; j < j1; j++) {
         const int64_t o = (j - j0) % NB_U * Cp;
-        const T *row = r->x + j * C;
+        const T *row = xb + j * C;
         for (int64_t c = 0; c < C; c += W) {
             const VEC x = FN(ch_load)(row, c, C);
             V(store)(A + o + c, V(add)(V(load)(A + o + c), x));
@@ -838,10 +881,11 @@ static void FN(ch_op_range)(const FN(crows) * r, int64_t j0, int64_t j1, T *ws, 
 static void FN(ch_wf_range)(const FN(crows) * r, int64_t j0, int64_t j1, T *ws, FN(chp) * out)
 {
     const int64_t C = r->C, Cp = r->Cp;
+    const T *const xb = r->x;
     T *A = FN(ch_zero)(ws, Cp), *B = ws + NB_U * Cp;
     for (int64_t j = j0; j < j1; j++) {
         const int64_t o = (j - j0) % NB_U * Cp;
-        const T *row = r->x + j * C;
+        const T *row = xb + j * C;
         const VEC kv = V(set1)((T)((j - j0) / NB_U + 1));
         for (int64_t c = 0; c < C; c += W) {
             const VEC x = FN(ch_load)(row, c, C);
@@ -937,8 +981,9 @@ static inline VEC FN(ch_norm_vec)(const FN(chcoef) * cf, VEC x, int64_t c)
     return V(fma)(V(sub)(x, V(load)(cf->cm + c)), V(load)(cf->cr + c), V(load)(cf->cb + c));
 }
 
-static inline void FN(ch_norm_row)(const FN(chcoef) * cf, const T *xr, T *yr, int64_t C, bool nt)
+static inline void FN(ch_norm_row)(const FN(chcoef) * cfp, const T *xr, T *yr, int64_t C, bool nt)
 {
+    const FN(chcoef) k = *cfp, *cf = &k; /* not reloaded after each store */
     int64_t c = 0;
     if (nt) {
         for (; c + W <= C; c += W)
