@@ -113,8 +113,9 @@ void bench_repro(const bench_record *r, char *buf, size_t len);
 /* The result line of one case, and the line of one roof measurement. */
 void bench_print_record(const bench_record *r);
 void bench_print_roof(const char *what, const nb_roof *r, size_t bytes);
-/* The run as a JSON document or a CSV table; non-zero on a write error. */
-int bench_write_json(const char *path, const bench_run *run);
-int bench_write_csv(const char *path, const bench_run *run);
+/* The run as a JSON document or a CSV table, written to f (the caller
+ * opens and commits it: core/nb_atomic_file.h). */
+void bench_write_json(FILE *f, const bench_run *run);
+void bench_write_csv(FILE *f, const bench_run *run);
 
 #endif

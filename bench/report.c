@@ -112,18 +112,14 @@ static void csv_row(FILE *f, const bench_record *r, const char *target_id)
     fputc('\n', f);
 }
 
-int bench_write_csv(const char *path, const bench_run *run)
+void bench_write_csv(FILE *f, const bench_run *run)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return 1;
     fputs("target_id,source,set,layer,kernel,problem,threads,mode,status,reason,median_s,min_s,"
           "max_s,mad_s,q1_s,q3_s,reps,batch,bytes,x_passes,gbps,frac_copy,frac_read,elem_per_ns,"
           "repro\n",
           f);
     for (size_t i = 0; i < run->nrecords; i++)
         csv_row(f, &run->records[i], run->si->target_id);
-    return fclose(f) ? 1 : 0;
 }
 
 /* ---- JSON ------------------------------------------------------------------ */
@@ -270,11 +266,8 @@ static void json_header(nb_json_writer *w, const bench_run *run)
     nb_json_number(w, "seconds", run->seconds);
 }
 
-int bench_write_json(const char *path, const bench_run *run)
+void bench_write_json(FILE *f, const bench_run *run)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return 1;
     nb_json_writer w;
     nb_json_begin(&w, f);
     nb_json_object(&w, NULL);
@@ -288,5 +281,4 @@ int bench_write_json(const char *path, const bench_run *run)
     nb_json_end_array(&w);
     nb_json_end_object(&w);
     nb_json_finish(&w);
-    return fclose(f) ? 1 : 0;
 }

@@ -4,8 +4,8 @@
  * (bench/run.c), each case nb_timed_case (core/timed.c). */
 #include "../bench/bench.h"
 #include "cli.h"
+#include "nb_atomic_file.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,19 +167,29 @@ static int parse_bench_options(int argc, char **argv, bench_opts *o)
     return cli_parse_options(&spec, argc, argv, &o->c);
 }
 
-/* Fail before measuring anything when an output cannot be written. */
-static int probe_outputs(const bench_opts *o)
+/* The --json and --csv files, opened (as temporary files beside them)
+ * before anything is measured and renamed into place once written: an
+ * interrupted or failed run leaves the previous files as they were. */
+typedef struct bench_outputs {
+    nb_atomic_file json, csv;
+} bench_outputs;
+
+static int open_outputs(const bench_opts *o, bench_outputs *out)
 {
-    const char *outs[2] = {o->c.json_path, o->c.csv_path};
-    for (int i = 0; i < 2; i++) {
-        if (!outs[i])
-            continue;
-        FILE *f = fopen(outs[i], "w");
-        if (!f)
-            return cli_error("bench: cannot write '%s': %s", outs[i], strerror(errno));
-        fclose(f);
-    }
+    char err[512];
+    if (o->c.json_path &&
+        nb_atomic_open(&out->json, o->c.json_path, NB_ATOMIC_FOLLOW, err, sizeof err))
+        return cli_error("bench: %s", err);
+    if (o->c.csv_path &&
+        nb_atomic_open(&out->csv, o->c.csv_path, NB_ATOMIC_FOLLOW, err, sizeof err))
+        return cli_error("bench: %s", err);
     return 0;
+}
+
+static void close_outputs(bench_outputs *out)
+{
+    nb_atomic_abort(&out->json);
+    nb_atomic_abort(&out->csv);
 }
 
 /* --list: the selection and its traffic model, for scripts (bench-pytorch):
@@ -216,7 +226,7 @@ static int validate(const bench_opts *o, problem_list *l, bool *is_quick)
         return rc;
     if (!cli_any_kernel_selected(o->c.globs, o->c.nglobs))
         return cli_error("no kernel matches the --kernels pattern(s); see 'normbench list'");
-    return o->list_only ? 0 : probe_outputs(o);
+    return 0;
 }
 
 /* The run's settings from the options (defaults: quick 0.05 s and 5 reps,
@@ -240,17 +250,25 @@ static void settings(const bench_opts *o, const problem_list *l, bool is_quick, 
     run->sets = o->set_arg ? o->set_arg : "custom";
 }
 
-/* Measure, then write the JSON and CSV files. */
+/* Open the outputs, measure, then write and commit the JSON and CSV files. */
 static int run_and_write(const bench_opts *o, bench_run *run)
 {
-    int rc = bench_run_all(run);
-    if (rc)
-        return rc;
-    if (o->c.json_path && bench_write_json(o->c.json_path, run))
-        return cli_error("bench: cannot write JSON to '%s'", o->c.json_path);
-    if (o->c.csv_path && bench_write_csv(o->c.csv_path, run))
-        return cli_error("bench: cannot write CSV to '%s'", o->c.csv_path);
-    return run->nerrors ? 1 : 0;
+    bench_outputs out = {0};
+    char err[512];
+    int rc = open_outputs(o, &out);
+    rc = rc ? rc : bench_run_all(run);
+    if (!rc && out.json.f) {
+        bench_write_json(out.json.f, run);
+        if (nb_atomic_commit(&out.json, err, sizeof err))
+            rc = cli_error("bench: %s", err);
+    }
+    if (!rc && out.csv.f) {
+        bench_write_csv(out.csv.f, run);
+        if (nb_atomic_commit(&out.csv, err, sizeof err))
+            rc = cli_error("bench: %s", err);
+    }
+    close_outputs(&out);
+    return rc ? rc : run->nerrors ? 1 : 0;
 }
 
 int cmd_bench(int argc, char **argv)

@@ -97,7 +97,9 @@ static const struct command {
      "check --problem STR --x x.npy --y y.npy [--gamma g.npy] [--beta b.npy] [--mean m.npy --rstd r.npy]\n"
      "          [--running-mean rm.npy --running-var rv.npy] [--depth C]: score an external result"},
     {"run", cmd_run,
-     "run --problem STR --kernel NAME --out DIR: write inputs, parameters and outputs as .npy"},
+     "run --problem STR --kernel NAME --out DIR [--force]: write inputs, parameters and outputs\n"
+     "          as .npy plus manifest.txt; DIR must be empty or new, --force replaces a previous\n"
+     "          run's files there (removing those it does not write again)"},
     {"bench", cmd_bench,
      "bench [--kernels GLOB] [--problems STR ...|--batch FILE ...|--set NAME] [--threads 1,2]\n"
      "          [--cold|--cold-only] [--json FILE] [--csv FILE] [--min-time S] [--min-reps N]\n"
@@ -118,6 +120,8 @@ static void usage(FILE *f)
         fprintf(f, "  %s\n", commands[i].usage);
     fputs("  help: this text\n"
           "Problem strings: see README.md, e.g. ln:rows64:cols256:eps1e-5:f32:data=offset1e4\n"
+          "Output files (--json, --csv, --plot, --out) appear whole or not at all: an error or\n"
+          "an interruption leaves the previous file as it was.\n"
           "NORMBENCH_ISA=",
           f);
     for (int i = 0; i < NB_ISA_LEVELS; i++)

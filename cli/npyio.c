@@ -1,10 +1,10 @@
 /* npyio.c: the .npy side of the command line.
  *
- *   normbench run --problem STR --kernel NAME --out DIR
+ *   normbench run --problem STR --kernel NAME --out DIR [--force]
  *       runs one kernel on the problem's seeded data and writes every buffer
  *       (x, gamma, beta, y, mean, var, rstd, initial and updated running
- *       statistics) as .npy files plus problem.txt, so other tools can use
- *       the same data.
+ *       statistics) as .npy files plus problem.txt and a manifest, so other
+ *       tools can use the same data (the directory: cli/run_out.c).
  *   normbench check --problem STR --x x.npy --y y.npy [...]
  *       scores an external result (say PyTorch's, saved with numpy.save)
  *       against the MPFR reference with the same scaled error model as
@@ -16,6 +16,7 @@
  * (C,) or (cols,) (any shape with that many elements); statistics one value
  * per group (any shape with that many elements). */
 #include "cli.h"
+#include "run_out.h"
 
 #include <errno.h>
 #include <float.h>
@@ -270,33 +271,25 @@ int cmd_check(int argc, char **argv)
     return c.verdict == NB_FAIL || c.verdict == NB_LIMIT ? 1 : 0;
 }
 
-static int write_arr(const char *dir, const char *name, const nb_problem *p, int nd, const int64_t *shape,
-                     const void *data)
-{
-    char path[4096], err[512];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    if (nb_npy_write(path, p->dtype, nd, shape, data, err, sizeof err))
-        return cli_error("%s", err);
-    return 0;
-}
-
 int cmd_run(int argc, char **argv)
 {
     const char *ps = NULL, *kn = NULL, *dir = NULL;
+    bool force = false;
     const cli_opt opts[] = {
         {.name = "--problem", .kind = CLI_OPT_STRING, .dest = &ps, .value = "a problem string"},
         {.name = "--kernel", .kind = CLI_OPT_STRING, .dest = &kn, .value = "a kernel name"},
         {.name = "--out", .kind = CLI_OPT_STRING, .dest = &dir, .value = "a directory"},
+        {.name = "--force", .kind = CLI_OPT_FLAG, .dest = &force},
     };
     const cli_spec spec = {.command = "run",
                            .opts = opts,
                            .nopts = sizeof opts / sizeof opts[0],
-                           .hint = " (usage: normbench run --problem STR --kernel NAME --out DIR)"};
+                           .hint = " (usage: normbench run --problem STR --kernel NAME --out DIR [--force])"};
     const int opt_rc = cli_parse_own_options(&spec, argc, argv);
     if (opt_rc)
         return opt_rc;
     if (!ps || !kn || !dir)
-        return cli_error("usage: normbench run --problem STR --kernel NAME --out DIR");
+        return cli_error("usage: normbench run --problem STR --kernel NAME --out DIR [--force]");
     nb_problem p;
     char err[256];
     if (nb_problem_parse(ps, &p, err, sizeof err))
@@ -308,8 +301,10 @@ int cmd_run(int argc, char **argv)
         return cli_error("kernel %s is not a %s kernel", kn, nb_layer_name(p.layer));
     if (!nb_kernel_available(k) || !(k->dtypes & (1u << p.dtype)))
         return cli_error("kernel %s cannot run %s on this CPU", kn, nb_dtype_name(p.dtype));
-    if (mkdir(dir, 0777) && errno != EEXIST)
-        return cli_error("cannot create '%s': %s", dir, strerror(errno));
+    run_out out;
+    const int dir_rc = run_out_prepare(&out, dir, force);
+    if (dir_rc)
+        return dir_rc;
     nb_data d = {0};
     nb_status st = nb_memory_fits(nb_data_memory(&p) + nb_ref_memory(&p)) ? nb_data_alloc(&d, &p)
                                                                           : NB_ERR_NOMEM;
@@ -325,30 +320,29 @@ int cmd_run(int argc, char **argv)
     int64_t xs[8];
     int nd = layout_shape(&p, xs);
     const int64_t G[1] = {nb_problem_stat_count(&p)}, P[1] = {nb_problem_param_count(&p)};
-    int rc = write_arr(dir, "x", &p, nd, xs, d.x);
-    rc = rc ? rc : write_arr(dir, "y", &p, nd, xs, d.y);
+    int rc = run_out_npy(&out, "x", &p, nd, xs, d.x);
+    rc = rc ? rc : run_out_npy(&out, "y", &p, nd, xs, d.y);
     if (!rc && p.affine)
-        rc = write_arr(dir, "gamma", &p, 1, P, d.gamma);
+        rc = run_out_npy(&out, "gamma", &p, 1, P, d.gamma);
     if (!rc && nb_problem_uses_beta(&p))
-        rc = write_arr(dir, "beta", &p, 1, P, d.beta);
-    rc = rc ? rc : write_arr(dir, "mean", &p, 1, G, d.mean);
-    rc = rc ? rc : write_arr(dir, "var", &p, 1, G, d.var);
-    rc = rc ? rc : write_arr(dir, "rstd", &p, 1, G, d.rstd);
+        rc = run_out_npy(&out, "beta", &p, 1, P, d.beta);
+    rc = rc ? rc : run_out_npy(&out, "mean", &p, 1, G, d.mean);
+    rc = rc ? rc : run_out_npy(&out, "var", &p, 1, G, d.var);
+    rc = rc ? rc : run_out_npy(&out, "rstd", &p, 1, G, d.rstd);
     if (!rc && nb_problem_has_running(&p)) {
-        rc = write_arr(dir, "running_mean0", &p, 1, P, d.running_mean0);
-        rc = rc ? rc : write_arr(dir, "running_var0", &p, 1, P, d.running_var0);
-        rc = rc ? rc : write_arr(dir, "running_mean", &p, 1, P, d.running_mean);
-        rc = rc ? rc : write_arr(dir, "running_var", &p, 1, P, d.running_var);
+        rc = run_out_npy(&out, "running_mean0", &p, 1, P, d.running_mean0);
+        rc = rc ? rc : run_out_npy(&out, "running_var0", &p, 1, P, d.running_var0);
+        rc = rc ? rc : run_out_npy(&out, "running_mean", &p, 1, P, d.running_mean);
+        rc = rc ? rc : run_out_npy(&out, "running_var", &p, 1, P, d.running_var);
     }
     if (!rc) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/problem.txt", dir);
-        FILE *f = fopen(path, "w");
-        if (!f || fprintf(f, "%s\n%s\n", canon, kn) < 0 || fclose(f))
-            rc = cli_error("cannot write '%s'", path);
+        char text[1024];
+        snprintf(text, sizeof text, "%s\n%s\n", canon, kn);
+        rc = run_out_text(&out, "problem.txt", text);
     }
+    rc = rc ? rc : run_out_finish(&out, canon, &p, kn);
     if (!rc)
-        printf("wrote %s/{x,y,%smean,var,rstd%s}.npy and problem.txt for %s %s\n", dir,
+        printf("wrote %s/{x,y,%smean,var,rstd%s}.npy, problem.txt and " RUN_OUT_MANIFEST " for %s %s\n", dir,
                p.affine ? (nb_problem_uses_beta(&p) ? "gamma,beta," : "gamma,") : "",
                nb_problem_has_running(&p) ? ",running_mean0,running_var0,running_mean,running_var" : "", kn,
                canon);

@@ -24,6 +24,7 @@
  * ulps, or shift the whole group. A candidate replaces the current one when
  * its max scaled error is larger. */
 #include "cli.h"
+#include "nb_atomic_file.h"
 
 #include <errno.h>
 #include <float.h>
@@ -153,15 +154,16 @@ static int write_entry(const search_opts *o, const nb_kernel *k, const nb_data *
                        const nb_check *c, const char *canon, const char *name, bool from_layer)
 {
     const nb_problem *p = &best->prob;
-    char path[4096], err[256];
+    char path[4096], err[512];
     int64_t shape[1] = {nb_problem_numel(p)};
     snprintf(path, sizeof path, "%s/%s.npy", o->out, name);
     if (nb_npy_write(path, p->dtype, 1, shape, best->x, err, sizeof err))
         return cli_error("%s", err);
     snprintf(path, sizeof path, "%s/%s.txt", o->out, name);
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return cli_error("cannot write '%s'", path);
+    nb_atomic_file out;
+    if (nb_atomic_open(&out, path, NB_ATOMIC_NOFOLLOW, err, sizeof err))
+        return cli_error("search: %s", err);
+    FILE *f = out.f;
     if (from_layer)
         fprintf(f,
                 "# normbench worst-case corpus entry, found by: normbench search --layer %s "
@@ -176,7 +178,8 @@ static int write_entry(const search_opts *o, const nb_kernel *k, const nb_data *
             "problem %s\nkernel %s\nscaled %.6g\nbound_use %.6g\nexpect %s\n",
             k->name, o->iters, o->seed, by_bound_use ? "bound" : "scaled", name, canon, k->name,
             c->max_scaled, c->max_bound_use, c->verdict == NB_FAIL ? "fail" : "pass");
-    fclose(f);
+    if (nb_atomic_commit(&out, err, sizeof err))
+        return cli_error("search: %s", err);
     if (c->verdict == NB_FAIL && !(k->flags & NB_KF_NEGATIVE_CONTROL))
         printf("  FINDING: %s exceeds its bound on the input saved as %s\n", k->name, path);
     return 0;

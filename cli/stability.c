@@ -21,6 +21,7 @@
  * The classification uses that slope; the table also prints the slopes of
  * the scaled error and of the K-free y error. */
 #include "cli.h"
+#include "nb_atomic_file.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -217,9 +218,11 @@ static void svg_panel(FILE *f, double x0, double y0, double w, double h, const c
 
 static int write_svg(const char *path, const sweep_bases *sb, const series *ss, int ns)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return cli_error("cannot write plot '%s'", path);
+    nb_atomic_file out;
+    char err[512];
+    if (nb_atomic_open(&out, path, NB_ATOMIC_FOLLOW, err, sizeof err))
+        return cli_error("plot: %s", err);
+    FILE *f = out.f;
     const double W = 420, H = 260;
     const int nl = (int)sb->shapes.count;
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
@@ -234,8 +237,8 @@ static int write_svg(const char *path, const sweep_bases *sb, const series *ss, 
             svg_panel(f, t * W, 30 + l * H, W, H, title, ss, ns, (size_t)l, (nb_dtype)t);
         }
     fprintf(f, "</svg>\n");
-    if (fclose(f))
-        return cli_error("cannot write plot '%s'", path);
+    if (nb_atomic_commit(&out, err, sizeof err))
+        return cli_error("plot: %s", err);
     return 0;
 }
 

@@ -4,6 +4,7 @@
  * count) with the problem string, seed, errors, verdict, the worst element
  * in hex float and a repro command, and write the same as JSON (--json). */
 #include "cli.h"
+#include "nb_atomic_file.h"
 #include "nb_case.h"
 #include "nb_config.h"
 #include "nb_json.h"
@@ -177,7 +178,8 @@ typedef struct verify_run {
     size_t nkernels;
     nb_determinism *det; /* per selected kernel */
     long npass, nfail, nlimit, nskip;
-    FILE *json_file;
+    FILE *json_file; /* json_out.f: a temporary file until finish renames it into place */
+    nb_atomic_file json_out;
     nb_json_writer json;
 } verify_run;
 
@@ -250,7 +252,7 @@ static void print_determinism(verify_run *v)
 }
 
 /* The summary line, the JSON tail and the exit code. */
-static int finish(verify_run *v, const char *json_path)
+static int finish(verify_run *v)
 {
     printf("verify: %ld passed, %ld failed, %ld limited, %ld skipped\n", v->npass, v->nfail,
            v->nlimit, v->nskip);
@@ -265,10 +267,10 @@ static int finish(verify_run *v, const char *json_path)
         nb_json_end_object(w);
         nb_json_end_object(w);
         nb_json_finish(w);
-        if (fclose(v->json_file)) {
-            fprintf(stderr, "normbench: error writing '%s'\n", json_path);
-            v->nfail++;
-        }
+        v->json_file = NULL;
+        char err[512];
+        if (nb_atomic_commit(&v->json_out, err, sizeof err))
+            return cli_error("verify: %s", err);
     }
     if (!v->nfail && v->npass + v->nlimit == 0) {
         /* Nothing was verified (no kernel matched any problem's layer, or
@@ -295,7 +297,7 @@ static int run_all(verify_run *v, const nb_problem *problems, size_t n)
         }
     if (c->nthreads)
         print_determinism(v);
-    return finish(v, c->json_path);
+    return finish(v);
 }
 
 /* The problems given (--problems, --batch), or the default sweep, parsed:
@@ -359,8 +361,10 @@ static int prepare_run(verify_run *v)
     if (!v->kernels || !v->det)
         return cli_error("out of memory");
     if (c->json_path) {
-        if (!(v->json_file = fopen(c->json_path, "w")))
-            return cli_error("cannot write '%s'", c->json_path);
+        char err[512];
+        if (nb_atomic_open(&v->json_out, c->json_path, NB_ATOMIC_FOLLOW, err, sizeof err))
+            return cli_error("verify: %s", err);
+        v->json_file = v->json_out.f;
         nb_json_begin(&v->json, v->json_file);
         json_head(&v->json);
     }
@@ -378,6 +382,7 @@ int cmd_verify(int argc, char **argv)
         rc = stability_sweep(&o);
     else if (!rc && !(rc = parse_problems(&o.c, &problems, &nproblems)) && !(rc = prepare_run(&v)))
         rc = run_all(&v, problems, nproblems);
+    nb_atomic_abort(&v.json_out);
     free(v.kernels);
     free(v.det);
     free(problems);

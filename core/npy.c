@@ -11,7 +11,10 @@
  * overflow and at most 2^40 elements), and that the data that follows is
  * exactly count * itemsize bytes. Sizes are validated against the file size
  * before any buffer is allocated. Every failure is a status and a one-line
- * message. */
+ * message. The writer goes through nb_atomic_file.h: a file appears whole
+ * or not at all, and a symbolic link in its place is replaced, not
+ * followed. */
+#include "nb_atomic_file.h"
 #include "normbench.h"
 
 #include <errno.h>
@@ -413,15 +416,20 @@ nb_status nb_npy_write(const char *path, nb_dtype t, int ndim, const int64_t *sh
     hl += pad;
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hl & 0xff),
                              (unsigned char)(hl >> 8)};
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return npy_fail(err, errlen, NB_ERR_IO, "%s: %s", path, strerror(errno));
+    nb_atomic_file af;
+    nb_status st = nb_atomic_open(&af, path, NB_ATOMIC_NOFOLLOW, err, errlen);
+    if (st)
+        return st;
+    FILE *f = af.f;
     const size_t bytes = (size_t)count * nb_dtype_size(t);
     bool ok = fwrite(pre, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)n, f) == (size_t)n;
     for (size_t i = 0; ok && i < pad; i++)
         ok = fputc(' ', f) != EOF;
     ok = ok && fputc('\n', f) != EOF && fwrite(data, 1, bytes, f) == bytes;
-    if (fclose(f) || !ok)
-        return npy_fail(err, errlen, NB_ERR_IO, "%s: write error", path);
-    return NB_OK;
+    if (!ok) {
+        const int e = errno;
+        nb_atomic_abort(&af);
+        return npy_fail(err, errlen, NB_ERR_IO, "cannot write '%s': %s", path, strerror(e));
+    }
+    return nb_atomic_commit(&af, err, errlen);
 }

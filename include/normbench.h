@@ -360,7 +360,10 @@ nb_status nb_npy_read_max(const char *path, int64_t max_count, nb_npy *out, char
                           size_t errlen);
 /* The same from a complete file image in memory. */
 nb_status nb_npy_parse(const void *buf, size_t len, nb_npy *out, char *err, size_t errlen);
-/* Write data (C order) as a version 1.0 .npy file. */
+/* Write data (C order) as a version 1.0 .npy file. The file is written
+ * under a temporary name in the same directory and renamed onto path when
+ * complete: on any error (NB_ERR_IO) or interruption the old file at path
+ * stays as it was; a symbolic link at path is replaced, never followed. */
 nb_status nb_npy_write(const char *path, nb_dtype t, int ndim, const int64_t *shape, const void *data,
                        char *err, size_t errlen);
 void nb_npy_free(nb_npy *a);
