@@ -192,8 +192,8 @@ static int validate(const bench_opts *o, problem_list *l, bool *is_quick)
     if (rc)
         return rc;
     if (!l->n && !o->roof_only)
-        return cli_error("bench: --set '%s' names no problem set (%s)", o->set_arg ? o->set_arg : "",
-                         set_names);
+        return cli_error("bench: --set '%s' names no problem set (%s)",
+                         o->set_arg ? o->set_arg : "", set_names);
     unsigned kinds = 0;
     for (size_t i = 0; i < l->n; i++)
         kinds |= cli_problem_kind(&l->items[i].p);

@@ -107,12 +107,11 @@ int cmd_sysinfo(int argc, char **argv)
 static const struct command {
     const char *name;
     int (*fn)(int argc, char **argv);
-    bool passive_wait; /* runs kernels without timing them: idle OpenMP threads sleep */
     const char *help;
 } commands[] = {
-    {"list", cmd_list, false,
-     "list [--kernels GLOB]: registered kernels, their properties and whether this CPU runs them\n"},
-    {"verify", cmd_verify, true,
+    {"list", cmd_list,
+     "list [--kernels GLOB]: the registered kernels and whether this CPU runs them\n"},
+    {"verify", cmd_verify,
      "verify [options]: check kernels against the MPFR reference (default: the built-in sweep)\n"
      "    --kernels GLOB       kernels to run (repeatable, comma-separated alternatives; default\n"
      "                         all but the negative controls, which a pattern selects only when\n"
@@ -124,8 +123,8 @@ static const struct command {
      "    --threads 1,2        thread counts; also checks the outputs are bitwise identical\n"
      "    --failures-only      print only the FAIL lines\n"
      "    --json FILE          write every result as JSON\n"
-     "    --sweep stability    the stability sweep instead, with --kernels and --plot FILE (SVG)\n"},
-    {"check", cmd_check, true,
+     "    --sweep stability    the stability sweep instead (with --kernels, --plot FILE: SVG)\n"},
+    {"check", cmd_check,
      "check --problem STR --x x.npy --y y.npy [options]: score an external result\n"
      "    --gamma g.npy --beta b.npy        parameters (default: the problem's seeded values)\n"
      "    --mean m.npy --rstd r.npy         statistics to check (together); --var v.npy too\n"
@@ -134,10 +133,10 @@ static const struct command {
      "    --depth C            the producer's reduction depth, 1..n-1 (default n-1)\n"
      "    --prescaled          the producer prescales: out-of-range squares FAIL, never LIMIT\n"
      "    --label NAME         the name on the result line (default external)\n"},
-    {"run", cmd_run, true,
+    {"run", cmd_run,
      "run --problem STR --kernel NAME --out DIR: run one kernel and write its inputs, parameters\n"
      "    and outputs as .npy files with problem.txt\n"},
-    {"bench", cmd_bench, false,
+    {"bench", cmd_bench,
      "bench [options]: time kernels against a same-run memory bandwidth roof\n"
      "    --kernels GLOB       kernels to time (as verify; repeatable)\n"
      "    --problems STR ...   problem strings (also --problem)\n"
@@ -154,9 +153,9 @@ static const struct command {
      "    --list               print the selected problems with their traffic model and exit\n"
      "    --json FILE          write the results as JSON; --csv FILE as CSV\n"
      "    --quiet              no progress line\n"},
-    {"sysinfo", cmd_sysinfo, false,
+    {"sysinfo", cmd_sysinfo,
      "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id\n"},
-    {"search", cmd_search, true,
+    {"search", cmd_search,
      "search --layer L | --batch FILE ... [options]: hunt for inputs that maximise a kernel's\n"
      "    error (worst-case corpora)\n"
      "    --layer bn|in|ln|gn|rms   search the layer's problem of inputs/search.txt\n"
@@ -178,8 +177,7 @@ static const char *const footer =
     "  usage, or nothing selected; 3 could not run: a problem needs more memory than available\n"
     "  (half of the physical memory; the message gives both sizes).\n"
     "Problem strings: see README.md, e.g. ln:rows64:cols256:eps1e-5:f32:data=offset1e4\n"
-    "OMP_WAIT_POLICY: passive unless set, for every command that runs kernels but bench\n"
-    "  (bench keeps the OpenMP runtime's default: idle threads spin a while, as in measurements)\n";
+    "OMP_WAIT_POLICY: passive unless set (idle OpenMP threads sleep; recorded by sysinfo)\n";
 
 static const struct command *find_command(const char *name)
 {
@@ -260,11 +258,14 @@ static bool omp_threads_too_many(const char *s)
 
 /* Idle OpenMP threads of libgomp spin (by default some 300000 rounds)
  * before they sleep, and on a loaded machine the spinning threads take the
- * CPU from the serial MPFR reference between parallel kernels: the default
- * verify ran 0.7 s with OMP_WAIT_POLICY=passive and 26-33 s without, on two
- * busy CPUs. libgomp reads the variable once, when it is loaded before
- * main, so it is set here and the program started again, once; when that
- * fails it runs on as it is. */
+ * CPU from the serial MPFR reference between parallel kernels and from the
+ * thread a parallel region waits for: on two CPUs shared with other jobs
+ * the default verify ran 1.7-1.9 s with OMP_WAIT_POLICY=passive and 15-23 s
+ * without, and `bench --set quick` at 2 threads timed 0.08-0.21 ms per case
+ * passive against 8-22 ms spinning (README, OpenMP wait policy). So every
+ * command runs passive unless the user set the variable. libgomp reads it
+ * once, when it is loaded before main, so it is set here and the program
+ * started again, once; when that fails it runs on as it is. */
 static void prefer_passive_wait(char **argv)
 {
 #if NB_HAVE_OPENMP
@@ -292,8 +293,7 @@ int main(int argc, char **argv)
         return cli_error("OMP_NUM_THREADS='%s' asks for more than 1024 threads", omp);
     const struct command *c = find_command(cmd);
     if (c) {
-        if (c->passive_wait)
-            prefer_passive_wait(argv);
+        prefer_passive_wait(argv);
         const int rc = c->fn(argc - 1, argv + 1);
         return rc == CLI_HELP_SHOWN ? CLI_EXIT_OK : rc;
     }

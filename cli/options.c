@@ -72,7 +72,8 @@ static void join_kinds(unsigned kinds, char *out, size_t len)
     for (unsigned b = 0; b < 2u * NB_LAYER_COUNT && o < len; b++)
         if (kinds & (1u << b))
             o += (size_t)snprintf(out + o, len - o, "%s%s %s", o ? ", " : "",
-                                  nb_layer_name((nb_layer)(b / 2)), nb_dtype_name((nb_dtype)(b % 2)));
+                                  nb_layer_name((nb_layer)(b / 2)),
+                                  nb_dtype_name((nb_dtype)(b % 2)));
 }
 
 int cli_require_selection(const char *command, char *const *globs, int nglobs, unsigned kinds)

@@ -260,10 +260,9 @@ static int search_problem(const search_opts *o, const char *ps_in, const char *t
             continue;
         nb_data cur = {0}, best = {0};
         nb_check best_c;
-        int rc =
-            nb_data_alloc(&cur, &p) || nb_data_alloc(&best, &p)
-                ? cli_resource_error("%s: out of memory", canon)
-                : 0;
+        int rc = nb_data_alloc(&cur, &p) || nb_data_alloc(&best, &p)
+                     ? cli_resource_error("%s: out of memory", canon)
+                     : 0;
         const double worst = rc ? -1 : climb(o, k, ki, &cur, &best, &best_c);
         if (o->out && worst >= 0) {
             char name[256];

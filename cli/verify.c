@@ -374,7 +374,8 @@ static int stability_sweep(const verify_opts *o)
     const cli_common *c = &o->c;
     if (c->problems.count || c->json_path || c->nthreads || c->seeds != 1 || c->seed_given)
         return cli_error("--sweep stability takes only --kernels and --plot");
-    const int rc = cli_require_selection("verify --sweep stability", (char **)c->globs, c->nglobs, 0);
+    const int rc =
+        cli_require_selection("verify --sweep stability", (char **)c->globs, c->nglobs, 0);
     return rc ? rc : verify_stability((char **)c->globs, c->nglobs, o->plot);
 }
 
@@ -410,7 +411,8 @@ int cmd_verify(int argc, char **argv)
     int rc = parse_verify_options(argc, argv, &o);
     if (!rc && o.sweep)
         rc = stability_sweep(&o);
-    else if (!rc && !(rc = parse_problems(&o.c, &problems, &nproblems)) && !(rc = prepare_run(&v, problems, nproblems)))
+    else if (!rc && !(rc = parse_problems(&o.c, &problems, &nproblems)) &&
+             !(rc = prepare_run(&v, problems, nproblems)))
         rc = run_all(&v, problems, nproblems);
     free(v.kernels);
     free(v.det);

@@ -533,11 +533,10 @@ static void element_fail_reason(const check_ctx *k)
                  k->first_fail);
         return;
     }
+    const char *got = isnan(o->worst_got) ? "nan" : o->worst_got > 0 ? "inf" : "-inf";
     const int n = snprintf(o->reason, sizeof o->reason,
                            "%lld element(s) fail: y[%lld]=%s, expected %.9g (%s)",
-                           (long long)k->nfail, (long long)o->worst,
-                           isnan(o->worst_got) ? "nan" : o->worst_got > 0 ? "inf" : "-inf",
-                           o->worst_want, bad);
+                           (long long)k->nfail, (long long)o->worst, got, o->worst_want, bad);
     if (k->first_fail != bad && n > 0 && (size_t)n < sizeof o->reason)
         snprintf(o->reason + n, sizeof o->reason - (size_t)n, "; first: %s", k->first_fail);
 }

@@ -230,8 +230,7 @@ nb_status nb_memory_check(const nb_problem *p, bool with_reference, char *msg, s
 {
     if (!p)
         return NB_ERR_NULL;
-    const double need =
-        nb_data_memory(p) + (with_reference ? nb_ref_memory(p) : fill_memory(p));
+    const double need = nb_data_memory(p) + (with_reference ? nb_ref_memory(p) : fill_memory(p));
     const double have = nb_memory_available();
     if (need <= have)
         return NB_OK;
@@ -239,8 +238,8 @@ nb_status nb_memory_check(const nb_problem *p, bool with_reference, char *msg, s
         char n[64], h[64];
         format_bytes(need, n, sizeof n);
         format_bytes(have, h, sizeof h);
-        snprintf(msg, len, "needs %s for the data%s, %s available (half of the physical memory)",
-                 n, with_reference ? " and the MPFR reference" : "", h);
+        snprintf(msg, len, "needs %s for the data%s, %s available (half of the physical memory)", n,
+                 with_reference ? " and the MPFR reference" : "", h);
     }
     return NB_ERR_NOMEM;
 }
