@@ -265,13 +265,15 @@ static bool omp_threads_too_many(const char *s)
  * passive against 8-22 ms spinning (README, OpenMP wait policy). So every
  * command runs passive unless the user set the variable. libgomp reads it
  * once, when it is loaded before main, so it is set here and the program
- * started again, once; when that fails it runs on as it is. */
+ * started again, once; when that fails it runs on as it is (and says
+ * "unset"). */
 static void prefer_passive_wait(char **argv)
 {
 #if NB_HAVE_OPENMP
     if (getenv("OMP_WAIT_POLICY") || setenv("OMP_WAIT_POLICY", "passive", 1))
         return;
     execv("/proc/self/exe", argv);
+    unsetenv("OMP_WAIT_POLICY"); /* not in effect: sysinfo must not claim it */
 #else
     (void)argv;
 #endif

@@ -32,14 +32,6 @@ bool cli_kernel_selected(const nb_kernel *k, char *const *globs, int nglobs)
     return false;
 }
 
-bool cli_any_kernel_selected(char *const *globs, int nglobs)
-{
-    for (size_t k = 0; k < nb_kernel_count(); k++)
-        if (cli_kernel_selected(nb_kernel_at(k), globs, nglobs))
-            return true;
-    return false;
-}
-
 unsigned cli_problem_kind(const nb_problem *p)
 {
     return 1u << ((unsigned)p->layer * 2u + (unsigned)p->dtype);
