@@ -92,14 +92,18 @@ typedef struct bench_run {
     nb_roof roofs_end[BENCH_MAX_ROOFS];
     int nroofs;
     bool have_end_roofs;
+    int cpus_available;  /* logical CPUs this process may run on */
+    bool oversubscribed; /* a thread count above cpus_available (warned) */
     bench_record *records;
     size_t nrecords, nskipped, nerrors;
+    size_t nrefused; /* problems not run: more memory than available */
     double load_start, load_end, seconds;
 } bench_run;
 
 /* Measure the roof, time every case and measure the roof again, printing
- * as it goes. Non-zero (with a message) when the roof cannot be allocated
- * or memory runs out; case errors are counted in run->nerrors. */
+ * as it goes. Non-zero (with a message; 3 when the roof cannot be
+ * allocated) when it cannot run; case errors are counted in run->nerrors,
+ * problems too large for this machine in run->nrefused. */
 int bench_run_all(bench_run *run);
 void bench_run_free(bench_run *run);
 

@@ -144,6 +144,8 @@ static void json_settings(nb_json_writer *w, const bench_run *run)
     for (int i = 0; i < run->nthreads; i++)
         nb_json_int(w, NULL, run->threads[i]);
     nb_json_end_array(w);
+    nb_json_int(w, "cpus_available", run->cpus_available);
+    nb_json_bool(w, "oversubscribed", run->oversubscribed);
     nb_json_end_object(w);
 }
 

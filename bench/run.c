@@ -3,9 +3,11 @@
  * printed as it completes, the roof again at the end (each figure the
  * higher of the two, and at least the figure at fewer threads), and the
  * fractions of the roof recomputed from it. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "bench.h"
 #include "nb_config.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,11 +23,40 @@ static double load_average(void)
     return l1;
 }
 
+/* The logical CPUs this process may run on (its affinity mask), else the
+ * online ones. */
+static int cpus_available(const nb_sysinfo *si)
+{
+    cpu_set_t set;
+    if (!sched_getaffinity(0, sizeof set, &set) && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return si->logical_cpus > 0 ? si->logical_cpus : 1;
+}
+
+/* More threads than CPUs time the scheduler, not the kernel, and the roof
+ * at that count is no bandwidth: one warning line, and the JSON says so. */
+static void warn_oversubscription(bench_run *run)
+{
+    run->cpus_available = cpus_available(run->si);
+    for (int i = 0; i < run->nthreads; i++)
+        if (run->threads[i] > run->cpus_available && !run->oversubscribed) {
+            run->oversubscribed = true;
+            fprintf(stderr,
+                    "normbench: warning: bench --threads %d exceeds the %d logical CPU%s "
+                    "available: those timings and roof figures measure oversubscription\n",
+                    run->threads[i], run->cpus_available, run->cpus_available == 1 ? "" : "s");
+        }
+}
+
 /* Default threads (1 and all CPUs); roof counts: 1, each requested count
  * and all CPUs, without repeats (only 1 without OpenMP). */
 static void choose_thread_counts(bench_run *run)
 {
     const int cpus = run->si->logical_cpus;
+    if (run->nthreads)
+        warn_oversubscription(run);
+    else
+        run->cpus_available = cpus_available(run->si);
     if (!run->nthreads) {
         run->threads[run->nthreads++] = 1;
         if (cpus > 1)
@@ -84,7 +115,7 @@ static int measure_start_roof(bench_run *run)
     if (nb_roof_setup(run->roof_bytes)) {
         fprintf(stderr, "normbench: bench: cannot allocate 2 x %zu MiB for the bandwidth roof\n",
                 run->roof_bytes >> 20);
-        return 2;
+        return 3; /* could not run: resources (cli.h) */
     }
     for (int i = 0; i < run->nroofs; i++) {
         nb_roof_measure(run->roofs[i].threads, run->roof_bytes, run->roof_reps, &run->roofs[i]);
@@ -249,10 +280,17 @@ static void time_problem(bench_run *run, problem_cases *pc)
     if (!any)
         return;
     nb_problem_format(p, pc->ps, sizeof pc->ps);
-    nb_status st = nb_data_alloc(&pc->d, p);
+    char why[256];
+    nb_status st = nb_memory_check(p, false, why, sizeof why);
     if (st) {
+        fprintf(stderr, "normbench: %s: %s\n", pc->ps, why);
+        run->nrefused++;
+        return;
+    }
+    if ((st = nb_data_alloc(&pc->d, p))) {
         fprintf(stderr, "normbench: %s: %s\n", pc->ps, nb_strerror(st));
-        run->nerrors++;
+        run->nrefused += st == NB_ERR_NOMEM;
+        run->nerrors += st != NB_ERR_NOMEM;
         return;
     }
     print_problem(run, pc);
@@ -262,7 +300,7 @@ static void time_problem(bench_run *run, problem_cases *pc)
             continue;
         if (cold && nb_rotation_prepare(pc->rotation, &pc->d, run->cold_bytes)) {
             fprintf(stderr, "normbench: %s: cannot allocate the cold rotation\n", pc->ps);
-            run->nerrors++;
+            run->nrefused++;
             break;
         }
         for (size_t k = 0; k < run->nkernels; k++)
@@ -313,6 +351,9 @@ int bench_run_all(bench_run *run)
            "start, %.2f at end\n",
            run->nrecords - run->nskipped - run->nerrors, run->nskipped, run->nerrors, run->seconds,
            run->load_start, run->load_end);
+    if (run->nrefused)
+        printf("bench: %zu problem%s not run: more memory than available\n", run->nrefused,
+               run->nrefused == 1 ? "" : "s");
     return 0;
 }
 

@@ -11,26 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *usage_text =
-    "usage: normbench bench [--kernels GLOB ...] [--problems STR ... | --set NAME[,NAME]]\n"
-    "                       [--batch FILE ...]\n"
-    "                       [--threads LIST] [--cold | --cold-only] [--json FILE] [--csv FILE]\n"
-    "                       [--min-time S] [--min-reps N] [--roof-mib M] [--cold-mib M]\n"
-    "                       [--roof-only] [--list]\n"
-    "                       [--quiet]\n"
-    "  --batch FILE adds the problems of FILE (one per line, # comments; see inputs/), like\n"
-    "  --problems; both may repeat and cannot be mixed with --set.\n"
-    "  --cold adds the cold mode (x/y rotated beyond the last-level cache) to the warm one;\n"
-    "  --cold-only runs only it. --roof-only measures just the bandwidth roof; --list prints\n"
-    "  the selected problems with their traffic model and exits. --roof-mib and --cold-mib\n"
-    "  override the roof array size (default 4 x LLC) and the cold rotation (2 x LLC).";
-
 static const char *set_names = "sets: quick, targets, resnet50-bn, transformer-ln, sd-gn, in, full";
 
 typedef struct bench_opts {
     cli_common c;
     const char *set_arg;
-    bool cold, cold_only, quiet, roof_only, list_only, help;
+    bool cold, cold_only, quiet, roof_only, list_only;
     double min_time, roof_mib, cold_mib;
     long long min_reps;
     char command[2048]; /* the command line, recorded in the JSON */
@@ -122,8 +108,6 @@ static int parse_bench_options(int argc, char **argv, bench_opts *o)
         {.name = "--quiet", .kind = CLI_OPT_FLAG, .dest = &o->quiet},
         {.name = "--roof-only", .kind = CLI_OPT_FLAG, .dest = &o->roof_only},
         {.name = "--list", .kind = CLI_OPT_FLAG, .dest = &o->list_only},
-        {.name = "--help", .kind = CLI_OPT_FLAG, .dest = &o->help},
-        {.name = "-h", .kind = CLI_OPT_FLAG, .dest = &o->help},
         {.name = "--min-time",
          .kind = CLI_OPT_DOUBLE,
          .dest = &o->min_time,
@@ -206,26 +190,25 @@ static void print_selection(const problem_list *l, const nb_sysinfo *si)
     }
 }
 
-static void print_help(void)
-{
-    puts(usage_text);
-    for (size_t s = 0; s < nb_set_count(); s++)
-        printf("  set %-15s %s\n", nb_set_at(s)->name, nb_set_at(s)->description);
-}
-
 /* Checks of the options that need no measurement; the problem list. */
 static int validate(const bench_opts *o, problem_list *l, bool *is_quick)
 {
     if (o->c.problems.count && o->set_arg)
         return cli_error("bench: give --problems/--batch or --set, not both");
-    if (!o->c.problems.count && !o->set_arg && !o->roof_only && !o->list_only)
+    if (!o->c.problems.count && !o->set_arg && !o->roof_only)
         return cli_error("bench: give --problems STR ..., --batch FILE or --set NAME (%s)",
                          set_names);
     int rc = build_problem_list(o, l, is_quick);
     if (rc)
         return rc;
-    if (!cli_any_kernel_selected(o->c.globs, o->c.nglobs))
-        return cli_error("no kernel matches the --kernels pattern(s); see 'normbench list'");
+    if (!l->n && !o->roof_only)
+        return cli_error("bench: --set '%s' names no problem set (%s)",
+                         o->set_arg ? o->set_arg : "", set_names);
+    unsigned kinds = 0;
+    for (size_t i = 0; i < l->n; i++)
+        kinds |= cli_problem_kind(&l->items[i].p);
+    if ((rc = cli_require_selection("bench", o->c.globs, o->c.nglobs, kinds)))
+        return rc;
     return 0;
 }
 
@@ -268,7 +251,10 @@ static int run_and_write(const bench_opts *o, bench_run *run)
             rc = cli_error("bench: %s", err);
     }
     close_outputs(&out);
-    return rc ? rc : run->nerrors ? 1 : 0;
+    return rc                ? rc
+           : run->nerrors    ? CLI_EXIT_FAIL
+           : run->nrefused   ? CLI_EXIT_RESOURCES
+                             : CLI_EXIT_OK;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -279,9 +265,7 @@ int cmd_bench(int argc, char **argv)
     nb_sysinfo si;
     bool is_quick = false;
     int rc = parse_bench_options(argc, argv, &o);
-    if (!rc && o.help)
-        print_help();
-    else if (!rc && !(rc = validate(&o, &list, &is_quick))) {
+    if (!rc && !(rc = validate(&o, &list, &is_quick))) {
         nb_sysinfo_collect(&si);
         run.si = &si;
         run.kernels = cli_selected_kernels(o.c.globs, o.c.nglobs, &run.nkernels);

@@ -8,16 +8,45 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
-/* Print `normbench: <message>` on one line to stderr; returns 2. */
+/* The exit statuses of every command (README, `normbench help`). */
+enum cli_exit {
+    CLI_EXIT_OK = 0,        /* everything ran and passed */
+    CLI_EXIT_FAIL = 1,      /* a kernel failed (or a regression was found) */
+    CLI_EXIT_USAGE = 2,     /* bad input or usage, or the options select nothing */
+    CLI_EXIT_RESOURCES = 3, /* could not run: not enough memory for a problem */
+};
+/* Internal: a command's --help was printed; main exits CLI_EXIT_OK. */
+#define CLI_HELP_SHOWN 100
+
+/* Print `normbench: <message>` on one line to stderr; returns CLI_EXIT_USAGE. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same for a problem that does not fit in memory; returns
+ * CLI_EXIT_RESOURCES. */
+int cli_resource_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- help (cli/main.c) ----------------------------------------------------- */
+
+/* The help text of one command (its row of `normbench help`), or NULL. */
+const char *cli_command_help(const char *command);
+/* Print `normbench <command> --help`: the command's help text. */
+void cli_print_command_help(const char *command, FILE *f);
 
 /* ---- kernel selection (cli/options.c) -------------------------------------- */
 
-/* Kernel selection: no globs means every kernel except negative controls. */
+/* Kernel selection: no globs means every kernel except negative controls;
+ * a glob selects a negative control only when its text contains the
+ * control's algorithm name (onepass), so "layernorm/onepass/avx2" or
+ * "*onepass*" select one and "layernorm/x" with x a wildcard does not. */
 bool cli_kernel_selected(const nb_kernel *k, char *const *globs, int nglobs);
-/* Whether any registered kernel is selected by the globs. */
-bool cli_any_kernel_selected(char *const *globs, int nglobs);
+/* The bit of a problem's (layer, dtype) in a mask of problem kinds. */
+unsigned cli_problem_kind(const nb_problem *p);
+/* 0 when the globs select a kernel and, with a non-zero mask of problem
+ * kinds, one that runs a problem of one of those kinds (layer and dtype);
+ * otherwise a one-line error naming the command and what was asked, and
+ * CLI_EXIT_USAGE. Shared by every command that selects kernels. */
+int cli_require_selection(const char *command, char *const *globs, int nglobs, unsigned kinds);
 /* The selected kernels in registry order (malloc'd, *count of them); NULL
  * when out of memory. */
 const nb_kernel **cli_selected_kernels(char *const *globs, int nglobs, size_t *count);

@@ -1,6 +1,9 @@
-/* main.c: the normbench command line: subcommand dispatch, `list`, `sysinfo`, and the
- * shared error reporting (one line on stderr, non-zero exit). */
+/* main.c: the normbench command line: subcommand dispatch, the help of
+ * every command, `list`, `sysinfo`, `version`, and the shared error
+ * reporting (one line on stderr, the exit statuses of cli.h). */
+#include "../bench/bench.h"
 #include "cli.h"
+#include "nb_config.h"
 #include "nb_sysinfo.h"
 
 #include <errno.h>
@@ -8,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int cli_error(const char *fmt, ...)
 {
@@ -17,7 +21,18 @@ int cli_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-    return 2;
+    return CLI_EXIT_USAGE;
+}
+
+int cli_resource_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("normbench: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return CLI_EXIT_RESOURCES;
 }
 
 /* The list line of one kernel: its properties and whether this CPU runs it. */
@@ -49,6 +64,8 @@ static int cmd_list(int argc, char **argv)
     cli_common c;
     int rc = cli_parse_options(&spec, argc, argv, &c);
     cli_common_free(&c);
+    if (!rc && c.nglobs)
+        rc = cli_require_selection("list", c.globs, c.nglobs, 0);
     if (rc)
         return rc;
     printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %s\n", "kernel", "layer", "algo", "isa", "omp",
@@ -83,50 +100,145 @@ int cmd_sysinfo(int argc, char **argv)
     return 0;
 }
 
-/* The subcommand table: one row per command (name, entry, usage text). */
+/* The subcommand table: one row per command (name, entry, help text).
+ * The help text is the command's row of `normbench help` and its
+ * `--help`; the parser refuses to print one that misses an option it
+ * accepts (show_help in cli/options.c). */
 static const struct command {
     const char *name;
     int (*fn)(int argc, char **argv);
-    const char *usage;
+    const char *help;
 } commands[] = {
-    {"list", cmd_list, "list [--kernels GLOB]: registered kernels and whether this CPU runs them"},
+    {"list", cmd_list,
+     "list [--kernels GLOB]: the registered kernels and whether this CPU runs them\n"},
     {"verify", cmd_verify,
-     "verify [--kernels GLOB] [--problems STR ...] [--batch FILE ...] [--seed N] [--seeds K]\n"
-     "          [--threads 1,2] [--failures-only]: check kernels against the MPFR reference"},
+     "verify [options]: check kernels against the MPFR reference (default: the built-in sweep)\n"
+     "    --kernels GLOB       kernels to run (repeatable, comma-separated alternatives; default\n"
+     "                         all but the negative controls, which a pattern selects only when\n"
+     "                         it names their algorithm: '*/onepass/*')\n"
+     "    --problems STR ...   problem strings (also --problem)\n"
+     "    --batch FILE         add the problems of FILE, one per line (repeatable)\n"
+     "    --seed N             seed every problem with N (refused when a problem names a seed)\n"
+     "    --seeds K            K consecutive seeds from each problem's seed\n"
+     "    --threads 1,2        thread counts; also checks the outputs are bitwise identical\n"
+     "    --failures-only      print only the FAIL lines\n"
+     "    --json FILE          write every result as JSON\n"
+     "    --sweep stability    the stability sweep instead (with --kernels, --plot FILE: SVG)\n"},
     {"check", cmd_check,
-     "check --problem STR --x x.npy --y y.npy [--gamma g.npy] [--beta b.npy] [--mean m.npy --rstd r.npy]\n"
-     "          [--running-mean rm.npy --running-var rv.npy] [--depth C]: score an external result"},
+     "check --problem STR --x x.npy --y y.npy [options]: score an external result\n"
+     "    --gamma g.npy --beta b.npy        parameters (default: the problem's seeded values)\n"
+     "    --mean m.npy --rstd r.npy         statistics to check (together); --var v.npy too\n"
+     "    --running-mean rm.npy --running-var rv.npy      running statistics after the update\n"
+     "    --running-mean0 m0.npy --running-var0 v0.npy    their initial values (default seeded)\n"
+     "    --depth C            the producer's reduction depth, 1..n-1 (default n-1)\n"
+     "    --prescaled          the producer prescales: out-of-range squares FAIL, never LIMIT\n"
+     "    --label NAME         the name on the result line (default external)\n"},
     {"run", cmd_run,
-     "run --problem STR --kernel NAME --out DIR [--force]: write inputs, parameters and outputs\n"
-     "          as .npy plus manifest.txt; DIR must be empty or new, --force replaces a previous\n"
-     "          run's files there (removing those it does not write again)"},
+     "run --problem STR --kernel NAME --out DIR [--force]: run one kernel and write its inputs,\n"
+     "    parameters and outputs as .npy files with problem.txt and manifest.txt\n"
+     "    --out DIR            the folder, empty or new (created; its parent must exist)\n"
+     "    --force              write into a non-empty DIR: replace a previous run's files and\n"
+     "                         remove those its manifest lists that this run does not write\n"},
     {"bench", cmd_bench,
-     "bench [--kernels GLOB] [--problems STR ...|--batch FILE ...|--set NAME] [--threads 1,2]\n"
-     "          [--cold|--cold-only] [--json FILE] [--csv FILE] [--min-time S] [--min-reps N]\n"
-     "          [--quiet]: time kernels against a same-run memory bandwidth roof (sets: quick\n"
-     "          targets resnet50-bn transformer-ln sd-gn in full)"},
-    {"sysinfo", cmd_sysinfo, "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id"},
+     "bench [options]: time kernels against a same-run memory bandwidth roof\n"
+     "    --kernels GLOB       kernels to time (as verify; repeatable)\n"
+     "    --problems STR ...   problem strings (also --problem)\n"
+     "    --batch FILE         add the problems of FILE (repeatable; not with --set)\n"
+     "    --set NAME[,NAME]    built-in problem sets (below) instead\n"
+     "    --threads LIST       thread counts (default 1 and all CPUs; more than the CPUs warns)\n"
+     "    --cold               add the cold mode: x and y rotated beyond the last-level cache\n"
+     "    --cold-only          run only the cold mode\n"
+     "    --min-time S         minimum seconds per case (default 0.2; quick 0.05)\n"
+     "    --min-reps N         minimum samples per case (default 10; quick 5)\n"
+     "    --roof-mib M         roof array size in MiB (default 4 x LLC)\n"
+     "    --cold-mib M         cold rotation size in MiB (default 2 x LLC)\n"
+     "    --roof-only          measure only the bandwidth roof\n"
+     "    --list               print the selected problems with their traffic model and exit\n"
+     "    --json FILE          write the results as JSON; --csv FILE as CSV\n"
+     "    --quiet              no progress line\n"},
+    {"sysinfo", cmd_sysinfo,
+     "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id\n"},
     {"search", cmd_search,
-     "search --layer L|--batch FILE ... [--dtype f32|f64] [--kernels GLOB] [--iters N] [--time S]\n"
-     "          [--seed S] [--out DIR]: hunt for inputs that maximise a kernel's scaled error\n"
-     "          (worst-case corpora)"},
+     "search --layer L | --batch FILE ... [options]: hunt for inputs that maximise a kernel's\n"
+     "    error (worst-case corpora)\n"
+     "    --layer bn|in|ln|gn|rms   search the layer's problem of inputs/search.txt\n"
+     "    --batch FILE         search each problem of FILE too (repeatable)\n"
+     "    --dtype f32|f64      dtype (default f32 for --layer, each problem's own for --batch)\n"
+     "    --kernels GLOB       kernels to search (default all but the negative controls)\n"
+     "    --iters N            evaluations per kernel (default 3000)\n"
+     "    --time S             seconds per kernel at most (default 10)\n"
+     "    --seed S             seed of the problem and of the search (default 1)\n"
+     "    --objective scaled|bound   maximise the scaled error (default) or the bound use\n"
+     "    --out DIR            write each kernel's worst input there (created if missing)\n"},
     /* further subcommands: add a row here and declare the entry in cli.h */
 };
+
+static const char *const footer =
+    "  help [COMMAND]: this text, or one command's; every command also takes --help (-h)\n"
+    "  version: the version (also --version)\n"
+    "Exit status: 0 all passed; 1 a kernel failed (FAIL; for check also LIMIT); 2 bad input or\n"
+    "  usage, or nothing selected; 3 could not run: a problem needs more memory than available\n"
+    "  (half of the physical memory; the message gives both sizes).\n"
+    "Problem strings: see README.md, e.g. ln:rows64:cols256:eps1e-5:f32:data=offset1e4\n"
+    "Output files (--json, --csv, --plot, --out) appear whole or not at all: an error or\n"
+    "  an interruption leaves the previous file as it was.\n"
+    "OMP_WAIT_POLICY: passive unless set (idle OpenMP threads sleep; recorded by sysinfo)\n";
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, commands[i].name))
+            return &commands[i];
+    return NULL;
+}
+
+const char *cli_command_help(const char *command)
+{
+    const struct command *c = find_command(command);
+    return c ? c->help : NULL;
+}
+
+/* bench's named sets, after its help. */
+static void print_sets(FILE *f)
+{
+    for (size_t s = 0; s < nb_set_count(); s++)
+        fprintf(f, "    set %-15s %s\n", nb_set_at(s)->name, nb_set_at(s)->description);
+}
+
+void cli_print_command_help(const char *command, FILE *f)
+{
+    const char *help = cli_command_help(command);
+    fprintf(f, "usage: normbench %s", help ? help : "\n");
+    if (!strcmp(command, "bench"))
+        print_sets(f);
+}
 
 static void usage(FILE *f)
 {
     fputs("usage: normbench <command> [options]\ncommands:\n", f);
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %s\n", commands[i].usage);
-    fputs("  help: this text\n"
-          "Problem strings: see README.md, e.g. ln:rows64:cols256:eps1e-5:f32:data=offset1e4\n"
-          "Output files (--json, --csv, --plot, --out) appear whole or not at all: an error or\n"
-          "an interruption leaves the previous file as it was.\n"
-          "NORMBENCH_ISA=",
-          f);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        fprintf(f, "  %s", commands[i].help);
+        if (!strcmp(commands[i].name, "bench"))
+            print_sets(f);
+    }
+    fputs(footer, f);
+    fputs("NORMBENCH_ISA=", f);
     for (int i = 0; i < NB_ISA_LEVELS; i++)
         fprintf(f, "%s%s", i ? "|" : "", nb_isa_name((nb_isa)i));
     fputs(" caps the instruction set used.\n", f);
+}
+
+/* `normbench help [COMMAND]`. */
+static int cmd_help(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc > 2 || !find_command(argv[1]))
+        return cli_error("help: unknown command '%s' (try 'normbench help')", argv[1]);
+    cli_print_command_help(argv[1], stdout);
+    return 0;
 }
 
 /* libgomp accepts any OMP_NUM_THREADS (a comma list, one count per nesting
@@ -149,11 +261,34 @@ static bool omp_threads_too_many(const char *s)
     return false;
 }
 
+/* Idle OpenMP threads of libgomp spin (by default some 300000 rounds)
+ * before they sleep, and on a loaded machine the spinning threads take the
+ * CPU from the serial MPFR reference between parallel kernels and from the
+ * thread a parallel region waits for: on two CPUs shared with other jobs
+ * the default verify ran 1.7-1.9 s with OMP_WAIT_POLICY=passive and 15-23 s
+ * without, and `bench --set quick` at 2 threads timed 0.08-0.21 ms per case
+ * passive against 8-22 ms spinning (README, OpenMP wait policy). So every
+ * command runs passive unless the user set the variable. libgomp reads it
+ * once, when it is loaded before main, so it is set here and the program
+ * started again, once; when that fails it runs on as it is (and says
+ * "unset"). */
+static void prefer_passive_wait(char **argv)
+{
+#if NB_HAVE_OPENMP
+    if (getenv("OMP_WAIT_POLICY") || setenv("OMP_WAIT_POLICY", "passive", 1))
+        return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OMP_WAIT_POLICY"); /* not in effect: sysinfo must not claim it */
+#else
+    (void)argv;
+#endif
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
-        return 2;
+        return CLI_EXIT_USAGE;
     }
     const char *cmd = argv[1];
     /* A mistyped ISA cap would silently test only the scalar kernels. */
@@ -163,12 +298,19 @@ int main(int argc, char **argv)
     const char *omp = getenv("OMP_NUM_THREADS");
     if (omp && omp_threads_too_many(omp))
         return cli_error("OMP_NUM_THREADS='%s' asks for more than 1024 threads", omp);
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(cmd, commands[i].name))
-            return commands[i].fn(argc - 1, argv + 1);
-    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-        usage(stdout);
-        return 0;
+    const struct command *c = find_command(cmd);
+    if (c) {
+        prefer_passive_wait(argv);
+        const int rc = c->fn(argc - 1, argv + 1);
+        return rc == CLI_HELP_SHOWN ? CLI_EXIT_OK : rc;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
+        return cmd_help(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        if (argc > 2)
+            return cli_error("%s takes no arguments", cmd);
+        printf("normbench %s\n", NB_VERSION);
+        return CLI_EXIT_OK;
     }
     return cli_error("unknown command '%s' (try 'normbench help')", cmd);
 }

@@ -179,10 +179,13 @@ int cmd_check(int argc, char **argv)
                          depth, (long long)group_n, max_depth);
 
     nb_data d = {0};
-    nb_status st = nb_memory_fits(nb_data_memory(&p) + nb_ref_memory(&p)) ? nb_data_alloc(&d, &p)
-                                                                          : NB_ERR_NOMEM;
+    char why[256];
+    nb_status st = nb_memory_check(&p, true, why, sizeof why);
     if (st)
-        return cli_error("%s: %s", canon, nb_strerror(st));
+        return cli_resource_error("%s: %s", canon, why);
+    if ((st = nb_data_alloc(&d, &p)))
+        return st == NB_ERR_NOMEM ? cli_resource_error("%s: %s", canon, nb_strerror(st))
+                                  : cli_error("%s: %s", canon, nb_strerror(st));
     const nb_dtype t = p.dtype;
     const int64_t N = nb_problem_numel(&p), G = nb_problem_stat_count(&p), P = nb_problem_param_count(&p);
     int rc = load_into("x", fx, &p, d.x, N, true);
@@ -201,7 +204,8 @@ int cmd_check(int argc, char **argv)
     nb_ref r = {0};
     if ((st = nb_ref_compute(&d, &r))) {
         nb_data_free(&d);
-        return cli_error("%s: reference: %s", canon, nb_strerror(st));
+        return st == NB_ERR_NOMEM ? cli_resource_error("%s: reference: %s", canon, nb_strerror(st))
+                                  : cli_error("%s: reference: %s", canon, nb_strerror(st));
     }
     rc = load_into("y", fy, &p, d.y, N, true);
     /* Statistics not given are taken from the reference (so they cannot
@@ -306,10 +310,13 @@ int cmd_run(int argc, char **argv)
     if (dir_rc)
         return dir_rc;
     nb_data d = {0};
-    nb_status st = nb_memory_fits(nb_data_memory(&p) + nb_ref_memory(&p)) ? nb_data_alloc(&d, &p)
-                                                                          : NB_ERR_NOMEM;
+    char why[256];
+    nb_status st = nb_memory_check(&p, true, why, sizeof why);
     if (st)
-        return cli_error("%s: %s", ps, nb_strerror(st));
+        return cli_resource_error("%s: %s", ps, why);
+    if ((st = nb_data_alloc(&d, &p)))
+        return st == NB_ERR_NOMEM ? cli_resource_error("%s: %s", ps, nb_strerror(st))
+                                  : cli_error("%s: %s", ps, nb_strerror(st));
     nb_args a = nb_data_args(&d);
     if ((st = nb_kernel_run(k, &p, &a))) {
         nb_data_free(&d);

@@ -2,9 +2,12 @@
  * verify, bench, search, check, run, sysinfo): the options the commands
  * share (--kernels, --problems, --batch, --threads, --json, --csv, --seed,
  * --seeds) and each command's own options from a table, every error
- * reported as one line; and kernel selection by --kernels globs. */
+ * reported as one line, and --help checked against those tables; and
+ * kernel selection by --kernels globs, with the one "selects nothing"
+ * error every command gives. */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,26 +17,79 @@
 
 bool cli_kernel_selected(const nb_kernel *k, char *const *globs, int nglobs)
 {
+    const bool control = k->flags & NB_KF_NEGATIVE_CONTROL;
     if (nglobs == 0)
-        return !(k->flags & NB_KF_NEGATIVE_CONTROL);
+        return !control;
     for (int i = 0; i < nglobs; i++) {
         /* a glob may list alternatives separated by commas */
         char buf[256];
         snprintf(buf, sizeof buf, "%s", globs[i]);
         char *save = NULL;
         for (char *g = strtok_r(buf, ",", &save); g; g = strtok_r(NULL, ",", &save))
-            if (nb_glob_match(g, k->name))
+            if (nb_glob_match(g, k->name) && (!control || strstr(g, nb_algo_name(k->algo))))
                 return true;
     }
     return false;
 }
 
-bool cli_any_kernel_selected(char *const *globs, int nglobs)
+unsigned cli_problem_kind(const nb_problem *p)
 {
-    for (size_t k = 0; k < nb_kernel_count(); k++)
-        if (cli_kernel_selected(nb_kernel_at(k), globs, nglobs))
-            return true;
-    return false;
+    return 1u << ((unsigned)p->layer * 2u + (unsigned)p->dtype);
+}
+
+/* The kinds (layer and dtype) of problems a kernel runs. */
+static unsigned kernel_kinds(const nb_kernel *k)
+{
+    unsigned kinds = 0;
+    for (int t = 0; t < 2; t++)
+        if (k->dtypes & (1u << t))
+            kinds |= 1u << ((unsigned)k->layer * 2u + (unsigned)t);
+    return kinds;
+}
+
+/* "'a', 'b'": the --kernels patterns as given. */
+static void join_globs(char *const *globs, int nglobs, char *out, size_t len)
+{
+    size_t o = 0;
+    out[0] = 0;
+    for (int i = 0; i < nglobs && o < len; i++)
+        o += (size_t)snprintf(out + o, len - o, "%s'%s'", i ? ", " : "", globs[i]);
+}
+
+/* "layernorm f32, groupnorm f64": the problem kinds in a mask. */
+static void join_kinds(unsigned kinds, char *out, size_t len)
+{
+    size_t o = 0;
+    out[0] = 0;
+    for (unsigned b = 0; b < 2u * NB_LAYER_COUNT && o < len; b++)
+        if (kinds & (1u << b))
+            o += (size_t)snprintf(out + o, len - o, "%s%s %s", o ? ", " : "",
+                                  nb_layer_name((nb_layer)(b / 2)),
+                                  nb_dtype_name((nb_dtype)(b % 2)));
+}
+
+int cli_require_selection(const char *command, char *const *globs, int nglobs, unsigned kinds)
+{
+    char pats[512] = "", what[256];
+    join_globs(globs, nglobs, pats, sizeof pats);
+    unsigned runs = 0;
+    bool any = false;
+    for (size_t i = 0; i < nb_kernel_count(); i++)
+        if (cli_kernel_selected(nb_kernel_at(i), globs, nglobs)) {
+            any = true;
+            runs |= kernel_kinds(nb_kernel_at(i));
+        }
+    if (!any)
+        return cli_error("%s: no kernel matches --kernels %s (negative controls only when the "
+                         "pattern names them, e.g. '*/onepass/*'); see 'normbench list'",
+                         command, pats);
+    if (kinds && !(runs & kinds)) {
+        join_kinds(kinds, what, sizeof what);
+        return cli_error("%s: no kernel selected%s%s runs the problems given (%s); see "
+                         "'normbench list'",
+                         command, nglobs ? " by --kernels " : "", pats, what);
+    }
+    return 0;
 }
 
 const nb_kernel **cli_selected_kernels(char *const *globs, int nglobs, size_t *count)
@@ -187,42 +243,54 @@ static int take_seed(arg_cursor *a, cli_common *c, bool count)
     return 0;
 }
 
+/* The names of the shared options: the parser matches them here and the
+ * help check (show_help) requires each accepted one in the help text. */
+static const struct common_name {
+    unsigned bit;
+    const char *name;
+} common_names[] = {
+    {CLI_KERNELS, "--kernels"}, {CLI_PROBLEMS, "--problems"}, {CLI_PROBLEMS, "--problem"},
+    {CLI_BATCH, "--batch"},     {CLI_THREADS, "--threads"},   {CLI_JSON, "--json"},
+    {CLI_CSV, "--csv"},         {CLI_SEED, "--seed"},         {CLI_SEEDS, "--seeds"},
+};
+
+/* The shared option called name, when the command accepts it; 0 otherwise. */
+static unsigned common_bit(const char *name, unsigned accepted)
+{
+    for (size_t i = 0; i < sizeof common_names / sizeof common_names[0]; i++)
+        if ((accepted & common_names[i].bit) && !strcmp(name, common_names[i].name))
+            return common_names[i].bit;
+    return 0;
+}
+
 /* One shared option at argv[i]: 0 taken, -1 not a shared option the
  * command accepts, otherwise the error's exit code. */
 static int take_common(arg_cursor *a, cli_common *c)
 {
     const char *name = a->argv[a->i], *cmd = a->spec->command, *v;
-    const unsigned ok = a->spec->common;
     int rc = 0;
-    if ((ok & CLI_KERNELS) && !strcmp(name, "--kernels")) {
+    switch (common_bit(name, a->spec->common)) {
+    case CLI_KERNELS:
         if (!(v = take_value(a, "a pattern", &rc)))
             return rc;
         if (c->nglobs == CLI_MAX_GLOBS)
             return cli_error("%s: too many --kernels patterns", cmd);
         c->globs[c->nglobs++] = (char *)v;
-    } else if ((ok & CLI_PROBLEMS) && (!strcmp(name, "--problems") || !strcmp(name, "--problem"))) {
-        return take_problems(a, c);
-    } else if ((ok & CLI_BATCH) && !strcmp(name, "--batch")) {
-        return take_batch(a, c);
-    } else if ((ok & CLI_THREADS) && !strcmp(name, "--threads")) {
+        return 0;
+    case CLI_PROBLEMS: return take_problems(a, c);
+    case CLI_BATCH: return take_batch(a, c);
+    case CLI_THREADS:
         if (!(v = take_value(a, "a list", &rc)))
             return rc;
         if (cli_parse_threads(v, c->threads, &c->nthreads, CLI_MAX_THREADS))
             return cli_error("%s: --threads needs a list of counts from 1 to 1024, e.g. 1,2", cmd);
-    } else if ((ok & CLI_JSON) && !strcmp(name, "--json")) {
-        return (c->json_path = take_value(a, "a file name", &rc)) ? 0 : rc;
-    } else if ((ok & CLI_CSV) && !strcmp(name, "--csv")) {
-        return (c->csv_path = take_value(a, "a file name", &rc)) ? 0 : rc;
-    } else if ((ok & (CLI_SEED | CLI_SEEDS)) &&
-               (!strcmp(name, "--seed") || !strcmp(name, "--seeds"))) {
-        const bool count = name[6] == 's';
-        if (!(ok & (count ? CLI_SEEDS : CLI_SEED)))
-            return -1;
-        return take_seed(a, c, count);
-    } else {
-        return -1;
+        return 0;
+    case CLI_JSON: return (c->json_path = take_value(a, "a file name", &rc)) ? 0 : rc;
+    case CLI_CSV: return (c->csv_path = take_value(a, "a file name", &rc)) ? 0 : rc;
+    case CLI_SEED: return take_seed(a, c, false);
+    case CLI_SEEDS: return take_seed(a, c, true);
+    default: return -1;
     }
-    return 0;
 }
 
 /* One of the command's own options at argv[i]: as take_common. */
@@ -249,12 +317,56 @@ static int take_own(arg_cursor *a)
     return -1;
 }
 
+/* ---- --help ----------------------------------------------------------------------- */
+
+/* Whether option name appears in text as a whole option (not as the
+ * start of a longer one: --cold in "--cold-only" does not count). */
+static bool mentions_option(const char *text, const char *name)
+{
+    const size_t n = strlen(name);
+    for (const char *t = strstr(text, name); t; t = strstr(t + 1, name)) {
+        const char before = t == text ? ' ' : t[-1], after = t[n];
+        const bool word_before = before == '-' || isalnum((unsigned char)before);
+        const bool word_after = after == '-' || isalnum((unsigned char)after);
+        if (!word_before && !word_after)
+            return true;
+    }
+    return false;
+}
+
+/* --help: print the command's help and check that it names every option
+ * this parser accepts for the command (its own table and the shared
+ * options it takes), so the help cannot fall behind the parser; an option
+ * missing from it is an internal error (exit 1, tests/cli). */
+static int show_help(const cli_spec *spec)
+{
+    cli_print_command_help(spec->command, stdout);
+    const char *text = cli_command_help(spec->command);
+    int missing = 0;
+    for (size_t i = 0; i < spec->nopts; i++)
+        if (!text || !mentions_option(text, spec->opts[i].name)) {
+            cli_error("internal: the help of '%s' lacks its option %s", spec->command,
+                      spec->opts[i].name);
+            missing++;
+        }
+    for (size_t i = 0; i < sizeof common_names / sizeof common_names[0]; i++)
+        if ((spec->common & common_names[i].bit) &&
+            (!text || !mentions_option(text, common_names[i].name))) {
+            cli_error("internal: the help of '%s' lacks its option %s", spec->command,
+                      common_names[i].name);
+            missing++;
+        }
+    return missing ? CLI_EXIT_FAIL : CLI_HELP_SHOWN;
+}
+
 int cli_parse_options(const cli_spec *spec, int argc, char **argv, cli_common *c)
 {
     memset(c, 0, sizeof *c);
     c->seeds = 1;
     arg_cursor a = {.spec = spec, .argc = argc, .argv = argv};
     for (a.i = 1; a.i < argc; a.i++) {
+        if (!strcmp(argv[a.i], "--help") || !strcmp(argv[a.i], "-h"))
+            return show_help(spec);
         int rc = take_common(&a, c);
         if (rc < 0)
             rc = take_own(&a);

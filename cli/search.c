@@ -234,15 +234,28 @@ static double climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data
 /* Search every selected kernel of the problem's layer. tag: the corpus
  * name suffix ("" for the --layer problem). 0 or a cli_error status;
  * *found counts the corpus entries written. */
-static int search_problem(const search_opts *o, const char *ps_in, const char *tag, int *found)
+/* The problem searched for ps_in: with --dtype and --seed appended. 0 or
+ * a cli_error status. */
+static int search_parse(const search_opts *o, const char *ps_in, nb_problem *p)
 {
-    char ps[4200], err[256], canon[512];
+    char ps[4200], err[256];
     snprintf(ps, sizeof ps, "%s%s%s:seed%llu", ps_in, o->dtype_s ? ":" : "",
              o->dtype_s ? o->dtype_s : "", o->seed);
-    nb_problem p;
-    if (nb_problem_parse(ps, &p, err, sizeof err))
+    if (nb_problem_parse(ps, p, err, sizeof err))
         return cli_error("invalid problem '%s': %s", ps, err);
+    return 0;
+}
+
+static int search_problem(const search_opts *o, const char *ps_in, const char *tag, int *found)
+{
+    char canon[512], why[256];
+    nb_problem p;
+    int prc = search_parse(o, ps_in, &p);
+    if (prc)
+        return prc;
     nb_problem_format(&p, canon, sizeof canon);
+    if (nb_memory_check(&p, true, why, sizeof why))
+        return cli_resource_error("%s: %s", canon, why);
     for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
         const nb_kernel *k = nb_kernel_at(ki);
         if (k->layer != p.layer || !cli_kernel_selected(k, (char **)o->globs, o->ng) ||
@@ -250,8 +263,9 @@ static int search_problem(const search_opts *o, const char *ps_in, const char *t
             continue;
         nb_data cur = {0}, best = {0};
         nb_check best_c;
-        int rc =
-            nb_data_alloc(&cur, &p) || nb_data_alloc(&best, &p) ? cli_error("out of memory") : 0;
+        int rc = nb_data_alloc(&cur, &p) || nb_data_alloc(&best, &p)
+                     ? cli_resource_error("%s: out of memory", canon)
+                     : 0;
         const double worst = rc ? -1 : climb(o, k, ki, &cur, &best, &best_c);
         if (o->out && worst >= 0) {
             char name[256];
@@ -290,6 +304,52 @@ static char *layer_problem(nb_layer layer)
     return shape;
 }
 
+/* mkdir -p: dir and every missing parent; 0 or -1 with errno set. */
+static int make_dirs(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *q = path + 1; *q; q++) {
+        if (*q != '/')
+            continue;
+        *q = 0;
+        if (mkdir(path, 0777) && errno != EEXIST)
+            return -1;
+        *q = '/';
+    }
+    struct stat st;
+    if (mkdir(path, 0777) && errno != EEXIST)
+        return -1;
+    if (stat(path, &st) || !S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+/* Some selected kernel runs the --layer problem or a --batch problem
+ * (layer and dtype): the shared "selects nothing" check. */
+static int require_kernels(const search_opts *o, int layer, const nb_problem_list *batch)
+{
+    unsigned kinds = 0;
+    if (layer >= 0) {
+        nb_problem p = {.layer = (nb_layer)layer,
+                        .dtype = o->dtype_s && !strcmp(o->dtype_s, "f64") ? NB_F64 : NB_F32};
+        kinds |= cli_problem_kind(&p);
+    }
+    for (size_t i = 0; i < batch->count; i++) {
+        nb_problem p;
+        const int rc = search_parse(o, batch->items[i], &p);
+        if (rc)
+            return rc;
+        kinds |= cli_problem_kind(&p);
+    }
+    return cli_require_selection("search", o->globs, o->ng, kinds);
+}
+
 /* The --layer problem, then every --batch problem. */
 static int search_all(const char *layer_s, const search_opts *o, const nb_problem_list *batch)
 {
@@ -302,9 +362,12 @@ static int search_all(const char *layer_s, const search_opts *o, const nb_proble
         return cli_error("search needs --layer bn|in|ln|gn|rms or --batch FILE");
     if (o->dtype_s && strcmp(o->dtype_s, "f32") && strcmp(o->dtype_s, "f64"))
         return cli_error("--dtype must be f32 or f64");
-    if (o->out && mkdir(o->out, 0777) && errno != EEXIST)
+    int rc = require_kernels(o, layer, batch);
+    if (rc)
+        return rc;
+    if (o->out && make_dirs(o->out))
         return cli_error("cannot create '%s': %s", o->out, strerror(errno));
-    int found = 0, rc = 0;
+    int found = 0;
     if (layer >= 0) {
         char *shape = layer_problem((nb_layer)layer);
         search_opts lo = *o;

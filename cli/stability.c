@@ -463,6 +463,9 @@ int verify_stability(char **globs, int ng, const char *plot)
         rc = cli_error("out of memory");
     if (!rc)
         rc = run_sweep(&sb, ss, &ns, &bad, globs, ng);
+    if (!rc && ns == 0)
+        rc = cli_error("verify --sweep stability: no selected kernel runs here (see 'normbench "
+                       "list': unavailable on this CPU or NORMBENCH_ISA)");
     if (!rc) {
         print_table(ss, ns);
         const int mismatch = count_unexpected(ss, ns);

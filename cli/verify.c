@@ -178,6 +178,7 @@ typedef struct verify_run {
     size_t nkernels;
     nb_determinism *det; /* per selected kernel */
     long npass, nfail, nlimit, nskip;
+    long nrefused; /* problems not run: more memory than available */
     FILE *json_file; /* json_out.f: a temporary file until finish renames it into place */
     nb_atomic_file json_out;
     nb_json_writer json;
@@ -217,9 +218,13 @@ static void verify_problem(verify_run *v, const nb_problem *p)
                                    .threads = v->o->c.threads,
                                    .nthreads = v->o->c.nthreads};
     nb_verify_result res;
-    if (nb_verify_case(&req, &res)) {
+    const nb_status st = nb_verify_case(&req, &res);
+    if (st) {
+        /* Out of memory is a problem this machine cannot run (exit 3),
+         * not a kernel failure. */
         fprintf(stderr, "normbench: %s: %s\n", ps, res.error);
-        v->nfail++;
+        v->nrefused += st == NB_ERR_NOMEM;
+        v->nfail += st != NB_ERR_NOMEM;
     } else {
         report_case(v, p, ps, &res);
     }
@@ -254,8 +259,12 @@ static void print_determinism(verify_run *v)
 /* The summary line, the JSON tail and the exit code. */
 static int finish(verify_run *v)
 {
-    printf("verify: %ld passed, %ld failed, %ld limited, %ld skipped\n", v->npass, v->nfail,
+    printf("verify: %ld passed, %ld failed, %ld limited, %ld skipped", v->npass, v->nfail,
            v->nlimit, v->nskip);
+    if (v->nrefused)
+        printf(", %ld problem%s not run (more memory than available)", v->nrefused,
+               v->nrefused == 1 ? "" : "s");
+    putchar('\n');
     if (v->json_file) {
         nb_json_writer *w = &v->json;
         nb_json_end_array(w);
@@ -264,6 +273,7 @@ static int finish(verify_run *v)
         nb_json_int(w, "failed", v->nfail);
         nb_json_int(w, "limited", v->nlimit);
         nb_json_int(w, "skipped", v->nskip);
+        nb_json_int(w, "not_run", v->nrefused);
         nb_json_end_object(w);
         nb_json_end_object(w);
         nb_json_finish(w);
@@ -272,15 +282,17 @@ static int finish(verify_run *v)
         if (nb_atomic_commit(&v->json_out, err, sizeof err))
             return cli_error("verify: %s", err);
     }
-    if (!v->nfail && v->npass + v->nlimit == 0) {
-        /* Nothing was verified (no kernel matched any problem's layer, or
-         * every kernel was skipped): that is not a pass. */
-        cli_error("verify: nothing was verified (%ld skipped): check --kernels, the problems' "
-                  "layers and NORMBENCH_ISA",
-                  v->nskip);
-        return 1;
-    }
-    return v->nfail ? 1 : 0;
+    if (v->nfail)
+        return CLI_EXIT_FAIL;
+    if (v->nrefused)
+        return CLI_EXIT_RESOURCES;
+    if (v->npass + v->nlimit == 0)
+        /* Nothing was verified (every selected kernel was skipped, e.g.
+         * by NORMBENCH_ISA or a dtype it lacks): that is not a pass. */
+        return cli_error("verify: nothing was verified (%ld skipped): check --kernels, the "
+                         "problems' layers and dtypes, and NORMBENCH_ISA",
+                         v->nskip);
+    return CLI_EXIT_OK;
 }
 
 /* Every problem at every seed. */
@@ -300,8 +312,22 @@ static int run_all(verify_run *v, const nb_problem *problems, size_t n)
     return finish(v);
 }
 
+/* The seed token of a problem string ("seed7"), or NULL: a token that
+ * parses as a seed starts with "seed" and no other token does. */
+static const char *seed_token(const char *ps, char *buf, size_t len)
+{
+    for (const char *t = strchr(ps, ':'); t; t = strchr(t + 1, ':'))
+        if (!strncmp(t + 1, "seed", 4)) {
+            snprintf(buf, len, "%.*s", (int)strcspn(t + 1, ":"), t + 1);
+            return buf;
+        }
+    return NULL;
+}
+
 /* The problems given (--problems, --batch), or the default sweep, parsed:
- * a bad problem is a usage error and nothing runs. *out is malloc'd. */
+ * a bad problem is a usage error and nothing runs, and so is --seed with a
+ * problem that names its own seed (one would silently override the
+ * other). *out is malloc'd. */
 static int parse_problems(const cli_common *c, nb_problem **out, size_t *n)
 {
     size_t nsweep = 0;
@@ -312,9 +338,12 @@ static int parse_problems(const cli_common *c, nb_problem **out, size_t *n)
     *out = calloc(*n + 1, sizeof **out);
     int rc = (!given && !sweep) || !*out ? cli_error("out of memory") : 0;
     for (size_t i = 0; i < *n && !rc; i++) {
-        char err[256];
+        char err[256], seed[64];
         if (nb_problem_parse(list[i], &(*out)[i], err, sizeof err))
             rc = cli_error("invalid problem '%s': %s", list[i], err);
+        else if (c->seed_given && given && seed_token(list[i], seed, sizeof seed))
+            rc = cli_error("--seed %llu conflicts with '%s' in problem '%s': give the seed once",
+                           c->seed, seed, list[i]);
     }
     nb_sweep_free(sweep, nsweep);
     return rc;
@@ -347,15 +376,21 @@ static int stability_sweep(const verify_opts *o)
     const cli_common *c = &o->c;
     if (c->problems.count || c->json_path || c->nthreads || c->seeds != 1 || c->seed_given)
         return cli_error("--sweep stability takes only --kernels and --plot");
-    return verify_stability((char **)c->globs, c->nglobs, o->plot);
+    const int rc =
+        cli_require_selection("verify --sweep stability", (char **)c->globs, c->nglobs, 0);
+    return rc ? rc : verify_stability((char **)c->globs, c->nglobs, o->plot);
 }
 
 /* The kernels, their determinism slots and the JSON report's head. */
-static int prepare_run(verify_run *v)
+static int prepare_run(verify_run *v, const nb_problem *problems, size_t nproblems)
 {
     const cli_common *c = &v->o->c;
-    if (!cli_any_kernel_selected(c->globs, c->nglobs))
-        return cli_error("no kernel matches the --kernels pattern(s); see 'normbench list'");
+    unsigned kinds = 0;
+    for (size_t i = 0; i < nproblems; i++)
+        kinds |= cli_problem_kind(&problems[i]);
+    const int rc = cli_require_selection("verify", c->globs, c->nglobs, kinds);
+    if (rc)
+        return rc;
     v->kernels = cli_selected_kernels(c->globs, c->nglobs, &v->nkernels);
     v->det = calloc(v->nkernels + 1, sizeof *v->det);
     if (!v->kernels || !v->det)
@@ -380,7 +415,8 @@ int cmd_verify(int argc, char **argv)
     int rc = parse_verify_options(argc, argv, &o);
     if (!rc && o.sweep)
         rc = stability_sweep(&o);
-    else if (!rc && !(rc = parse_problems(&o.c, &problems, &nproblems)) && !(rc = prepare_run(&v)))
+    else if (!rc && !(rc = parse_problems(&o.c, &problems, &nproblems)) &&
+             !(rc = prepare_run(&v, problems, nproblems)))
         rc = run_all(&v, problems, nproblems);
     nb_atomic_abort(&v.json_out);
     free(v.kernels);

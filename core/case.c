@@ -122,8 +122,13 @@ static nb_status prepare(const nb_verify_request *req, size_t nmatch, verify_sta
                          nb_verify_result *out)
 {
     const nb_problem *p = &req->problem;
-    nb_status st = nb_memory_fits(nb_data_memory(p) + nb_ref_memory(p)) ? nb_data_alloc(&s->d, p)
-                                                                        : NB_ERR_NOMEM;
+    /* Too large for this machine: the message gives the bytes needed. */
+    nb_status st = nb_memory_check(p, true, out->error, sizeof out->error);
+    if (st) {
+        out->status = st;
+        return st;
+    }
+    st = nb_data_alloc(&s->d, p);
     if (!st)
         st = nb_ref_compute(&s->d, &s->r);
     if (st)

@@ -122,6 +122,7 @@ typedef struct check_ctx {
     int64_t nfail, nlimit, nsum;
     double sum_scaled;
     const char *first_fail, *first_limit;
+    const char *worst_bad; /* why the worst element fails, NULL when it does not */
     int64_t fail_at;
     double best_use;
     /* statistics */
@@ -213,22 +214,34 @@ static void groups_mark_limited(check_ctx *k)
     }
 }
 
+/* The bound tol_i of an element of a finite group (it depends on the
+ * reference alone, so a non-finite result has one too). */
+static double element_tol(const check_ctx *k, const elem_check *e)
+{
+    const nb_ref *r = k->r;
+    const double u = k->u, C = k->C;
+    const double rs = r->rstd[e->g].hi, var = r->var[e->g].hi;
+    const double K = r->rms[e->g] * rs, tt = var * rs * rs;
+    const double z = r->z[e->i], y = r->y[e->i].hi, ag = fabs(e->gam);
+    return u * ag * (C * K + fabs(z) * (4.0 + C * (tt + K * sqrt(tt)) / 2.0)) +
+           u * (fabs(e->gam * z) + 2.0 * fabs(y)) + k->tiny;
+}
+
 /* A finite element of a finite group: its error against the bound, the
  * scaled error and the ULP error where they mean something. */
 static void element_bound(check_ctx *k, elem_check *e)
 {
     const nb_ref *r = k->r;
     nb_check *o = k->o;
-    const double u = k->u, C = k->C;
+    const double u = k->u;
     const int64_t i = e->i, gidx = e->g;
     const double gam = e->gam, bet = e->bet;
-    const double rs = r->rstd[gidx].hi, var = r->var[gidx].hi;
-    const double K = r->rms[gidx] * rs, tt = var * rs * rs;
+    const double rs = r->rstd[gidx].hi;
+    const double K = r->rms[gidx] * rs;
     const double z = r->z[i], y = r->y[i].hi;
     const double err = dd_err(e->got, r->y[i]);
     const double ag = fabs(gam);
-    e->tol = u * ag * (C * K + fabs(z) * (4.0 + C * (tt + K * sqrt(tt)) / 2.0)) +
-             u * (fabs(gam * z) + 2.0 * fabs(y)) + k->tiny;
+    e->tol = element_tol(k, e);
     const double scale = ag * (K + fabs(z)) + fabs(bet) + fabs(y);
     const double scaled = scale > 0 ? err / (u * scale) : (err > 0 ? INFINITY : 0);
     e->use = err / e->tol;
@@ -273,6 +286,7 @@ static void element_check(check_ctx *k, int64_t i, elem_check *e)
     } else if (!isfinite(got)) {
         e->bad = "non-finite where the reference is finite";
         e->use = INFINITY;
+        e->tol = element_tol(k, e);
     } else {
         element_bound(k, e);
     }
@@ -299,6 +313,7 @@ static void element_record(check_ctx *k, const elem_check *e)
         o->worst_beta = e->bet;
         o->worst_tol = e->tol;
         memcpy(o->worst_coord, e->coord, sizeof e->coord);
+        k->worst_bad = real_fail ? e->bad : NULL;
     }
     if (e->use > o->max_bound_use)
         o->max_bound_use = e->use;
@@ -505,13 +520,33 @@ static void running_update_check(check_ctx *k)
     }
 }
 
+/* The reason of an element failure. When the worst element is NaN or
+ * Inf where the reference is finite, it says so with the value expected
+ * (its error is not "above the bound": it has none), and names the first
+ * failure when that is another kind. */
+static void element_fail_reason(const check_ctx *k)
+{
+    nb_check *o = k->o;
+    const char *bad = k->worst_bad;
+    if (!bad || isfinite(o->worst_got) || !isfinite(o->worst_want)) {
+        snprintf(o->reason, sizeof o->reason, "%lld element(s) fail: %s", (long long)k->nfail,
+                 k->first_fail);
+        return;
+    }
+    const char *got = isnan(o->worst_got) ? "nan" : o->worst_got > 0 ? "inf" : "-inf";
+    const int n = snprintf(o->reason, sizeof o->reason,
+                           "%lld element(s) fail: y[%lld]=%s, expected %.9g (%s)",
+                           (long long)k->nfail, (long long)o->worst, got, o->worst_want, bad);
+    if (k->first_fail != bad && n > 0 && (size_t)n < sizeof o->reason)
+        snprintf(o->reason + n, sizeof o->reason - (size_t)n, "; first: %s", k->first_fail);
+}
+
 static void verdict_set(const check_ctx *k)
 {
     nb_check *o = k->o;
     if (k->nfail) {
         o->verdict = NB_FAIL;
-        snprintf(o->reason, sizeof o->reason, "%lld element(s) fail: %s", (long long)k->nfail,
-                 k->first_fail);
+        element_fail_reason(k);
     } else if (k->stat_fail) {
         o->verdict = NB_FAIL;
         snprintf(o->reason, sizeof o->reason, "%s", k->stat_fail);

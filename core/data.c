@@ -6,6 +6,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -207,6 +208,40 @@ static double fill_memory(const nb_problem *p)
     case NB_DIST_NAN: return 8 * N + 16 * G;
     default: return 0;
     }
+}
+
+/* bytes in the largest binary unit that keeps the figure at or above 1. */
+static void format_bytes(double bytes, char *out, size_t len)
+{
+    static const char *const unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    int u = 0;
+    double v = bytes;
+    while (v >= 1024 && u < 5) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, len, "%.0f bytes", bytes);
+    else
+        snprintf(out, len, "%.3g %s (%.0f bytes)", v, unit[u], bytes);
+}
+
+nb_status nb_memory_check(const nb_problem *p, bool with_reference, char *msg, size_t len)
+{
+    if (!p)
+        return NB_ERR_NULL;
+    const double need = nb_data_memory(p) + (with_reference ? nb_ref_memory(p) : fill_memory(p));
+    const double have = nb_memory_available();
+    if (need <= have)
+        return NB_OK;
+    if (msg && len) {
+        char n[64], h[64];
+        format_bytes(need, n, sizeof n);
+        format_bytes(have, h, sizeof h);
+        snprintf(msg, len, "needs %s for the data%s, %s available (half of the physical memory)", n,
+                 with_reference ? " and the MPFR reference" : "", h);
+    }
+    return NB_ERR_NOMEM;
 }
 
 static void *alloc_buf(int64_t count, nb_dtype t)

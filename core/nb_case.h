@@ -46,7 +46,7 @@ typedef struct nb_verify_run {
 
 typedef struct nb_verify_result {
     nb_status status;            /* NB_OK, or why the case could not be prepared */
-    char error[160];             /* the message for a status other than NB_OK */
+    char error[256];             /* the message for a status other than NB_OK */
     nb_verify_run *runs;         /* kernel-major, then thread count; malloc'd */
     size_t nruns;                /* 0 when no kernel runs the problem (layer, dtype) */
     nb_determinism *determinism; /* per request kernel (nthreads > 0), or NULL */

@@ -33,6 +33,7 @@ typedef struct nb_sysinfo {
     char os[128], kernel[128];
     char compiler[96], buildtype[32], build_flags[512];
     char ver_mpfr[32], ver_gmp[32], openblas_config[256], openmp[48], onednn[96];
+    char omp_wait_policy[32]; /* OMP_WAIT_POLICY as this process runs, or "unset" */
     char target_id[128];
 } nb_sysinfo;
 

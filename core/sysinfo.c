@@ -348,6 +348,10 @@ static void collect_build(nb_sysinfo *s)
 #else
     snprintf(s->openblas_config, sizeof s->openblas_config, "not built");
 #endif
+    /* how idle OpenMP threads wait: it changes timings (normbench sets
+     * passive for every command but bench; see cli/main.c) */
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    snprintf(s->omp_wait_policy, sizeof s->omp_wait_policy, "%s", wait ? wait : "unset");
 #if defined(_OPENMP)
     snprintf(s->openmp, sizeof s->openmp, "_OPENMP %d", (int)_OPENMP);
 #else
@@ -444,6 +448,7 @@ void nb_sysinfo_json(nb_json_writer *w, const char *key, const nb_sysinfo *s)
     nb_json_string(w, "gmp", s->ver_gmp);
     nb_json_string(w, "openblas", s->openblas_config);
     nb_json_string(w, "openmp", s->openmp);
+    nb_json_string(w, "omp_wait_policy", s->omp_wait_policy);
     nb_json_string(w, "onednn", s->onednn);
     nb_json_end_object(w);
     nb_json_end_object(w);
@@ -480,7 +485,8 @@ void nb_sysinfo_print(FILE *f, const nb_sysinfo *s)
     fprintf(f, "os:         %s, %s, %s\n", s->os, s->kernel, s->arch);
     fprintf(f, "compiler:   %s, buildtype %s\n", s->compiler, s->buildtype);
     fprintf(f, "flags:      %s\n", s->build_flags);
-    fprintf(f, "libraries:  MPFR %s, GMP %s, OpenMP %s\n", s->ver_mpfr, s->ver_gmp, s->openmp);
+    fprintf(f, "libraries:  MPFR %s, GMP %s, OpenMP %s (OMP_WAIT_POLICY %s)\n", s->ver_mpfr,
+            s->ver_gmp, s->openmp, s->omp_wait_policy);
     fprintf(f, "            OpenBLAS %s\n", s->openblas_config);
     fprintf(f, "            oneDNN %s\n", s->onednn);
 }

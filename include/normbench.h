@@ -271,6 +271,12 @@ double nb_memory_available(void);
  * f64 element; the derivation is next to each function). */
 double nb_data_memory(const nb_problem *p);
 double nb_ref_memory(const nb_problem *p);
+/* Whether problem p fits (nb_data_alloc, plus nb_ref_compute when
+ * with_reference): NB_OK, or NB_ERR_NOMEM with a one-line message in msg
+ * giving the bytes needed and the bytes available, e.g. "needs 37.3 TiB
+ * (41000000000000 bytes) for the data and the MPFR reference, 7.76 GiB
+ * (8334446592 bytes) available (half of the physical memory)". */
+nb_status nb_memory_check(const nb_problem *p, bool with_reference, char *msg, size_t len);
 
 nb_status nb_data_alloc(nb_data *d, const nb_problem *p);
 void nb_data_free(nb_data *d);

@@ -223,3 +223,50 @@ Test(checker_bites, groupnorm)
         bites_both(ps);
     }
 }
+
+/* A NaN or Inf y where the reference is finite is named as such, with the
+ * value expected and the element's real bound (not "error above the bound"
+ * with tol 0), also when another element failed first by a finite error. */
+static void nonfinite_named(const char *ps)
+{
+    nb_problem p;
+    cr_assert_eq(nb_problem_parse(ps, &p, NULL, 0), NB_OK, "%s", ps);
+    nb_data d;
+    nb_ref r = {0};
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
+    fill_right(&d, &r);
+    const nb_dtype t = p.dtype;
+    const double keep = getv(d.y, t, 5);
+    setv(d.y, t, 5, keep + FAR * (fabs(keep) + 1.0)); /* a finite failure first */
+    setv(d.y, t, 100, NAN);
+    nb_check c;
+    check(&d, &r, &c);
+    cr_expect_eq(c.verdict, NB_FAIL, "%s", ps);
+    cr_expect_eq(c.worst, 100, "%s: the worst element is %lld", ps, (long long)c.worst);
+    cr_expect(isfinite(c.worst_tol) && c.worst_tol > 0, "%s: tol %g", ps, c.worst_tol);
+    char want[160];
+    snprintf(want, sizeof want,
+             "2 element(s) fail: y[100]=nan, expected %.9g (non-finite where the reference is "
+             "finite); first: error above the bound",
+             r.y[100].hi);
+    cr_expect_str_eq(c.reason, want, "%s", ps);
+    setv(d.y, t, 5, keep);
+    setv(d.y, t, 100, -INFINITY);
+    check(&d, &r, &c);
+    snprintf(want, sizeof want,
+             "1 element(s) fail: y[100]=-inf, expected %.9g (non-finite where the reference is "
+             "finite)",
+             r.y[100].hi);
+    cr_expect_str_eq(c.reason, want, "%s", ps);
+    cr_expect(isfinite(c.worst_tol) && c.worst_tol > 0, "%s: tol %g", ps, c.worst_tol);
+    nb_ref_free(&r);
+    nb_data_free(&d);
+}
+
+Test(checker_bites, nonfinite_result_named_with_its_bound)
+{
+    nonfinite_named("ln:rows8:cols64:f32");
+    nonfinite_named("ln:rows8:cols64:f64");
+    nonfinite_named("bn:n2c3h5w5:nhwc:f32");
+}
