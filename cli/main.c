@@ -269,23 +269,37 @@ static bool omp_threads_too_many(const char *s)
  * without, and `bench --set quick` at 2 threads timed 0.08-0.21 ms per case
  * passive against 8-22 ms spinning (README, OpenMP wait policy). So every
  * command runs passive unless the user set the variable. libgomp reads it
- * once, when it is loaded before main, so it is set here and the program
- * started again, once; when that fails it runs on as it is (and says
- * "unset"). */
-static void prefer_passive_wait(char **argv)
+ * once, when it is loaded, before main and before any constructor of
+ * ours: so the variable is set from the executable's .preinit_array, which
+ * the dynamic loader runs before it initialises the shared libraries (an
+ * ELF rule, honoured by glibc). No re-start of the program: that broke
+ * wrappers such as valgrind, whose /proc/self/exe is the tool. glibc then
+ * points environ back at the environment it was started with, so main
+ * sets the variable again: what sysinfo records and child processes
+ * inherit is what libgomp read. */
+#if NB_HAVE_OPENMP && defined(__linux__) && defined(__ELF__)
+static void prefer_passive_wait(void)
 {
-#if NB_HAVE_OPENMP
-    if (getenv("OMP_WAIT_POLICY") || setenv("OMP_WAIT_POLICY", "passive", 1))
-        return;
-    execv("/proc/self/exe", argv);
-    unsetenv("OMP_WAIT_POLICY"); /* not in effect: sysinfo must not claim it */
-#else
-    (void)argv;
-#endif
+    if (!getenv("OMP_WAIT_POLICY"))
+        (void)setenv("OMP_WAIT_POLICY", "passive", 1);
 }
+
+static void prefer_passive_wait_preinit(int argc, char **argv, char **envp)
+{
+    (void)argc;
+    (void)argv;
+    (void)envp;
+    prefer_passive_wait();
+}
+__attribute__((section(".preinit_array"), used)) static void (*const nb_preinit_wait)(
+    int, char **, char **) = prefer_passive_wait_preinit;
+#else
+static void prefer_passive_wait(void) {}
+#endif
 
 int main(int argc, char **argv)
 {
+    prefer_passive_wait();
     if (argc < 2) {
         usage(stderr);
         return CLI_EXIT_USAGE;
@@ -300,7 +314,6 @@ int main(int argc, char **argv)
         return cli_error("OMP_NUM_THREADS='%s' asks for more than 1024 threads", omp);
     const struct command *c = find_command(cmd);
     if (c) {
-        prefer_passive_wait(argv);
         const int rc = c->fn(argc - 1, argv + 1);
         return rc == CLI_HELP_SHOWN ? CLI_EXIT_OK : rc;
     }
