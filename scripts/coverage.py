@@ -64,8 +64,11 @@ def collect(build, out_path):
         cmd += ["-f", os.path.join(ROOT, d) + "/"]
     for objdir in skipped:
         cmd += ["--exclude-directories", objdir.replace(".", r"\.")]
-    raw = json.loads(subprocess.run(cmd, cwd=build, check=True, capture_output=True,
-                                    text=True).stdout)
+    proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        sys.exit("coverage: gcovr failed in %s (exit %d): %s" % (build, proc.returncode, last))
+    raw = json.loads(proc.stdout)
     files = {}
     for f in raw["files"]:
         lines = {}
@@ -104,6 +107,9 @@ def ranges(nums):
 
 
 def report(label, run_path, other_path, minimum, gated):
+    if not os.path.exists(run_path):
+        print("coverage: %s: no figures (collecting them failed above)" % label)
+        return 1
     run = json.load(open(run_path))
     files = {f: {int(k): v for k, v in lines.items()} for f, lines in run["files"].items()}
     scoped_out = {}

@@ -10,8 +10,10 @@
 import os
 import resource
 import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 
 
 def fail(msg):
@@ -36,9 +38,20 @@ def main():
         if limit != "-":
             resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
 
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          preexec_fn=limit_size, timeout=300)
-    err = proc.stderr.decode(errors="replace").splitlines()
+    # In a coverage build the child's profile (.gcda) would be written under
+    # the same size limit, cut short, and break every later merge into that
+    # file ("Merge mismatch"): send it to a throw-away directory instead (the
+    # runtime's complaints about writing there are dropped below).
+    gcov_dir = tempfile.mkdtemp(prefix="nb-gcov-")
+    env = dict(os.environ, GCOV_PREFIX=gcov_dir)
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              preexec_fn=limit_size, env=env, timeout=300)
+    finally:
+        shutil.rmtree(gcov_dir, ignore_errors=True)
+    # lines of the coverage runtime about the throw-away profile are not ours
+    err = [ln for ln in proc.stderr.decode(errors="replace").splitlines()
+           if not ln.startswith("libgcov profiling error:" + gcov_dir)]
     if proc.returncode <= 0:
         fail("exit status %d: expected a non-zero exit" % proc.returncode)
     if len(err) != 1 or not err[0].startswith("normbench: ") or "cannot write" not in err[0]:
