@@ -102,7 +102,10 @@ FN(cg_pass)(const FN(cpass) * ps, const FN(cgroup) * g, bool split, FN(part) * o
 {
     if (split)
         return FN(cg_pass_split)(ps, g, out);
-    *out = ps->range(g, 0, g->d->m);
+    if (ps->row && g->d->nseg == 1)
+        *out = ps->row(g);
+    else
+        *out = ps->range(g, 0, g->d->m);
     return NB_OK;
 }
 
@@ -206,8 +209,8 @@ static inline int64_t FN(cg_offset)(const nb_desc *d, int64_t g)
 
 /* The normalisation of group g, whose first value is at off (nt, pfd: see
  * norm_run). */
-static inline FN(gnorm) FN(gnorm_of)(const FN(job) * jb, const nb_desc *d, int64_t g,
-                                     int64_t off, bool nt, int64_t pfd)
+static inline FN(gnorm)
+    FN(gnorm_of)(const FN(job) * jb, const nb_desc *d, int64_t g, int64_t off, bool nt, int64_t pfd)
 {
     FN(gnorm) n;
     n.y = jb->y + off;

@@ -413,7 +413,7 @@ static inline void FN(zero_acc)(VEC *a)
  * the same chunks, tail and lane trees as the walk on a single segment (so
  * bitwise the same result), with the accumulators kept in registers and no
  * staging, for short rows where per-row overhead counts. */
-static inline FN(part) FN(tp1_row)(const T *x, int64_t n, T x0s)
+static inline __attribute__((always_inline)) FN(part) FN(tp1_row)(const T *x, int64_t n, T x0s)
 {
     const VEC x0 = V(set1)(x0s);
     VEC s[NB_U], a[NB_U];
@@ -428,7 +428,7 @@ static inline FN(part) FN(tp1_row)(const T *x, int64_t n, T x0s)
     return r;
 }
 
-static inline T FN(tp2_row)(const T *x, int64_t n, T ms, T scs)
+static inline __attribute__((always_inline)) T FN(tp2_row)(const T *x, int64_t n, T ms, T scs)
 {
     const VEC nms = V(set1)(-(ms * scs)), sc = V(set1)(scs);
     VEC q[NB_U];
@@ -439,6 +439,18 @@ static inline T FN(tp2_row)(const T *x, int64_t n, T ms, T scs)
     if (j < n)
         FN(tp2_last)(x + j, n - j, ms, nms, sc, q);
     return FN(vsum)(q);
+}
+
+/* The two twopass passes over a whole one-segment group (a row). */
+static inline __attribute__((always_inline)) FN(part) FN(tp1_whole_row)(const FN(cgroup) * g)
+{
+    return FN(tp1_row)(g->x, g->d->m, g->centre);
+}
+
+static inline __attribute__((always_inline)) FN(part) FN(tp2_whole_row)(const FN(cgroup) * g)
+{
+    FN(part) r = {0, 0, 0, FN(tp2_row)(g->x, g->d->m, g->centre, g->scale)};
+    return r;
 }
 
 /* Twopass pass 1 over [e0, e1): s and a around x0 = centre. */
@@ -578,19 +590,21 @@ static void FN(merge_welford)(FN(part) * A, const FN(part) * B)
     FN(chan)(&A->n, &A->s, &A->q, B->n, B->s, B->q);
 }
 
-/* A statistics pass of shape 1: its range function and how two of its
- * partials merge. */
+/* A statistics pass of shape 1: its range function, how two of its
+ * partials merge, and (row, or NULL) the same pass over a whole
+ * one-segment group, inlined into the per-row loop of short rows. */
 typedef struct FN(cpass) {
     FN(part) (*range)(const FN(cgroup) * g, int64_t e0, int64_t e1);
     void (*merge)(FN(part) * A, const FN(part) * B);
+    FN(part) (*row)(const FN(cgroup) * g);
 } FN(cpass);
 
-static const FN(cpass) FN(cpass_tp1) = {FN(tp1_range), FN(merge_sums)};
-static const FN(cpass) FN(cpass_tp1s) = {FN(tp1s_range), FN(merge_sums)};
-static const FN(cpass) FN(cpass_tp2) = {FN(tp2_range), FN(merge_sums)};
-static const FN(cpass) FN(cpass_op) = {FN(op_range), FN(merge_sums)};
-static const FN(cpass) FN(cpass_wf) = {FN(wf_range), FN(merge_welford)};
-static const FN(cpass) FN(cpass_wf_rms) = {FN(wf_rms_range), FN(merge_welford)};
+static const FN(cpass) FN(cpass_tp1) = {FN(tp1_range), FN(merge_sums), FN(tp1_whole_row)};
+static const FN(cpass) FN(cpass_tp1s) = {FN(tp1s_range), FN(merge_sums), NULL};
+static const FN(cpass) FN(cpass_tp2) = {FN(tp2_range), FN(merge_sums), FN(tp2_whole_row)};
+static const FN(cpass) FN(cpass_op) = {FN(op_range), FN(merge_sums), NULL};
+static const FN(cpass) FN(cpass_wf) = {FN(wf_range), FN(merge_welford), NULL};
+static const FN(cpass) FN(cpass_wf_rms) = {FN(wf_rms_range), FN(merge_welford), NULL};
 
 /* ---- shape 1, normalisation ------------------------------------------- */
 
@@ -622,14 +636,10 @@ static inline __attribute__((always_inline)) VEC FN(norm_vec)(const FN(ncoef) * 
 {
     const VEC z = V(mul)(V(sub)(V(load)(x + i), c->mv), c->rv);
     switch (kind) {
-    case NB_AFF_ELEM:
-        return V(fma)(z, V(load)(c->gp + i), V(load)(c->bp + i));
-    case NB_AFF_ELEM_GAMMA:
-        return V(fma)(z, V(load)(c->gp + i), V(set1)((T)0));
-    case NB_AFF_RUN:
-        return V(fma)(z, c->gv, c->bv);
-    default:
-        return z;
+    case NB_AFF_ELEM: return V(fma)(z, V(load)(c->gp + i), V(load)(c->bp + i));
+    case NB_AFF_ELEM_GAMMA: return V(fma)(z, V(load)(c->gp + i), V(set1)((T)0));
+    case NB_AFF_RUN: return V(fma)(z, c->gv, c->bv);
+    default: return z;
     }
 }
 
@@ -653,9 +663,10 @@ static inline void FN(norm_part)(const FN(ncoef) * c, const T *x, T *y, int64_t 
  * and, for the one-lane portable vectors, vectorise it. pfd != 0: prefetch
  * x + pfd + i, the same position of a later group, while this one is
  * normalised from cache. */
-static inline __attribute__((always_inline)) int64_t
-FN(norm_loop)(const FN(ncoef) * c, const T *x, T *y, int64_t i, int64_t n, int64_t pfd,
-              const int kind, const bool stream)
+static inline __attribute__((always_inline)) int64_t FN(norm_loop)(const FN(ncoef) * c, const T *x,
+                                                                   T *y, int64_t i, int64_t n,
+                                                                   int64_t pfd, const int kind,
+                                                                   const bool stream)
 {
     const FN(ncoef) k = *c;
     for (; i + W <= n; i += W) {
@@ -671,19 +682,15 @@ FN(norm_loop)(const FN(ncoef) * c, const T *x, T *y, int64_t i, int64_t n, int64
 }
 
 /* norm_loop for the run's affine kind (stream: see norm_loop). */
-static inline __attribute__((always_inline)) int64_t
-FN(norm_kind)(const FN(ncoef) * c, const T *x, T *y, int64_t i, int64_t n, int64_t pfd,
-              const bool stream)
+static inline __attribute__((always_inline)) int64_t FN(norm_kind)(const FN(ncoef) * c, const T *x,
+                                                                   T *y, int64_t i, int64_t n,
+                                                                   int64_t pfd, const bool stream)
 {
     switch (c->kind) {
-    case NB_AFF_ELEM:
-        return FN(norm_loop)(c, x, y, i, n, pfd, NB_AFF_ELEM, stream);
-    case NB_AFF_ELEM_GAMMA:
-        return FN(norm_loop)(c, x, y, i, n, pfd, NB_AFF_ELEM_GAMMA, stream);
-    case NB_AFF_RUN:
-        return FN(norm_loop)(c, x, y, i, n, pfd, NB_AFF_RUN, stream);
-    default:
-        return FN(norm_loop)(c, x, y, i, n, pfd, NB_AFF_NONE, stream);
+    case NB_AFF_ELEM: return FN(norm_loop)(c, x, y, i, n, pfd, NB_AFF_ELEM, stream);
+    case NB_AFF_ELEM_GAMMA: return FN(norm_loop)(c, x, y, i, n, pfd, NB_AFF_ELEM_GAMMA, stream);
+    case NB_AFF_RUN: return FN(norm_loop)(c, x, y, i, n, pfd, NB_AFF_RUN, stream);
+    default: return FN(norm_loop)(c, x, y, i, n, pfd, NB_AFF_NONE, stream);
     }
 }
 
@@ -825,8 +832,7 @@ static void FN(ch_tp1s_range)(const FN(crows) * r, int64_t j0, int64_t j1, T *ws
         const int64_t o = (j - j0) % NB_U * Cp;
         const T *row = xb + j * C;
         for (int64_t c = 0; c < C; c += W) {
-            const VEC dv =
-                V(fma)(FN(ch_load)(row, c, C), V(load)(scale + c), V(load)(off + c));
+            const VEC dv = V(fma)(FN(ch_load)(row, c, C), V(load)(scale + c), V(load)(off + c));
             V(store)(A + o + c, V(add)(V(load)(A + o + c), dv));
             V(store)(B + o + c, V(max)(V(load)(B + o + c), V(abs)(dv)));
         }
@@ -846,8 +852,7 @@ static void FN(ch_tp2_range)(const FN(crows) * r, int64_t j0, int64_t j1, T *ws,
         const int64_t o = (j - j0) % NB_U * Cp;
         const T *row = xb + j * C;
         for (int64_t c = 0; c < C; c += W) {
-            const VEC dv =
-                V(fma)(FN(ch_load)(row, c, C), V(load)(scale + c), V(load)(off + c));
+            const VEC dv = V(fma)(FN(ch_load)(row, c, C), V(load)(scale + c), V(load)(off + c));
             V(store)(B + o + c, V(fma)(dv, dv, V(load)(B + o + c)));
         }
     }
