@@ -349,7 +349,7 @@ static void collect_build(nb_sysinfo *s)
     snprintf(s->openblas_config, sizeof s->openblas_config, "not built");
 #endif
     /* how idle OpenMP threads wait: it changes timings (normbench sets
-     * passive for every command but bench; see cli/main.c) */
+     * passive for every command unless the user set it; see cli/main.c) */
     const char *wait = getenv("OMP_WAIT_POLICY");
     snprintf(s->omp_wait_policy, sizeof s->omp_wait_policy, "%s", wait ? wait : "unset");
 #if defined(_OPENMP)
