@@ -36,7 +36,8 @@ are listed as such.
 Lines no CPU can run are marked in the source between
 /* GCOVR_EXCL_START: <reason> */ and /* GCOVR_EXCL_STOP */ (gcovr leaves
 them out); every report lists them with the marker's reason, and a marker
-without a reason fails the report. Nothing else is excluded.
+without a reason fails the report. Nothing else is excluded, except by the
+report options above (each exclusion listed).
 """
 import json
 import os
