@@ -40,6 +40,11 @@ typedef struct nb_sysinfo {
 /* Describe this machine and build. Unknown cache sizes are assumed (L2
  * 1 MiB, LLC 32 MiB) so the traffic model always has a threshold. */
 void nb_sysinfo_collect(nb_sysinfo *s);
+/* The same from the files under root, a directory laid out as / is
+ * (proc/cpuinfo, proc/meminfo, etc/os-release, sys/devices/system/cpu/...;
+ * "" is this machine): how the tests describe other machines. The kernel
+ * name, architecture and build fields always describe this process. */
+void nb_sysinfo_collect_at(nb_sysinfo *s, const char *root);
 /* The description as a JSON object (key NULL at the top level). */
 void nb_sysinfo_json(nb_json_writer *w, const char *key, const nb_sysinfo *s);
 /* The description as the text of `normbench sysinfo`. */

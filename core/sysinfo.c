@@ -3,7 +3,8 @@
  * sysfs, not from what a hypervisor's CPUID claims elsewhere), memory, OS,
  * compiler and build flags, library versions, and a stable target id such
  * as `intel-xeon-emeraldrapids-avx512-2c`; as a struct, a JSON object and
- * the text of `normbench sysinfo`. */
+ * the text of `normbench sysinfo`. Every file is read under a root
+ * directory ("" for this machine; the tests give a made-up tree). */
 #include "nb_sysinfo.h"
 #include "nb_config.h"
 
@@ -41,9 +42,18 @@ static void scat(char *d, size_t n, const char *src)
         scopy(d + o, n - o, src);
 }
 
-static bool read_line(const char *path, char *buf, size_t len)
+/* root + path (path absolute) opened for reading. */
+static FILE *open_at(const char *root, const char *path)
 {
-    FILE *f = fopen(path, "r");
+    char full[512];
+    snprintf(full, sizeof full, "%s%s", root, path);
+    return fopen(full, "r");
+}
+
+/* The first line of root + path, without its newline. */
+static bool read_line(const char *root, const char *path, char *buf, size_t len)
+{
+    FILE *f = open_at(root, path);
     if (!f)
         return false;
     bool ok = fgets(buf, (int)len, f) != NULL;
@@ -84,20 +94,21 @@ static int cpulist_count(const char *s)
     return n;
 }
 
-/* The value after "key\t: " in /proc/cpuinfo (first occurrence). */
-static bool cpuinfo_field(const char *key, char *out, size_t len)
+/* The value after "key\t: " in /proc/cpuinfo (first occurrence): the key,
+ * then only blanks up to the colon ("model" is not "model name"). */
+static bool cpuinfo_field(const char *root, const char *key, char *out, size_t len)
 {
-    FILE *f = fopen("/proc/cpuinfo", "r");
+    FILE *f = open_at(root, "/proc/cpuinfo");
     if (!f)
         return false;
     static char line[8192];
     bool found = false;
     size_t kl = strlen(key);
     while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, key, kl) && (line[kl] == '\t' || line[kl] == ' ' || line[kl] == ':')) {
-            char *c = strchr(line, ':');
-            if (!c)
-                continue;
+        if (strncmp(line, key, kl))
+            continue;
+        char *c = line + kl + strspn(line + kl, " \t");
+        if (*c == ':') {
             c++;
             while (*c == ' ')
                 c++;
@@ -174,24 +185,24 @@ static void collect_uname(nb_sysinfo *s)
 }
 
 /* Vendor, model name, family/model/stepping and microarchitecture. */
-static void collect_cpu_identity(nb_sysinfo *s)
+static void collect_cpu_identity(nb_sysinfo *s, const char *root)
 {
     snprintf(s->vendor, sizeof s->vendor, "unknown");
     snprintf(s->model_name, sizeof s->model_name, "unknown");
     char buf[256];
-    if (cpuinfo_field("vendor_id", buf, sizeof buf))
+    if (cpuinfo_field(root, "vendor_id", buf, sizeof buf))
         scopy(s->vendor, sizeof s->vendor, buf);
-    else if (cpuinfo_field("CPU implementer", buf, sizeof buf)) {
+    else if (cpuinfo_field(root, "CPU implementer", buf, sizeof buf)) {
         scopy(s->vendor, sizeof s->vendor, "arm-implementer-");
         scat(s->vendor, sizeof s->vendor, buf);
     }
-    if (cpuinfo_field("model name", buf, sizeof buf))
+    if (cpuinfo_field(root, "model name", buf, sizeof buf))
         scopy(s->model_name, sizeof s->model_name, buf);
-    if (cpuinfo_field("cpu family", buf, sizeof buf))
+    if (cpuinfo_field(root, "cpu family", buf, sizeof buf))
         s->family = atoi(buf);
-    if (cpuinfo_field("model", buf, sizeof buf))
+    if (cpuinfo_field(root, "model", buf, sizeof buf))
         s->model = atoi(buf);
-    if (cpuinfo_field("stepping", buf, sizeof buf))
+    if (cpuinfo_field(root, "stepping", buf, sizeof buf))
         s->stepping = atoi(buf);
     const char *ua = microarch(s->vendor, s->family, s->model);
     if (ua)
@@ -201,12 +212,12 @@ static void collect_cpu_identity(nb_sysinfo *s)
 }
 
 /* The ISA features that matter here, the hypervisor bit and the ISA level. */
-static void collect_isa(nb_sysinfo *s)
+static void collect_isa(nb_sysinfo *s, const char *root)
 {
     static char flags[8192];
     flags[0] = 0;
-    if (!cpuinfo_field("flags", flags, sizeof flags))
-        cpuinfo_field("Features", flags, sizeof flags);
+    if (!cpuinfo_field(root, "flags", flags, sizeof flags))
+        cpuinfo_field(root, "Features", flags, sizeof flags);
     static const char *const interesting[] = {
         "sse2",       "sse4_2",      "avx",         "avx2",        "fma",      "f16c",
         "avx512f",    "avx512dq",    "avx512cd",    "avx512bw",    "avx512vl", "avx512ifma",
@@ -233,22 +244,25 @@ static void collect_isa(nb_sysinfo *s)
     scopy(s->isa_level, sizeof s->isa_level, lvl);
 }
 
-/* Topology from sysfs: cores = distinct (package, core) pairs. */
-static void collect_topology(nb_sysinfo *s)
+/* Topology from sysfs: the online CPUs (sysconf's count when sysfs does
+ * not say), cores = distinct (package, core) pairs. */
+static void collect_topology(nb_sysinfo *s, const char *root)
 {
-    s->logical_cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    char buf[256];
+    s->logical_cpus = read_line(root, "/sys/devices/system/cpu/online", buf, sizeof buf)
+                          ? cpulist_count(buf)
+                          : (int)sysconf(_SC_NPROCESSORS_ONLN);
     long long seen[1024];
     int nseen = 0, maxpkg = -1;
-    char buf[256];
     for (int c = 0; c < s->logical_cpus && c < 1024; c++) {
         char path[128];
         snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/core_id", c);
-        if (!read_line(path, buf, sizeof buf))
+        if (!read_line(root, path, buf, sizeof buf))
             continue;
         long long core = atoll(buf);
         snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/physical_package_id",
                  c);
-        long long pkg = read_line(path, buf, sizeof buf) ? atoll(buf) : 0;
+        long long pkg = read_line(root, path, buf, sizeof buf) ? atoll(buf) : 0;
         if (pkg > maxpkg)
             maxpkg = (int)pkg;
         long long key = pkg * 100000 + core;
@@ -264,20 +278,20 @@ static void collect_topology(nb_sysinfo *s)
 }
 
 /* One cache of cpu0 (sysfs index i) into ci; false when there is none. */
-static bool read_cache(int i, int logical_cpus, nb_cache_info *ci)
+static bool read_cache(const char *root, int i, int logical_cpus, nb_cache_info *ci)
 {
     char path[128], v[64], buf[256];
     snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
-    if (!read_line(path, v, sizeof v))
+    if (!read_line(root, path, v, sizeof v))
         return false;
     ci->level = atoi(v);
     snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
-    read_line(path, ci->type, sizeof ci->type);
+    read_line(root, path, ci->type, sizeof ci->type);
     snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
-    if (read_line(path, v, sizeof v))
+    if (read_line(root, path, v, sizeof v))
         ci->bytes = parse_size(v);
     snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/shared_cpu_list", i);
-    ci->shared_cpus = read_line(path, buf, sizeof buf) ? cpulist_count(buf) : 1;
+    ci->shared_cpus = read_line(root, path, buf, sizeof buf) ? cpulist_count(buf) : 1;
     if (ci->shared_cpus < 1)
         ci->shared_cpus = 1;
     ci->instances = (logical_cpus + ci->shared_cpus - 1) / ci->shared_cpus;
@@ -285,11 +299,11 @@ static bool read_cache(int i, int logical_cpus, nb_cache_info *ci)
 }
 
 /* The caches of cpu0 and the L1d, L2 and last-level sizes derived from them. */
-static void collect_caches(nb_sysinfo *s)
+static void collect_caches(nb_sysinfo *s, const char *root)
 {
     for (int i = 0; i < 8; i++) {
         nb_cache_info *ci = &s->caches[s->ncaches];
-        if (!read_cache(i, s->logical_cpus, ci))
+        if (!read_cache(root, i, s->logical_cpus, ci))
             break;
         if (ci->level == 1 && strcmp(ci->type, "Instruction"))
             s->l1d_bytes = ci->bytes;
@@ -306,10 +320,10 @@ static void collect_caches(nb_sysinfo *s)
 }
 
 /* Total memory (/proc/meminfo) and the OS name (/etc/os-release). */
-static void collect_memory_and_os(nb_sysinfo *s)
+static void collect_memory_and_os(nb_sysinfo *s, const char *root)
 {
     char buf[256];
-    FILE *f = fopen("/proc/meminfo", "r");
+    FILE *f = open_at(root, "/proc/meminfo");
     if (f) {
         while (fgets(buf, sizeof buf, f))
             if (!strncmp(buf, "MemTotal:", 9))
@@ -317,7 +331,7 @@ static void collect_memory_and_os(nb_sysinfo *s)
         fclose(f);
     }
     snprintf(s->os, sizeof s->os, "unknown");
-    f = fopen("/etc/os-release", "r");
+    f = open_at(root, "/etc/os-release");
     if (!f)
         return;
     while (fgets(buf, sizeof buf, f))
@@ -377,8 +391,9 @@ static void make_target_id(nb_sysinfo *s)
         snprintf(vend, sizeof vend, "amd");
     else if (!strncmp(s->vendor, "arm", 3))
         snprintf(vend, sizeof vend, "arm");
-    static const char *const lines[] = {"xeon",     "core",     "epyc", "ryzen",   "threadripper",
-                                        "neoverse", "graviton", "atom", "celeron", "pentium"};
+    /* "core" last: AMD's names say "64-Core" after the line's name */
+    static const char *const lines[] = {"xeon",     "epyc", "ryzen",   "threadripper", "neoverse",
+                                        "graviton", "atom", "celeron", "pentium",      "core"};
     char model_lc[128];
     lower_token(s->model_name, model_lc, sizeof model_lc);
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
@@ -391,17 +406,22 @@ static void make_target_id(nb_sysinfo *s)
              s->cores);
 }
 
-void nb_sysinfo_collect(nb_sysinfo *s)
+void nb_sysinfo_collect_at(nb_sysinfo *s, const char *root)
 {
     memset(s, 0, sizeof *s);
     collect_uname(s);
-    collect_cpu_identity(s);
-    collect_isa(s);
-    collect_topology(s);
-    collect_caches(s);
-    collect_memory_and_os(s);
+    collect_cpu_identity(s, root);
+    collect_isa(s, root);
+    collect_topology(s, root);
+    collect_caches(s, root);
+    collect_memory_and_os(s, root);
     collect_build(s);
     make_target_id(s);
+}
+
+void nb_sysinfo_collect(nb_sysinfo *s)
+{
+    nb_sysinfo_collect_at(s, "");
 }
 
 void nb_sysinfo_json(nb_json_writer *w, const char *key, const nb_sysinfo *s)

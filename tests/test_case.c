@@ -2,7 +2,11 @@
  * case (data, reference, run, check, determinism across thread counts), the
  * negative control caught by it, a case with no kernel of its layer, a
  * timed case warm and cold with its traffic model, and the JSON writer's
- * convention for non-finite numbers. */
+ * convention for non-finite numbers, NULL strings and control characters.
+ * Made-up kernels (a real kernel's entry with its results changed on
+ * purpose, or a status returned) prove the determinism check, the verdicts
+ * of a kernel's status, an unpreparable case, and the timed case's errors,
+ * skips and long sample series. */
 #include "nb_case.h"
 #include "nb_json.h"
 #include "normbench.h"
@@ -168,4 +172,184 @@ Test(json_writer, one_convention_for_non_finite_numbers)
     cr_expect_str_eq(text, "{\"inf\":\"inf\",\"minus_inf\":\"-inf\",\"nan\":null,"
                            "\"third\":0.33333333333333331,\"s\":\"a\\\"b\\n\"}\n");
     free(text);
+}
+
+Test(json_writer, strings_escaped_and_null)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert(f != NULL);
+    nb_json_writer w;
+    nb_json_begin(&w, f);
+    nb_json_object_inline(&w, NULL);
+    nb_json_string(&w, "none", NULL);
+    nb_json_string(&w, "ctl", "a\tb\x01\\");
+    nb_json_end_object(&w);
+    nb_json_finish(&w);
+    fclose(f);
+    cr_expect_str_eq(text, "{\"none\":null,\"ctl\":\"a\\u0009b\\u0001\\\\\"}\n");
+    free(text);
+}
+
+/* ---- made-up kernels: a real one's results, changed on purpose -------- */
+
+static const nb_kernel *wrapped; /* the real kernel the made-up ones call */
+static int calls;
+
+static void bump_y(const nb_problem *p, const nb_args *a, int64_t i, double by)
+{
+    if (p->dtype == NB_F32)
+        ((float *)a->y)[i] += (float)by;
+    else
+        ((double *)a->y)[i] += by;
+}
+
+/* At 2 threads y[3] is 0.5 larger; every second call 2^-10 more. */
+static nb_status flaky_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
+{
+    (void)k;
+    const nb_status st = wrapped->fn(wrapped, p, a);
+    const int call = calls++;
+    if (nb_get_threads() == 2)
+        bump_y(p, a, 3, 0.5);
+    if (call % 2)
+        bump_y(p, a, 3, 0x1p-10);
+    return st;
+}
+
+/* At 2 threads mean[0] is NaN. */
+static nb_status nan_mean_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
+{
+    (void)k;
+    const nb_status st = wrapped->fn(wrapped, p, a);
+    if (nb_get_threads() == 2)
+        ((double *)a->mean)[0] = NAN;
+    return st;
+}
+
+static nb_status unsupported_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
+{
+    (void)k, (void)p, (void)a;
+    return NB_ERR_UNSUPPORTED;
+}
+
+static nb_status nomem_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
+{
+    (void)k, (void)p, (void)a;
+    return NB_ERR_NOMEM;
+}
+
+/* A copy of the real kernel `name` with another entry. */
+static nb_kernel made_up(const char *name, const char *new_name, nb_kernel_fn fn)
+{
+    wrapped = kernel(name);
+    nb_kernel k = *wrapped;
+    k.name = new_name;
+    k.fn = fn;
+    return k;
+}
+
+/* The reproducibility check compares every output, running statistics
+ * included, across thread counts and across two runs at one count, and
+ * reports the largest difference (inf where NaN meets a number). */
+Test(verify_case, determinism_check_catches_changing_outputs)
+{
+    const nb_kernel flaky = made_up("batchnorm/twopass/scalar", "batchnorm/flaky", flaky_entry);
+    const nb_kernel nan_mean =
+        made_up("batchnorm/twopass/scalar", "batchnorm/nan-mean", nan_mean_entry);
+    const nb_kernel *ks[] = {&flaky, &nan_mean, kernel("batchnorm/welford/scalar")};
+    const int threads[] = {1, 2};
+    const nb_verify_request req = {.problem = problem("bn:n2c3h2w2:train:f64"),
+                                   .kernels = ks,
+                                   .nkernels = 3,
+                                   .threads = threads,
+                                   .nthreads = 2};
+    nb_verify_result res;
+    cr_assert_eq(nb_verify_case(&req, &res), NB_OK, "%s", res.error);
+    cr_assert_eq(res.nruns, 6);
+    cr_expect_eq(res.runs[0].check.verdict, NB_PASS, "%s", res.runs[0].check.reason);
+    cr_expect_eq(res.runs[1].check.verdict, NB_FAIL, "y[3] off by 0.5 at 2 threads");
+    cr_expect_eq(res.runs[1].check.worst, 3);
+    cr_expect(res.determinism[0].ran && !res.determinism[0].same);
+    cr_expect_float_eq(res.determinism[0].max_diff, 0.5 + 0x1p-10, 1e-12, "max_diff %.17g",
+                       res.determinism[0].max_diff);
+    cr_expect(res.determinism[1].ran && !res.determinism[1].same);
+    cr_expect(isinf(res.determinism[1].max_diff), "NaN against a number: %g",
+              res.determinism[1].max_diff);
+    cr_expect(res.determinism[2].ran && res.determinism[2].same && res.determinism[2].max_diff == 0,
+              "the real kernel is reproducible, running statistics included");
+    nb_verify_result_free(&res);
+}
+
+/* A kernel that declines the problem is SKIP; one that fails is FAIL with
+ * its status in the reason. */
+Test(verify_case, kernel_status_becomes_the_verdict)
+{
+    const nb_kernel declines =
+        made_up("layernorm/twopass/scalar", "layernorm/declines", unsupported_entry);
+    const nb_kernel fails = made_up("layernorm/twopass/scalar", "layernorm/fails", nomem_entry);
+    const nb_kernel *ks[] = {&declines, &fails};
+    const nb_verify_request req = {
+        .problem = problem("ln:rows2:cols16"), .kernels = ks, .nkernels = 2};
+    nb_verify_result res;
+    cr_assert_eq(nb_verify_case(&req, &res), NB_OK, "%s", res.error);
+    cr_assert_eq(res.nruns, 2);
+    cr_expect_eq(res.runs[0].check.verdict, NB_SKIP);
+    cr_expect_str_eq(res.runs[0].check.reason, "problem not supported by this kernel");
+    cr_expect_eq(res.runs[1].check.verdict, NB_FAIL);
+    char want[160];
+    snprintf(want, sizeof want, "kernel returned error: %s", nb_strerror(NB_ERR_NOMEM));
+    cr_expect_str_eq(res.runs[1].check.reason, want);
+    nb_verify_result_free(&res);
+}
+
+/* A case that cannot be prepared reports why, with no runs: a problem too
+ * large for the machine (the bytes needed and available), and a problem
+ * struct that is not valid. */
+Test(verify_case, unpreparable_case_is_an_error)
+{
+    const nb_kernel *ks[] = {kernel("layernorm/twopass/scalar")};
+    nb_verify_request req = {
+        .problem = problem("ln:rows1000000:cols1000000"), .kernels = ks, .nkernels = 1};
+    nb_verify_result res;
+    cr_expect_eq(nb_verify_case(&req, &res), NB_ERR_NOMEM);
+    cr_expect(strstr(res.error, "needs ") && strstr(res.error, "TiB") &&
+                  strstr(res.error, "available"),
+              "%s", res.error);
+    cr_expect_eq(res.nruns, 0);
+    nb_verify_result_free(&res);
+    req.problem = problem("ln:rows2:cols16");
+    req.problem.eps = -1;
+    cr_expect_eq(nb_verify_case(&req, &res), NB_ERR_EPS);
+    cr_expect_str_eq(res.error, nb_strerror(NB_ERR_EPS));
+    cr_expect_eq(res.nruns, 0);
+    nb_verify_result_free(&res);
+}
+
+Test(timed_case, many_samples_errors_and_unavailable_kernels)
+{
+    const nb_problem p = problem("ln:rows2:cols8:f32");
+    nb_data d;
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    const nb_timing_opts o = {.min_time = 0, .min_reps = 300};
+    nb_timed_result r;
+    nb_timed_case(kernel("layernorm/twopass/scalar"), &d, NULL, 1, &o, 1 << 20, &r);
+    cr_assert_eq(r.status, NB_TIMED_OK, "%s", r.reason);
+    cr_expect_geq(r.reps, 300, "every sample kept (%ld)", r.reps);
+
+    const nb_kernel fails = made_up("layernorm/twopass/scalar", "layernorm/fails", nomem_entry);
+    nb_timed_case(&fails, &d, NULL, 1, &o, 1 << 20, &r);
+    cr_expect_eq(r.status, NB_TIMED_ERROR);
+    char want[160];
+    snprintf(want, sizeof want, "error: %s", nb_strerror(NB_ERR_NOMEM));
+    cr_expect_str_eq(r.reason, want);
+    cr_expect_eq(r.reps, 0);
+
+    cr_assert_eq(setenv("NORMBENCH_ISA", "scalar", 1), 0);
+    nb_timed_case(kernel("layernorm/twopass/avx2"), &d, NULL, 1, &o, 1 << 20, &r);
+    unsetenv("NORMBENCH_ISA");
+    cr_expect_eq(r.status, NB_TIMED_SKIPPED);
+    cr_expect(strstr(r.reason, "skipped: unavailable") && strstr(r.reason, "avx2"), "%s", r.reason);
+    nb_data_free(&d);
 }

@@ -7,7 +7,9 @@
  * var, rstd in the first and the last group; running_mean, running_var in
  * the first and the last channel, where the problem has them) it fails and
  * names that statistic. A checker that skipped an element, a group or a
- * statistic would let one of these pass. */
+ * statistic would let one of these pass. With NaN and Inf inputs, a finite
+ * value where the reference keeps the special value (an element of
+ * BatchNorm inference, a running statistic of a NaN channel) fails too. */
 #include "normbench.h"
 
 #include <criterion/criterion.h>
@@ -269,4 +271,69 @@ Test(checker_bites, nonfinite_result_named_with_its_bound)
     nonfinite_named("ln:rows8:cols64:f32");
     nonfinite_named("ln:rows8:cols64:f64");
     nonfinite_named("bn:n2c3h5w5:nhwc:f32");
+}
+
+/* NaN and Inf inputs (data=nan: NaN in group 0, +Inf in group 1, -Inf in
+ * group 2). BatchNorm inference has no reduction: the special value stays
+ * in its element, and a finite value there fails and is named. BatchNorm
+ * training makes those channels NaN, running statistics included: a
+ * finite running statistic there fails. */
+static void nan_inputs_bite(const char *ps)
+{
+    nb_problem p;
+    cr_assert_eq(nb_problem_parse(ps, &p, NULL, 0), NB_OK, "%s", ps);
+    nb_data d;
+    nb_ref r = {0};
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
+    fill_right(&d, &r);
+    nb_check c;
+    check(&d, &r, &c);
+    cr_assert_eq(c.verdict, NB_PASS, "%s: the right result gives %s (%s)", ps,
+                 nb_verdict_name(c.verdict), c.reason);
+    const nb_dtype t = p.dtype;
+    if (!p.training) {
+        int64_t at_nan = -1, at_inf = -1;
+        for (int64_t i = 0; i < nb_problem_numel(&p); i++) {
+            if (isnan(r.y[i].hi) && at_nan < 0)
+                at_nan = i;
+            if (isinf(r.y[i].hi) && at_inf < 0)
+                at_inf = i;
+        }
+        cr_assert(at_nan >= 0 && at_inf >= 0, "%s: a NaN and an Inf element", ps);
+        const int64_t at[2] = {at_nan, at_inf};
+        const char *want[2] = {
+            "1 element(s) fail: not NaN where the reference is NaN (NaN input or 0*inf)",
+            "1 element(s) fail: not the reference's Inf (Inf input, no reduction)"};
+        for (int k = 0; k < 2; k++) {
+            const double keep = getv(d.y, t, at[k]);
+            setv(d.y, t, at[k], 0.25);
+            check(&d, &r, &c);
+            cr_expect_eq(c.verdict, NB_FAIL, "%s: y[%lld] finite", ps, (long long)at[k]);
+            cr_expect_eq(c.worst, at[k], "%s", ps);
+            cr_expect_str_eq(c.reason, want[k], "%s", ps);
+            setv(d.y, t, at[k], keep);
+        }
+    } else {
+        void *const bufs[2] = {d.running_mean, d.running_var};
+        for (int64_t ch = 0; ch < 3; ch++) {
+            cr_assert(!isfinite(getv(bufs[ch % 2], t, ch)), "%s: channel %lld not finite", ps,
+                      (long long)ch);
+            setv(bufs[ch % 2], t, ch, 0.5);
+            check(&d, &r, &c);
+            cr_expect_eq(c.verdict, NB_FAIL, "%s: channel %lld", ps, (long long)ch);
+            cr_expect_str_eq(c.reason, "running statistics of a NaN channel are not NaN", "%s", ps);
+            setv(bufs[ch % 2], t, ch, NAN);
+        }
+    }
+    nb_ref_free(&r);
+    nb_data_free(&d);
+}
+
+Test(checker_bites, nan_and_inf_inputs)
+{
+    nan_inputs_bite("bn:n2c4h3w3:infer:data=nan:f32");
+    nan_inputs_bite("bn:n2c4h3w3:nhwc:infer:data=nan:f64");
+    nan_inputs_bite("bn:n2c4h3w3:train:data=nan:f32");
+    nan_inputs_bite("bn:n2c4h3w3:nhwc:train:data=nan:f64");
 }

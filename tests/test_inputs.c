@@ -176,17 +176,17 @@ Test(inputs, batch_round_trip)
 }
 
 /* The default verify sweep: bases x distributions x dtypes, then the
- * extras, per dtype, then the large cases once: 2 x (21 x 9 + 21) + 3
+ * extras, per dtype, then the large cases once: 2 x (21 x 9 + 21) + 5
  * problems, every one parsing. */
 Test(inputs, default_sweep_shape)
 {
     size_t n = 0;
     char **s = nb_sweep_default(&n);
     cr_assert_not_null(s);
-    cr_expect_eq(n, 423);
+    cr_expect_eq(n, 425);
     cr_expect_str_eq(s[0], "ln:rows7:cols256:f32:data=normal");
-    cr_expect_str_eq(s[n - 4], "bn:n2c4h32w33:nhwc:f64");
-    cr_expect_str_eq(s[n - 1], "bn:n1c32h65w65:nhwc:f64:data=sorted3");
+    cr_expect_str_eq(s[n - 6], "bn:n2c4h32w33:nhwc:f64");
+    cr_expect_str_eq(s[n - 1], "bn:n1c32h182w182:nhwc:f64:data=nan");
     for (size_t i = 0; i < n; i++) {
         nb_problem p;
         cr_expect_eq(nb_problem_parse(s[i], &p, NULL, 0), NB_OK, "%s", s[i]);

@@ -3,15 +3,18 @@
  * oversized headers, malformed dicts, wrong dtypes, Fortran order, negative,
  * overflowing or too many dimensions, truncated or trailing data -- each of
  * which must give a status and a one-line message, never a crash or an
- * allocation sized by the header. Also replays every saved fuzzer input
- * under tests/fuzz/corpus/ through both fuzzed parsers. */
+ * allocation sized by the header. The writer's refusals and a write error
+ * leave no file. Also replays every saved fuzzer input under
+ * tests/fuzz/corpus/ through both fuzzed parsers. */
 #include "normbench.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* Build a .npy image: version major, dict text (padded with spaces and a
@@ -157,6 +160,20 @@ Test(npy, malformed_headers_fail_cleanly)
          NB_ERR_PARSE},
         {"unterminated string", 1, "{'descr: '<f4', 'fortran_order': False, 'shape': (3,), }", 12,
          NB_ERR_PARSE},
+        {"duplicate fortran_order", 1,
+         "{'descr': '<f4', 'fortran_order': False, 'fortran_order': False, 'shape': (3,), }", 12,
+         NB_ERR_PARSE},
+        {"fortran_order not a bool", 1, "{'descr': '<f4', 'fortran_order': 0, 'shape': (3,), }", 12,
+         NB_ERR_PARSE},
+        {"duplicate shape", 1,
+         "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'shape': (3,), }", 12,
+         NB_ERR_PARSE},
+        {"shape not a tuple", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': 3, }", 12,
+         NB_ERR_PARSE},
+        {"dims without a comma", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3 1), }",
+         12, NB_ERR_PARSE},
+        {"items without a comma", 1, "{'descr': '<f4' 'fortran_order': False, 'shape': (3,), }", 12,
+         NB_ERR_PARSE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t n = build(img, cases[i].major, cases[i].dict, false, zeros, cases[i].dlen);
@@ -198,6 +215,11 @@ Test(npy, preamble_and_truncation)
     img[8] = img[9] = img[10] = img[11] = 0xff;
     cr_expect_eq(parse_img(n, err), NB_ERR_PARSE);
     cr_expect(strstr(err, "header length") != NULL, "%s", err);
+    /* a version 2.0 file cut inside its 4-byte header length */
+    for (size_t cut = 10; cut < 12; cut++) {
+        cr_expect_eq(parse_img(cut, err), NB_ERR_PARSE);
+        cr_expect(strstr(err, "header length cut off") != NULL, "%s", err);
+    }
     /* a NUL or non-ASCII byte in the header */
     n = build(img, 3, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", false, v, sizeof v);
     img[20] = 0xc3;
@@ -294,4 +316,51 @@ Test(npy, read_max_refuses_larger_files)
     cr_expect_eq(a.count, 6);
     nb_npy_free(&a);
     unlink(path);
+}
+
+/* The writer's refusals (one line each, nothing written), a write error
+ * (no file left behind), and NULL arguments of the reader. */
+Test(npy, writer_refusals_and_null_arguments)
+{
+    char dir[] = "/tmp/nb_npyw_XXXXXX", path[64], err[256];
+    cr_assert(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/a.npy", dir);
+    const double v[4] = {1, 2, 3, 4};
+    const int64_t shape[2] = {2, 2}, negative[2] = {2, -2};
+    cr_expect_eq(nb_npy_write(NULL, NB_F64, 2, shape, v, err, sizeof err), NB_ERR_NULL);
+    cr_expect_eq(nb_npy_write(path, NB_F64, 2, NULL, v, err, sizeof err), NB_ERR_NULL);
+    cr_expect_eq(nb_npy_write(path, (nb_dtype)7, 2, shape, v, err, sizeof err), NB_ERR_DTYPE);
+    cr_expect(strstr(err, "dtype") != NULL, "%s", err);
+    cr_expect_eq(nb_npy_write(path, NB_F64, 9, shape, v, err, sizeof err), NB_ERR_SHAPE);
+    cr_expect(strstr(err, "9 dimensions") != NULL, "%s", err);
+    cr_expect_eq(nb_npy_write(path, NB_F64, 2, negative, v, err, sizeof err), NB_ERR_SHAPE);
+    cr_expect_eq(access(path, F_OK), -1, "nothing written");
+
+    /* Writes past 1 KiB fail with EFBIG (SIGXFSZ ignored): 4 KiB of data. */
+    static double big[512];
+    const int64_t n[1] = {512};
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit saved, lim;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    lim = saved;
+    lim.rlim_cur = 1024;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    const nb_status st = nb_npy_write(path, NB_F64, 1, n, big, err, sizeof err);
+    setrlimit(RLIMIT_FSIZE, &saved);
+    cr_expect_eq(st, NB_ERR_IO);
+    cr_expect(strstr(err, "cannot write '") && strstr(err, "a.npy") && !strchr(err, '\n'), "%s",
+              err);
+    DIR *d = opendir(dir);
+    cr_assert(d != NULL);
+    int entries = 0;
+    for (struct dirent *e = readdir(d); e; e = readdir(d))
+        entries += e->d_name[0] != '.' || (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."));
+    closedir(d);
+    cr_expect_eq(entries, 0, "no file and no temporary file left");
+    rmdir(dir);
+
+    nb_npy a;
+    cr_expect_eq(nb_npy_parse(NULL, 10, &a, err, sizeof err), NB_ERR_NULL);
+    cr_expect_eq(nb_npy_read(NULL, &a, err, sizeof err), NB_ERR_NULL);
+    cr_expect_eq(nb_npy_read_max(path, 4, NULL, err, sizeof err), NB_ERR_NULL);
 }

@@ -144,6 +144,14 @@ Test(problem, errors_name_the_token)
     parse_bad("ln:rows4:cols4:seed-1", NB_ERR_PARSE, "seed-1");
     parse_bad("ln:rows4:cols4:data=offset1e300", NB_ERR_ARG, "beyond half the f32 range");
     parse_bad("ln:rows4:cols4:data=const-1e39", NB_ERR_ARG, "beyond half the f32 range");
+    parse_bad("bn:n1c1a1b1d1e1f1g1h1", NB_ERR_PARSE, "too many dimensions");
+    parse_bad("bn:n2cXh2w2", NB_ERR_PARSE, "'c' needs a number");
+    parse_bad("bn:n2h4w4", NB_ERR_PARSE, "expected n<N>c<C>");
+    parse_bad("bn:n2c3h4w4:data=tiny0", NB_ERR_PARSE, "tiny needs sigma > 0");
+    parse_bad("bn:n2c3h4w4:data=tiny-1", NB_ERR_PARSE, "tiny needs sigma > 0");
+    parse_bad("bn:n2c3h4w4:data=normal5", NB_ERR_PARSE, "data=normal5");
+    parse_bad("bn:train", NB_ERR_PARSE, "bn needs a shape");
+    parse_bad("gn:g2", NB_ERR_PARSE, "gn needs a shape");
 }
 
 /* Item 6 of issue 9: a setting given twice, two tokens that contradict
@@ -304,6 +312,9 @@ Test(problem, check_refuses_bad_fields)
     cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG);
     q = p, q.dist = NB_DIST_TINY, q.dist_param = 1e4;
     cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG, "%s", err);
+    q = p, q.eps_conv = NB_EPS_CONV_COUNT;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_EPS);
+    cr_expect(strstr(err, "unknown eps convention") != NULL, "%s", err);
     cr_assert_eq(nb_problem_parse("in:n2c3h4w5:track", &p, NULL, 0), NB_OK);
     q = p, q.momentum_none = true;
     cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_MOMENTUM);
