@@ -114,8 +114,15 @@ static void *run_offset(const nb_kernel *k, const nb_data *d, int off)
         if (src[i])
             memcpy(buf[i], src[i], sizes[i] * es);
     }
-    nb_args a = {buf[0], buf[1], d->gamma ? buf[2] : NULL, d->beta ? buf[3] : NULL, buf[4],
-                 buf[5], buf[6], d->running_mean ? buf[7] : NULL, d->running_var ? buf[8] : NULL};
+    nb_args a = {.x = buf[0],
+                 .y = buf[1],
+                 .gamma = d->gamma ? buf[2] : NULL,
+                 .beta = d->beta ? buf[3] : NULL,
+                 .mean = buf[4],
+                 .var = buf[5],
+                 .rstd = buf[6],
+                 .running_mean = d->running_mean ? buf[7] : NULL,
+                 .running_var = d->running_var ? buf[8] : NULL};
     cr_assert_eq(nb_kernel_run(k, p, &a), NB_OK, "%s", k->name);
     void *y = malloc(nx * es);
     cr_assert(y);
