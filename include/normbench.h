@@ -75,7 +75,8 @@ typedef enum nb_direction { NB_FWD, NB_BWD, NB_BWD_D, NB_DIRECTION_COUNT } nb_di
  * layer is zero (prop: of every layer) whatever gamma is:
  *   normal    N(0, 1)
  *   const[v]  gamma * dy = v: dy = v / gamma (v = 1 by default)
- *   prop[s]   gamma * dy = s * xhat: dy = s xhat / gamma (s = 1 by default)
+ *   prop[s]   gamma * dy = s * xhat: dy = s xhat / gamma (s = 1 by default);
+ *             the true dx is s rstd xhat eps / (var + eps): 0 with eps0
  *   sparse    small integers, mostly zero (3 of 4 are 0, else +-1..4)
  *   offset<mu> N(mu, 1) */
 typedef enum nb_dy_dist {
