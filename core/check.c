@@ -615,10 +615,12 @@ nb_status nb_verify_one(const nb_kernel *k, nb_data *d, const nb_ref *r, nb_chec
     out->max_ulp = -1;
     if (!k || !d || !r)
         return NB_ERR_NULL;
-    if (!(k->dtypes & (1u << d->prob.dtype)) || !nb_kernel_available(k)) {
+    if (!nb_kernel_runs(k, &d->prob) || !nb_kernel_available(k)) {
         out->verdict = NB_SKIP;
         snprintf(out->reason, sizeof out->reason, "%s",
-                 nb_kernel_available(k) ? "dtype not supported" : "ISA not available on this CPU");
+                 !nb_kernel_available(k)           ? "ISA not available on this CPU"
+                 : (k->dtypes & (1u << d->prob.dtype)) ? "direction not supported"
+                                                       : "dtype not supported");
         return NB_OK;
     }
     nb_data_reset(d);
