@@ -398,6 +398,7 @@ typedef struct nb_check {
      * of dx, dgamma and dbeta, and the depth of the parameter reductions */
     double err_dx, err_dgamma, err_dbeta;
     double depth_param;
+    double worst_dy; /* the worst dx element's dy */
 } nb_check;
 
 /* Compare the kernel results held in d (y and statistics) with r under the
