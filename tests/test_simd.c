@@ -145,7 +145,7 @@ Test(simd, alignment_offsets, .timeout = 600)
         const size_t bytes = (size_t)nb_problem_numel(&p) * nb_dtype_size(p.dtype);
         for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
             const nb_kernel *k = nb_kernel_at(ki);
-            if (k->layer != p.layer || !ours(k) || !(k->flags & NB_KF_DETERMINISTIC))
+            if (!nb_kernel_runs(k, &p) || !ours(k) || !(k->flags & NB_KF_DETERMINISTIC))
                 continue;
             void *y0 = run_offset(k, &d, 0);
             for (int off = 1; off < 16; off++) {
@@ -230,7 +230,7 @@ Test(simd, determinism_claims, .timeout = 600)
         cr_assert(first);
         for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
             const nb_kernel *k = nb_kernel_at(ki);
-            if (k->layer != p.layer || !ours(k) || !(k->flags & NB_KF_DETERMINISTIC))
+            if (!nb_kernel_runs(k, &p) || !ours(k) || !(k->flags & NB_KF_DETERMINISTIC))
                 continue;
             for (int run = 0; run < 3; run++) {
                 nb_set_threads(run == 2 ? 2 : 1);
