@@ -204,10 +204,10 @@ static void measure_end_roof(bench_run *run)
 }
 
 /* The kernels are selected already: a kernel runs the problems of its
- * layer in a dtype it declares. */
+ * layer in a dtype and direction it declares. */
 static bool kernel_runs(const nb_kernel *k, const nb_problem *p)
 {
-    return k->layer == p->layer && (k->dtypes & (1u << p->dtype));
+    return nb_kernel_runs(k, p);
 }
 
 static size_t count_cases(const bench_run *run)

@@ -95,6 +95,9 @@ static int build_problem_list(const bench_opts *o, problem_list *l, bool *is_qui
         char err[256];
         if (nb_problem_parse(l->items[i].str, &l->items[i].p, err, sizeof err))
             rc = cli_error("invalid problem '%s': %s", l->items[i].str, err);
+        else if (nb_problem_is_backward(&l->items[i].p))
+            rc = cli_error("bench: '%s': backward problems have no traffic model yet (issue 11)",
+                           l->items[i].str);
     }
     return rc;
 }

@@ -40,7 +40,8 @@ void cli_print_command_help(const char *command, FILE *f);
  * control's algorithm name (onepass), so "layernorm/onepass/avx2" or
  * "*onepass*" select one and "layernorm/x" with x a wildcard does not. */
 bool cli_kernel_selected(const nb_kernel *k, char *const *globs, int nglobs);
-/* The bit of a problem's (layer, dtype) in a mask of problem kinds. */
+/* The bit of a problem's (layer, dtype, direction) in a mask of problem
+ * kinds. */
 unsigned cli_problem_kind(const nb_problem *p);
 /* 0 when the globs select a kernel and, with a non-zero mask of problem
  * kinds, one that runs a problem of one of those kinds (layer and dtype);

@@ -44,6 +44,8 @@ static void print_kernel(const nb_kernel *k)
         strcat(dt, "f32");
     if (k->dtypes & (1u << NB_F64))
         strcat(dt, dt[0] ? ",f64" : "f64");
+    const bool fwd = k->directions & (1u << NB_FWD), bwd = k->directions & (1u << NB_BWD);
+    const char *dirs = fwd && bwd ? "fwd,bwd" : bwd ? "bwd" : "fwd";
     char flags[64] = "";
     if (k->flags & NB_KF_NEGATIVE_CONTROL)
         strcat(flags, " negative-control");
@@ -51,9 +53,10 @@ static void print_kernel(const nb_kernel *k)
         strcat(flags, " prescaled");
     if (k->flags & NB_KF_DETERMINISTIC)
         strcat(flags, " deterministic");
-    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %s%s\n", k->name, nb_layer_name(k->layer),
+    /* status stays the eighth column: scripts read it there */
+    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %-11s %s%s\n", k->name, nb_layer_name(k->layer),
            nb_algo_name(k->algo), nb_isa_name(k->isa), k->omp ? "yes" : "no", red[k->reduction], dt,
-           nb_kernel_available(k) ? "available" : "unavailable", flags);
+           nb_kernel_available(k) ? "available" : "unavailable", dirs, flags);
 }
 
 static int cmd_list(int argc, char **argv)
@@ -68,8 +71,8 @@ static int cmd_list(int argc, char **argv)
         rc = cli_require_selection("list", c.globs, c.nglobs, 0);
     if (rc)
         return rc;
-    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %s\n", "kernel", "layer", "algo", "isa", "omp",
-           "reduction", "dtypes", "status");
+    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %-11s %s\n", "kernel", "layer", "algo", "isa",
+           "omp", "reduction", "dtypes", "status", "dirs flags");
     for (size_t i = 0; i < nb_kernel_count(); i++)
         if (!c.nglobs || cli_kernel_selected(nb_kernel_at(i), c.globs, c.nglobs))
             print_kernel(nb_kernel_at(i));

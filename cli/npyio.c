@@ -162,6 +162,8 @@ int cmd_check(int argc, char **argv)
     char err[256];
     if (nb_problem_parse(ps, &p, err, sizeof err))
         return cli_error("invalid problem '%s': %s", ps, err);
+    if (nb_problem_is_backward(&p))
+        return cli_error("'%s': run and check take forward problems only (backward: issue 11)", ps);
     if ((frm || frm0) && !nb_problem_has_running(&p))
         return cli_error("this problem has no running statistics");
     if ((fg || fb) && !p.affine)
@@ -298,11 +300,14 @@ int cmd_run(int argc, char **argv)
     char err[256];
     if (nb_problem_parse(ps, &p, err, sizeof err))
         return cli_error("invalid problem '%s': %s", ps, err);
+    if (nb_problem_is_backward(&p))
+        return cli_error("'%s': run and check take forward problems only (backward: issue 11)", ps);
     const nb_kernel *k = nb_kernel_find(kn);
     if (!k)
         return cli_error("no kernel named '%s'; see 'normbench list'", kn);
-    if (k->layer != p.layer)
-        return cli_error("kernel %s is not a %s kernel", kn, nb_layer_name(p.layer));
+    if (k->layer != p.layer || !(k->directions & (1u << p.dir)))
+        return cli_error("kernel %s is not a %s %s kernel", kn, nb_layer_name(p.layer),
+                         nb_direction_name(p.dir));
     if (!nb_kernel_available(k) || !(k->dtypes & (1u << p.dtype)))
         return cli_error("kernel %s cannot run %s on this CPU", kn, nb_dtype_name(p.dtype));
     run_out out;

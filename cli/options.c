@@ -32,18 +32,25 @@ bool cli_kernel_selected(const nb_kernel *k, char *const *globs, int nglobs)
     return false;
 }
 
-unsigned cli_problem_kind(const nb_problem *p)
+/* Bit of (layer, dtype, forward or backward) in a mask of problem kinds. */
+static unsigned kind_bit(unsigned layer, unsigned dtype, unsigned backward)
 {
-    return 1u << ((unsigned)p->layer * 2u + (unsigned)p->dtype);
+    return 1u << ((layer * 2u + dtype) * 2u + backward);
 }
 
-/* The kinds (layer and dtype) of problems a kernel runs. */
+unsigned cli_problem_kind(const nb_problem *p)
+{
+    return kind_bit((unsigned)p->layer, (unsigned)p->dtype, nb_problem_is_backward(p));
+}
+
+/* The kinds (layer, dtype and direction) of problems a kernel runs. */
 static unsigned kernel_kinds(const nb_kernel *k)
 {
     unsigned kinds = 0;
-    for (int t = 0; t < 2; t++)
-        if (k->dtypes & (1u << t))
-            kinds |= 1u << ((unsigned)k->layer * 2u + (unsigned)t);
+    for (unsigned t = 0; t < 2; t++)
+        for (unsigned b = 0; b < 2; b++)
+            if ((k->dtypes & (1u << t)) && (k->directions & (1u << (b ? NB_BWD : NB_FWD))))
+                kinds |= kind_bit((unsigned)k->layer, t, b);
     return kinds;
 }
 
@@ -56,16 +63,16 @@ static void join_globs(char *const *globs, int nglobs, char *out, size_t len)
         o += (size_t)snprintf(out + o, len - o, "%s'%s'", i ? ", " : "", globs[i]);
 }
 
-/* "layernorm f32, groupnorm f64": the problem kinds in a mask. */
+/* "layernorm f32, groupnorm f64 backward": the problem kinds in a mask. */
 static void join_kinds(unsigned kinds, char *out, size_t len)
 {
     size_t o = 0;
     out[0] = 0;
-    for (unsigned b = 0; b < 2u * NB_LAYER_COUNT && o < len; b++)
+    for (unsigned b = 0; b < 4u * NB_LAYER_COUNT && o < len; b++)
         if (kinds & (1u << b))
-            o += (size_t)snprintf(out + o, len - o, "%s%s %s", o ? ", " : "",
-                                  nb_layer_name((nb_layer)(b / 2)),
-                                  nb_dtype_name((nb_dtype)(b % 2)));
+            o += (size_t)snprintf(out + o, len - o, "%s%s %s%s", o ? ", " : "",
+                                  nb_layer_name((nb_layer)(b / 4)),
+                                  nb_dtype_name((nb_dtype)(b / 2 % 2)), b % 2 ? " backward" : "");
 }
 
 int cli_require_selection(const char *command, char *const *globs, int nglobs, unsigned kinds)

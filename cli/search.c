@@ -243,6 +243,8 @@ static int search_parse(const search_opts *o, const char *ps_in, nb_problem *p)
              o->dtype_s ? o->dtype_s : "", o->seed);
     if (nb_problem_parse(ps, p, err, sizeof err))
         return cli_error("invalid problem '%s': %s", ps, err);
+    if (nb_problem_is_backward(p))
+        return cli_error("search: '%s': backward problems are not searched yet (issue 11)", ps);
     return 0;
 }
 
@@ -258,8 +260,8 @@ static int search_problem(const search_opts *o, const char *ps_in, const char *t
         return cli_resource_error("%s: %s", canon, why);
     for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
         const nb_kernel *k = nb_kernel_at(ki);
-        if (k->layer != p.layer || !cli_kernel_selected(k, (char **)o->globs, o->ng) ||
-            !nb_kernel_available(k) || !(k->dtypes & (1u << p.dtype)))
+        if (!nb_kernel_runs(k, &p) || !cli_kernel_selected(k, (char **)o->globs, o->ng) ||
+            !nb_kernel_available(k))
             continue;
         nb_data cur = {0}, best = {0};
         nb_check best_c;

@@ -285,7 +285,8 @@ static int add_series(series *ss, int ns, const sweep_bases *sb, size_t l, nb_dt
     for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
         const nb_kernel *k = nb_kernel_at(ki);
         if (k->layer != sb->layer[l] || !cli_kernel_selected(k, globs, ng) ||
-            !(k->dtypes & (1u << dt)) || !nb_kernel_available(k))
+            !(k->dtypes & (1u << dt)) || !(k->directions & (1u << NB_FWD)) ||
+            !nb_kernel_available(k))
             continue;
         ss[ns++] = (series){.k = k, .dtype = dt, .base = l, .npts = npts};
     }

@@ -58,12 +58,23 @@ void cli_print_result(const char *name, const char *ps, const nb_problem *p, con
         printf(" ulp=%.3g", c->max_ulp);
     else
         printf(" ulp=n/a");
-    printf(" bound_use=%.3g stats_use=%.3g C=%.0f", c->max_bound_use, c->stat_bound_use, c->depth);
+    const bool bwd = nb_problem_is_backward(p);
+    if (bwd)
+        printf(" bound_use=%.3g dx_use=%.3g dgamma_use=%.3g dbeta_use=%.3g C=%.0f Cp=%.0f",
+               c->max_bound_use, c->err_dx, c->err_dgamma, c->err_dbeta, c->depth,
+               c->depth_param);
+    else
+        printf(" bound_use=%.3g stats_use=%.3g C=%.0f", c->max_bound_use, c->stat_bound_use,
+               c->depth);
     if (c->verdict != NB_PASS) {
         char coord[128];
         print_coord(p, c, coord, sizeof coord);
         printf(" | %s", c->reason);
-        if (c->worst >= 0)
+        if (c->worst >= 0 && bwd)
+            printf(" | worst dx i=%" PRId64 " [%s] x=%a dy=%a gamma=%a got=%a want=%a tol=%.3g",
+                   c->worst, coord, c->worst_x, c->worst_dy, c->worst_gamma, c->worst_got,
+                   c->worst_want, c->worst_tol);
+        else if (c->worst >= 0)
             printf(" | worst i=%" PRId64 " [%s] x=%a gamma=%a beta=%a got=%a want=%a tol=%.3g",
                    c->worst, coord, c->worst_x, c->worst_gamma, c->worst_beta, c->worst_got,
                    c->worst_want, c->worst_tol);
@@ -129,6 +140,16 @@ static void json_errors(nb_json_writer *w, const nb_problem *p, const nb_check *
     nb_json_number_exact(w, "max_ulp", c->max_ulp >= 0 ? c->max_ulp : NAN);
     nb_json_number_exact(w, "bound_use", c->max_bound_use);
     nb_json_number_exact(w, "depth", c->depth);
+    if (nb_problem_is_backward(p)) {
+        nb_json_number_exact(w, "depth_param", c->depth_param);
+        nb_json_object(w, "grads");
+        nb_json_number_exact(w, "dx", c->err_dx);
+        nb_json_number_exact(w, "dgamma", nb_problem_has_param_grads(p) ? c->err_dgamma : NAN);
+        nb_json_number_exact(w, "dbeta", nb_problem_has_param_grads(p) && nb_problem_uses_beta(p)
+                                             ? c->err_dbeta
+                                             : NAN);
+        nb_json_end_object(w);
+    }
     nb_json_object(w, "stats");
     nb_json_number_exact(w, "bound_use", c->stat_bound_use);
     nb_json_number_exact(w, "mean", c->err_mean);

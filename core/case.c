@@ -24,9 +24,12 @@ void nb_determinism_merge(nb_determinism *total, const nb_determinism *one_case)
 
 /* ---- determinism snapshots ----------------------------------------------- */
 
-/* Elements of a snapshot: y, mean/var/rstd, running statistics. */
+/* Elements of a snapshot: y, mean/var/rstd, running statistics; backward:
+ * dx, dgamma and dbeta. */
 static int64_t snapshot_count(const nb_problem *p)
 {
+    if (nb_problem_is_backward(p))
+        return nb_problem_numel(p) + 2 * nb_problem_param_count(p);
     return nb_problem_numel(p) + 3 * nb_problem_stat_count(p) +
            (nb_problem_has_running(p) ? 2 * nb_problem_param_count(p) : 0);
 }
@@ -39,6 +42,12 @@ static void take_snapshot(const nb_data *d, void *buf)
     const size_t ny = (size_t)nb_problem_numel(p) * es, ng = (size_t)nb_problem_stat_count(p) * es;
     const size_t nc = (size_t)nb_problem_param_count(p) * es;
     char *o = buf;
+    if (nb_problem_is_backward(p)) {
+        memcpy(o, d->dx, ny), o += ny;
+        memcpy(o, d->dgamma, nc), o += nc;
+        memcpy(o, d->dbeta, nc);
+        return;
+    }
     memcpy(o, d->y, ny), o += ny;
     memcpy(o, d->mean, ng), o += ng;
     memcpy(o, d->var, ng), o += ng;
@@ -149,10 +158,11 @@ static nb_status prepare(const nb_verify_request *req, size_t nmatch, verify_sta
     return NB_OK;
 }
 
-/* A kernel runs the problems of its layer in a dtype it declares. */
+/* A kernel runs the problems of its layer in a dtype and direction it
+ * declares. */
 static bool runs_problem(const nb_kernel *k, const nb_problem *p)
 {
-    return k->layer == p->layer && (k->dtypes & (1u << p->dtype));
+    return nb_kernel_runs(k, p);
 }
 
 nb_status nb_verify_case(const nb_verify_request *req, nb_verify_result *out)

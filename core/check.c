@@ -15,7 +15,7 @@
  * the matching parts of the same bound. Groups whose values or rstd cannot
  * be represented in the kernel's accumulator (and the kernel is not
  * prescaled) are reported as LIMIT, not PASS or FAIL. */
-#include "normbench.h"
+#include "nb_check_private.h"
 
 #include <float.h>
 #include <math.h>
@@ -58,7 +58,7 @@ static double ulp_of(double v, nb_dtype t)
 
 /* Element i's statistics group, parameter index and coordinates, computed
  * here from the layout rules (not from the kernels' descriptions). */
-static void locate(const nb_problem *p, int64_t i, int64_t *g, int64_t *pi, int64_t coord[5])
+void nb_check_locate(const nb_problem *p, int64_t i, int64_t *g, int64_t *pi, int64_t coord[5])
 {
     memset(coord, 0, 5 * sizeof *coord);
     if (p->layer == NB_LN || p->layer == NB_RMS) {
@@ -177,7 +177,7 @@ static void groups_scan_range(check_ctx *k)
     grp_info *gi = k->gi;
     int64_t gidx, pidx, coord[5];
     for (int64_t i = 0; i < k->N; i++) {
-        locate(k->p, i, &gidx, &pidx, coord);
+        nb_check_locate(k->p, i, &gidx, &pidx, coord);
         const double xv = getv(d->x, k->t, i);
         const double a = fabs(xv), dev = fabs(xv - k->r->mean[gidx].hi);
         if (a > gi[gidx].maxabs)
@@ -268,7 +268,7 @@ static void element_check(check_ctx *k, int64_t i, elem_check *e)
     const nb_ref *r = k->r;
     memset(e, 0, sizeof *e);
     e->i = i;
-    locate(k->p, i, &e->g, &e->pi, e->coord);
+    nb_check_locate(k->p, i, &e->g, &e->pi, e->coord);
     e->got = getv(d->y, k->t, i);
     e->gam = k->affine ? getv(d->gamma, k->t, e->pi) : 1.0;
     e->bet = k->has_beta ? getv(d->beta, k->t, e->pi) : 0.0;
@@ -570,6 +570,12 @@ void nb_check_result_depth(double C, unsigned flags, const nb_data *d, const nb_
         snprintf(o->reason, sizeof o->reason, "checker given NULL data or reference");
         return;
     }
+    if (nb_problem_is_backward(&d->prob)) {
+        /* one depth given: the parameter reductions sum terms values */
+        const double terms = (double)nb_problem_param_terms(&d->prob);
+        nb_check_backward(C, fmax(1.0, fmin(C, terms - 1.0)), d, r, o);
+        return;
+    }
     o->worst = -1;
     o->max_ulp = -1;
     o->depth = C;
@@ -605,6 +611,10 @@ void nb_check_result(const nb_kernel *k, const nb_data *d, const nb_ref *r, nb_c
     }
     const nb_problem *p = &d->prob;
     double C = nb_problem_uses_batch_stats(p) ? nb_kernel_depth(k, nb_problem_group_size(p)) : 1.0;
+    if (nb_problem_is_backward(p)) {
+        nb_check_backward(C, nb_kernel_depth(k, nb_problem_param_terms(p)), d, r, out);
+        return;
+    }
     nb_check_result_depth(C, k ? k->flags : 0, d, r, out);
 }
 
@@ -615,10 +625,12 @@ nb_status nb_verify_one(const nb_kernel *k, nb_data *d, const nb_ref *r, nb_chec
     out->max_ulp = -1;
     if (!k || !d || !r)
         return NB_ERR_NULL;
-    if (!(k->dtypes & (1u << d->prob.dtype)) || !nb_kernel_available(k)) {
+    if (!nb_kernel_runs(k, &d->prob) || !nb_kernel_available(k)) {
         out->verdict = NB_SKIP;
         snprintf(out->reason, sizeof out->reason, "%s",
-                 nb_kernel_available(k) ? "dtype not supported" : "ISA not available on this CPU");
+                 !nb_kernel_available(k)           ? "ISA not available on this CPU"
+                 : (k->dtypes & (1u << d->prob.dtype)) ? "direction not supported"
+                                                       : "dtype not supported");
         return NB_OK;
     }
     nb_data_reset(d);

@@ -1,7 +1,9 @@
 /* data.c: seeded, reproducible problem data. Every buffer of a problem is
  * drawn from its own stream of a SplitMix64 generator keyed by the problem's
  * seed, so a problem string alone reproduces its inputs bit for bit on any
- * machine. Values are drawn in double and rounded once to the dtype. */
+ * machine. Values are drawn in double and rounded once to the dtype.
+ * Backward problems add dy (stream 3) and the forward's saved statistics
+ * (mean, rstd: compensated two-pass in double, rounded to the dtype). */
 #include "normbench.h"
 
 #include <float.h>
@@ -83,6 +85,15 @@ static int64_t group_of(const nb_problem *p, int64_t i)
     case NB_IN: return n * C + c;
     default: return n * p->groups + c / (C / p->groups);
     }
+}
+
+/* Parameter (gamma) index of element i. */
+static int64_t param_of(const nb_problem *p, int64_t i)
+{
+    const int64_t C = p->c, S = nb_problem_spatial(p);
+    if (p->layer == NB_LN || p->layer == NB_RMS)
+        return i % C;
+    return p->layout == NB_NCHW ? (i / S) % C : i % C;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -169,6 +180,174 @@ static nb_status fill_x(const nb_problem *p, void *x)
     return NB_OK;
 }
 
+/* ---- backward inputs: saved statistics and dy ----------------------------- */
+
+static void *alloc_buf(int64_t count, nb_dtype t);
+
+/* s + c += v, Neumaier's compensated sum (c holds the lost low parts). */
+static void neumaier_add(double *s, double *c, double v)
+{
+    const double t = *s + v;
+    if (fabs(*s) >= fabs(v))
+        *c += (*s - t) + v;
+    else
+        *c += (v - t) + *s;
+    *s = t;
+}
+
+/* Per-group work arrays of the saved statistics (G values each). */
+typedef struct saved_work {
+    double *sum, *comp, *amax, *mean, *rstd;
+} saved_work;
+
+static void saved_work_free(saved_work *w)
+{
+    free(w->sum);
+    free(w->comp);
+    free(w->amax);
+    free(w->mean);
+    free(w->rstd);
+}
+
+/* The mean of each group (0 for rms), by a compensated sum. */
+static void saved_means(const nb_problem *p, const void *x, int64_t m, saved_work *w)
+{
+    const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p);
+    for (int64_t i = 0; i < N && p->layer != NB_RMS; i++) {
+        const int64_t g = group_of(p, i);
+        neumaier_add(&w->sum[g], &w->comp[g], get(x, p->dtype, i));
+    }
+    for (int64_t g = 0; g < G; g++)
+        w->mean[g] = p->layer == NB_RMS ? 0.0 : (w->sum[g] + w->comp[g]) / (double)m;
+}
+
+/* rstd of each group from the compensated sum of squared deviations,
+ * prescaled by a power of two 2^-k >= 2 max|x - mean| so no square
+ * overflows: var 4^-k = q / m, rstd = 2^-k / sqrt(q / m + eps 4^-k) for
+ * k >= 0, else 1 / sqrt(var + eps). var is stored too (+Inf beyond range). */
+static void saved_rstd(const nb_problem *p, const void *x, int64_t m, double eps, saved_work *w,
+                       double *var)
+{
+    const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p);
+    for (int64_t i = 0; i < N; i++) {
+        const int64_t g = group_of(p, i);
+        const double a = fabs(get(x, p->dtype, i) - w->mean[g]);
+        if (a > w->amax[g] || a != a)
+            w->amax[g] = a;
+    }
+    int *k = calloc((size_t)G, sizeof *k);
+    if (!k)
+        return; /* leaves rstd NaN: the caller checks */
+    for (int64_t g = 0; g < G; g++) {
+        w->sum[g] = w->comp[g] = 0;
+        if (w->amax[g] > 0 && isfinite(w->amax[g]))
+            (void)frexp(2 * w->amax[g], &k[g]);
+    }
+    for (int64_t i = 0; i < N; i++) {
+        const int64_t g = group_of(p, i);
+        const double dv = ldexp(get(x, p->dtype, i) - w->mean[g], -k[g]);
+        neumaier_add(&w->sum[g], &w->comp[g], dv * dv);
+    }
+    for (int64_t g = 0; g < G; g++) {
+        const double vs = (w->sum[g] + w->comp[g]) / (double)m;
+        var[g] = ldexp(vs, 2 * k[g]);
+        w->rstd[g] = k[g] >= 0 ? ldexp(1.0, -k[g]) / sqrt(vs + ldexp(eps, -2 * k[g]))
+                               : 1.0 / sqrt(var[g] + eps);
+    }
+    free(k);
+}
+
+/* The saved statistics of a backward problem into d->mean, d->var,
+ * d->rstd (rounded to the dtype) and, unrounded, into w->mean, w->rstd. */
+static nb_status saved_stats(nb_data *d, saved_work *w)
+{
+    const nb_problem *p = &d->prob;
+    const nb_dtype t = p->dtype;
+    const int64_t G = nb_problem_stat_count(p), m = nb_problem_group_size(p);
+    const double eps = nb_problem_eps_added(p);
+    const size_t n = (size_t)G;
+    w->sum = calloc(n, sizeof(double));
+    w->comp = calloc(n, sizeof(double));
+    w->amax = calloc(n, sizeof(double));
+    w->mean = calloc(n, sizeof(double));
+    w->rstd = calloc(n, sizeof(double));
+    double *var = calloc(n, sizeof(double));
+    if (!w->sum || !w->comp || !w->amax || !w->mean || !w->rstd || !var) {
+        free(var);
+        return NB_ERR_NOMEM;
+    }
+    if (nb_problem_uses_batch_stats(p)) {
+        saved_means(p, d->x, m, w);
+        saved_rstd(p, d->x, m, eps, w, var);
+    } else { /* bn inference: the running statistics */
+        for (int64_t g = 0; g < G; g++) {
+            w->mean[g] = get(d->running_mean0, t, g);
+            var[g] = get(d->running_var0, t, g);
+            w->rstd[g] = 1.0 / sqrt(var[g] + eps);
+        }
+    }
+    for (int64_t g = 0; g < G; g++) {
+        put(d->mean, t, g, rounded(t, w->mean[g]));
+        put(d->var, t, g, rounded(t, var[g]));
+        put(d->rstd, t, g, rounded(t, w->rstd[g]));
+    }
+    free(var);
+    return NB_OK;
+}
+
+/* One dy value of element i (gamma its parameter, 1 without affine; xhat
+ * from the unrounded saved statistics). */
+static double dy_value(const nb_problem *p, rng *r, double gamma, double xhat)
+{
+    switch (p->dy_dist) {
+    case NB_DY_OFFSET: return p->dy_param + rng_normal(r);
+    case NB_DY_CONST: return gamma != 0 ? p->dy_param / gamma : 0.0;
+    case NB_DY_PROP: return gamma != 0 && isfinite(xhat) ? p->dy_param * xhat / gamma : 0.0;
+    case NB_DY_SPARSE: {
+        const double u = rng_uniform(r), v = rng_uniform(r);
+        return u < 0.75 ? 0.0 : (u < 0.875 ? -1.0 : 1.0) * (1.0 + floor(4.0 * v));
+    }
+    default: return rng_normal(r);
+    }
+}
+
+/* dy of a backward problem from stream 3 (gamma and the saved statistics
+ * already set). */
+static void fill_dy(nb_data *d, const saved_work *w)
+{
+    const nb_problem *p = &d->prob;
+    const nb_dtype t = p->dtype;
+    const int64_t N = nb_problem_numel(p);
+    rng r;
+    rng_init(&r, p->seed, 3);
+    for (int64_t i = 0; i < N; i++) {
+        const int64_t g = group_of(p, i);
+        const double gam = p->affine ? get(d->gamma, t, param_of(p, i)) : 1.0;
+        const double xhat = (get(d->x, t, i) - w->mean[g]) * w->rstd[g];
+        put(d->dy, t, i, rounded(t, dy_value(p, &r, gam, xhat)));
+    }
+}
+
+/* Allocate and fill the backward buffers of d (x, gamma and the running
+ * statistics already drawn). */
+static nb_status backward_alloc(nb_data *d)
+{
+    const nb_problem *p = &d->prob;
+    const int64_t N = nb_problem_numel(p), P = nb_problem_param_count(p);
+    d->dy = alloc_buf(N, p->dtype);
+    d->dx = alloc_buf(N, p->dtype);
+    d->dgamma = alloc_buf(P, p->dtype);
+    d->dbeta = alloc_buf(P, p->dtype);
+    if (!d->dy || !d->dx || !d->dgamma || !d->dbeta)
+        return NB_ERR_NOMEM;
+    saved_work w = {0};
+    nb_status st = saved_stats(d, &w);
+    if (!st)
+        fill_dy(d, &w);
+    saved_work_free(&w);
+    return st;
+}
+
 double nb_memory_available(void)
 {
     const long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
@@ -195,18 +374,23 @@ double nb_data_memory(const nb_problem *p)
 {
     const double N = (double)nb_problem_numel(p), G = (double)nb_problem_stat_count(p);
     const double P = (double)nb_problem_param_count(p), m = (double)nb_problem_group_size(p);
-    return (2 * N + 3 * G + 6 * P + 3 * m + 3 * G) * (double)nb_dtype_size(p->dtype);
+    /* backward: dy and dx, dgamma and dbeta, and a kernel's two parameter
+     * accumulators */
+    const double bwd = nb_problem_is_backward(p) ? 2 * N + 4 * P : 0;
+    return (2 * N + 3 * G + 6 * P + 3 * m + 3 * G + bwd) * (double)nb_dtype_size(p->dtype);
 }
 
 /* The transient index arrays of the group-aware distributions (fill_x). */
 static double fill_memory(const nb_problem *p)
 {
     const double N = (double)nb_problem_numel(p), G = (double)nb_problem_stat_count(p);
+    /* backward: the saved statistics' six per-group arrays, after x */
+    const double saved = nb_problem_is_backward(p) ? 48 * G : 0;
     switch (p->dist) {
-    case NB_DIST_SORTED: return 16 * N + 16 * G;
+    case NB_DIST_SORTED: return fmax(16 * N + 16 * G, saved);
     case NB_DIST_ALT:
-    case NB_DIST_NAN: return 8 * N + 16 * G;
-    default: return 0;
+    case NB_DIST_NAN: return fmax(8 * N + 16 * G, saved);
+    default: return saved;
     }
 }
 
@@ -259,7 +443,8 @@ void nb_data_free(nb_data *d)
         return;
     void **bufs[] = {&d->x,    &d->y,           &d->gamma,       &d->beta,
                      &d->mean, &d->var,         &d->rstd,        &d->running_mean,
-                     &d->running_var, &d->running_mean0, &d->running_var0};
+                     &d->running_var, &d->running_mean0, &d->running_var0,
+                     &d->dy,   &d->dx,          &d->dgamma,      &d->dbeta};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         free(*bufs[i]);
         *bufs[i] = NULL;
@@ -309,6 +494,10 @@ nb_status nb_data_alloc(nb_data *d, const nb_problem *p)
         put(d->running_mean0, t, i, rounded(t, 0.5 * rng_normal(&r)));
         put(d->running_var0, t, i, rounded(t, 0.5 + rng_uniform(&r)));
     }
+    if (nb_problem_is_backward(p) && (st = backward_alloc(d))) {
+        nb_data_free(d);
+        return st;
+    }
     nb_data_reset(d);
     return NB_OK;
 }
@@ -320,6 +509,16 @@ void nb_data_reset(nb_data *d)
     const nb_problem *p = &d->prob;
     const nb_dtype t = p->dtype;
     const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p), P = nb_problem_param_count(p);
+    if (nb_problem_is_backward(p)) {
+        /* the saved statistics are inputs: only the gradients are reset */
+        for (int64_t i = 0; i < N; i++)
+            put(d->dx, t, i, NAN);
+        for (int64_t i = 0; i < P; i++) {
+            put(d->dgamma, t, i, NAN);
+            put(d->dbeta, t, i, NAN);
+        }
+        return;
+    }
     for (int64_t i = 0; i < N; i++)
         put(d->y, t, i, NAN);
     for (int64_t i = 0; i < G; i++) {
@@ -331,11 +530,29 @@ void nb_data_reset(nb_data *d)
     memcpy(d->running_var, d->running_var0, (size_t)P * nb_dtype_size(t));
 }
 
+/* A backward call: x, dy, gamma and the saved statistics in; dx and the
+ * parameter gradients the problem computes out. */
+static nb_args backward_args(const nb_data *d)
+{
+    const nb_problem *p = &d->prob;
+    nb_args a = {.x = d->x, .dy = d->dy, .dx = d->dx, .mean = d->mean, .rstd = d->rstd};
+    if (p->affine)
+        a.gamma = d->gamma;
+    if (nb_problem_has_param_grads(p)) {
+        a.dgamma = d->dgamma;
+        if (nb_problem_uses_beta(p))
+            a.dbeta = d->dbeta;
+    }
+    return a;
+}
+
 nb_args nb_data_args(const nb_data *d)
 {
     if (!d)
         return (nb_args){0};
     const nb_problem *p = &d->prob;
+    if (nb_problem_is_backward(p))
+        return backward_args(d);
     nb_args a = {.x = d->x, .y = d->y, .mean = d->mean, .var = d->var, .rstd = d->rstd};
     if (p->affine) {
         a.gamma = d->gamma;

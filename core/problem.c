@@ -32,6 +32,7 @@ static const char *const status_text[NB_STATUS_COUNT] = {
     [NB_ERR_IO] = "file could not be read or written",
     [NB_ERR_ARG] = "invalid argument",
     [NB_ERR_UNSUPPORTED] = "problem not supported by this kernel",
+    [NB_ERR_DIRECTION] = "the kernel does not compute this direction (fwd, bwd, bwd_d)",
 };
 
 const char *nb_strerror(nb_status s)
@@ -47,6 +48,14 @@ static const char *const layer_long[NB_LAYER_COUNT] = {"batchnorm", "instancenor
 static const char *const dist_names[NB_DIST_COUNT] = {
     "normal", "offset", "sorted", "const", "alt", "tiny", "huge", "subnormal", "nan"};
 
+static const char *const direction_names[NB_DIRECTION_COUNT] = {"fwd", "bwd", "bwd_d"};
+static const char *const dy_names[NB_DY_COUNT] = {"normal", "const", "prop", "sparse", "offset"};
+
+const char *nb_direction_name(nb_direction d)
+{
+    return (unsigned)d < NB_DIRECTION_COUNT ? direction_names[d] : "?";
+}
+const char *nb_dy_dist_name(nb_dy_dist d) { return (unsigned)d < NB_DY_COUNT ? dy_names[d] : "?"; }
 const char *nb_layer_short(nb_layer l) { return (unsigned)l < NB_LAYER_COUNT ? layer_short[l] : "?"; }
 const char *nb_layer_name(nb_layer l) { return (unsigned)l < NB_LAYER_COUNT ? layer_long[l] : "?"; }
 const char *nb_dtype_name(nb_dtype t) { return t == NB_F32 ? "f32" : t == NB_F64 ? "f64" : "?"; }
@@ -114,7 +123,18 @@ bool nb_problem_uses_beta(const nb_problem *p)
 
 bool nb_problem_has_running(const nb_problem *p)
 {
+    if (p->dir != NB_FWD)
+        return false; /* a backward pass reads and updates no running statistics */
     return p->layer == NB_BN || (p->layer == NB_IN && p->track_running);
+}
+
+bool nb_problem_is_backward(const nb_problem *p) { return p->dir != NB_FWD; }
+
+bool nb_problem_has_param_grads(const nb_problem *p) { return p->dir == NB_BWD && p->affine; }
+
+int64_t nb_problem_param_terms(const nb_problem *p)
+{
+    return p->c > 0 ? nb_problem_numel(p) / p->c : 0;
 }
 
 bool nb_problem_uses_batch_stats(const nb_problem *p) { return !(p->layer == NB_BN && !p->training); }
@@ -152,6 +172,24 @@ static bool mul_ok(int64_t a, int64_t b, int64_t *out)
         return false;
     *out = a * b;
     return true;
+}
+
+/* The direction and the dy distribution: known values, dy settings only on
+ * a backward problem, and a finite dy parameter within half the dtype's
+ * range. */
+static nb_status direction_check(const nb_problem *p, char *err, size_t len)
+{
+    if ((unsigned)p->dir >= NB_DIRECTION_COUNT)
+        return fail(err, len, NB_ERR_ARG, "unknown direction %d", (int)p->dir);
+    if ((unsigned)p->dy_dist >= NB_DY_COUNT)
+        return fail(err, len, NB_ERR_ARG, "unknown dy distribution %d", (int)p->dy_dist);
+    if (p->dir == NB_FWD && (p->dy_dist != NB_DY_NORMAL || p->dy_param != 0))
+        return fail(err, len, NB_ERR_ARG, "a dy distribution is set on a forward problem");
+    const double dmax = p->dtype == NB_F32 ? 3.4028234663852886e38 : 1.7976931348623157e308;
+    if (!isfinite(p->dy_param) || fabs(p->dy_param) > 0.5 * dmax)
+        return fail(err, len, NB_ERR_ARG, "dy parameter %g is beyond half the %s range",
+                    p->dy_param, nb_dtype_name(p->dtype));
+    return NB_OK;
 }
 
 nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
@@ -221,6 +259,9 @@ nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
     }
     if ((unsigned)p->dist >= NB_DIST_COUNT)
         return fail(err, len, NB_ERR_ARG, "unknown data distribution %d", (int)p->dist);
+    nb_status st = direction_check(p, err, len);
+    if (st)
+        return st;
     if (!isfinite(p->dist_param))
         return fail(err, len, NB_ERR_ARG, "data parameter must be finite");
     /* The data itself must be finite in the dtype (NaN/Inf inputs come only
@@ -368,6 +409,8 @@ typedef enum tok_kind {
     TK_AFFINE,
     TK_BETA,
     TK_TRACK,
+    TK_DIRECTION,
+    TK_DY,
     TK_KIND_COUNT
 } tok_kind;
 
@@ -386,11 +429,44 @@ static const char *const tok_kind_name[TK_KIND_COUNT] = {"shape",
                                                          "batch count",
                                                          "affine flag",
                                                          "beta flag",
-                                                         "running-statistics flag"};
+                                                         "running-statistics flag",
+                                                         "direction",
+                                                         "dy distribution"};
 
 static bool is_token(const char *tok, const char *a, const char *b)
 {
     return !strcmp(tok, a) || (b && !strcmp(tok, b));
+}
+
+/* `dy=<dist>`: normal, const[v], prop[s], sparse, offset<mu>. */
+static nb_status parse_dy(const char *v, nb_problem *p, char *err, size_t len)
+{
+    static const struct {
+        const char *name;
+        nb_dy_dist dist;
+        int param; /* 0 none, 1 required, 2 optional */
+        double dflt;
+    } tab[] = {
+        {"normal", NB_DY_NORMAL, 0, 0}, {"const", NB_DY_CONST, 2, 1},   {"prop", NB_DY_PROP, 2, 1},
+        {"sparse", NB_DY_SPARSE, 0, 0}, {"offset", NB_DY_OFFSET, 1, 0},
+    };
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
+        size_t l = strlen(tab[i].name);
+        if (strncmp(v, tab[i].name, l))
+            continue;
+        const char *arg = v + l;
+        double d = tab[i].dflt;
+        if (!*arg && tab[i].param == 1)
+            return fail(err, len, NB_ERR_PARSE, "bad token 'dy=%s': %s needs a value, e.g. %s1e4",
+                        v, tab[i].name, tab[i].name);
+        if (*arg && (tab[i].param == 0 || !parse_double(arg, &d)))
+            continue;
+        p->dy_dist = tab[i].dist;
+        p->dy_param = d;
+        return NB_OK;
+    }
+    return fail(err, len, NB_ERR_PARSE,
+                "bad token 'dy=%s': expected normal, const[v], prop[s], sparse or offset<mu>", v);
 }
 
 /* `eps=f64` or `eps=dtype`: how eps is added (see nb_eps_conv). */
@@ -453,12 +529,42 @@ static nb_status parse_token(char *tok, nb_problem *p, tok_kind *kind, char *err
         *kind = TK_BETA, p->has_beta = false;
     } else if (p->layer == NB_IN && is_token(tok, "track", "notrack")) {
         *kind = TK_TRACK, p->track_running = tok[0] == 't';
+    } else if (is_token(tok, "fwd", "bwd") || !strcmp(tok, "bwd_d")) {
+        *kind = TK_DIRECTION;
+        p->dir = tok[0] == 'f' ? NB_FWD : tok[3] ? NB_BWD_D : NB_BWD;
+    } else if (!strncmp(tok, "dy=", 3)) {
+        *kind = TK_DY;
+        return parse_dy(tok + 3, p, err, len);
     } else if (rowwise && !strcmp(tok, "nhwc")) {
         return fail(err, len, NB_ERR_PARSE, "bad token '%s': %s has no channel layout", tok,
                     layer_short[p->layer]);
     } else {
         return fail(err, len, NB_ERR_PARSE, "bad token '%s'", tok);
     }
+    return NB_OK;
+}
+
+/* dy= only on a backward problem; a backward problem refuses the tokens of
+ * the running statistics, which it neither reads nor updates. */
+static nb_status parse_finish_direction(const nb_problem *p, char *const seen[TK_KIND_COUNT],
+                                        char *err, size_t len)
+{
+    if (p->dir == NB_FWD) {
+        if (seen[TK_DY])
+            return fail(err, len, NB_ERR_PARSE,
+                        "'%s' needs 'bwd' or 'bwd_d' (a forward problem has no dy)", seen[TK_DY]);
+        return NB_OK;
+    }
+    const tok_kind running[] = {TK_MOMENTUM, TK_NBT};
+    for (size_t i = 0; i < sizeof running / sizeof running[0]; i++)
+        if (seen[running[i]])
+            return fail(err, len, NB_ERR_PARSE,
+                        "'%s' and '%s' conflict (a backward pass updates no running statistics)",
+                        seen[running[i]], seen[TK_DIRECTION]);
+    if (p->layer == NB_IN && p->track_running)
+        return fail(err, len, NB_ERR_PARSE,
+                    "'%s' and '%s' conflict (a backward pass updates no running statistics)",
+                    seen[TK_TRACK], seen[TK_DIRECTION]);
     return NB_OK;
 }
 
@@ -483,6 +589,9 @@ static nb_status parse_finish(nb_problem *p, char *const seen[TK_KIND_COUNT], ch
                     "'%s' needs 'track' (without running statistics in "
                     "has no momentum)",
                     seen[TK_MOMENTUM]);
+    nb_status st = parse_finish_direction(p, seen, err, len);
+    if (st)
+        return st;
     /* eps=f64 and eps=dtype add the same value in f64; the layer's own
      * convention is not printed: both fold into NB_EPS_LAYER. */
     const nb_eps_conv dflt = p->layer == NB_BN || p->layer == NB_IN ? NB_EPS_F64 : NB_EPS_DTYPE;
@@ -584,6 +693,8 @@ int nb_problem_format(const nb_problem *p, char *buf, size_t len)
     }
     if (p->layer == NB_BN)
         PUT(":%s", p->training ? "train" : "infer");
+    if (p->dir != NB_FWD) /* fwd, the default, is not printed */
+        PUT(":%s", nb_direction_name(p->dir));
     fmt_double(num, sizeof num, p->eps);
     PUT(":eps%s:%s", num, nb_dtype_name(p->dtype));
     /* The eps convention only when it differs from the layer's (f32). */
@@ -610,6 +721,16 @@ int nb_problem_format(const nb_problem *p, char *buf, size_t len)
     if (has_param) {
         fmt_double(num, sizeof num, p->dist_param);
         PUT("%s", num);
+    }
+    if (p->dir != NB_FWD) {
+        PUT(":dy=%s", nb_dy_dist_name(p->dy_dist));
+        const bool dy_param =
+            p->dy_dist == NB_DY_OFFSET ||
+            ((p->dy_dist == NB_DY_CONST || p->dy_dist == NB_DY_PROP) && p->dy_param != 1);
+        if (dy_param) {
+            fmt_double(num, sizeof num, p->dy_param);
+            PUT("%s", num);
+        }
     }
 #undef PUT
     if (len)

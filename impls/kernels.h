@@ -42,13 +42,17 @@ bool nb_isa_runs(nb_isa i);
  * native, blas and auto. */
 int nb_isa_priority(nb_isa i);
 
+/* The backward pass of the scalar kernels (impls/scalar_bwd.c): the centred
+ * form for twopass, the uncentred expanded form for expanded. */
+nb_status nb_scalar_backward(const nb_kernel *k, const nb_problem *p, const nb_args *a);
+
 /* The kernel `<layer>/default/auto` kernel k runs, chosen among the n
  * candidates (impls/dispatch.c); NULL if none runs here. */
 const nb_kernel *nb_dispatch_pick(const nb_kernel *k, const nb_kernel *candidates, size_t n);
 /* The same among the registered kernels (impls/registry.c). */
 const nb_kernel *nb_default_resolve(const nb_kernel *k);
 
-#define NB_KERNEL(layer, algo, isa, thr, dtypes, red, block, flags, entry) \
+#define NB_KERNEL(layer, algo, isa, thr, dtypes, dirs, red, block, flags, entry) \
     nb_status entry(const nb_kernel *k, const nb_problem *p, const nb_args *a);
 #include "kernels.def"
 #undef NB_KERNEL

@@ -24,6 +24,7 @@
 #define NB_ALGO_onepass NB_ALGO_ONEPASS
 #define NB_ALGO_onednn NB_ALGO_ONEDNN
 #define NB_ALGO_default NB_ALGO_DEFAULT
+#define NB_ALGO_expanded NB_ALGO_EXPANDED
 /* Kernel-name isa tokens to enum values: the ISA table's rows, then the rest. */
 #define NB_ISA_TOKEN(X, ID, name, ...) NB_ISA_##name = NB_ISA_##ID,
 enum {
@@ -38,9 +39,12 @@ enum {
 #define NB_IS_OMP_omp true
 #define NB_DTYPES_f32 (1u << NB_F32)
 #define NB_DTYPES_f32_f64 ((1u << NB_F32) | (1u << NB_F64))
+#define NB_DIRS_fwd (1u << NB_FWD)
+#define NB_DIRS_bwd ((1u << NB_BWD) | (1u << NB_BWD_D))
+#define NB_DIRS_fwd_bwd (NB_DIRS_fwd | NB_DIRS_bwd)
 
 static const nb_kernel table[] = {
-#define NB_KERNEL(L, A, I, TH, D, R, B, F, E)                                                      \
+#define NB_KERNEL(L, A, I, TH, D, DIR, R, B, F, E)                                                 \
     {.name = #L "/" #A "/" #I NB_SUFFIX_##TH,                                                      \
      .layer = NB_LAYER_##L,                                                                        \
      .algo = NB_ALGO_##A,                                                                          \
@@ -50,6 +54,7 @@ static const nb_kernel table[] = {
      .block = B,                                                                                   \
      .flags = F,                                                                                   \
      .dtypes = NB_DTYPES_##D,                                                                      \
+     .directions = NB_DIRS_##DIR,                                                                  \
      .fn = E},
 #include "kernels.def"
 #undef NB_KERNEL
@@ -72,11 +77,17 @@ const nb_kernel *nb_kernel_find(const char *name)
 const char *nb_algo_name(nb_algo a)
 {
     static const char *const n[NB_ALGO_COUNT] = {"twopass", "welford", "onepass", "onednn",
-                                                  "default"};
+                                                  "default", "expanded"};
     return (unsigned)a < NB_ALGO_COUNT ? n[a] : "?";
 }
 
 bool nb_kernel_available(const nb_kernel *k) { return k && nb_isa_runs(k->isa); }
+
+bool nb_kernel_runs(const nb_kernel *k, const nb_problem *p)
+{
+    return k && p && k->layer == p->layer && (k->dtypes & (1u << p->dtype)) &&
+           (unsigned)p->dir < NB_DIRECTION_COUNT && (k->directions & (1u << p->dir));
+}
 
 const nb_kernel *nb_default_resolve(const nb_kernel *k)
 {
@@ -128,6 +139,8 @@ nb_status nb_kernel_run(const nb_kernel *k, const nb_problem *p, const nb_args *
         return NB_ERR_LAYER;
     if (!(k->dtypes & (1u << p->dtype)))
         return NB_ERR_DTYPE;
+    if (!(k->directions & (1u << p->dir)))
+        return NB_ERR_DIRECTION;
     if (!nb_kernel_available(k))
         return NB_ERR_UNAVAILABLE;
     return k->fn(k, p, a);

@@ -1,5 +1,6 @@
 /* scalar.c: the portable scalar kernels (twopass, welford, onepass) for
- * every layer, layout and dtype, instantiated from scalar_body.h. */
+ * every layer, layout and dtype, instantiated from scalar_body.h; backward
+ * problems go to scalar_bwd.c. */
 #include "kernels.h"
 
 #include <math.h>
@@ -15,5 +16,7 @@
 
 nb_status nb_scalar_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
+    if (nb_problem_is_backward(p))
+        return nb_scalar_backward(k, p, a);
     return p->dtype == NB_F64 ? run_f64(k, p, a) : run_f32(k, p, a);
 }

@@ -37,6 +37,7 @@ typedef enum nb_status {
     NB_ERR_IO,          /* file could not be read or written */
     NB_ERR_ARG,         /* any other invalid argument */
     NB_ERR_UNSUPPORTED, /* valid problem this kernel does not implement (peers) */
+    NB_ERR_DIRECTION,   /* the kernel does not compute the problem's direction (fwd/bwd) */
     NB_STATUS_COUNT
 } nb_status;
 
@@ -62,6 +63,30 @@ typedef enum nb_dist {
     NB_DIST_NAN,       /* N(0,1) with a NaN in group 0, +Inf in group 1, -Inf in group 2 */
     NB_DIST_COUNT
 } nb_dist;
+
+/* Which pass a problem asks for (the `fwd`, `bwd`, `bwd_d` tokens, as in
+ * benchdnn): the forward normalisation, or the backward pass from the
+ * upstream gradient dy: dx, dgamma and dbeta (bwd) or dx alone (bwd_d). */
+typedef enum nb_direction { NB_FWD, NB_BWD, NB_BWD_D, NB_DIRECTION_COUNT } nb_direction;
+
+/* Distributions of the upstream gradient dy (the `dy=` token of a backward
+ * problem). const and prop are defined on g = gamma * dy, the gradient
+ * reaching the normalised value, so that the true dx of every centring
+ * layer is zero (prop: of every layer) whatever gamma is:
+ *   normal    N(0, 1)
+ *   const[v]  gamma * dy = v: dy = v / gamma (v = 1 by default)
+ *   prop[s]   gamma * dy = s * xhat: dy = s xhat / gamma (s = 1 by default);
+ *             the true dx is s rstd xhat eps / (var + eps): 0 with eps0
+ *   sparse    small integers, mostly zero (3 of 4 are 0, else +-1..4)
+ *   offset<mu> N(mu, 1) */
+typedef enum nb_dy_dist {
+    NB_DY_NORMAL,
+    NB_DY_CONST,
+    NB_DY_PROP,
+    NB_DY_SPARSE,
+    NB_DY_OFFSET,
+    NB_DY_COUNT
+} nb_dy_dist;
 
 #define NB_MAX_SPATIAL 3
 
@@ -98,6 +123,9 @@ typedef struct nb_problem {
     nb_dist dist;
     double dist_param;
     uint64_t seed;
+    nb_direction dir;   /* NB_FWD (the default) or a backward pass */
+    nb_dy_dist dy_dist; /* backward: distribution of dy (normal by default) */
+    double dy_param;    /* its parameter (const, prop: 1 by default; offset: mu) */
 } nb_problem;
 
 /* Fill *p with the defaults of a layer (eps 1e-5, f32, nchw, training for
@@ -126,6 +154,12 @@ int64_t nb_problem_param_count(const nb_problem *p);/* length of gamma/beta (C, 
 bool nb_problem_uses_beta(const nb_problem *p);     /* a beta buffer is read: affine, has_beta, not rms */
 bool nb_problem_has_running(const nb_problem *p);   /* running_mean/var are read or written */
 bool nb_problem_uses_batch_stats(const nb_problem *p); /* false only for bn inference */
+bool nb_problem_is_backward(const nb_problem *p);     /* bwd or bwd_d */
+/* The backward pass computes dgamma (and, with nb_problem_uses_beta, dbeta):
+ * bwd (not bwd_d) of an affine problem. */
+bool nb_problem_has_param_grads(const nb_problem *p);
+/* Terms summed into one dgamma/dbeta value: numel / param_count. */
+int64_t nb_problem_param_terms(const nb_problem *p);
 /* True when var + eps adds eps exactly as a double (eps=f64, or the layer's
  * default for bn/in); false when eps is first rounded to the dtype. */
 bool nb_problem_eps_exact(const nb_problem *p);
@@ -137,10 +171,14 @@ const char *nb_layer_short(nb_layer l); /* "bn", "in", ... */
 const char *nb_layer_name(nb_layer l);  /* "batchnorm", "instancenorm", ... */
 const char *nb_dtype_name(nb_dtype t);  /* "f32", "f64" */
 const char *nb_dist_name(nb_dist d);
+const char *nb_direction_name(nb_direction d); /* "fwd", "bwd", "bwd_d" */
+const char *nb_dy_dist_name(nb_dy_dist d);     /* "normal", "const", ... */
 
 /* ---- kernel arguments -------------------------------------------------- */
 
 /* Buffers of one call; all of the problem's dtype.
+ *
+ * Forward (dir NB_FWD):
  * x, y: numel elements in the problem's layout.
  * gamma, beta: param_count elements; required when affine (beta also needs
  *   has_beta); ignored otherwise.
@@ -149,6 +187,15 @@ const char *nb_dist_name(nb_dist d);
  *   inference: the running statistics). var is the biased variance.
  * running_mean, running_var: C elements, read and updated in bn training and
  *   in in-training with track_running; read in bn inference. */
+/*
+ * Backward (bwd, bwd_d), docs/DESIGN.md section 2.8:
+ * x, dy: inputs, numel elements; gamma as in the forward pass (beta unused).
+ * mean, rstd: inputs, stat_count elements: the forward's saved statistics
+ *   (rms: mean ignored; bn inference: the running mean and
+ *   1/sqrt(running_var + eps)). var, y and the running statistics unused.
+ * dx: output, numel elements.
+ * dgamma, dbeta: outputs, param_count elements, written by bwd on an affine
+ *   problem (dbeta when the problem has beta); unused by bwd_d. */
 typedef struct nb_args {
     const void *x;
     void *y;
@@ -159,6 +206,10 @@ typedef struct nb_args {
     void *rstd;
     void *running_mean;
     void *running_var;
+    const void *dy;
+    void *dx;
+    void *dgamma;
+    void *dbeta;
 } nb_args;
 
 /* ---- registry ---------------------------------------------------------- */
@@ -168,7 +219,9 @@ typedef struct nb_args {
  * NB_ALGO_DEFAULT with NB_ISA_AUTO: the `<layer>/default/auto` kernels,
  * which run the best kernel available at run time. NB_ISA_BLAS: composed
  * from OpenBLAS calls. Both are always available when built. */
-typedef enum nb_algo { NB_ALGO_TWOPASS, NB_ALGO_WELFORD, NB_ALGO_ONEPASS, NB_ALGO_ONEDNN, NB_ALGO_DEFAULT, NB_ALGO_COUNT } nb_algo;
+/* NB_ALGO_EXPANDED: the backward pass on uncentred x (PyTorch's CPU
+ * LayerNorm form), registered as a negative control. */
+typedef enum nb_algo { NB_ALGO_TWOPASS, NB_ALGO_WELFORD, NB_ALGO_ONEPASS, NB_ALGO_ONEDNN, NB_ALGO_DEFAULT, NB_ALGO_EXPANDED, NB_ALGO_COUNT } nb_algo;
 
 /* The instruction sets: first the rows of the ISA table, normbench_isa.def
  * beside this header, in table order (NB_ISA_SCALAR, NB_ISA_AVX2,
@@ -218,6 +271,7 @@ typedef struct nb_kernel {
     int64_t block;      /* for NB_RED_BLOCKED; the lane count L for NB_RED_LANES */
     unsigned flags;
     unsigned dtypes;    /* bit (1u << nb_dtype) per supported dtype */
+    unsigned directions;/* bit (1u << nb_direction) per direction it computes */
     nb_kernel_fn fn;    /* internal entry; call through nb_kernel_run */
 } nb_kernel;
 
@@ -225,6 +279,9 @@ size_t nb_kernel_count(void);
 const nb_kernel *nb_kernel_at(size_t i);
 const nb_kernel *nb_kernel_find(const char *name);
 bool nb_kernel_available(const nb_kernel *k); /* CPU supports its ISA */
+/* Kernel k computes problems like p: the same layer, a dtype and a direction
+ * it declares (availability on this CPU is nb_kernel_available). */
+bool nb_kernel_runs(const nb_kernel *k, const nb_problem *p);
 const char *nb_algo_name(nb_algo a);
 const char *nb_isa_name(nb_isa i);
 /* Check a NORMBENCH_ISA value: NULL or empty (no cap) or the name of an
@@ -250,11 +307,16 @@ nb_status nb_args_check(const nb_problem *p, const nb_args *a);
 /* ---- data -------------------------------------------------------------- */
 
 /* All buffers of one problem, allocated and filled from p->seed. */
+/* Backward problems also hold dy (seeded, its own stream), the saved mean
+ * and rstd (inputs: the statistics of x computed in data.c, rounded to the
+ * dtype) and the outputs dx, dgamma, dbeta; y, var and the running state
+ * are allocated but unused. */
 typedef struct nb_data {
     nb_problem prob;
     void *x, *y, *gamma, *beta, *mean, *var, *rstd;
     void *running_mean, *running_var;         /* state given to the kernel */
     void *running_mean0, *running_var0;       /* copies of the initial state */
+    void *dy, *dx, *dgamma, *dbeta;           /* backward only, else NULL */
 } nb_data;
 
 /* True when `bytes` fit in half of this machine's physical memory: the
@@ -280,7 +342,8 @@ nb_status nb_memory_check(const nb_problem *p, bool with_reference, char *msg, s
 
 nb_status nb_data_alloc(nb_data *d, const nb_problem *p);
 void nb_data_free(nb_data *d);
-/* Reset outputs to NaN and running stats to their initial values. */
+/* Reset outputs to NaN and running stats to their initial values (backward:
+ * dx, dgamma, dbeta to NaN; the saved statistics are inputs, kept). */
 void nb_data_reset(nb_data *d);
 nb_args nb_data_args(const nb_data *d);
 
@@ -302,6 +365,10 @@ typedef struct nb_ref {
     bool *group_nan;   /* the group holds NaN/Inf (or 0 * inf arises): all NaN.
                           bn inference (no reduction) is per element instead:
                           a NaN/Inf x gives NaN/+-Inf in y[i] only */
+    /* Backward problems only (else NULL), docs/DESIGN.md section 3.1: */
+    nb_dd *dx;                /* per element */
+    nb_dd *dgamma, *dbeta;    /* per parameter, when the problem computes them */
+    double *g_mean, *gz_mean; /* per group: mean(gamma dy), mean(gamma dy xhat) */
 } nb_ref;
 
 /* Compute the reference for the inputs in d (x, gamma, beta, initial running
@@ -327,14 +394,26 @@ typedef struct nb_check {
     double worst_gamma, worst_beta; /* the worst element's parameters (1 and 0 when absent) */
     int64_t worst_coord[5];  /* n, c, d, h, w of worst (ln/rms: row, col) */
     double depth;            /* C used in the bound */
+    /* backward problems: the worst element is dx's; the largest bound use
+     * of dx, dgamma and dbeta, and the depth of the parameter reductions */
+    double err_dx, err_dgamma, err_dbeta;
+    double depth_param;
+    double worst_dy; /* the worst dx element's dy */
 } nb_check;
 
 /* Compare the kernel results held in d (y and statistics) with r under the
  * scaled error model, for kernel k (its reduction depth and flags). */
 void nb_check_result(const nb_kernel *k, const nb_data *d, const nb_ref *r, nb_check *out);
-/* The same with an explicit reduction depth C and flags (for external results). */
+/* The same with an explicit reduction depth C and flags (for external
+ * results). For a backward problem C is the depth of the group reductions
+ * and the parameter reductions get min(C, terms - 1). */
 void nb_check_result_depth(double depth, unsigned flags, const nb_data *d, const nb_ref *r,
                            nb_check *out);
+/* A backward result with the depths of its two reductions: over a
+ * statistics group (mean(g), mean(g xhat)) and over a parameter's terms
+ * (dgamma, dbeta). */
+void nb_check_backward(double depth_group, double depth_param, const nb_data *d, const nb_ref *r,
+                       nb_check *out);
 const char *nb_verdict_name(nb_verdict v);
 
 /* Run kernel k on d (outputs reset first) and check the result against r.

@@ -31,6 +31,9 @@
  * element (y = NaN, or +-Inf). var + eps == 0 gives rstd = +Inf and a NaN
  * group (0 * inf) with finite mean and var.
  *
+ * Backward problems (issue 11) also get dx, dgamma and dbeta from exact
+ * numerators (section "the backward pass" below).
+ *
  * nb_ref_compute treats *r as output only (it does not free what *r held):
  * call nb_ref_free between two computations into the same struct. */
 #include "normbench.h"
@@ -791,14 +794,264 @@ static void in_running_finish(ctx *c, const running_state *rs)
     }
 }
 
+/* ---- the backward pass (issue 11, docs/DESIGN.md section 3.1) ------------ */
+
+/* With xhat_k = N_k / sqrt(W) for every mode (batch: N_k = m x_k - S1,
+ * W = m S2 - S1^2 + eps m^2; rms: N_k = m x_k, W = m (S2 + eps m);
+ * running: N_k = x_k - rm0, W = rv0 + eps), rstd = R / sqrt(W) with R = m
+ * (batch, rms) or 1 (running), g_k = gamma dy_k, G1 = sum g_k and
+ * GN = sum g_k N_k (both exact):
+ *   dx_k = (W (m g_k - c G1) - N_k GN) / (W sqrt(W))   (c = 1 batch, 0 rms)
+ *   dx_k = g_k / sqrt(W)                                (running)
+ * from an exact numerator with three roundings at NB_REF_PREC0 bits, so a
+ * true dx of 0 comes out 0. dgamma sums per parameter, group by group, the
+ * exact D = sum dy_k N_k of the group's members with that parameter divided
+ * by sqrt(W) (one term per group and parameter, rounded at NB_BWD_PREC,
+ * accumulated at NB_BWD_PREC); dbeta = sum dy exactly. */
+#define NB_BWD_PREC (NB_REF_PREC0 + 64)
+
+/* The per-member values and per-parameter accumulators of the backward
+ * reference. */
+typedef struct bwd_state {
+    bool on;          /* the problem is backward */
+    bool params;      /* dgamma (and dbeta when has_beta) are computed */
+    mpfr_t *dyk, *gk, *nk, *tk; /* per member: dy, g = gamma dy, N, products */
+    mpfr_ptr *dyk_p, *gk_p, *tk_p;
+    int64_t nmem;     /* how many members' values are initialised */
+    mpfr_t *dgam, *dbet; /* per parameter */
+    bool *dgam_nan;
+    int64_t npar;
+    mpfr_t G1, GN, E, a, b, s, ws, v; /* scratch */
+} bwd_state;
+
+/* out = the exact sum of terms[0..n) (out resized to hold it). NaN or Inf
+ * terms give MPFR's special sum. False if the sum was not exact. */
+static bool exact_sum(mpfr_ptr out, mpfr_ptr *terms, int64_t n)
+{
+    mpfr_exp_t hi = 0, lo = 0;
+    bool any = false;
+    for (int64_t k = 0; k < n; k++) {
+        if (!mpfr_number_p(terms[k])) {
+            mpfr_set_prec(out, 2);
+            mpfr_sum(out, terms, (unsigned long)n, MPFR_RNDN);
+            return true;
+        }
+        if (mpfr_zero_p(terms[k]))
+            continue;
+        const mpfr_exp_t e = mpfr_get_exp(terms[k]), l = e - (mpfr_exp_t)mpfr_min_prec(terms[k]);
+        hi = !any || e > hi ? e : hi;
+        lo = !any || l < lo ? l : lo;
+        any = true;
+    }
+    if (!any) {
+        mpfr_set_prec(out, 2);
+        mpfr_set_zero(out, 1);
+        return true;
+    }
+    long lg = 0;
+    while (lg < 64 && (INT64_C(1) << lg) < n)
+        lg++;
+    mpfr_set_prec(out, prec_at_least((long)(hi - lo) + lg + 2));
+    return mpfr_sum(out, terms, (unsigned long)n, MPFR_RNDN) == 0;
+}
+
+static void bwd_free(bwd_state *b)
+{
+    mpfr_t *arr[] = {b->dyk, b->gk, b->nk, b->tk};
+    for (size_t j = 0; j < 4; j++) {
+        for (int64_t k = 0; arr[j] && k < b->nmem; k++)
+            mpfr_clear(arr[j][k]);
+        free(arr[j]);
+    }
+    free(b->dyk_p);
+    free(b->gk_p);
+    free(b->tk_p);
+    for (int64_t p = 0; p < b->npar; p++) {
+        mpfr_clear(b->dgam[p]);
+        mpfr_clear(b->dbet[p]);
+    }
+    free(b->dgam);
+    free(b->dbet);
+    free(b->dgam_nan);
+    if (b->on)
+        mpfr_clears(b->G1, b->GN, b->E, b->a, b->b, b->s, b->ws, b->v, (mpfr_ptr)0);
+    memset(b, 0, sizeof *b);
+}
+
+static nb_status bwd_init(bwd_state *b, const ctx *c)
+{
+    const nb_problem *p = c->p;
+    memset(b, 0, sizeof *b);
+    if (!nb_problem_is_backward(p))
+        return NB_OK;
+    b->on = true;
+    b->params = nb_problem_has_param_grads(p);
+    mpfr_inits2(64, b->G1, b->GN, b->E, b->a, b->b, b->s, b->ws, b->v, (mpfr_ptr)0);
+    const size_t m = (size_t)c->mmax, np = (size_t)c->C;
+    b->dyk = malloc(m * sizeof *b->dyk);
+    b->gk = malloc(m * sizeof *b->gk);
+    b->nk = malloc(m * sizeof *b->nk);
+    b->tk = malloc(m * sizeof *b->tk);
+    b->dyk_p = malloc(m * sizeof *b->dyk_p);
+    b->gk_p = malloc(m * sizeof *b->gk_p);
+    b->tk_p = malloc(m * sizeof *b->tk_p);
+    b->dgam = malloc(np * sizeof *b->dgam);
+    b->dbet = malloc(np * sizeof *b->dbet);
+    b->dgam_nan = calloc(np, sizeof *b->dgam_nan);
+    if (!b->dyk || !b->gk || !b->nk || !b->tk || !b->dyk_p || !b->gk_p || !b->tk_p || !b->dgam ||
+        !b->dbet || !b->dgam_nan)
+        return NB_ERR_NOMEM;
+    for (; b->nmem < c->mmax; b->nmem++) {
+        const int64_t k = b->nmem;
+        mpfr_inits2(64, b->dyk[k], b->gk[k], b->nk[k], b->tk[k], (mpfr_ptr)0);
+        b->dyk_p[k] = b->dyk[k];
+        b->gk_p[k] = b->gk[k];
+        b->tk_p[k] = b->tk[k];
+    }
+    for (; b->npar < c->C; b->npar++) {
+        mpfr_init2(b->dgam[b->npar], NB_BWD_PREC);
+        mpfr_init2(b->dbet[b->npar], 2);
+        mpfr_set_zero(b->dgam[b->npar], 1);
+        mpfr_set_zero(b->dbet[b->npar], 1);
+    }
+    return NB_OK;
+}
+
+/* dy_k, g_k = gamma dy_k and N_k of every member, exactly. */
+static void bwd_members(ctx *c, bwd_state *b)
+{
+    const nb_dtype dt = c->p->dtype;
+    for (int64_t k = 0; k < c->m; k++) {
+        mpfr_set_prec(b->dyk[k], 53);
+        mpfr_set_d(b->dyk[k], load(c->d->dy, dt, c->idx[k]), MPFR_RNDN);
+        mpfr_set_prec(b->v, 53);
+        mpfr_set_d(b->v, c->use_gamma ? load(c->d->gamma, dt, c->pidx[k]) : 1.0, MPFR_RNDN);
+        c->ok &= exact_mul(b->gk[k], b->v, b->dyk[k]);
+        if (c->mode == MODE_RMS) {
+            c->ok &= exact_mul(b->nk[k], c->mf, c->xs[k]);
+        } else {
+            mpfr_set_prec(b->nk[k], mpfr_get_prec(c->Nk));
+            const int t = c->mode == MODE_BATCH
+                              ? mpfr_fms(b->nk[k], c->mf, c->xs[k], c->b, MPFR_RNDN)
+                              : mpfr_sub(b->nk[k], c->xs[k], c->b, MPFR_RNDN);
+            c->ok &= t == 0 || !mpfr_number_p(b->nk[k]);
+        }
+    }
+}
+
+/* dx of every member, and mean(g), mean(g xhat) of the group. */
+static void bwd_dx(ctx *c, bwd_state *b)
+{
+    nb_ref *r = c->r;
+    c->ok &= exact_sum(b->G1, b->gk_p, c->m);
+    for (int64_t k = 0; k < c->m; k++)
+        c->ok &= exact_mul(b->tk[k], b->gk[k], b->nk[k]);
+    c->ok &= exact_sum(b->GN, b->tk_p, c->m);
+    mpfr_set_prec(b->s, NB_REF_PREC0);
+    mpfr_set_prec(b->ws, NB_REF_PREC0);
+    mpfr_set_prec(b->v, NB_REF_PREC0);
+    mpfr_sqrt(b->s, c->W, MPFR_RNDN);
+    mpfr_mul(b->ws, c->W, b->s, MPFR_RNDN); /* W sqrt(W) */
+    mpfr_div(b->v, b->G1, c->mf, MPFR_RNDN);
+    r->g_mean[c->g] = mpfr_get_d(b->v, MPFR_RNDN);
+    mpfr_div(b->v, b->GN, c->mf, MPFR_RNDN);
+    mpfr_div(b->v, b->v, b->s, MPFR_RNDN);
+    r->gz_mean[c->g] = mpfr_get_d(b->v, MPFR_RNDN);
+    for (int64_t k = 0; k < c->m; k++) {
+        if (c->mode == MODE_RUNNING) {
+            mpfr_div(b->v, b->gk[k], b->s, MPFR_RNDN);
+        } else {
+            c->ok &= exact_mul(b->a, c->mf, b->gk[k]); /* m g - c G1 */
+            if (c->mode == MODE_BATCH) {
+                c->ok &= exact_add(b->b, b->a, b->G1, -1);
+                mpfr_swap(b->a, b->b);
+            }
+            c->ok &= exact_mul(b->b, c->W, b->a);
+            c->ok &= exact_mul(b->a, b->nk[k], b->GN);
+            c->ok &= exact_add(b->E, b->b, b->a, -1);
+            mpfr_div(b->v, b->E, b->ws, MPFR_RNDN);
+        }
+        r->dx[c->idx[k]] = to_dd(b->v, c->t3);
+    }
+}
+
+/* Add the group's terms to dgamma (D / sqrt(W) per run of members with one
+ * parameter) and dbeta (sum dy, exact). */
+static void bwd_params(ctx *c, bwd_state *b)
+{
+    for (int64_t k = 0; k < c->m; k++)
+        c->ok &= exact_mul(b->tk[k], b->dyk[k], b->nk[k]);
+    mpfr_set_prec(b->s, NB_BWD_PREC);
+    mpfr_set_prec(b->v, NB_BWD_PREC);
+    mpfr_sqrt(b->s, c->W, MPFR_RNDN);
+    for (int64_t k0 = 0, k1; k0 < c->m; k0 = k1) {
+        const int64_t p = c->pidx[k0];
+        for (k1 = k0 + 1; k1 < c->m && c->pidx[k1] == p;)
+            k1++;
+        c->ok &= exact_sum(b->a, b->tk_p + k0, k1 - k0);
+        mpfr_div(b->v, b->a, b->s, MPFR_RNDN);
+        mpfr_add(b->dgam[p], b->dgam[p], b->v, MPFR_RNDN);
+        c->ok &= exact_sum(b->a, b->dyk_p + k0, k1 - k0);
+        c->ok &= exact_add(b->b, b->dbet[p], b->a, +1);
+        mpfr_swap(b->b, b->dbet[p]);
+    }
+}
+
+/* A group whose backward pass is NaN: dx NaN, its parameters' dgamma NaN;
+ * dbeta (sum dy) does not depend on x. */
+static void bwd_group_nan(ctx *c, bwd_state *b)
+{
+    for (int64_t k = 0; k < c->m; k++) {
+        c->r->dx[c->idx[k]] = dd_nan;
+        b->dgam_nan[c->pidx[k]] = true;
+        mpfr_set_prec(b->dyk[k], 53);
+        mpfr_set_d(b->dyk[k], load(c->d->dy, c->p->dtype, c->idx[k]), MPFR_RNDN);
+    }
+    c->r->g_mean[c->g] = c->r->gz_mean[c->g] = NAN;
+    for (int64_t k0 = 0, k1; k0 < c->m; k0 = k1) {
+        const int64_t p = c->pidx[k0];
+        for (k1 = k0 + 1; k1 < c->m && c->pidx[k1] == p;)
+            k1++;
+        c->ok &= exact_sum(b->a, b->dyk_p + k0, k1 - k0);
+        c->ok &= exact_add(b->b, b->dbet[p], b->a, +1);
+        mpfr_swap(b->b, b->dbet[p]);
+    }
+}
+
+/* The backward pass of the current group (its statistics computed). */
+static void bwd_group(ctx *c, bwd_state *b, bool nan_group)
+{
+    if (nan_group) {
+        bwd_group_nan(c, b);
+        return;
+    }
+    bwd_members(c, b);
+    bwd_dx(c, b);
+    if (b->params)
+        bwd_params(c, b);
+}
+
+/* dgamma and dbeta, rounded once each to double-double. */
+static void bwd_finish(ctx *c, const bwd_state *b)
+{
+    nb_ref *r = c->r;
+    for (int64_t p = 0; b->params && p < c->C; p++) {
+        r->dgamma[p] = b->dgam_nan[p] ? dd_nan : to_dd(b->dgam[p], c->t3);
+        if (r->dbeta)
+            r->dbeta[p] = to_dd(b->dbet[p], c->t3);
+    }
+}
+
 /* ---- one group, start to end --------------------------------------------- */
 
-static void group_compute(ctx *c, running_state *rs, int64_t g)
+static void group_compute(ctx *c, running_state *rs, bwd_state *b, int64_t g)
 {
     c->g = g;
     group_members(c, g);
     if (!group_load(c)) {
         group_set_nan(c, rs);
+        if (b->on)
+            bwd_group(c, b, true);
         return;
     }
     group_first_stats(c);
@@ -812,6 +1065,8 @@ static void group_compute(ctx *c, running_state *rs, int64_t g)
         for (int64_t k = 0; k < c->m; k++)
             element_compute(c, k);
     }
+    if (b->on)
+        bwd_group(c, b, c->r->group_nan[g]);
     if (rs->has && c->p->layer == NB_BN)
         bn_running(c, rs);
     else if (rs->acc1)
@@ -856,6 +1111,26 @@ static void ctx_shape(ctx *c, const nb_problem *p)
     c->use_beta = p->affine && p->layer != NB_RMS && (p->layer != NB_LN || p->has_beta);
 }
 
+/* The backward outputs of r (dx; per group mean(g), mean(g xhat); dgamma
+ * and dbeta when computed); false when out of memory. */
+static bool ref_alloc_backward(nb_ref *r, const ctx *c)
+{
+    const nb_problem *p = c->p;
+    if (!nb_problem_is_backward(p))
+        return true;
+    const size_t ne = (size_t)r->numel, ng = (size_t)c->ngroups, nc = (size_t)c->C;
+    r->dx = malloc(ne * sizeof *r->dx);
+    r->g_mean = malloc(ng * sizeof *r->g_mean);
+    r->gz_mean = malloc(ng * sizeof *r->gz_mean);
+    if (nb_problem_has_param_grads(p)) {
+        r->dgamma = malloc(nc * sizeof *r->dgamma);
+        if (c->use_beta)
+            r->dbeta = malloc(nc * sizeof *r->dbeta);
+    }
+    return r->dx && r->g_mean && r->gz_mean &&
+           (!nb_problem_has_param_grads(p) || (r->dgamma && (!c->use_beta || r->dbeta)));
+}
+
 /* The output arrays of r for the shape in c; on failure r is freed. */
 static nb_status ref_alloc(nb_ref *r, const ctx *c, bool has_running)
 {
@@ -876,7 +1151,8 @@ static nb_status ref_alloc(nb_ref *r, const ctx *c, bool has_running)
         r->running_var = malloc(nc * sizeof *r->running_var);
     }
     if (!r->y || !r->y_round || !r->z || !r->mean || !r->var || !r->rstd || !r->rms ||
-        !r->group_nan || (has_running && (!r->running_mean || !r->running_var))) {
+        !r->group_nan || (has_running && (!r->running_mean || !r->running_var)) ||
+        !ref_alloc_backward(r, c)) {
         nb_ref_free(r);
         return NB_ERR_NOMEM;
     }
@@ -903,8 +1179,10 @@ static nb_status ref_problem_check(const nb_data *d)
 /* The parameter and running-statistic buffers the problem reads are given. */
 static bool ref_buffers_present(const nb_data *d, const ctx *c, bool has_running)
 {
-    return !((c->use_gamma && !d->gamma) || (c->use_beta && !d->beta) ||
-             (has_running && (!d->running_mean0 || !d->running_var0)));
+    const bool bwd = nb_problem_is_backward(c->p), infer = c->mode == MODE_RUNNING;
+    return !((c->use_gamma && !d->gamma) || (c->use_beta && !bwd && !d->beta) ||
+             (has_running && (!d->running_mean0 || !d->running_var0)) || (bwd && !d->dy) ||
+             (bwd && infer && (!d->running_mean0 || !d->running_var0)));
 }
 
 /* ---- public -------------------------------------------------------------- */
@@ -923,6 +1201,11 @@ void nb_ref_free(nb_ref *r)
     free(r->running_mean);
     free(r->running_var);
     free(r->group_nan);
+    free(r->dx);
+    free(r->dgamma);
+    free(r->dbeta);
+    free(r->g_mean);
+    free(r->gz_mean);
     memset(r, 0, sizeof *r);
 }
 
@@ -941,8 +1224,18 @@ void nb_ref_free(nb_ref *r)
  * (this plus nb_data_memory) is 40.2 bytes per element, measured 39.9. */
 double nb_ref_memory(const nb_problem *p)
 {
-    return 32.0 * (double)nb_problem_numel(p) + 81.0 * (double)nb_problem_stat_count(p) +
-           160.0 * (double)nb_problem_group_size(p) + 161.0 * (double)nb_problem_param_count(p);
+    const double N = (double)nb_problem_numel(p), G = (double)nb_problem_stat_count(p);
+    const double m = (double)nb_problem_group_size(p), C = (double)nb_problem_param_count(p);
+    double bytes = 32.0 * N + 81.0 * G + 160.0 * m + 161.0 * C;
+    /* backward (bwd_init, ref_alloc_backward): dx (nb_dd) per element,
+     * mean(g) and mean(g xhat) per group, four MPFR values (dy, g, N and a
+     * product, up to ~300 bits: about 100 bytes each with their limbs and
+     * malloc chunks) and three pointers per member, dgamma and dbeta
+     * (nb_dd, and an MPFR accumulator of NB_BWD_PREC bits each) per
+     * parameter */
+    if (nb_problem_is_backward(p))
+        bytes += 16.0 * N + 16.0 * G + 424.0 * m + 232.0 * C;
+    return bytes;
 }
 
 nb_status nb_ref_compute(const nb_data *d, nb_ref *r)
@@ -979,15 +1272,22 @@ nb_status nb_ref_compute(const nb_data *d, nb_ref *r)
     const double eps_t = nb_problem_eps_added(&d->prob);
     mpfr_set_prec(c->eps, 53);
     mpfr_set_d(c->eps, eps_t, MPFR_RNDN);
+    bwd_state bs;
+    memset(&bs, 0, sizeof bs);
     st = running_init(&rs, c);
+    if (st == NB_OK)
+        st = bwd_init(&bs, c);
     if (st == NB_OK) {
         for (int64_t g = 0; g < c->ngroups; g++)
-            group_compute(c, &rs, g);
+            group_compute(c, &rs, &bs, g);
         if (rs.has && d->prob.layer == NB_IN)
             in_running_finish(c, &rs);
+        if (bs.on)
+            bwd_finish(c, &bs);
         if (!c->ok)
             st = NB_ERR_MPFR;
     }
+    bwd_free(&bs);
     running_free(&rs);
     ctx_free(c);
     if (st != NB_OK)

@@ -119,7 +119,9 @@ Test(errors, every_kernel_rejects_bad_input)
             expect_code(k, &p, &b, &d, NB_ERR_NULL, "running_var NULL");
             q = p, q.training = false, q.n = 1, q.spatial_rank = 0; /* fine in inference */
             nb_data_reset(&d);
-            cr_expect_eq(nb_kernel_run(k, &q, &a), NB_OK, "%s: inference with n*S = 1", k->name);
+            cr_expect_eq(nb_kernel_run(k, &q, &a),
+                         k->directions & (1u << NB_FWD) ? NB_OK : NB_ERR_DIRECTION,
+                         "%s: inference with n*S = 1", k->name);
             break;
         case NB_IN:
             q = p, q.spatial_rank = 0;
@@ -138,6 +140,54 @@ Test(errors, every_kernel_rejects_bad_input)
         /* dtype out of range */
         q = p, q.dtype = (nb_dtype)5;
         expect_code(k, &q, &a, &d, NB_ERR_DTYPE, "unknown dtype");
+        nb_data_free(&d);
+    }
+}
+
+/* Issue 11: a kernel refuses a problem of a direction it does not compute
+ * (and writes nothing); one that computes the backward pass refuses
+ * missing backward buffers. */
+Test(errors, directions)
+{
+    for (size_t i = 0; i < nb_kernel_count(); i++) {
+        const nb_kernel *k = nb_kernel_at(i);
+        if (!nb_kernel_available(k))
+            continue;
+        nb_problem p;
+        nb_data d;
+        make(k->layer, &p, &d);
+        nb_args a = nb_data_args(&d);
+        if (!(k->directions & (1u << NB_FWD)))
+            expect_code(k, &p, &a, &d, NB_ERR_DIRECTION, "a forward problem");
+        nb_data_free(&d);
+        p.dir = NB_BWD;
+        cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+        a = nb_data_args(&d);
+        nb_data_reset(&d);
+        const bool bwd = k->directions & (1u << NB_BWD);
+        cr_expect_eq(nb_kernel_run(k, &p, &a), bwd ? NB_OK : NB_ERR_DIRECTION, "%s on bwd",
+                     k->name);
+        if (!bwd)
+            cr_expect(isnan(((float *)d.dx)[0]), "%s wrote dx", k->name);
+        for (int j = 0; bwd && j < 5; j++) {
+            nb_args b = a;
+            const char *what[5] = {"dy", "dx", "mean", "rstd", "dgamma"};
+            if (j == 0)
+                b.dy = NULL;
+            else if (j == 1)
+                b.dx = NULL;
+            else if (j == 2)
+                b.mean = NULL;
+            else if (j == 3)
+                b.rstd = NULL;
+            else
+                b.dgamma = NULL;
+            if (j == 4 && !p.affine)
+                continue;
+            nb_data_reset(&d);
+            cr_expect_eq(nb_kernel_run(k, &p, &b), NB_ERR_NULL, "%s: %s NULL", k->name, what[j]);
+            cr_expect(isnan(((float *)d.dx)[0]), "%s wrote dx with %s NULL", k->name, what[j]);
+        }
         nb_data_free(&d);
     }
 }

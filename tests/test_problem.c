@@ -56,6 +56,14 @@ Test(problem, roundtrip)
         "bn:n2c3h4w4:f64:eps=dtype",
         "ln:rows4:cols8:eps1e-45:f32",
         "ln:rows4:cols8:eps1e-50:f64",
+        "ln:rows4:cols8:bwd",
+        "ln:rows4:cols8:nobeta:bwd_d:dy=const",
+        "bn:n2c3h4w4:infer:bwd:dy=prop2",
+        "bn:n2c3h4w4:nhwc:bwd:noaffine:dy=sparse",
+        "gn:n2c6h5w5:g3:bwd:f64:data=offset1e4:dy=offset-3.5",
+        "in:n2c3h4w4:affine:bwd:dy=const-0.5",
+        "rms:rows3:cols7:bwd:dy=prop",
+        "ln:rows4:cols8:fwd",
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         roundtrip(cases[i]);
@@ -192,6 +200,88 @@ Test(problem, conflicting_and_repeated_tokens)
     parse_bad("bn:n2c3h4w4:eps=banana", NB_ERR_PARSE, "eps=f64 or eps=dtype");
     parse_bad("bn:n2c3h4w4:eps=1e-5", NB_ERR_PARSE, "eps<v>");
     cr_expect_eq(parse_ok("ln:rows4:cols4:eps1e-50:f64").eps, 1e-50);
+}
+
+/* Issue 11: the direction tokens. fwd is the default and never printed,
+ * so every forward problem string reads and prints as before; a backward
+ * problem prints its direction after the mode and dy= after data=. */
+Test(problem, direction_tokens)
+{
+    static const struct {
+        const char *in, *canonical;
+    } cases[] = {
+        {"ln:rows64:cols1024:bwd:data=offset1e4",
+         "ln:rows64:cols1024:bwd:eps1e-05:f32:seed1:data=offset1e+04:dy=normal"},
+        {"ln:rows4:cols8:fwd", "ln:rows4:cols8:eps1e-05:f32:seed1:data=normal"},
+        {"bn:n2c3:bwd_d:infer:dy=const",
+         "bn:n2c3:nchw:infer:bwd_d:eps1e-05:f32:seed1:data=normal:dy=const"},
+        {"bn:n2c3:bwd:dy=const2",
+         "bn:n2c3:nchw:train:bwd:eps1e-05:f32:seed1:data=normal:dy=const2"},
+        {"gn:n1c4l3:g2:dy=prop:bwd",
+         "gn:n1c4l3:g2:nchw:bwd:eps1e-05:f32:seed1:data=normal:dy=prop"},
+        {"rms:rows2:cols3:bwd:dy=offset0",
+         "rms:rows2:cols3:bwd:eps1e-05:f32:seed1:data=normal:dy=offset0"},
+        {"in:n1c2l3:bwd:dy=sparse", "in:n1c2l3:nchw:bwd:eps1e-05:f32:seed1:data=normal:dy=sparse"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nb_problem p = parse_ok(cases[i].in);
+        char s[512];
+        nb_problem_format(&p, s, sizeof s);
+        cr_expect_str_eq(s, cases[i].canonical, "'%s'", cases[i].in);
+        roundtrip(cases[i].in);
+    }
+    nb_problem p = parse_ok("ln:rows4:cols8:bwd_d:dy=prop0.5");
+    cr_expect_eq(p.dir, NB_BWD_D);
+    cr_expect_eq(p.dy_dist, NB_DY_PROP);
+    cr_expect_eq(p.dy_param, 0.5);
+    cr_expect_not(nb_problem_has_param_grads(&p));
+    cr_expect(nb_problem_is_backward(&p));
+    p = parse_ok("bn:n2c3h4w4:bwd");
+    cr_expect_eq(p.dy_dist, NB_DY_NORMAL);
+    cr_expect(nb_problem_has_param_grads(&p));
+    cr_expect_not(nb_problem_has_running(&p), "a backward pass has no running statistics");
+    cr_expect_eq(nb_problem_param_terms(&p), 32);
+    p = parse_ok("bn:n2c3h4w4:bwd:noaffine");
+    cr_expect_not(nb_problem_has_param_grads(&p));
+    cr_expect_eq(parse_ok("ln:rows4:cols8").dir, NB_FWD);
+    cr_expect_str_eq(nb_direction_name(NB_BWD_D), "bwd_d");
+    cr_expect_str_eq(nb_dy_dist_name(NB_DY_SPARSE), "sparse");
+    cr_expect_str_eq(nb_direction_name(NB_DIRECTION_COUNT), "?");
+    cr_expect_str_eq(nb_dy_dist_name(NB_DY_COUNT), "?");
+}
+
+Test(problem, direction_errors)
+{
+    parse_bad("ln:rows4:cols4:fwd:bwd", NB_ERR_PARSE,
+              "'fwd' and 'bwd' conflict (both set the direction)");
+    parse_bad("ln:rows4:cols4:bwd:bwd_d", NB_ERR_PARSE, "'bwd' and 'bwd_d' conflict");
+    parse_bad("ln:rows4:cols4:bwd:bwd", NB_ERR_PARSE, "token 'bwd' given twice");
+    parse_bad("ln:rows4:cols4:dy=normal", NB_ERR_PARSE, "'dy=normal' needs 'bwd' or 'bwd_d'");
+    parse_bad("ln:rows4:cols4:fwd:dy=const", NB_ERR_PARSE, "'dy=const' needs 'bwd' or 'bwd_d'");
+    parse_bad("ln:rows4:cols4:bwd:dy=offset", NB_ERR_PARSE, "needs a value");
+    parse_bad("ln:rows4:cols4:bwd:dy=banana", NB_ERR_PARSE, "'dy=banana'");
+    parse_bad("ln:rows4:cols4:bwd:dy=sparse2", NB_ERR_PARSE, "'dy=sparse2'");
+    parse_bad("ln:rows4:cols4:bwd:dy=constx", NB_ERR_PARSE, "'dy=constx'");
+    parse_bad("ln:rows4:cols4:bwd:dy=const:dy=prop", NB_ERR_PARSE,
+              "'dy=const' and 'dy=prop' conflict (both set the dy distribution)");
+    parse_bad("ln:rows4:cols4:bwd:dy=offset1e300", NB_ERR_ARG, "dy parameter");
+    parse_bad("ln:rows4:cols4:bwd_D", NB_ERR_PARSE, "bad token 'bwd_D'");
+    parse_bad("bn:n2c3h4w4:bwd:mom0.2", NB_ERR_PARSE,
+              "'mom0.2' and 'bwd' conflict (a backward pass updates no running statistics)");
+    parse_bad("bn:n2c3h4w4:momnone:nbt3:bwd_d", NB_ERR_PARSE, "'momnone' and 'bwd_d' conflict");
+    parse_bad("in:n2c3h4w4:track:bwd", NB_ERR_PARSE, "'track' and 'bwd' conflict");
+    /* fields no string can set */
+    nb_problem p = parse_ok("ln:rows4:cols4"), q;
+    char err[256];
+    q = p, q.dy_dist = NB_DY_CONST;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG);
+    cr_expect(strstr(err, "forward problem"), "%s", err);
+    q = p, q.dir = NB_DIRECTION_COUNT;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG);
+    q = p, q.dir = NB_BWD, q.dy_dist = NB_DY_COUNT;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG);
+    q = p, q.dir = NB_BWD, q.dy_param = NAN;
+    cr_expect_eq(nb_problem_check(&q, err, sizeof err), NB_ERR_ARG);
 }
 
 /* Item 11 of issue 9: the eps convention is the problem's, defaults to
@@ -429,6 +519,107 @@ Test(data, distributions)
     for (int i = 0; i < 100; i++) {
         float v = fabsf(((float *)d.x)[i]);
         cr_expect(v > 0.4f * sqrtf(3.4e38f) && v < sqrtf(3.4e38f), "huge value %a", v);
+    }
+    nb_data_free(&d);
+}
+
+/* Issue 11: a backward problem's data. x is the forward problem's; dy has
+ * its own stream, seeded; the saved statistics are those of x (bn
+ * inference: the running ones); the gradients start as NaN. */
+Test(data, backward_inputs)
+{
+    nb_problem pf = parse_ok("ln:rows4:cols50:f64:data=offset3"),
+               pb = parse_ok("ln:rows4:cols50:f64:bwd:data=offset3");
+    nb_data f, b, b2;
+    cr_assert_eq(nb_data_alloc(&f, &pf), NB_OK);
+    cr_assert_eq(nb_data_alloc(&b, &pb), NB_OK);
+    cr_assert_eq(nb_data_alloc(&b2, &pb), NB_OK);
+    cr_expect_null(f.dy, "a forward problem has no dy");
+    cr_expect(memcmp(f.x, b.x, 200 * sizeof(double)) == 0, "x must not depend on the direction");
+    cr_expect(memcmp(b.dy, b2.dy, 200 * sizeof(double)) == 0, "dy is not reproducible");
+    cr_expect(memcmp(b.x, b.dy, 200 * sizeof(double)) != 0);
+    const double *x = b.x, *mean = b.mean, *rstd = b.rstd;
+    for (int r = 0; r < 4; r++) {
+        long double s = 0, q = 0;
+        for (int i = 0; i < 50; i++)
+            s += x[r * 50 + i];
+        const long double mu = s / 50;
+        for (int i = 0; i < 50; i++)
+            q += (x[r * 50 + i] - mu) * (x[r * 50 + i] - mu);
+        const double want_rstd = (double)(1 / sqrtl(q / 50 + 1e-5L));
+        cr_expect_leq(fabs(mean[r] - (double)mu), 4e-16 * 3, "row %d mean %a", r, mean[r]);
+        cr_expect_leq(fabs(rstd[r] - want_rstd), 4e-16 * want_rstd, "row %d rstd %a", r, rstd[r]);
+    }
+    for (int i = 0; i < 200; i++)
+        cr_expect(isnan(((double *)b.dx)[i]), "dx not reset");
+    for (int i = 0; i < 50; i++)
+        cr_expect(isnan(((double *)b.dgamma)[i]) && isnan(((double *)b.dbeta)[i]));
+    nb_args a = nb_data_args(&b);
+    cr_expect(a.dy == b.dy && a.dx == b.dx && a.dgamma == b.dgamma && a.dbeta == b.dbeta);
+    cr_expect(a.mean == b.mean && a.rstd == b.rstd && a.y == NULL && a.running_mean == NULL);
+    cr_expect_eq(nb_args_check(&pb, &a), NB_OK);
+    nb_args c = a;
+    c.dy = NULL;
+    cr_expect_eq(nb_args_check(&pb, &c), NB_ERR_NULL);
+    c = a, c.dbeta = NULL;
+    cr_expect_eq(nb_args_check(&pb, &c), NB_ERR_NULL);
+    c = a, c.rstd = NULL;
+    cr_expect_eq(nb_args_check(&pb, &c), NB_ERR_NULL);
+    nb_data_free(&f);
+    nb_data_free(&b);
+    nb_data_free(&b2);
+}
+
+/* The dy distributions: const and prop are defined on g = gamma dy. */
+Test(data, dy_distributions)
+{
+    nb_data d;
+    nb_problem p = parse_ok("ln:rows3:cols40:f64:bwd:dy=const2");
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    const double *gam = d.gamma, *dy = d.dy;
+    for (int i = 0; i < 120; i++)
+        cr_expect_leq(fabs(gam[i % 40] * dy[i] - 2.0), 0x1p-50, "gamma dy at %d: %a", i,
+                      gam[i % 40] * dy[i]);
+    nb_data_free(&d);
+
+    p = parse_ok("gn:n2c4h3w3:g2:f64:bwd:dy=prop3");
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    gam = d.gamma, dy = d.dy;
+    const double *x = d.x, *mean = d.mean, *rstd = d.rstd;
+    for (int i = 0; i < 72; i++) {
+        const int c = (i / 9) % 4, g = (i / 36) * 2 + c / 2;
+        const double xhat = (x[i] - mean[g]) * rstd[g];
+        cr_expect_leq(fabs(gam[c] * dy[i] - 3 * xhat), 1e-14 * (1 + fabs(xhat)), "at %d", i);
+    }
+    nb_data_free(&d);
+
+    p = parse_ok("bn:n4c3h5w5:bwd:dy=sparse");
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    int zeros = 0;
+    for (int i = 0; i < 300; i++) {
+        const float v = ((float *)d.dy)[i];
+        cr_expect(v == floorf(v) && fabsf(v) <= 4, "sparse dy %a", v);
+        zeros += v == 0;
+    }
+    cr_expect(zeros > 180 && zeros < 270, "%d zeros of 300", zeros);
+    nb_data_free(&d);
+
+    p = parse_ok("rms:rows10:cols100:bwd:dy=offset5");
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    double s = 0;
+    for (int i = 0; i < 1000; i++)
+        s += ((float *)d.dy)[i];
+    cr_expect(fabs(s / 1000 - 5) < 0.2, "mean dy %g", s / 1000);
+    cr_expect_eq(((float *)d.mean)[0], 0.0f, "rms saves mean 0");
+    nb_data_free(&d);
+
+    /* bn inference: the saved statistics are the running ones */
+    p = parse_ok("bn:n2c3h2w2:infer:bwd:f64");
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    for (int c = 0; c < 3; c++) {
+        const double rv = ((double *)d.running_var0)[c];
+        cr_expect_eq(((double *)d.mean)[c], ((double *)d.running_mean0)[c]);
+        cr_expect_eq(((double *)d.rstd)[c], 1.0 / sqrt(rv + 1e-5));
     }
     nb_data_free(&d);
 }

@@ -114,8 +114,15 @@ static void *run_offset(const nb_kernel *k, const nb_data *d, int off)
         if (src[i])
             memcpy(buf[i], src[i], sizes[i] * es);
     }
-    nb_args a = {buf[0], buf[1], d->gamma ? buf[2] : NULL, d->beta ? buf[3] : NULL, buf[4],
-                 buf[5], buf[6], d->running_mean ? buf[7] : NULL, d->running_var ? buf[8] : NULL};
+    nb_args a = {.x = buf[0],
+                 .y = buf[1],
+                 .gamma = d->gamma ? buf[2] : NULL,
+                 .beta = d->beta ? buf[3] : NULL,
+                 .mean = buf[4],
+                 .var = buf[5],
+                 .rstd = buf[6],
+                 .running_mean = d->running_mean ? buf[7] : NULL,
+                 .running_var = d->running_var ? buf[8] : NULL};
     cr_assert_eq(nb_kernel_run(k, p, &a), NB_OK, "%s", k->name);
     void *y = malloc(nx * es);
     cr_assert(y);
@@ -138,7 +145,7 @@ Test(simd, alignment_offsets, .timeout = 600)
         const size_t bytes = (size_t)nb_problem_numel(&p) * nb_dtype_size(p.dtype);
         for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
             const nb_kernel *k = nb_kernel_at(ki);
-            if (k->layer != p.layer || !ours(k) || !(k->flags & NB_KF_DETERMINISTIC))
+            if (!nb_kernel_runs(k, &p) || !ours(k) || !(k->flags & NB_KF_DETERMINISTIC))
                 continue;
             void *y0 = run_offset(k, &d, 0);
             for (int off = 1; off < 16; off++) {
@@ -223,7 +230,7 @@ Test(simd, determinism_claims, .timeout = 600)
         cr_assert(first);
         for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
             const nb_kernel *k = nb_kernel_at(ki);
-            if (k->layer != p.layer || !ours(k) || !(k->flags & NB_KF_DETERMINISTIC))
+            if (!nb_kernel_runs(k, &p) || !ours(k) || !(k->flags & NB_KF_DETERMINISTIC))
                 continue;
             for (int run = 0; run < 3; run++) {
                 nb_set_threads(run == 2 ? 2 : 1);
