@@ -6,6 +6,7 @@
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "bench.h"
 #include "nb_config.h"
+#include "nb_tune.h"
 
 #include <sched.h>
 #include <stdlib.h>
@@ -102,6 +103,10 @@ static void print_header(const bench_run *run)
            si->target_id, si->model_name, si->cores, si->l2_bytes >> 10, si->llc_bytes >> 20);
     printf("load average (1 min) at start: %.2f on %d CPUs%s\n", run->load_start, si->logical_cpus,
            run->load_start > 0.5 * si->logical_cpus ? " -- busy machine, expect noise" : "");
+    char tune[256];
+    nb_tune_format(nb_tune_get(), tune, sizeof tune);
+    printf("tuning: %s (%s; normbench sysinfo explains)\n", tune,
+           nb_tune_get()->overridden ? "NORMBENCH_TUNE sets some" : "derived from the caches");
     printf("timer clock_gettime(CLOCK_MONOTONIC); min time %.3g s, min reps %d; modes:%s%s\n",
            run->timing.min_time, run->timing.min_reps, run->warm ? " warm" : "",
            run->cold ? " cold" : "");

@@ -439,6 +439,46 @@ def verify_summary(v):
     return per
 
 
+def size_text(b):
+    """A byte count as NORMBENCH_TUNE writes it: 8M, 12K, 1000."""
+    b = int(num(b, 0))
+    for shift, suffix in ((40, "T"), (30, "G"), (20, "M"), (10, "K")):
+        if b and b % (1 << shift) == 0:
+            return "%d%s" % (b >> shift, suffix)
+    return str(b)
+
+
+def cache_sizes_text(si):
+    """The L1d, L2 and LLC sizes the run used and where each came from."""
+    src = si.get("cache_sources") or {}
+    return ", ".join("%s %s (%s)" % (name, size_text(si.get(key)), src.get(short, "sysfs"))
+                     for name, key, short in (("L1d", "l1d_bytes", "l1d"), ("L2", "l2_bytes", "l2"),
+                                              ("LLC", "llc_bytes", "llc"))
+                     if si.get(key) is not None)
+
+
+def tuning_text(docs):
+    """The tuning values of the runs (sysinfo.tuning): each knob, its value
+    and its rule, or who set it; runs that differ are named."""
+    seen = []
+    for d in docs:
+        t = (d.get("sysinfo") or {}).get("tuning")
+        if d.get("source", "normbench") == "normbench" and t and t not in seen:
+            seen.append(t)
+    if not seen:
+        return "not recorded (runs made before the run-time tuning)"
+    parts = []
+    for t in seen:
+        over = set(t.get("overridden") or [])
+        rules = t.get("rules") or {}
+        knobs = ["%s %s (%s)" % (k, size_text(t[k]) if k.endswith("bytes") or k == "chb_min"
+                                 else t[k], "NORMBENCH_TUNE" if k in over else rules.get(k, "?"))
+                 for k in rules]
+        parts.append("; ".join(knobs))
+    text = " / ".join(parts)
+    return text if len(seen) == 1 else "**the runs differ:** " + text
+
+
 def main():
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("json", nargs="+", help="bench JSON files (normbench, bench-pytorch)")
@@ -508,7 +548,9 @@ def main():
         ("ISA", si.get("isa_features")),
         ("cores", "%s logical CPUs, %s cores, %s socket(s)" % (
             si.get("logical_cpus"), si.get("cores"), si.get("sockets"))),
-        ("caches (sysfs)", caches),
+        ("caches (sysfs)", caches or "none in sysfs"),
+        ("cache sizes used", cache_sizes_text(si)),
+        ("tuning (`sysinfo`)", tuning_text(docs)),
         ("memory", "%.1f GiB" % (num(si.get("mem_total_bytes"), 0) / 2 ** 30)),
         ("OS", "%s, %s" % (si.get("os"), si.get("kernel"))),
         ("compiler", "%s, buildtype %s" % (si.get("compiler"), si.get("buildtype"))),
