@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double load_average(void)
+double bench_load_average(void)
 {
     double l1 = -1;
     FILE *f = fopen("/proc/loadavg", "r");
@@ -335,11 +335,16 @@ static int time_all_cases(bench_run *run)
     return 0;
 }
 
-int bench_run_all(bench_run *run)
+void bench_run_setup(bench_run *run)
 {
     choose_thread_counts(run);
     choose_sizes(run);
-    run->load_start = load_average();
+}
+
+int bench_run_all(bench_run *run)
+{
+    bench_run_setup(run);
+    run->load_start = bench_load_average();
     const double t_start = nb_now();
     print_header(run);
     int rc = measure_start_roof(run);
@@ -350,7 +355,7 @@ int bench_run_all(bench_run *run)
     if ((rc = time_all_cases(run)))
         return rc;
     measure_end_roof(run);
-    run->load_end = load_average();
+    run->load_end = bench_load_average();
     run->seconds = nb_now() - t_start;
     printf("bench: %zu cases measured, %zu skipped, %zu errors in %.1f s; load average %.2f at "
            "start, %.2f at end\n",

@@ -156,7 +156,15 @@ static const struct command {
      "    --roof-only          measure only the bandwidth roof\n"
      "    --list               print the selected problems with their traffic model and exit\n"
      "    --json FILE          write the results as JSON; --csv FILE as CSV\n"
-     "    --quiet              no progress line\n"},
+     "    --quiet              no progress line\n"
+     "    --tune               instead, the tuning sweep: for each knob of NORMBENCH_TUNE, a few\n"
+     "                         candidate values around the derived one timed on problems of its\n"
+     "                         own (3 interleaved rounds; default --min-time 0.01, --min-reps 3,\n"
+     "                         kernels */default/auto); a table per knob of time / time of the\n"
+     "                         derived value (--json FILE: kind tune). Takes --kernels, --threads,\n"
+     "                         --cold, --cold-only, --min-time, --min-reps, --cold-mib, --json\n"
+     "    --knobs LIST         with --tune, only these knobs (nt_bytes, pf_bytes, chb_min,\n"
+     "                         chb_bytes, split_groups)\n"},
     {"sysinfo", cmd_sysinfo,
      "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id, and the tuning\n"
      "    values in use (derived from the caches; NORMBENCH_TUNE overrides them)\n"},

@@ -56,6 +56,9 @@ void nb_tune_set_value(nb_tune *t, nb_tune_knob k, int64_t v);
 
 /* The values the rules give for caches c and logical_cpus (no override). */
 void nb_tune_derive(const nb_caches *c, int logical_cpus, nb_tune *t);
+/* The values the rules give for the caches and CPU count t was derived
+ * from (t without its overrides). */
+void nb_tune_rederive(const nb_tune *t, nb_tune *out);
 
 /* Apply "key=value,key=value" (NULL or empty: nothing) to t, marking the
  * knobs given in t->overridden. A size is digits with an optional K, M, G

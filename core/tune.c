@@ -309,12 +309,22 @@ void nb_tune_json(nb_json_writer *w, const char *key, const nb_tune *t)
     nb_json_end_object(w);
 }
 
+void nb_tune_rederive(const nb_tune *t, nb_tune *out)
+{
+    const nb_caches c = {.l1d_bytes = t->l1d_bytes,
+                         .l2_bytes = t->l2_bytes,
+                         .llc_bytes = t->llc_bytes,
+                         .l1d_source = t->l1d_source,
+                         .l2_source = t->l2_source,
+                         .llc_source = t->llc_source};
+    nb_tune_derive(&c, t->logical_cpus, out);
+}
+
 /* The value the rule gives for knob k from the caches t was derived from. */
 static int64_t rule_value(const nb_tune *t, nb_tune_knob k)
 {
-    nb_caches c = {.l1d_bytes = t->l1d_bytes, .l2_bytes = t->l2_bytes, .llc_bytes = t->llc_bytes};
     nb_tune d;
-    nb_tune_derive(&c, t->logical_cpus, &d);
+    nb_tune_rederive(t, &d);
     return nb_tune_value(&d, k);
 }
 
