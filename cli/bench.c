@@ -224,8 +224,8 @@ static int validate_tune(const bench_opts *o, unsigned *knobs)
     if (o->set_arg || o->c.problems.count)
         return cli_error("bench: --tune times its own problems: not with --set, --problems or "
                          "--batch");
-    if (o->roof_only || o->list_only || o->c.csv_path)
-        return cli_error("bench: --tune does not take --roof-only, --list or --csv");
+    if (o->roof_only || o->list_only || o->c.csv_path || o->roof_mib > 0)
+        return cli_error("bench: --tune does not take --roof-only, --roof-mib, --list or --csv");
     return parse_knobs(o->knobs_arg, knobs);
 }
 
