@@ -236,7 +236,7 @@ static int time_problem_mode(bench_tune *t, const bench_tune_knob *kn, const cha
             if (!r)
                 return 2;
             r->knob = kn->knob;
-            snprintf(r->problem, sizeof r->problem, "%s", ps);
+            snprintf(r->problem, sizeof r->problem, "%.*s", (int)sizeof r->problem - 1, ps);
             nb_problem_format(&d->prob, r->canonical, sizeof r->canonical);
             r->out_bytes = nb_problem_numel(&d->prob) * (int64_t)nb_dtype_size(d->prob.dtype);
             r->kernel = k;
