@@ -54,20 +54,21 @@ static int cpulist_count(const char *s)
     return n;
 }
 
-/* One cache of cpu0 (sysfs index i) into ci; false when there is none. */
-static bool read_cache(int i, int logical_cpus, nb_cache_info *ci)
+/* One cache (index i of the sysfs cache directory dir) into ci; false
+ * when there is none. */
+static bool read_cache(const char *dir, int i, int logical_cpus, nb_cache_info *ci)
 {
-    char path[128], v[64], buf[256];
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+    char path[512], v[64], buf[256];
+    snprintf(path, sizeof path, "%s/index%d/level", dir, i);
     if (!nb_read_line(path, v, sizeof v))
         return false;
     ci->level = atoi(v);
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
+    snprintf(path, sizeof path, "%s/index%d/type", dir, i);
     nb_read_line(path, ci->type, sizeof ci->type);
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+    snprintf(path, sizeof path, "%s/index%d/size", dir, i);
     if (nb_read_line(path, v, sizeof v))
         ci->bytes = parse_size(v);
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/shared_cpu_list", i);
+    snprintf(path, sizeof path, "%s/index%d/shared_cpu_list", dir, i);
     ci->shared_cpus = nb_read_line(path, buf, sizeof buf) ? cpulist_count(buf) : 1;
     if (ci->shared_cpus < 1)
         ci->shared_cpus = 1;
@@ -91,13 +92,14 @@ static void fill_missing(long long *bytes, const char **source, long long cpuid,
     *source = cpuid > 0 ? NB_CACHE_CPUID : NB_CACHE_ASSUMED;
 }
 
-void nb_caches_collect(nb_caches *c, int logical_cpus)
+void nb_caches_read(nb_caches *c, const char *dir, int logical_cpus, long long cpuid_l1d,
+                    long long cpuid_l2)
 {
     memset(c, 0, sizeof *c);
     c->l1d_source = c->l2_source = c->llc_source = NB_CACHE_SYSFS;
     for (int i = 0; i < 8; i++) {
         nb_cache_info *ci = &c->caches[c->ncaches];
-        if (!read_cache(i, logical_cpus, ci))
+        if (!read_cache(dir, i, logical_cpus, ci))
             break;
         if (ci->level == 1 && strcmp(ci->type, "Instruction"))
             c->l1d_bytes = ci->bytes;
@@ -107,6 +109,13 @@ void nb_caches_collect(nb_caches *c, int logical_cpus)
             c->llc_bytes = ci->bytes;
         c->ncaches++;
     }
+    fill_missing(&c->l1d_bytes, &c->l1d_source, cpuid_l1d, NB_CACHE_ASSUMED_L1D);
+    fill_missing(&c->l2_bytes, &c->l2_source, cpuid_l2, NB_CACHE_ASSUMED_L2);
+    fill_missing(&c->llc_bytes, &c->llc_source, 0, NB_CACHE_ASSUMED_LLC);
+}
+
+void nb_caches_collect(nb_caches *c, int logical_cpus)
+{
     long long l1d = 0, l2 = 0;
 #if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
     l1d = cpuid_size(_SC_LEVEL1_DCACHE_SIZE);
@@ -114,7 +123,5 @@ void nb_caches_collect(nb_caches *c, int logical_cpus)
 #else
     (void)cpuid_size;
 #endif
-    fill_missing(&c->l1d_bytes, &c->l1d_source, l1d, NB_CACHE_ASSUMED_L1D);
-    fill_missing(&c->l2_bytes, &c->l2_source, l2, NB_CACHE_ASSUMED_L2);
-    fill_missing(&c->llc_bytes, &c->llc_source, 0, NB_CACHE_ASSUMED_LLC);
+    nb_caches_read(c, "/sys/devices/system/cpu/cpu0/cache", logical_cpus, l1d, l2);
 }

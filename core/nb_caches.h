@@ -41,6 +41,10 @@ typedef struct nb_caches {
  * guest's CPUID reports the whole package's L3, not what one core shares
  * (a 2-vCPU AMD EPYC guest: 508 MiB). */
 void nb_caches_collect(nb_caches *c, int logical_cpus);
+/* The same from the sysfs cache directory dir (index0, index1, ...) and
+ * the CPUID sizes given (0: unknown), for tests. */
+void nb_caches_read(nb_caches *c, const char *dir, int logical_cpus, long long cpuid_l1d,
+                    long long cpuid_l2);
 
 /* The first line of a file, without its newline; false when unreadable. */
 bool nb_read_line(const char *path, char *buf, size_t len);

@@ -1,4 +1,6 @@
-/* test_tune.c: the run-time tuning (core/tune.c): the rules on the caches
+/* test_tune.c: the run-time tuning (core/tune.c) and the cache sizes it
+ * starts from (core/caches.c: a sysfs cache directory written here, and
+ * the CPUID and assumed sizes when it is missing); the rules on the caches
  * of the machines the suite has been measured on (the Intel host's give
  * the constants fitted there), the strict NORMBENCH_TUNE parser (sizes,
  * suffixes, ranges, unknown and repeated keys, the values untouched on an
@@ -10,8 +12,11 @@
 #include "normbench.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define KIB ((int64_t)1 << 10)
 #define MIB ((int64_t)1 << 20)
@@ -22,6 +27,84 @@ static nb_tune derived(long long l1d, long long l2, long long llc, int cpus)
     nb_tune t;
     nb_tune_derive(&c, cpus, &t);
     return t;
+}
+
+/* One file of a fake sysfs cache directory. */
+static void put(const char *dir, int index, const char *name, const char *value)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/index%d", dir, index);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/index%d/%s", dir, index, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f != NULL, "%s", path);
+    fprintf(f, "%s\n", value);
+    fclose(f);
+}
+
+static void fake_cache(const char *dir, int index, const char *level, const char *type,
+                       const char *size, const char *shared)
+{
+    put(dir, index, "level", level);
+    put(dir, index, "type", type);
+    put(dir, index, "size", size);
+    put(dir, index, "shared_cpu_list", shared);
+}
+
+/* The Intel host's sysfs entries: L1d, L2 and the last level from sysfs,
+ * with the CPUs sharing each; CPUID is not consulted for sizes sysfs has. */
+Test(tune, caches_from_sysfs)
+{
+    char dir[] = "/tmp/nb-caches-XXXXXX";
+    cr_assert(mkdtemp(dir) != NULL);
+    fake_cache(dir, 0, "1", "Data", "48K", "0");
+    fake_cache(dir, 1, "1", "Instruction", "32K", "0");
+    fake_cache(dir, 2, "2", "Unified", "2048K", "0");
+    fake_cache(dir, 3, "3", "Unified", "266240K", "0-1");
+    nb_caches c;
+    nb_caches_read(&c, dir, 2, 1 << 10, 1 << 10);
+    cr_expect_eq(c.ncaches, 4);
+    cr_expect_eq(c.l1d_bytes, 48 * KIB);
+    cr_expect_eq(c.l2_bytes, 2 * MIB);
+    cr_expect_eq(c.llc_bytes, 260 * MIB);
+    cr_expect_str_eq(c.l1d_source, "sysfs");
+    cr_expect_str_eq(c.l2_source, "sysfs");
+    cr_expect_str_eq(c.llc_source, "sysfs");
+    cr_expect_eq(c.caches[3].shared_cpus, 2);
+    cr_expect_eq(c.caches[3].instances, 1);
+    cr_expect_eq(c.caches[2].instances, 2);
+    cr_expect_str_eq(c.caches[1].type, "Instruction");
+    const char *rm[] = {"level", "type", "size", "shared_cpu_list"};
+    char path[512];
+    for (int i = 0; i < 4; i++) {
+        for (int f = 0; f < 4; f++) {
+            snprintf(path, sizeof path, "%s/index%d/%s", dir, i, rm[f]);
+            unlink(path);
+        }
+        snprintf(path, sizeof path, "%s/index%d", dir, i);
+        rmdir(path);
+    }
+    rmdir(dir);
+}
+
+/* No sysfs cache directory (some virtual machines): L1d and L2 from CPUID,
+ * the last level assumed; without CPUID sizes, all assumed. */
+Test(tune, caches_without_sysfs)
+{
+    nb_caches c;
+    nb_caches_read(&c, "/nonexistent/cache", 2, 48 * KIB, 1 * MIB);
+    cr_expect_eq(c.ncaches, 0);
+    cr_expect_eq(c.l1d_bytes, 48 * KIB);
+    cr_expect_eq(c.l2_bytes, 1 * MIB);
+    cr_expect_eq(c.llc_bytes, 32 * MIB);
+    cr_expect_str_eq(c.l1d_source, "cpuid");
+    cr_expect_str_eq(c.l2_source, "cpuid");
+    cr_expect_str_eq(c.llc_source, "assumed");
+    nb_caches_read(&c, "/nonexistent/cache", 2, 0, 0);
+    cr_expect_eq(c.l1d_bytes, 32 * KIB);
+    cr_expect_eq(c.l2_bytes, 1 * MIB);
+    cr_expect_str_eq(c.l1d_source, "assumed");
+    cr_expect_str_eq(c.l2_source, "assumed");
 }
 
 /* The Intel Emerald Rapids guest the constants were fitted on (48 KiB L1d,
