@@ -1,13 +1,15 @@
 /* bench.h: the benchmark harness of `normbench bench` (bench/): the
  * STREAM-style bandwidth roof (roof.c), the named problem sets (sets.c),
  * the run over problems, kernels, thread counts and modes (run.c) and its
- * reports as text lines, JSON and CSV (report.c). Each case is timed by the
- * library's nb_timed_case (core/timed.c). */
+ * reports as text lines, JSON and CSV (report.c), and the sweep of the
+ * tuning knobs' candidate values (tune_sweep.c, bench --tune). Each case
+ * is timed by the library's nb_timed_case (core/timed.c). */
 #ifndef NB_BENCH_H
 #define NB_BENCH_H
 
 #include "nb_case.h"
 #include "nb_sysinfo.h"
+#include "nb_tune.h"
 #include "normbench.h"
 
 #include <stdbool.h>
@@ -100,6 +102,11 @@ typedef struct bench_run {
     double load_start, load_end, seconds;
 } bench_run;
 
+/* The thread counts (default 1 and all CPUs, a warning above the CPUs)
+ * and the roof and cold rotation sizes of a run, from its settings. */
+void bench_run_setup(bench_run *run);
+/* The 1-minute load average, or -1 when unknown. */
+double bench_load_average(void);
 /* Measure the roof, time every case and measure the roof again, printing
  * as it goes. Non-zero (with a message; 3 when the roof cannot be
  * allocated) when it cannot run; case errors are counted in run->nerrors,
@@ -121,5 +128,57 @@ void bench_print_roof(const char *what, const nb_roof *r, size_t bytes);
  * opens and commits it: core/nb_atomic_file.h). */
 void bench_write_json(FILE *f, const bench_run *run);
 void bench_write_csv(FILE *f, const bench_run *run);
+
+/* ---- the tuning sweep: bench --tune (tune_sweep.c) -------------------------- */
+
+#define BENCH_TUNE_MAX_CAND 8
+#define BENCH_TUNE_ROUNDS 3
+
+/* One knob of the sweep: the value its rule derives, the value in use
+ * (NORMBENCH_TUNE may differ), the candidates timed (ascending; ref is the
+ * derived one) and, when it was not swept, why. */
+typedef struct bench_tune_knob {
+    nb_tune_knob knob;
+    int64_t derived, in_use;
+    int64_t cand[BENCH_TUNE_MAX_CAND];
+    int ncand, ref;
+    const char *skipped;
+} bench_tune_knob;
+
+/* One (knob, problem, kernel, thread count, mode): per candidate the
+ * median over the rounds of each round's median time, and the spread of
+ * the round medians ((max - min) / median). */
+typedef struct bench_tune_result {
+    nb_tune_knob knob;
+    char problem[160]; /* as generated, short */
+    char canonical[512];
+    int64_t out_bytes; /* the output's size */
+    const nb_kernel *kernel;
+    int threads;
+    bool cold;
+    nb_timed_status status;
+    char reason[160];
+    double median[BENCH_TUNE_MAX_CAND], spread[BENCH_TUNE_MAX_CAND];
+} bench_tune_result;
+
+/* A sweep: its settings (the run: sysinfo, kernels, thread counts, modes,
+ * timing, cold rotation) and what it found. */
+typedef struct bench_tune {
+    bench_run *run;
+    unsigned knobs; /* bit per knob swept */
+    nb_tune derived, in_use;
+    bench_tune_knob k[NB_TUNE_KNOBS];
+    bench_tune_result *results;
+    size_t nresults, cap, nerrors;
+    double load_start, load_end, seconds;
+} bench_tune;
+
+/* For every knob asked, time each candidate value on its representative
+ * problems (interleaved rounds), print a table per knob and leave the
+ * values in use as they were. Non-zero (with a message) when it cannot
+ * run; cases that fail are counted in t->nerrors. */
+int bench_tune_sweep(bench_tune *t);
+void bench_tune_write_json(FILE *f, const bench_tune *t);
+void bench_tune_free(bench_tune *t);
 
 #endif

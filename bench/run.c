@@ -6,12 +6,13 @@
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "bench.h"
 #include "nb_config.h"
+#include "nb_tune.h"
 
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
-static double load_average(void)
+double bench_load_average(void)
 {
     double l1 = -1;
     FILE *f = fopen("/proc/loadavg", "r");
@@ -102,6 +103,10 @@ static void print_header(const bench_run *run)
            si->target_id, si->model_name, si->cores, si->l2_bytes >> 10, si->llc_bytes >> 20);
     printf("load average (1 min) at start: %.2f on %d CPUs%s\n", run->load_start, si->logical_cpus,
            run->load_start > 0.5 * si->logical_cpus ? " -- busy machine, expect noise" : "");
+    char tune[256];
+    nb_tune_format(nb_tune_get(), tune, sizeof tune);
+    printf("tuning: %s (%s; normbench sysinfo explains)\n", tune,
+           nb_tune_get()->overridden ? "NORMBENCH_TUNE sets some" : "derived from the caches");
     printf("timer clock_gettime(CLOCK_MONOTONIC); min time %.3g s, min reps %d; modes:%s%s\n",
            run->timing.min_time, run->timing.min_reps, run->warm ? " warm" : "",
            run->cold ? " cold" : "");
@@ -330,11 +335,16 @@ static int time_all_cases(bench_run *run)
     return 0;
 }
 
-int bench_run_all(bench_run *run)
+void bench_run_setup(bench_run *run)
 {
     choose_thread_counts(run);
     choose_sizes(run);
-    run->load_start = load_average();
+}
+
+int bench_run_all(bench_run *run)
+{
+    bench_run_setup(run);
+    run->load_start = bench_load_average();
     const double t_start = nb_now();
     print_header(run);
     int rc = measure_start_roof(run);
@@ -345,7 +355,7 @@ int bench_run_all(bench_run *run)
     if ((rc = time_all_cases(run)))
         return rc;
     measure_end_roof(run);
-    run->load_end = load_average();
+    run->load_end = bench_load_average();
     run->seconds = nb_now() - t_start;
     printf("bench: %zu cases measured, %zu skipped, %zu errors in %.1f s; load average %.2f at "
            "start, %.2f at end\n",

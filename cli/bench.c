@@ -15,8 +15,8 @@ static const char *set_names = "sets: quick, targets, resnet50-bn, transformer-l
 
 typedef struct bench_opts {
     cli_common c;
-    const char *set_arg;
-    bool cold, cold_only, quiet, roof_only, list_only;
+    const char *set_arg, *knobs_arg;
+    bool cold, cold_only, quiet, roof_only, list_only, tune;
     double min_time, roof_mib, cold_mib;
     long long min_reps;
     char command[2048]; /* the command line, recorded in the JSON */
@@ -111,6 +111,8 @@ static int parse_bench_options(int argc, char **argv, bench_opts *o)
         {.name = "--quiet", .kind = CLI_OPT_FLAG, .dest = &o->quiet},
         {.name = "--roof-only", .kind = CLI_OPT_FLAG, .dest = &o->roof_only},
         {.name = "--list", .kind = CLI_OPT_FLAG, .dest = &o->list_only},
+        {.name = "--tune", .kind = CLI_OPT_FLAG, .dest = &o->tune},
+        {.name = "--knobs", .kind = CLI_OPT_STRING, .dest = &o->knobs_arg, .value = "knob names"},
         {.name = "--min-time",
          .kind = CLI_OPT_DOUBLE,
          .dest = &o->min_time,
@@ -193,6 +195,43 @@ static void print_selection(const problem_list *l, const nb_sysinfo *si)
     }
 }
 
+/* --knobs a,b into a mask of knobs (default: all). */
+static int parse_knobs(const char *s, unsigned *mask)
+{
+    *mask = 0;
+    if (!s) {
+        *mask = (1u << NB_TUNE_KNOBS) - 1;
+        return 0;
+    }
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    char *save = NULL;
+    for (char *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        int k = 0;
+        while (k < NB_TUNE_KNOBS && strcmp(w, nb_tune_knob_at((nb_tune_knob)k)->name))
+            k++;
+        if (k == NB_TUNE_KNOBS)
+            return cli_error("bench: --knobs: unknown knob '%s' (nt_bytes, pf_bytes, chb_min, "
+                             "chb_bytes, split_groups)",
+                             w);
+        *mask |= 1u << k;
+    }
+    return *mask ? 0 : cli_error("bench: --knobs '%s' names no knob", s);
+}
+
+/* --tune brings its own problems and prints its own tables. */
+static int validate_tune(const bench_opts *o, unsigned *knobs)
+{
+    if (!o->tune)
+        return o->knobs_arg ? cli_error("bench: --knobs needs --tune") : 0;
+    if (o->set_arg || o->c.problems.count)
+        return cli_error("bench: --tune times its own problems: not with --set, --problems or "
+                         "--batch");
+    if (o->roof_only || o->list_only || o->c.csv_path || o->roof_mib > 0)
+        return cli_error("bench: --tune does not take --roof-only, --roof-mib, --list or --csv");
+    return parse_knobs(o->knobs_arg, knobs);
+}
+
 /* Checks of the options that need no measurement; the problem list. */
 static int validate(const bench_opts *o, problem_list *l, bool *is_quick)
 {
@@ -216,7 +255,8 @@ static int validate(const bench_opts *o, problem_list *l, bool *is_quick)
 }
 
 /* The run's settings from the options (defaults: quick 0.05 s and 5 reps,
- * otherwise 0.2 s and 10). */
+ * --tune 0.01 s and 3 reps per candidate and round, otherwise 0.2 s and
+ * 10). */
 static void settings(const bench_opts *o, const problem_list *l, bool is_quick, bench_run *run)
 {
     run->problems = l->items;
@@ -228,8 +268,8 @@ static void settings(const bench_opts *o, const problem_list *l, bool is_quick, 
     run->roof_only = o->roof_only;
     run->quiet = o->quiet;
     run->progress = !o->quiet && isatty(2);
-    run->timing.min_time = o->min_time >= 0 ? o->min_time : is_quick ? 0.05 : 0.2;
-    run->timing.min_reps = o->min_reps >= 0 ? (int)o->min_reps : is_quick ? 5 : 10;
+    run->timing.min_time = o->min_time >= 0 ? o->min_time : o->tune ? 0.01 : is_quick ? 0.05 : 0.2;
+    run->timing.min_reps = o->min_reps >= 0 ? (int)o->min_reps : o->tune ? 3 : is_quick ? 5 : 10;
     run->roof_mib = o->roof_mib;
     run->cold_mib = o->cold_mib;
     run->command = o->command;
@@ -254,10 +294,42 @@ static int run_and_write(const bench_opts *o, bench_run *run)
             rc = cli_error("bench: %s", err);
     }
     close_outputs(&out);
-    return rc                ? rc
-           : run->nerrors    ? CLI_EXIT_FAIL
-           : run->nrefused   ? CLI_EXIT_RESOURCES
-                             : CLI_EXIT_OK;
+    return rc              ? rc
+           : run->nerrors  ? CLI_EXIT_FAIL
+           : run->nrefused ? CLI_EXIT_RESOURCES
+                           : CLI_EXIT_OK;
+}
+
+/* The kernels --tune times without --kernels: what default/auto runs. */
+static char *const tune_default_globs[] = {"*/default/auto"};
+
+/* bench --tune: the kernels, the sweep, its JSON written whole or not at
+ * all. Exit 1 when a case failed. */
+static int run_tune(const bench_opts *o, bench_run *run, unsigned knobs)
+{
+    int rc = o->c.nglobs ? cli_require_selection("bench", o->c.globs, o->c.nglobs, 0) : 0;
+    if (rc)
+        return rc;
+    const bool own = o->c.nglobs > 0;
+    run->kernels = cli_selected_kernels(own ? o->c.globs : tune_default_globs,
+                                        own ? o->c.nglobs : 1, &run->nkernels);
+    if (!run->kernels)
+        return cli_error("out of memory");
+    run->sets = "tune";
+    bench_outputs out = {0};
+    bench_tune t = {.run = run, .knobs = knobs};
+    char err[512];
+    rc = open_outputs(o, &out);
+    rc = rc ? rc : bench_tune_sweep(&t);
+    if (!rc && out.json.f) {
+        bench_tune_write_json(out.json.f, &t);
+        if (nb_atomic_commit(&out.json, err, sizeof err))
+            rc = cli_error("bench: %s", err);
+    }
+    close_outputs(&out);
+    const bool errors = t.nerrors > 0;
+    bench_tune_free(&t);
+    return rc ? rc : errors ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -267,8 +339,15 @@ int cmd_bench(int argc, char **argv)
     bench_run run = {0};
     nb_sysinfo si;
     bool is_quick = false;
+    unsigned knobs = 0;
     int rc = parse_bench_options(argc, argv, &o);
-    if (!rc && !(rc = validate(&o, &list, &is_quick))) {
+    rc = rc ? rc : validate_tune(&o, &knobs);
+    if (!rc && o.tune) {
+        nb_sysinfo_collect(&si);
+        run.si = &si;
+        settings(&o, &list, false, &run);
+        rc = run_tune(&o, &run, knobs);
+    } else if (!rc && !(rc = validate(&o, &list, &is_quick))) {
         nb_sysinfo_collect(&si);
         run.si = &si;
         run.kernels = cli_selected_kernels(o.c.globs, o.c.nglobs, &run.nkernels);

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "nb_config.h"
 #include "nb_sysinfo.h"
+#include "nb_tune.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -158,9 +159,19 @@ static const struct command {
      "    --roof-only          measure only the bandwidth roof\n"
      "    --list               print the selected problems with their traffic model and exit\n"
      "    --json FILE          write the results as JSON; --csv FILE as CSV\n"
-     "    --quiet              no progress line\n"},
+     "    --quiet              no progress line\n"
+     "    --tune               instead, the tuning sweep: for each knob of NORMBENCH_TUNE,\n"
+     "                         a few candidates around the derived value timed on problems\n"
+     "                         of its own (3 interleaved rounds; default --min-time 0.01,\n"
+     "                         --min-reps 3, kernels */default/auto); a table per knob of\n"
+     "                         time / time of the derived value (--json FILE: kind tune);\n"
+     "                         takes --kernels, --threads, --cold, --cold-only, --min-time,\n"
+     "                         --min-reps, --cold-mib, --json\n"
+     "    --knobs LIST         with --tune, only these knobs (nt_bytes, pf_bytes, chb_min,\n"
+     "                         chb_bytes, split_groups)\n"},
     {"sysinfo", cmd_sysinfo,
-     "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id\n"},
+     "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id, and the tuning\n"
+     "    values in use (derived from the caches; NORMBENCH_TUNE overrides them)\n"},
     {"search", cmd_search,
      "search --layer L | --batch FILE ... [options]: hunt for inputs that maximise a kernel's\n"
      "    error (worst-case corpora)\n"
@@ -229,6 +240,14 @@ static void usage(FILE *f)
     for (int i = 0; i < NB_ISA_LEVELS; i++)
         fprintf(f, "%s%s", i ? "|" : "", nb_isa_name((nb_isa)i));
     fputs(" caps the instruction set used.\n", f);
+    fputs("NORMBENCH_TUNE=key=value,... overrides the tuning the kernels derive from the caches\n"
+          "  (keys:",
+          f);
+    for (int k = 0; k < NB_TUNE_KNOBS; k++)
+        fprintf(f, "%s%s", k ? ", " : " ", nb_tune_knob_at((nb_tune_knob)k)->name);
+    fputs("; sizes take K, M, G, T; values in use:\n  normbench sysinfo; "
+          "candidates measured: normbench bench --tune)\n",
+          f);
 }
 
 /* `normbench help [COMMAND]`. */
@@ -312,6 +331,9 @@ int main(int argc, char **argv)
     char err[256];
     if (nb_isa_cap_check(getenv("NORMBENCH_ISA"), err, sizeof err))
         return cli_error("%s", err);
+    /* A mistyped tuning override would silently measure the derived values. */
+    if (nb_tune_env_status(err, sizeof err))
+        return cli_error("NORMBENCH_TUNE: %s", err);
     const char *omp = getenv("OMP_NUM_THREADS");
     if (omp && omp_threads_too_many(omp))
         return cli_error("OMP_NUM_THREADS='%s' asks for more than 1024 threads", omp);

@@ -1,12 +1,14 @@
 /* sysinfo.c: the hardware target of a run: CPU vendor, model, family,
- * microarchitecture, ISA features, cores and threads, cache sizes (from
- * sysfs, not from what a hypervisor's CPUID claims elsewhere), memory, OS,
- * compiler and build flags, library versions, and a stable target id such
- * as `intel-xeon-emeraldrapids-avx512-2c`; as a struct, a JSON object and
- * the text of `normbench sysinfo`. Every file is read under a root
- * directory ("" for this machine; the tests give a made-up tree). */
+ * microarchitecture, ISA features, cores and threads, cache sizes
+ * (core/caches.c: sysfs first; CPUID only for L1d and L2, see nb_caches.h),
+ * memory, OS, compiler and build flags, library versions, and a stable
+ * target id such as `intel-xeon-emeraldrapids-avx512-2c`; as a struct, a
+ * JSON object and the text of `normbench sysinfo`, each with the tuning
+ * values in use (core/tune.c). Every file is read under a root directory
+ * ("" for this machine; the tests give a made-up tree). */
 #include "nb_sysinfo.h"
 #include "nb_config.h"
+#include "nb_tune.h"
 
 #include <ctype.h>
 #include <gmp.h>
@@ -61,37 +63,6 @@ static bool read_line(const char *root, const char *path, char *buf, size_t len)
     if (ok)
         buf[strcspn(buf, "\n")] = 0;
     return ok;
-}
-
-static long long parse_size(const char *s)
-{
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*end == 'K')
-        v <<= 10;
-    else if (*end == 'M')
-        v <<= 20;
-    else if (*end == 'G')
-        v <<= 30;
-    return v;
-}
-
-/* Number of CPUs in a list such as "0-3,8,10-11". */
-static int cpulist_count(const char *s)
-{
-    int n = 0;
-    while (*s) {
-        char *end;
-        long a = strtol(s, &end, 10);
-        if (end == s)
-            break;
-        long b = a;
-        if (*end == '-')
-            b = strtol(end + 1, &end, 10);
-        n += (int)(b - a + 1);
-        s = *end == ',' ? end + 1 : end;
-    }
-    return n;
 }
 
 /* The value after "key\t: " in /proc/cpuinfo (first occurrence): the key,
@@ -250,7 +221,7 @@ static void collect_topology(nb_sysinfo *s, const char *root)
 {
     char buf[256];
     s->logical_cpus = read_line(root, "/sys/devices/system/cpu/online", buf, sizeof buf)
-                          ? cpulist_count(buf)
+                          ? nb_cpulist_count(buf)
                           : (int)sysconf(_SC_NPROCESSORS_ONLN);
     long long seen[1024];
     int nseen = 0, maxpkg = -1;
@@ -277,46 +248,27 @@ static void collect_topology(nb_sysinfo *s, const char *root)
     s->threads_per_core = s->cores ? s->logical_cpus / s->cores : 1;
 }
 
-/* One cache of cpu0 (sysfs index i) into ci; false when there is none. */
-static bool read_cache(const char *root, int i, int logical_cpus, nb_cache_info *ci)
-{
-    char path[128], v[64], buf[256];
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
-    if (!read_line(root, path, v, sizeof v))
-        return false;
-    ci->level = atoi(v);
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
-    read_line(root, path, ci->type, sizeof ci->type);
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
-    if (read_line(root, path, v, sizeof v))
-        ci->bytes = parse_size(v);
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/shared_cpu_list", i);
-    ci->shared_cpus = read_line(root, path, buf, sizeof buf) ? cpulist_count(buf) : 1;
-    if (ci->shared_cpus < 1)
-        ci->shared_cpus = 1;
-    ci->instances = (logical_cpus + ci->shared_cpus - 1) / ci->shared_cpus;
-    return true;
-}
-
-/* The caches of cpu0 and the L1d, L2 and last-level sizes derived from them. */
+/* The caches (core/caches.c): cpu0's sysfs entries under root and the
+ * L1d, L2 and last-level sizes with their sources; CPUID sizes only for
+ * this machine (root ""), not for a made-up tree. */
 static void collect_caches(nb_sysinfo *s, const char *root)
 {
-    for (int i = 0; i < 8; i++) {
-        nb_cache_info *ci = &s->caches[s->ncaches];
-        if (!read_cache(root, i, s->logical_cpus, ci))
-            break;
-        if (ci->level == 1 && strcmp(ci->type, "Instruction"))
-            s->l1d_bytes = ci->bytes;
-        if (ci->level == 2)
-            s->l2_bytes = ci->bytes;
-        if (strcmp(ci->type, "Instruction") && ci->bytes > 0 && ci->level >= (s->llc_bytes ? 2 : 1))
-            s->llc_bytes = ci->bytes;
-        s->ncaches++;
+    nb_caches c;
+    if (!root[0]) {
+        nb_caches_collect(&c, s->logical_cpus);
+    } else {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/sys/devices/system/cpu/cpu0/cache", root);
+        nb_caches_read(&c, dir, s->logical_cpus, 0, 0);
     }
-    if (!s->l2_bytes)
-        s->l2_bytes = 1 << 20; /* unknown: assume 1 MiB */
-    if (!s->llc_bytes)
-        s->llc_bytes = 32ll << 20; /* unknown: assume 32 MiB */
+    memcpy(s->caches, c.caches, sizeof s->caches);
+    s->ncaches = c.ncaches;
+    s->l1d_bytes = c.l1d_bytes;
+    s->l2_bytes = c.l2_bytes;
+    s->llc_bytes = c.llc_bytes;
+    s->l1d_source = c.l1d_source;
+    s->l2_source = c.l2_source;
+    s->llc_source = c.llc_source;
 }
 
 /* Total memory (/proc/meminfo) and the OS name (/etc/os-release). */
@@ -454,8 +406,14 @@ void nb_sysinfo_json(nb_json_writer *w, const char *key, const nb_sysinfo *s)
         nb_json_end_object(w);
     }
     nb_json_end_array(w);
+    nb_json_int(w, "l1d_bytes", s->l1d_bytes);
     nb_json_int(w, "l2_bytes", s->l2_bytes);
     nb_json_int(w, "llc_bytes", s->llc_bytes);
+    nb_json_object_inline(w, "cache_sources");
+    nb_json_string(w, "l1d", s->l1d_source);
+    nb_json_string(w, "l2", s->l2_source);
+    nb_json_string(w, "llc", s->llc_source);
+    nb_json_end_object(w);
     nb_json_int(w, "mem_total_bytes", s->mem_total_bytes);
     nb_json_string(w, "os", s->os);
     nb_json_string(w, "kernel", s->kernel);
@@ -471,6 +429,7 @@ void nb_sysinfo_json(nb_json_writer *w, const char *key, const nb_sysinfo *s)
     nb_json_string(w, "omp_wait_policy", s->omp_wait_policy);
     nb_json_string(w, "onednn", s->onednn);
     nb_json_end_object(w);
+    nb_tune_json(w, "tuning", nb_tune_get());
     nb_json_end_object(w);
 }
 
@@ -500,6 +459,12 @@ void nb_sysinfo_print(FILE *f, const nb_sysinfo *s)
                 s->caches[i].type, a, s->caches[i].instances, s->caches[i].shared_cpus,
                 s->caches[i].shared_cpus == 1 ? "" : "s");
     }
+    char b[32], c[32];
+    size_str(s->l1d_bytes, a, sizeof a);
+    size_str(s->l2_bytes, b, sizeof b);
+    size_str(s->llc_bytes, c, sizeof c);
+    fprintf(f, "sizes used: L1d %s (%s), L2 %s (%s), LLC %s (%s)\n", a, s->l1d_source, b,
+            s->l2_source, c, s->llc_source);
     size_str(s->mem_total_bytes, a, sizeof a);
     fprintf(f, "memory:     %s\n", a);
     fprintf(f, "os:         %s, %s, %s\n", s->os, s->kernel, s->arch);
@@ -509,4 +474,5 @@ void nb_sysinfo_print(FILE *f, const nb_sysinfo *s)
             s->ver_gmp, s->openmp, s->omp_wait_policy);
     fprintf(f, "            OpenBLAS %s\n", s->openblas_config);
     fprintf(f, "            oneDNN %s\n", s->onednn);
+    nb_tune_print(f, nb_tune_get());
 }

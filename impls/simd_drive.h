@@ -7,34 +7,27 @@
  * end.
  *
  * OpenMP (k->omp): groups are split among threads with a static schedule;
- * when a problem has fewer than NB_SPLIT_GROUPS groups (or units), each long
+ * when a problem has fewer than split_groups groups (or units), each long
  * reduction is cut into fixed blocks (NB_BLK values or NB_BLKPOS positions)
  * whose partials are merged in a fixed pairwise order. The partition never
  * depends on the thread count, so the /omp kernels are bitwise reproducible
  * across thread counts and runs (NB_KF_DETERMINISTIC); block partials add at
  * most ceil(log2 blocks) to the depth, which the lanes bound absorbs since a
- * block holds >= 2L values. */
+ * block holds >= 2L values.
+ *
+ * The thresholds and distances (when to split, when to block the NHWC
+ * statistics and in blocks of what size, when to stream y, how far to
+ * prefetch) are the run-time tuning of core/tune.c (nb_tune.h), read once
+ * per call; the block sizes NB_BLK and NB_BLKPOS define the summation order
+ * and are fixed. */
 
 #ifndef NB_SIMD_DRIVE_ONCE
 #define NB_SIMD_DRIVE_ONCE
-#define NB_SPLIT_GROUPS 16 /* fewer groups than this: split long reductions */
-#define NB_BLK 16384       /* values per block of a split contiguous group */
-#define NB_BLKPOS 1024     /* positions per block of a split NHWC reduction */
-/* twopass across channels: units over NB_CHB_MIN bytes get blocked
- * statistics (ch_tp_blocked), blocks of about NB_CHB_BYTES (in L2). */
-#define NB_CHB_MIN ((int64_t)1 << 20)
-#define NB_CHB_BYTES ((int64_t)256 << 10)
-/* Outputs of at least NB_NT_BYTES are written with non-temporal stores
- * (nb_vstream_*): y then goes to memory without a read-for-ownership and
- * without evicting x. 8 MiB is four times this machine's 2 MiB per-core L2:
- * measured (bench --set targets, cold and warm) to win from 24 MiB outputs
- * up and not to touch the small, cache-resident problems. */
-#ifndef NB_NT_BYTES
-#define NB_NT_BYTES ((int64_t)8 << 20)
-#endif
-#ifndef NB_PF_BYTES
-#define NB_PF_BYTES 8192 /* minimum prefetch distance ahead of short groups */
-#endif
+#include "nb_tune.h"
+/* Fixed: the summation order of the /omp split reductions (the depth of
+ * docs/DESIGN.md section 4.3 counts on blocks of at least 2L values). */
+#define NB_BLK 16384   /* values per block of a split contiguous group */
+#define NB_BLKPOS 1024 /* positions per block of a split NHWC reduction */
 /* OpenMP directives, nothing without OpenMP (no unknown-pragma warnings). */
 #if NB_HAVE_OPENMP
 #define NB_PRAGMA(x) _Pragma(#x)
@@ -57,7 +50,8 @@ typedef struct FN(job) {
     const T *x, *gamma, *beta;
     T *y, *mean, *var, *rstd;
     T eps;
-    bool infer; /* BatchNorm inference: the statistics are given */
+    bool infer;          /* BatchNorm inference: the statistics are given */
+    const nb_tune *tune; /* thresholds and distances (nb_tune_get) */
 } FN(job);
 
 /* ---- shape 1: contiguous groups --------------------------------------- */
@@ -225,14 +219,14 @@ static inline FN(gnorm)
 }
 
 /* Many groups: in parallel (k->omp), each reduced then normalised at once.
- * When streaming, the group `ahead` groups on (about NB_PF_BYTES of short
- * groups, so a 3 KiB row is asked for three rows before it is needed) is
- * prefetched while this one is normalised. */
+ * When streaming, the group `ahead` groups on (at least pf_bytes of short
+ * groups, so with 8 KiB a 3 KiB row is asked for three rows before it is
+ * needed; pf_bytes 0: none) is prefetched while this one is normalised. */
 static void FN(contig_groups)(const FN(job) * jb, const nb_desc *d, bool nt)
 {
-    const int64_t G = d->ngroups, m = d->m;
+    const int64_t G = d->ngroups, m = d->m, pfb = jb->tune->pf_bytes;
     const int64_t gbytes = m * (int64_t)sizeof(T);
-    const int64_t ahead = gbytes >= NB_PF_BYTES ? 1 : (NB_PF_BYTES + gbytes - 1) / gbytes;
+    const int64_t ahead = !pfb ? G : gbytes >= pfb ? 1 : (pfb + gbytes - 1) / gbytes;
     const bool par = jb->k->omp;
     NB_OMP_PAR(par)
     {
@@ -274,8 +268,8 @@ static nb_status FN(contig_split)(const FN(job) * jb, const nb_desc *d, bool nt)
 
 static nb_status FN(run_contig)(const FN(job) * jb, const nb_desc *d)
 {
-    const bool split = jb->k->omp && d->ngroups < NB_SPLIT_GROUPS && d->m >= 2 * NB_BLK;
-    const bool nt = nb_problem_numel(jb->p) * (int64_t)sizeof(T) >= NB_NT_BYTES;
+    const bool split = jb->k->omp && d->ngroups < jb->tune->split_groups && d->m >= 2 * NB_BLK;
+    const bool nt = nb_problem_numel(jb->p) * (int64_t)sizeof(T) >= jb->tune->nt_bytes;
     if (split)
         return FN(contig_split)(jb, d, nt);
     FN(contig_groups)(jb, d, nt);
@@ -455,15 +449,17 @@ static nb_status FN(ch_single_pass)(const FN(job) * jb, const FN(chunit) * u)
 }
 
 /* Blocked twopass statistics of a unit too large for L2 (blocked_* in
- * simd_passes.h): 1 when done, 0 when the unit is small or a block's
- * pass 1 was not finite (the three-pass path then handles it), -1 when out
- * of memory. The block size depends on C and the dtype only. */
+ * simd_passes.h): 1 when done, 0 when the unit is small (chb_min) or a
+ * block's pass 1 was not finite (the three-pass path then handles it), -1
+ * when out of memory. The block size depends on C, the dtype and chb_bytes,
+ * never on the thread count; any size the knob allows keeps the depth
+ * within the declared bound (simd_passes.h). */
 static int FN(ch_tp_blocked)(const FN(job) * jb, const FN(chunit) * u)
 {
     const int64_t rowb = u->C * (int64_t)sizeof(T);
-    if (u->npos * rowb <= NB_CHB_MIN)
+    if (u->npos * rowb <= jb->tune->chb_min)
         return 0;
-    int64_t bp = NB_CHB_BYTES / rowb;
+    int64_t bp = jb->tune->chb_bytes / rowb;
     if (bp > NB_BLKPOS)
         bp = NB_BLKPOS;
     bp = bp / NB_U * NB_U;
@@ -518,7 +514,7 @@ static void FN(ch_norm)(const FN(job) * jb, const FN(chunit) * u)
         cr[c] = jb->rstd[u->gbase + c / cg] * (jb->gamma ? jb->gamma[c] : (T)1);
         cb[c] = jb->beta ? jb->beta[c] : (T)0;
     }
-    const bool nt = nb_has_stream && u->npos * C * (int64_t)sizeof(T) >= NB_NT_BYTES &&
+    const bool nt = nb_has_stream && u->npos * C * (int64_t)sizeof(T) >= jb->tune->nt_bytes &&
                     C % W == 0 && (uintptr_t)u->y % (W * sizeof(T)) == 0;
     const FN(chcoef) coef = {cm, cr, cb};
     const bool par = u->split;
@@ -581,7 +577,7 @@ static nb_status FN(run_chan)(const FN(job) * jb)
     if (p->layer == NB_BN)
         return FN(ch_unit)(jb, jb->x, jb->y, N * S, 0, 1, omp);
     const int64_t cg = p->layer == NB_GN ? C / p->groups : 1, ng = C / cg;
-    if (omp && N >= NB_SPLIT_GROUPS) {
+    if (omp && N >= jb->tune->split_groups) {
         int failed = 0;
         NB_OMP_FOR(1)
         for (int64_t n = 0; n < N; n++)
@@ -615,6 +611,7 @@ static nb_status FN(simd_run)(const nb_kernel *k, const nb_problem *p, const nb_
     jb.y = a->y;
     jb.eps = (T)p->eps;
     jb.infer = p->layer == NB_BN && !p->training;
+    jb.tune = nb_tune_get();
     T *scratch;
     if (FN(nb_stat_buffers)(a, d.ngroups, &jb.mean, &jb.var, &jb.rstd, &scratch))
         return NB_ERR_NOMEM;

@@ -6,6 +6,7 @@
  * CHW, GN G=C == IN, RMS == LN on zero-mean rows); and the checker's teeth
  * (onepass flagged on offset data, a perturbed element caught exactly past
  * its bound). */
+#include "nb_tune.h"
 #include "normbench.h"
 
 #include <criterion/criterion.h>
@@ -422,12 +423,16 @@ Test(checker, nan_group_statistics_and_inference_running)
 
 /* ---- outputs large enough for the streamed (non-temporal) store path ------ */
 
-/* Outputs of 8 MiB and more take the SIMD kernels' non-temporal store path
- * (aligned masked head, streamed body, masked tail, sfence); the sweep's
- * problems are far smaller, so these run every kernel once on such sizes,
- * with odd lengths so heads and tails are not trivial. */
+/* Outputs of at least nt_bytes take the SIMD kernels' non-temporal store
+ * path (aligned masked head, streamed body, masked tail, sfence); the
+ * sweep's problems are far smaller, so these run every kernel once on
+ * outputs of 8 MiB with nt_bytes set to 8 MiB (the derived value varies by
+ * machine), with odd lengths so heads and tails are not trivial. */
 Test(kernels, large_outputs_streamed, .timeout = 900)
 {
+    nb_tune tune = *nb_tune_get();
+    tune.nt_bytes = 8 << 20;
+    nb_tune_use(&tune);
     static const char *const probs[] = {
         "ln:rows1531:cols1371:f32",    /* 8.0 MiB, odd row length */
         "bn:n16c9h121w121:nhwc:f32",   /* 8.0 MiB, channels not a vector multiple */
@@ -436,7 +441,8 @@ Test(kernels, large_outputs_streamed, .timeout = 900)
     for (size_t pi = 0; pi < sizeof probs / sizeof probs[0]; pi++) {
         nb_problem p;
         cr_assert_eq(nb_problem_parse(probs[pi], &p, NULL, 0), NB_OK, "%s", probs[pi]);
-        cr_assert_geq(nb_problem_numel(&p) * 4, 8 << 20, "%s is below the streaming size", probs[pi]);
+        cr_assert_geq(nb_problem_numel(&p) * 4, tune.nt_bytes, "%s is below the streaming size",
+                      probs[pi]);
         nb_data d;
         nb_ref r = {0};
         cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);

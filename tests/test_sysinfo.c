@@ -353,7 +353,8 @@ Test(sysinfo, json_object_lists_every_cache, .init = make_root, .fini = remove_r
         "\"caches\":[{\"level\":1,\"type\":\"Data\",\"bytes\":32768,\"shared_cpus\":2,"
         "\"instances\":2},{\"level\":1,\"type\":\"Instruction\"",
         "{\"level\":3,\"type\":\"Unified\",\"bytes\":33554432,\"shared_cpus\":4,\"instances\":1}]",
-        "\"l2_bytes\":1048576,\"llc_bytes\":33554432,\"mem_total_bytes\":17179869184",
+        "\"l2_bytes\":1048576,\"llc_bytes\":33554432,\"cache_sources\":{\"l1d\":\"sysfs\","
+        "\"l2\":\"sysfs\",\"llc\":\"sysfs\"},\"mem_total_bytes\":17179869184",
         "\"os\":\"TestLinux1.0\"",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)

@@ -4,8 +4,10 @@ reports/<target-id>/: README.md (hardware, same-run roof, issue-4 targets
 met or not with numbers and a measured diagnosis, a summary table per
 layer with the best kernel, GB/s, fraction of the roof and speedups over
 naive twopass/scalar and over each peer, thread scaling, accuracy beside
-speed when a verify JSON is given), results.csv, and PNG plots (GB/s per
-kernel per problem set, fraction of bandwidth, thread scaling).
+speed when a verify JSON is given, the tuning values in use and, with
+--tune, the candidates of `normbench bench --tune` measured against each
+derived value), results.csv, and PNG plots (GB/s per kernel per problem
+set, fraction of bandwidth, thread scaling).
 
 Run through scripts/report, which installs python3-matplotlib."""
 
@@ -439,10 +441,107 @@ def verify_summary(v):
     return per
 
 
+def size_text(b):
+    """A byte count as NORMBENCH_TUNE writes it: 8M, 12K, 1000."""
+    b = int(num(b, 0))
+    for shift, suffix in ((40, "T"), (30, "G"), (20, "M"), (10, "K")):
+        if b and b % (1 << shift) == 0:
+            return "%d%s" % (b >> shift, suffix)
+    return str(b)
+
+
+def cache_sizes_text(si):
+    """The L1d, L2 and LLC sizes the run used and where each came from."""
+    src = si.get("cache_sources") or {}
+    return ", ".join("%s %s (%s)" % (name, size_text(si.get(key)), src.get(short, "sysfs"))
+                     for name, key, short in (("L1d", "l1d_bytes", "l1d"), ("L2", "l2_bytes", "l2"),
+                                              ("LLC", "llc_bytes", "llc"))
+                     if si.get(key) is not None)
+
+
+def tuning_text(docs):
+    """The tuning values of the runs (sysinfo.tuning): each knob, its value
+    and its rule, or who set it; runs that differ are named."""
+    seen = []
+    for d in docs:
+        t = (d.get("sysinfo") or {}).get("tuning")
+        if d.get("source", "normbench") == "normbench" and t and t not in seen:
+            seen.append(t)
+    if not seen:
+        return "not recorded (runs made before the run-time tuning)"
+    parts = []
+    for t in seen:
+        over = set(t.get("overridden") or [])
+        rules = t.get("rules") or {}
+        knobs = ["%s %s (%s)" % (k, size_text(t[k]) if k.endswith("bytes") or k == "chb_min"
+                                 else t[k], "NORMBENCH_TUNE" if k in over else rules.get(k, "?"))
+                 for k in rules]
+        parts.append("; ".join(knobs))
+    text = " / ".join(parts)
+    return text if len(seen) == 1 else "**the runs differ:** " + text
+
+
+def knob_value_text(knob, v):
+    return size_text(v) if knob != "split_groups" else str(v)
+
+
+def tune_section(w, path, doc):
+    """The sweep of `normbench bench --tune` (kind tune): per knob its rule,
+    the derived value, and per problem each candidate's time over the derived
+    value's, as measured in that one run."""
+    ld = doc.get("load") or {}
+    w("## Tuning sweep (`bench --tune`)\n")
+    w("From `%s` (`%s`, %s, load average %s at start and %s at end on %s CPUs). Each "
+      "number is a candidate's median time over the median time of the value the rule "
+      "derives (`*`), measured in the same run in %s interleaved rounds with the other knobs "
+      "as in use; below 1 is faster. Candidates that choose the same path as the derived "
+      "value show the noise of the measurement.\n" % (
+          os.path.basename(path), doc.get("command"), doc.get("date"),
+          f2(num(ld.get("loadavg1_start"))), f2(num(ld.get("loadavg1_end"))),
+          ld.get("logical_cpus"), doc.get("rounds")))
+    for k in doc.get("knobs", []):
+        name, cand = k.get("knob"), k.get("candidates") or []
+        w("### `%s`: %s\n" % (name, k.get("what")))
+        w("Rule %s = %s%s%s.\n" % (
+            k.get("rule"), knob_value_text(name, k.get("derived")),
+            "" if k.get("in_use") == k.get("derived") else
+            " (in use: %s, from NORMBENCH_TUNE)" % knob_value_text(name, k.get("in_use")),
+            "; it chooses a summation order, within the error model"
+            if k.get("changes_results") else ""))
+        if k.get("skipped"):
+            w("Not swept: %s.\n" % k["skipped"])
+            continue
+        heads = ["%s%s" % (knob_value_text(name, c), "*" if c == k.get("derived") else "")
+                 for c in cand]
+        w("| problem | output | kernel | mode | T | derived | %s | best |" % " | ".join(heads))
+        w("|---|---:|---|---|---:|---:|%s---|" % ("---:|" * len(cand)))
+        for r in k.get("results", []):
+            if r.get("status") != "ok":
+                w("| `%s` | | `%s` | %s | %s | %s |%s |" % (
+                    short(r.get("problem")), r.get("kernel"), r.get("mode"), r.get("threads"),
+                    r.get("reason"), " |" * len(cand)))
+                continue
+            cs = r.get("candidates") or []
+            ref = next((c for c in cs if c.get("value") == k.get("derived")), {})
+            w("| `%s` | %s | `%s` | %s | %s | %s | %s | %s |" % (
+                short(r.get("problem")), size_text(r.get("output_bytes")), r.get("kernel"),
+                r.get("mode"), r.get("threads"), fmt_t(num(ref.get("median_s"))),
+                " | ".join("%.3f" % num(c.get("ratio")) for c in cs),
+                knob_value_text(name, r.get("best"))))
+        g = k.get("geomean_ratio")
+        if g:
+            best = min(range(len(g)), key=lambda i: num(g[i]))
+            w("| geometric mean | | | | | | %s | %s |" % (
+                " | ".join("%.3f" % num(x) for x in g), knob_value_text(name, cand[best])))
+        w("")
+
+
 def main():
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("json", nargs="+", help="bench JSON files (normbench, bench-pytorch)")
     ap.add_argument("--verify", help="verify JSON (normbench verify --json) for accuracy")
+    ap.add_argument("--tune", help="JSON of normbench bench --tune: the candidates of each "
+                                   "tuning knob against its derived value")
     ap.add_argument("--out", help="output directory (default reports/<target-id>)")
     ap.add_argument("--notes", help="Markdown file included as the analysis section "
                                     "(default: NOTES.md in the output directory, if any)")
@@ -466,6 +565,11 @@ def main():
         if not isinstance(vj, dict):
             die(PROG, "'%s' is not a verify JSON" % a.verify)
         verify = verify_summary(vj)
+    tune = None
+    if a.tune:
+        tune = load_json(PROG, a.tune)
+        if not isinstance(tune, dict) or tune.get("kind") != "tune":
+            die(PROG, "'%s' is not the JSON of normbench bench --tune (kind tune)" % a.tune)
     data = Data(docs)
     if not data.ok:
         die(PROG, "no measured results in the input")
@@ -508,7 +612,9 @@ def main():
         ("ISA", si.get("isa_features")),
         ("cores", "%s logical CPUs, %s cores, %s socket(s)" % (
             si.get("logical_cpus"), si.get("cores"), si.get("sockets"))),
-        ("caches (sysfs)", caches),
+        ("caches (sysfs)", caches or "none in sysfs"),
+        ("cache sizes used", cache_sizes_text(si)),
+        ("tuning (`sysinfo`)", tuning_text(docs)),
         ("memory", "%.1f GiB" % (num(si.get("mem_total_bytes"), 0) / 2 ** 30)),
         ("OS", "%s, %s" % (si.get("os"), si.get("kernel"))),
         ("compiler", "%s, buildtype %s" % (si.get("compiler"), si.get("buildtype"))),
@@ -702,6 +808,9 @@ def main():
                     k, e["PASS"], e["FAIL"], e["LIMIT"], e["SKIP"], "%.3g" % e["scaled"],
                     "%.3g" % e["bound"], f2(max(g)) if g else "-"))
             w("")
+
+    if tune:
+        tune_section(w, a.tune, tune)
 
     # ---- skipped
     skipped = [r for r in data.all if r.get("status") != "ok"]
