@@ -9,6 +9,7 @@
 #include "nb_sysinfo.h"
 #include "nb_config.h"
 #include "nb_tune.h"
+#include "nb_caches.h"
 
 #include <ctype.h>
 #include <gmp.h>
@@ -55,14 +56,9 @@ static FILE *open_at(const char *root, const char *path)
 /* The first line of root + path, without its newline. */
 static bool read_line(const char *root, const char *path, char *buf, size_t len)
 {
-    FILE *f = open_at(root, path);
-    if (!f)
-        return false;
-    bool ok = fgets(buf, (int)len, f) != NULL;
-    fclose(f);
-    if (ok)
-        buf[strcspn(buf, "\n")] = 0;
-    return ok;
+    char full[512];
+    snprintf(full, sizeof full, "%s%s", root, path);
+    return nb_read_line(full, buf, len);
 }
 
 /* The value after "key\t: " in /proc/cpuinfo (first occurrence): the key,
