@@ -97,9 +97,11 @@ class Data:
         self.threads = sorted({int(num(r.get("threads"), 1)) for r in self.ok}) or [1]
         self.modes = [m for m in ("warm", "cold") if any(r.get("mode") == m for r in self.ok)]
 
-    def sel(self, problem=None, source=None, threads=None, mode=None, kernel=None):
+    def sel(self, problem=None, source=None, threads=None, mode=None, kernel=None, doc=None):
         out = []
         for r in self.ok:
+            if doc is not None and r.get("_doc") != doc:
+                continue
             if problem is not None and r.get("problem") != problem:
                 continue
             if source is not None and r.get("source") != source:
@@ -122,8 +124,8 @@ class Data:
         c = [r for r in c if "/onepass/" not in r.get("kernel", "")]  # negative control
         return min(c, key=med) if c else None
 
-    def naive(self, problem, mode):
-        c = self.sel(problem, "normbench", 1, mode)
+    def naive(self, problem, mode, doc=None):
+        c = self.sel(problem, "normbench", 1, mode, doc=doc)
         c = [r for r in c if r.get("kernel", "").endswith("/twopass/scalar")]
         return c[0] if c else None
 
@@ -743,6 +745,9 @@ def main():
     w("Best kernel per problem (mode, threads), GB/s of compulsory traffic, fraction of the "
       "same-run copy roof, and the speedup of the best normbench kernel over the naive "
       "`twopass/scalar` (1 thread) and over each peer at the same thread count and mode. "
+      "The naive kernel and oneDNN are taken from the best kernel's own run (the same "
+      "JSON file); †: PyTorch runs in another process (`scripts/bench-pytorch`), so "
+      "that ratio crosses two runs. "
       "The negative control `onepass` never counts as best.\n")
     for layer in LAYERS:
         probs = [p for p in data.problems if any(r.get("layer") == layer and
@@ -758,15 +763,18 @@ def main():
                     b = data.best(p, "normbench", t, m)
                     if not b:
                         continue
-                    nv = data.naive(p, m)
-                    od = data.sel(p, "onednn", t, m)
-                    pt = data.sel(p, "pytorch", t, m)
+                    # naive and oneDNN from the best kernel's own run (a shape
+                    # can be in two sets, measured in two runs); PyTorch is
+                    # always another process and run: marked with a dagger
+                    nv = data.naive(p, m, doc=b.get("_doc"))
+                    od = sorted(data.sel(p, "onednn", t, m, doc=b.get("_doc")), key=med)
+                    pt = sorted(data.sel(p, "pytorch", t, m), key=med)
                     w("| `%s` | %s | %d | `%s` | %s | %s | %s | %s | %s | %s | %s |" % (
                         short(p), m, t, b.get("kernel"), fmt_t(med(b)), f2(num(b.get("gbps"))),
                         f2(frac_at(b, docs, t)), f2(num(b.get("elem_per_ns")), 3),
                         "%.2fx" % (med(nv) / med(b)) if nv else "-",
                         "%.2fx" % (med(od[0]) / med(b)) if od else "-",
-                        "%.2fx" % (med(pt[0]) / med(b)) if pt else "-"))
+                        "%.2fx†" % (med(pt[0]) / med(b)) if pt else "-"))
         w("")
 
     # ---- thread scaling
