@@ -59,11 +59,15 @@ void cli_print_result(const char *name, const char *ps, const nb_problem *p, con
     else
         printf(" ulp=n/a");
     const bool bwd = nb_problem_is_backward(p);
-    if (bwd)
-        printf(" bound_use=%.3g dx_use=%.3g dgamma_use=%.3g dbeta_use=%.3g C=%.0f Cp=%.0f",
-               c->max_bound_use, c->err_dx, c->err_dgamma, c->err_dbeta, c->depth,
-               c->depth_param);
-    else
+    if (bwd) {
+        /* a gradient the problem does not ask for (bwd_d; no beta) is n/a,
+         * as in the JSON (null) */
+        const bool dg = nb_problem_has_param_grads(p), db = dg && nb_problem_uses_beta(p);
+        printf(" bound_use=%.3g dx_use=%.3g", c->max_bound_use, c->err_dx);
+        printf(dg ? " dgamma_use=%.3g" : " dgamma_use=n/a", c->err_dgamma);
+        printf(db ? " dbeta_use=%.3g" : " dbeta_use=n/a", c->err_dbeta);
+        printf(" C=%.0f Cp=%.0f", c->depth, c->depth_param);
+    } else
         printf(" bound_use=%.3g stats_use=%.3g C=%.0f", c->max_bound_use, c->stat_bound_use,
                c->depth);
     if (c->verdict != NB_PASS) {
