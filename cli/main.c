@@ -313,8 +313,9 @@ static void prefer_passive_wait_preinit(int argc, char **argv, char **envp)
     (void)envp;
     prefer_passive_wait();
 }
-__attribute__((section(".preinit_array"), used)) static void (*const nb_preinit_wait)(
-    int, char **, char **) = prefer_passive_wait_preinit;
+__attribute__((section(".preinit_array"),
+               used)) static void (*const nb_preinit_wait)(int, char **,
+                                                           char **) = prefer_passive_wait_preinit;
 #else
 static void prefer_passive_wait(void) {}
 #endif

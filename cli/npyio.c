@@ -49,7 +49,10 @@ static void shape_str(const int64_t *s, int nd, char *buf, size_t len)
 {
     int o = snprintf(buf, len, "(");
     for (int i = 0; i < nd && o > 0 && (size_t)o < len; i++)
-        o += snprintf(buf + o, len - (size_t)o, "%lld%s", (long long)s[i], nd == 1 ? "," : i + 1 < nd ? ", " : "");
+        o += snprintf(buf + o, len - (size_t)o, "%lld%s", (long long)s[i],
+                      nd == 1      ? ","
+                      : i + 1 < nd ? ", "
+                                   : "");
     if (o > 0 && (size_t)o < len)
         snprintf(buf + o, len - (size_t)o, ")");
 }
@@ -57,8 +60,8 @@ static void shape_str(const int64_t *s, int nd, char *buf, size_t len)
 /* Load `path` into dst (count elements of the problem's dtype). x/y: the
  * layout shape is enforced (ln/rms may split rows into leading dims);
  * others: the element count. Returns 0 or a cli_error code. */
-static int load_into(const char *what, const char *path, const nb_problem *p, void *dst, int64_t count,
-                     bool xshape)
+static int load_into(const char *what, const char *path, const nb_problem *p, void *dst,
+                     int64_t count, bool xshape)
 {
     nb_npy a;
     char err[512];
@@ -70,8 +73,8 @@ static int load_into(const char *what, const char *path, const nb_problem *p, vo
     char got[160], want[160];
     shape_str(a.shape, a.ndim, got, sizeof got);
     if (a.dtype != p->dtype) {
-        rc = cli_error("--%s %s: dtype %s does not match the problem's %s", what, path, nb_dtype_name(a.dtype),
-                       nb_dtype_name(p->dtype));
+        rc = cli_error("--%s %s: dtype %s does not match the problem's %s", what, path,
+                       nb_dtype_name(a.dtype), nb_dtype_name(p->dtype));
     } else if (xshape) {
         int64_t ls[8];
         int nd = layout_shape(p, ls);
@@ -82,10 +85,11 @@ static int load_into(const char *what, const char *path, const nb_problem *p, vo
         if (!ok && (p->layer == NB_LN || p->layer == NB_RMS) && a.ndim >= 2)
             ok = a.shape[a.ndim - 1] == p->c && a.count == count;
         if (!ok)
-            rc = cli_error("--%s %s: shape %s does not match the problem's %s", what, path, got, want);
+            rc = cli_error("--%s %s: shape %s does not match the problem's %s", what, path, got,
+                           want);
     } else if (a.count != count) {
-        rc = cli_error("--%s %s: shape %s has %lld elements, the problem needs %lld", what, path, got,
-                       (long long)a.count, (long long)count);
+        rc = cli_error("--%s %s: shape %s has %lld elements, the problem needs %lld", what, path,
+                       got, (long long)a.count, (long long)count);
     }
     if (!rc)
         memcpy(dst, a.data, (size_t)count * nb_dtype_size(p->dtype));
@@ -189,7 +193,8 @@ int cmd_check(int argc, char **argv)
         return st == NB_ERR_NOMEM ? cli_resource_error("%s: %s", canon, nb_strerror(st))
                                   : cli_error("%s: %s", canon, nb_strerror(st));
     const nb_dtype t = p.dtype;
-    const int64_t N = nb_problem_numel(&p), G = nb_problem_stat_count(&p), P = nb_problem_param_count(&p);
+    const int64_t N = nb_problem_numel(&p), G = nb_problem_stat_count(&p),
+                  P = nb_problem_param_count(&p);
     int rc = load_into("x", fx, &p, d.x, N, true);
     if (!rc && fg)
         rc = load_into("gamma", fg, &p, d.gamma, P, false);
@@ -258,10 +263,13 @@ int cmd_check(int argc, char **argv)
             c.stat_bound_use = fmax(c.stat_bound_use, se[i]);
 
     char repro[2048];
-    int o = snprintf(repro, sizeof repro, "normbench check --problem %s --x %s --y %s", canon, fx, fy);
-    const char *opt[][2] = {{"--gamma", fg},          {"--beta", fb},           {"--mean", fm},
-                            {"--rstd", fr},           {"--var", fv},            {"--running-mean", frm},
-                            {"--running-var", frv},   {"--running-mean0", frm0}, {"--running-var0", frv0}};
+    int o =
+        snprintf(repro, sizeof repro, "normbench check --problem %s --x %s --y %s", canon, fx, fy);
+    const char *opt[][2] = {{"--gamma", fg},         {"--beta", fb},
+                            {"--mean", fm},          {"--rstd", fr},
+                            {"--var", fv},           {"--running-mean", frm},
+                            {"--running-var", frv},  {"--running-mean0", frm0},
+                            {"--running-var0", frv0}};
     for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++)
         if (opt[i][1] && o > 0 && (size_t)o < sizeof repro)
             o += snprintf(repro + o, sizeof repro - (size_t)o, " %s %s", opt[i][0], opt[i][1]);
@@ -269,7 +277,8 @@ int cmd_check(int argc, char **argv)
         snprintf(repro + o, sizeof repro - (size_t)o, " --depth %.0f%s", depth,
                  flags & NB_KF_PRESCALED ? " --prescaled" : "");
     cli_print_result(label, canon, &p, &c, 1, repro);
-    printf("statistics checked: mean %s, var %s, rstd %s, running %s (not given: taken from the reference)\n",
+    printf("statistics checked: mean %s, var %s, rstd %s, running %s (not given: taken from the "
+           "reference)\n",
            fm ? "yes" : "no", fv ? "yes" : "no", fr ? "yes" : "no", frm ? "yes" : "no");
     nb_ref_free(&r);
     nb_data_free(&d);
@@ -287,10 +296,11 @@ int cmd_run(int argc, char **argv)
         {.name = "--out", .kind = CLI_OPT_STRING, .dest = &dir, .value = "a directory"},
         {.name = "--force", .kind = CLI_OPT_FLAG, .dest = &force},
     };
-    const cli_spec spec = {.command = "run",
-                           .opts = opts,
-                           .nopts = sizeof opts / sizeof opts[0],
-                           .hint = " (usage: normbench run --problem STR --kernel NAME --out DIR [--force])"};
+    const cli_spec spec = {
+        .command = "run",
+        .opts = opts,
+        .nopts = sizeof opts / sizeof opts[0],
+        .hint = " (usage: normbench run --problem STR --kernel NAME --out DIR [--force])"};
     const int opt_rc = cli_parse_own_options(&spec, argc, argv);
     if (opt_rc)
         return opt_rc;
@@ -354,10 +364,12 @@ int cmd_run(int argc, char **argv)
     }
     rc = rc ? rc : run_out_finish(&out, canon, &p, kn);
     if (!rc)
-        printf("wrote %s/{x,y,%smean,var,rstd%s}.npy, problem.txt and " RUN_OUT_MANIFEST " for %s %s\n", dir,
-               p.affine ? (nb_problem_uses_beta(&p) ? "gamma,beta," : "gamma,") : "",
-               nb_problem_has_running(&p) ? ",running_mean0,running_var0,running_mean,running_var" : "", kn,
-               canon);
+        printf("wrote %s/{x,y,%smean,var,rstd%s}.npy, problem.txt and " RUN_OUT_MANIFEST
+               " for %s %s\n",
+               dir, p.affine ? (nb_problem_uses_beta(&p) ? "gamma,beta," : "gamma,") : "",
+               nb_problem_has_running(&p) ? ",running_mean0,running_var0,running_mean,running_var"
+                                          : "",
+               kn, canon);
     nb_data_free(&d);
     return rc;
 }

@@ -386,7 +386,10 @@ int cli_parse_options(const cli_spec *spec, int argc, char **argv, cli_common *c
     return 0;
 }
 
-void cli_common_free(cli_common *c) { nb_problem_list_free(&c->problems); }
+void cli_common_free(cli_common *c)
+{
+    nb_problem_list_free(&c->problems);
+}
 
 int cli_parse_own_options(const cli_spec *spec, int argc, char **argv)
 {

@@ -50,13 +50,13 @@ typedef struct sweep_bases {
 } sweep_bases;
 
 typedef struct point {
-    double K;           /* mean over groups of the reference's K */
-    double rstd_rel;    /* max |rstd err| / (u rstd), over groups and seeds */
-    double scaled;      /* max scaled error */
-    double kfree;       /* max err / (u (|g|(1+|z|) + |b| + |y|)) */
+    double K;        /* mean over groups of the reference's K */
+    double rstd_rel; /* max |rstd err| / (u rstd), over groups and seeds */
+    double scaled;   /* max scaled error */
+    double kfree;    /* max err / (u (|g|(1+|z|) + |b| + |y|)) */
     bool saturated;
-    bool failed;        /* kernel error */
-    bool skipped;       /* kernel does not support the problem (SKIP) */
+    bool failed;  /* kernel error */
+    bool skipped; /* kernel does not support the problem (SKIP) */
 } point;
 
 typedef struct series {
@@ -169,20 +169,22 @@ static void svg_panel(FILE *f, double x0, double y0, double w, double h, const c
             continue;
         for (int j = 0; j < ss[i].npts; j++)
             if (!ss[i].pt[j].failed)
-                emax = fmax(emax, ss[i].pt[j].saturated ? 1.0 / (t == NB_F32 ? 0x1p-24 : 0x1p-53) * 0.1
-                                                         : ss[i].pt[j].rstd_rel);
+                emax =
+                    fmax(emax, ss[i].pt[j].saturated ? 1.0 / (t == NB_F32 ? 0x1p-24 : 0x1p-53) * 0.1
+                                                     : ss[i].pt[j].rstd_rel);
     }
-    const double lxmax = log10(kmax) + 0.2, lymin = log10(ERR_FLOOR), lymax = ceil(log10(emax)) + 0.5;
+    const double lxmax = log10(kmax) + 0.2, lymin = log10(ERR_FLOOR),
+                 lymax = ceil(log10(emax)) + 0.5;
     const double px = x0 + 50, py = y0 + 25, pw = w - 70, ph = h - 60;
 #define XP(lk) (px + pw * (lk) / lxmax)
-#define YP(le) (py + ph - ph * ((le) - lymin) / (lymax - lymin))
-    fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#888'/>\n", px,
-            py, pw, ph);
+#define YP(le) (py + ph - ph * ((le)-lymin) / (lymax - lymin))
+    fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#888'/>\n",
+            px, py, pw, ph);
     fprintf(f, "<text x='%.1f' y='%.1f' font-size='12' font-weight='bold'>%s</text>\n", px, y0 + 16,
             title);
     for (int e = 0; e <= (int)lxmax; e += t == NB_F32 ? 1 : 2)
-        fprintf(f, "<text x='%.1f' y='%.1f' font-size='9' text-anchor='middle'>1e%d</text>\n", XP(e),
-                py + ph + 12, e);
+        fprintf(f, "<text x='%.1f' y='%.1f' font-size='9' text-anchor='middle'>1e%d</text>\n",
+                XP(e), py + ph + 12, e);
     for (int e = (int)ceil(lymin); e <= (int)lymax; e += (lymax - lymin) > 8 ? 2 : 1)
         fprintf(f, "<text x='%.1f' y='%.1f' font-size='9' text-anchor='end'>1e%d</text>\n", px - 3,
                 YP(e) + 3, e);
@@ -225,8 +227,10 @@ static int write_svg(const char *path, const sweep_bases *sb, const series *ss, 
     FILE *f = out.f;
     const double W = 420, H = 260;
     const int nl = (int)sb->shapes.count;
-    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
-               "font-family='sans-serif'>\n", 2 * W, nl * H + 40);
+    fprintf(f,
+            "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
+            "font-family='sans-serif'>\n",
+            2 * W, nl * H + 40);
     fprintf(f, "<text x='10' y='20' font-size='13'>normbench stability sweep: max relative rstd "
                "error (units of u) vs K = rms/std; x = saturated (all digits lost)</text>\n");
     for (int l = 0; l < nl; l++)
@@ -368,15 +372,21 @@ static int run_sweep(const sweep_bases *sb, series *ss, int *ns, int *bad, char 
 
 static void print_header(void)
 {
-    printf("stability sweep: data=offset<mu> (std 1), mu = 0 and 10^0, 10^0.5, ... up to K = 1e4 (f32) "
-           "/ 1e9 (f64), %d seeds per point\n", NSEEDS);
+    printf("stability sweep: data=offset<mu> (std 1), mu = 0 and 10^0, 10^0.5, ... up to K = 1e4 "
+           "(f32) "
+           "/ 1e9 (f64), %d seeds per point\n",
+           NSEEDS);
     printf("classified by the least-squares slope of log10(max relative rstd error / u) against "
-           "log10(K), over unsaturated points with K >= %g:\n", FIT_KMIN);
-    printf("  stable: slope < %.1f   linear-in-K: %.1f <= slope < %.1f   quadratic-in-K: slope >= %.1f\n",
+           "log10(K), over unsaturated points with K >= %g:\n",
+           FIT_KMIN);
+    printf("  stable: slope < %.1f   linear-in-K: %.1f <= slope < %.1f   quadratic-in-K: slope >= "
+           "%.1f\n",
            SLOPE_LINEAR, SLOPE_LINEAR, SLOPE_QUADRATIC, SLOPE_QUADRATIC);
-    printf("  (scaled = err/(u s_i), s_i contains K: flat unless the error outgrows the model, one less "
-           "than the rstd slope; kfree = err/(u(|g|(1+|z|)+|b|+|y|)): >= 1 for any kernel that stores "
-           "the mean in the dtype)\n");
+    printf(
+        "  (scaled = err/(u s_i), s_i contains K: flat unless the error outgrows the model, one "
+        "less "
+        "than the rstd slope; kfree = err/(u(|g|(1+|z|)+|b|+|y|)): >= 1 for any kernel that stores "
+        "the mean in the dtype)\n");
     printf("%-32s %-4s %8s %5s %6s %9s %9s %10s %10s  %s\n", "kernel", "type", "K_max_fit", "pts",
            "slope", "slope_scl", "slope_kfr", "rstd_err@1", "rstd_errKm", "class");
 }
@@ -412,9 +422,10 @@ static void print_table(const series *ss, int ns)
         any_rms |= ss[i].k->layer == NB_RMS;
     }
     if (any_rms)
-        printf("rmsnorm has no centring: var = mean(x^2) carries no cancellation, K = 1 whatever the "
-               "offset, and rmsnorm/onepass is a plain sum of squares (not a negative control here); "
-               "its rows are not classified.\n");
+        printf(
+            "rmsnorm has no centring: var = mean(x^2) carries no cancellation, K = 1 whatever the "
+            "offset, and rmsnorm/onepass is a plain sum of squares (not a negative control here); "
+            "its rows are not classified.\n");
 }
 
 /* What the series should have been classified as, or NULL when it is as

@@ -149,9 +149,9 @@ static void json_errors(nb_json_writer *w, const nb_problem *p, const nb_check *
         nb_json_object(w, "grads");
         nb_json_number_exact(w, "dx", c->err_dx);
         nb_json_number_exact(w, "dgamma", nb_problem_has_param_grads(p) ? c->err_dgamma : NAN);
-        nb_json_number_exact(w, "dbeta", nb_problem_has_param_grads(p) && nb_problem_uses_beta(p)
-                                             ? c->err_dbeta
-                                             : NAN);
+        nb_json_number_exact(w, "dbeta",
+                             nb_problem_has_param_grads(p) && nb_problem_uses_beta(p) ? c->err_dbeta
+                                                                                      : NAN);
         nb_json_end_object(w);
     }
     nb_json_object(w, "stats");
@@ -203,7 +203,7 @@ typedef struct verify_run {
     size_t nkernels;
     nb_determinism *det; /* per selected kernel */
     long npass, nfail, nlimit, nskip;
-    long nrefused; /* problems not run: more memory than available */
+    long nrefused;   /* problems not run: more memory than available */
     FILE *json_file; /* json_out.f: a temporary file until finish renames it into place */
     nb_atomic_file json_out;
     nb_json_writer json;

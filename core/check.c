@@ -419,8 +419,8 @@ static void running_unchanged_check(check_ctx *k)
     const bool moved_mean = memcmp(d->running_mean, d->running_mean0, bytes) != 0;
     if (moved_mean || memcmp(d->running_var, d->running_var0, bytes)) {
         if (!k->stat_fail)
-            k->stat_fail = moved_mean ? "inference modified running_mean"
-                                      : "inference modified running_var";
+            k->stat_fail =
+                moved_mean ? "inference modified running_mean" : "inference modified running_var";
         k->o->err_running = INFINITY;
     }
 }
@@ -628,7 +628,7 @@ nb_status nb_verify_one(const nb_kernel *k, nb_data *d, const nb_ref *r, nb_chec
     if (!nb_kernel_runs(k, &d->prob) || !nb_kernel_available(k)) {
         out->verdict = NB_SKIP;
         snprintf(out->reason, sizeof out->reason, "%s",
-                 !nb_kernel_available(k)           ? "ISA not available on this CPU"
+                 !nb_kernel_available(k)               ? "ISA not available on this CPU"
                  : (k->dtypes & (1u << d->prob.dtype)) ? "direction not supported"
                                                        : "dtype not supported");
         return NB_OK;

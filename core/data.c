@@ -35,7 +35,10 @@ static void rng_init(rng *r, uint64_t seed, uint64_t stream)
 }
 
 /* Uniform in (0, 1): never 0, so log() below is finite. */
-static double rng_uniform(rng *r) { return ((double)(splitmix64(&r->s) >> 11) + 0.5) * 0x1p-53; }
+static double rng_uniform(rng *r)
+{
+    return ((double)(splitmix64(&r->s) >> 11) + 0.5) * 0x1p-53;
+}
 
 /* Standard normal by the Box-Muller transform. */
 static double rng_normal(rng *r)
@@ -51,7 +54,10 @@ static double rng_normal(rng *r)
     return rad * cos(th);
 }
 
-static double rounded(nb_dtype t, double v) { return t == NB_F32 ? (double)(float)v : v; }
+static double rounded(nb_dtype t, double v)
+{
+    return t == NB_F32 ? (double)(float)v : v;
+}
 
 static void put(void *buf, nb_dtype t, int64_t i, double v)
 {
@@ -441,10 +447,21 @@ void nb_data_free(nb_data *d)
 {
     if (!d)
         return;
-    void **bufs[] = {&d->x,    &d->y,           &d->gamma,       &d->beta,
-                     &d->mean, &d->var,         &d->rstd,        &d->running_mean,
-                     &d->running_var, &d->running_mean0, &d->running_var0,
-                     &d->dy,   &d->dx,          &d->dgamma,      &d->dbeta};
+    void **bufs[] = {&d->x,
+                     &d->y,
+                     &d->gamma,
+                     &d->beta,
+                     &d->mean,
+                     &d->var,
+                     &d->rstd,
+                     &d->running_mean,
+                     &d->running_var,
+                     &d->running_mean0,
+                     &d->running_var0,
+                     &d->dy,
+                     &d->dx,
+                     &d->dgamma,
+                     &d->dbeta};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         free(*bufs[i]);
         *bufs[i] = NULL;
@@ -461,7 +478,8 @@ nb_status nb_data_alloc(nb_data *d, const nb_problem *p)
         return st;
     d->prob = *p;
     const nb_dtype t = p->dtype;
-    const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p), P = nb_problem_param_count(p);
+    const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p),
+                  P = nb_problem_param_count(p);
     if ((uint64_t)N > SIZE_MAX / 8 / 2)
         return NB_ERR_OVERFLOW;
     if (!nb_memory_fits(nb_data_memory(p) + fill_memory(p)))
@@ -508,7 +526,8 @@ void nb_data_reset(nb_data *d)
         return;
     const nb_problem *p = &d->prob;
     const nb_dtype t = p->dtype;
-    const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p), P = nb_problem_param_count(p);
+    const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p),
+                  P = nb_problem_param_count(p);
     if (nb_problem_is_backward(p)) {
         /* the saved statistics are inputs: only the gradients are reset */
         for (int64_t i = 0; i < N; i++)

@@ -155,17 +155,20 @@ static nb_status parse_dict(const char *h, size_t hlen, npy_header *o, char *err
                 o->dtype = NB_F64;
             else
                 return npy_fail(err, elen, NB_ERR_DTYPE,
-                                "npy dtype '%s' not supported: need little-endian '<f4' or '<f8'", val);
+                                "npy dtype '%s' not supported: need little-endian '<f4' or '<f8'",
+                                val);
         } else if (!strcmp(key, "fortran_order")) {
             if (have_fo)
-                return npy_fail(err, elen, NB_ERR_PARSE, "npy header: duplicate key 'fortran_order'");
+                return npy_fail(err, elen, NB_ERR_PARSE,
+                                "npy header: duplicate key 'fortran_order'");
             have_fo = true;
             if (read_word(&c, "True"))
                 return npy_fail(err, elen, NB_ERR_ARG,
                                 "npy array is in Fortran order: save a C-ordered array "
                                 "(numpy.ascontiguousarray)");
             if (!read_word(&c, "False"))
-                return npy_fail(err, elen, NB_ERR_PARSE, "npy header: 'fortran_order' must be True or False");
+                return npy_fail(err, elen, NB_ERR_PARSE,
+                                "npy header: 'fortran_order' must be True or False");
         } else if (!strcmp(key, "shape")) {
             if (have_shape)
                 return npy_fail(err, elen, NB_ERR_PARSE, "npy header: duplicate key 'shape'");
@@ -178,11 +181,12 @@ static nb_status parse_dict(const char *h, size_t hlen, npy_header *o, char *err
             while (!eat(&c, ')')) {
                 int64_t d;
                 if (o->ndim == NB_NPY_MAX_DIMS)
-                    return npy_fail(err, elen, NB_ERR_SHAPE, "npy shape has more than %d dimensions",
-                                    NB_NPY_MAX_DIMS);
+                    return npy_fail(err, elen, NB_ERR_SHAPE,
+                                    "npy shape has more than %d dimensions", NB_NPY_MAX_DIMS);
                 if (!read_dim(&c, &d))
-                    return npy_fail(err, elen, NB_ERR_PARSE,
-                                    "npy shape: expected a non-negative integer that fits in 64 bits");
+                    return npy_fail(
+                        err, elen, NB_ERR_PARSE,
+                        "npy shape: expected a non-negative integer that fits in 64 bits");
                 if (d > 0 && count > NPY_MAX_NUMEL / d)
                     return npy_fail(err, elen, NB_ERR_OVERFLOW,
                                     "npy shape has more than 2^40 elements (overflow)");
@@ -196,7 +200,8 @@ static nb_status parse_dict(const char *h, size_t hlen, npy_header *o, char *err
                 }
             }
             if (o->ndim == 1 && !trailing_comma)
-                return npy_fail(err, elen, NB_ERR_PARSE, "npy shape: a 1-tuple needs its comma, '(n,)'");
+                return npy_fail(err, elen, NB_ERR_PARSE,
+                                "npy shape: a 1-tuple needs its comma, '(n,)'");
             o->count = count;
         } else {
             return npy_fail(err, elen, NB_ERR_PARSE, "npy header: unexpected key '%s'", key);
@@ -209,7 +214,9 @@ static nb_status parse_dict(const char *h, size_t hlen, npy_header *o, char *err
     }
     if (!have_descr || !have_fo || !have_shape)
         return npy_fail(err, elen, NB_ERR_PARSE, "npy header: missing key '%s'",
-                        !have_descr ? "descr" : !have_fo ? "fortran_order" : "shape");
+                        !have_descr ? "descr"
+                        : !have_fo  ? "fortran_order"
+                                    : "shape");
     /* Only padding spaces and one final newline may follow. */
     skip_ws(&c);
     if (c.s < c.end && *c.s == '\n')
@@ -228,14 +235,14 @@ static nb_status parse_preamble(const unsigned char *b, size_t len, size_t *hoff
 {
     static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
     if (len < 10)
-        return npy_fail(err, elen, NB_ERR_PARSE, "not an npy file: %zu bytes, too short for the header",
-                        len);
+        return npy_fail(err, elen, NB_ERR_PARSE,
+                        "not an npy file: %zu bytes, too short for the header", len);
     if (memcmp(b, magic, 6))
         return npy_fail(err, elen, NB_ERR_PARSE, "not an npy file: bad magic string");
     const unsigned major = b[6], minor = b[7];
     if (minor != 0 || major < 1 || major > 3)
-        return npy_fail(err, elen, NB_ERR_PARSE, "npy format version %u.%u not supported (1.0, 2.0, 3.0)",
-                        major, minor);
+        return npy_fail(err, elen, NB_ERR_PARSE,
+                        "npy format version %u.%u not supported (1.0, 2.0, 3.0)", major, minor);
     size_t hl, off;
     if (major == 1) {
         hl = (size_t)b[8] | (size_t)b[9] << 8;
@@ -247,11 +254,12 @@ static nb_status parse_preamble(const unsigned char *b, size_t len, size_t *hoff
         off = 12;
     }
     if (hl > NB_NPY_MAX_HEADER)
-        return npy_fail(err, elen, NB_ERR_PARSE, "npy header length %zu exceeds the limit of %d bytes", hl,
+        return npy_fail(err, elen, NB_ERR_PARSE,
+                        "npy header length %zu exceeds the limit of %d bytes", hl,
                         NB_NPY_MAX_HEADER);
     if (hl > len - off)
-        return npy_fail(err, elen, NB_ERR_PARSE, "truncated npy file: header of %zu bytes, %zu present", hl,
-                        len - off);
+        return npy_fail(err, elen, NB_ERR_PARSE,
+                        "truncated npy file: header of %zu bytes, %zu present", hl, len - off);
     *hoff = off;
     *hlen = hl;
     return NB_OK;
@@ -330,7 +338,8 @@ nb_status nb_npy_read(const char *path, nb_npy *out, char *err, size_t errlen)
     return nb_npy_read_max(path, INT64_MAX, out, err, errlen);
 }
 
-nb_status nb_npy_read_max(const char *path, int64_t max_count, nb_npy *out, char *err, size_t errlen)
+nb_status nb_npy_read_max(const char *path, int64_t max_count, nb_npy *out, char *err,
+                          size_t errlen)
 {
     if (!path || !out)
         return npy_fail(err, errlen, NB_ERR_NULL, "npy: NULL path");
@@ -386,8 +395,8 @@ nb_status nb_npy_read_max(const char *path, int64_t max_count, nb_npy *out, char
     return NB_OK;
 }
 
-nb_status nb_npy_write(const char *path, nb_dtype t, int ndim, const int64_t *shape, const void *data,
-                       char *err, size_t errlen)
+nb_status nb_npy_write(const char *path, nb_dtype t, int ndim, const int64_t *shape,
+                       const void *data, char *err, size_t errlen)
 {
     if (!path || (!shape && ndim) || !data)
         return npy_fail(err, errlen, NB_ERR_NULL, "npy: NULL argument");
@@ -405,7 +414,9 @@ nb_status nb_npy_write(const char *path, nb_dtype t, int ndim, const int64_t *sh
             return npy_fail(err, errlen, NB_ERR_SHAPE, "npy: bad or overflowing shape");
         count *= shape[i];
         n += snprintf(dict + n, sizeof dict - (size_t)n, "%lld%s", (long long)shape[i],
-                      ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
+                      ndim == 1      ? ","
+                      : i + 1 < ndim ? ", "
+                                     : "");
     }
     n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");
     /* Version 1.0, header padded with spaces so that the data starts at a
@@ -414,8 +425,8 @@ nb_status nb_npy_write(const char *path, nb_dtype t, int ndim, const int64_t *sh
     size_t total = 10 + hl;
     size_t pad = (64 - total % 64) % 64;
     hl += pad;
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hl & 0xff),
-                             (unsigned char)(hl >> 8)};
+    unsigned char pre[10] = {
+        0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hl & 0xff), (unsigned char)(hl >> 8)};
     nb_atomic_file af;
     nb_status st = nb_atomic_open(&af, path, NB_ATOMIC_NOFOLLOW, err, errlen);
     if (st)

@@ -55,12 +55,30 @@ const char *nb_direction_name(nb_direction d)
 {
     return (unsigned)d < NB_DIRECTION_COUNT ? direction_names[d] : "?";
 }
-const char *nb_dy_dist_name(nb_dy_dist d) { return (unsigned)d < NB_DY_COUNT ? dy_names[d] : "?"; }
-const char *nb_layer_short(nb_layer l) { return (unsigned)l < NB_LAYER_COUNT ? layer_short[l] : "?"; }
-const char *nb_layer_name(nb_layer l) { return (unsigned)l < NB_LAYER_COUNT ? layer_long[l] : "?"; }
-const char *nb_dtype_name(nb_dtype t) { return t == NB_F32 ? "f32" : t == NB_F64 ? "f64" : "?"; }
-const char *nb_dist_name(nb_dist d) { return (unsigned)d < NB_DIST_COUNT ? dist_names[d] : "?"; }
-size_t nb_dtype_size(nb_dtype t) { return t == NB_F64 ? sizeof(double) : sizeof(float); }
+const char *nb_dy_dist_name(nb_dy_dist d)
+{
+    return (unsigned)d < NB_DY_COUNT ? dy_names[d] : "?";
+}
+const char *nb_layer_short(nb_layer l)
+{
+    return (unsigned)l < NB_LAYER_COUNT ? layer_short[l] : "?";
+}
+const char *nb_layer_name(nb_layer l)
+{
+    return (unsigned)l < NB_LAYER_COUNT ? layer_long[l] : "?";
+}
+const char *nb_dtype_name(nb_dtype t)
+{
+    return t == NB_F32 ? "f32" : t == NB_F64 ? "f64" : "?";
+}
+const char *nb_dist_name(nb_dist d)
+{
+    return (unsigned)d < NB_DIST_COUNT ? dist_names[d] : "?";
+}
+size_t nb_dtype_size(nb_dtype t)
+{
+    return t == NB_F64 ? sizeof(double) : sizeof(float);
+}
 
 void nb_problem_defaults(nb_problem *p, nb_layer layer)
 {
@@ -81,7 +99,10 @@ void nb_problem_defaults(nb_problem *p, nb_layer layer)
     p->seed = 1;
 }
 
-static bool is_rowwise(const nb_problem *p) { return p->layer == NB_LN || p->layer == NB_RMS; }
+static bool is_rowwise(const nb_problem *p)
+{
+    return p->layer == NB_LN || p->layer == NB_RMS;
+}
 
 int64_t nb_problem_spatial(const nb_problem *p)
 {
@@ -91,7 +112,10 @@ int64_t nb_problem_spatial(const nb_problem *p)
     return s;
 }
 
-int64_t nb_problem_numel(const nb_problem *p) { return p->n * p->c * nb_problem_spatial(p); }
+int64_t nb_problem_numel(const nb_problem *p)
+{
+    return p->n * p->c * nb_problem_spatial(p);
+}
 
 int64_t nb_problem_stat_count(const nb_problem *p)
 {
@@ -114,7 +138,10 @@ int64_t nb_problem_group_size(const nb_problem *p)
     }
 }
 
-int64_t nb_problem_param_count(const nb_problem *p) { return p->c; }
+int64_t nb_problem_param_count(const nb_problem *p)
+{
+    return p->c;
+}
 
 bool nb_problem_uses_beta(const nb_problem *p)
 {
@@ -128,16 +155,25 @@ bool nb_problem_has_running(const nb_problem *p)
     return p->layer == NB_BN || (p->layer == NB_IN && p->track_running);
 }
 
-bool nb_problem_is_backward(const nb_problem *p) { return p->dir != NB_FWD; }
+bool nb_problem_is_backward(const nb_problem *p)
+{
+    return p->dir != NB_FWD;
+}
 
-bool nb_problem_has_param_grads(const nb_problem *p) { return p->dir == NB_BWD && p->affine; }
+bool nb_problem_has_param_grads(const nb_problem *p)
+{
+    return p->dir == NB_BWD && p->affine;
+}
 
 int64_t nb_problem_param_terms(const nb_problem *p)
 {
     return p->c > 0 ? nb_problem_numel(p) / p->c : 0;
 }
 
-bool nb_problem_uses_batch_stats(const nb_problem *p) { return !(p->layer == NB_BN && !p->training); }
+bool nb_problem_uses_batch_stats(const nb_problem *p)
+{
+    return !(p->layer == NB_BN && !p->training);
+}
 
 bool nb_problem_eps_exact(const nb_problem *p)
 {
@@ -203,8 +239,10 @@ nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
     if (p->layout != NB_NCHW && p->layout != NB_NHWC)
         return fail(err, len, NB_ERR_LAYOUT, "unknown layout %d", (int)p->layout);
     if (is_rowwise(p) && p->layout != NB_NCHW)
-        return fail(err, len, NB_ERR_LAYOUT, "%s takes rows x cols, not nhwc", layer_short[p->layer]);
-    if (p->spatial_rank < 0 || p->spatial_rank > NB_MAX_SPATIAL || (is_rowwise(p) && p->spatial_rank))
+        return fail(err, len, NB_ERR_LAYOUT, "%s takes rows x cols, not nhwc",
+                    layer_short[p->layer]);
+    if (p->spatial_rank < 0 || p->spatial_rank > NB_MAX_SPATIAL ||
+        (is_rowwise(p) && p->spatial_rank))
         return fail(err, len, NB_ERR_SHAPE, "spatial rank %d out of range", p->spatial_rank);
     const char *nn = is_rowwise(p) ? "rows" : "n", *cn = is_rowwise(p) ? "cols" : "c";
     if (p->n <= 0)
@@ -216,14 +254,15 @@ nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
         return fail(err, len, NB_ERR_OVERFLOW, "shape too large: %s*%s overflows", nn, cn);
     for (int i = 0; i < p->spatial_rank; i++) {
         if (p->spatial[i] <= 0)
-            return fail(err, len, NB_ERR_SHAPE, "spatial dimension %d must be positive, got %" PRId64,
-                        i, p->spatial[i]);
+            return fail(err, len, NB_ERR_SHAPE,
+                        "spatial dimension %d must be positive, got %" PRId64, i, p->spatial[i]);
         if (!mul_ok(total, p->spatial[i], &total))
             return fail(err, len, NB_ERR_OVERFLOW, "shape too large: more than 2^40 elements");
     }
     if (p->layer == NB_GN) {
         if (p->groups <= 0)
-            return fail(err, len, NB_ERR_GROUPS, "groups must be positive, got %" PRId64, p->groups);
+            return fail(err, len, NB_ERR_GROUPS, "groups must be positive, got %" PRId64,
+                        p->groups);
         if (p->c % p->groups != 0)
             return fail(err, len, NB_ERR_GROUPS,
                         "channels %" PRId64 " not divisible by groups %" PRId64, p->c, p->groups);
@@ -240,7 +279,8 @@ nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
     if (p->layer == NB_BN && p->training) {
         if (nb_problem_group_size(p) < 2)
             return fail(err, len, NB_ERR_SINGLE,
-                        "expected more than 1 value per channel when training (n*spatial = %" PRId64 ")",
+                        "expected more than 1 value per channel when training (n*spatial = %" PRId64
+                        ")",
                         nb_problem_group_size(p));
     }
     if (p->layer == NB_IN && nb_problem_spatial(p) < 2)
@@ -254,7 +294,8 @@ nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
             if (p->num_batches_tracked < 1)
                 return fail(err, len, NB_ERR_MOMENTUM, "nbt must be >= 1 with momnone");
         } else if (!(p->momentum >= 0.0 && p->momentum <= 1.0)) {
-            return fail(err, len, NB_ERR_MOMENTUM, "momentum must lie in [0, 1], got %g", p->momentum);
+            return fail(err, len, NB_ERR_MOMENTUM, "momentum must lie in [0, 1], got %g",
+                        p->momentum);
         }
     }
     if ((unsigned)p->dist >= NB_DIST_COUNT)
@@ -268,8 +309,8 @@ nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
      * from data=nan): a parameter near the dtype's maximum is refused. */
     const double dmax = p->dtype == NB_F32 ? 3.4028234663852886e38 : 1.7976931348623157e308;
     if (p->dist != NB_DIST_TINY && fabs(p->dist_param) > 0.5 * dmax)
-        return fail(err, len, NB_ERR_ARG, "data parameter %g is beyond half the %s range", p->dist_param,
-                    nb_dtype_name(p->dtype));
+        return fail(err, len, NB_ERR_ARG, "data parameter %g is beyond half the %s range",
+                    p->dist_param, nb_dtype_name(p->dtype));
     if (p->dist == NB_DIST_TINY && p->dist_param > 1e3)
         return fail(err, len, NB_ERR_ARG, "tiny sigma %g is not tiny", p->dist_param);
     return NB_OK;
@@ -323,7 +364,8 @@ static nb_status parse_shape(const char *tok, nb_problem *p, char *err, size_t l
         while (isdigit((unsigned char)*q))
             q++;
         if (!parse_i64(s, q, &vals[k]))
-            return fail(err, len, NB_ERR_PARSE, "bad shape token '%s': '%c' needs a number", tok, key);
+            return fail(err, len, NB_ERR_PARSE, "bad shape token '%s': '%c' needs a number", tok,
+                        key);
         keys[k++] = key;
     }
     keys[k] = 0;
@@ -357,10 +399,10 @@ static nb_status parse_data(const char *v, nb_problem *p, char *err, size_t len)
         int param; /* 0 none, 1 required, 2 optional */
         double dflt;
     } tab[] = {
-        {"normal", NB_DIST_NORMAL, 0, 0},  {"offset", NB_DIST_OFFSET, 1, 0},
-        {"sorted", NB_DIST_SORTED, 2, 0},  {"const", NB_DIST_CONST, 1, 0},
-        {"alt", NB_DIST_ALT, 2, 0},        {"tiny", NB_DIST_TINY, 2, 1e-6},
-        {"huge", NB_DIST_HUGE, 0, 0},      {"subnormal", NB_DIST_SUBNORMAL, 0, 0},
+        {"normal", NB_DIST_NORMAL, 0, 0}, {"offset", NB_DIST_OFFSET, 1, 0},
+        {"sorted", NB_DIST_SORTED, 2, 0}, {"const", NB_DIST_CONST, 1, 0},
+        {"alt", NB_DIST_ALT, 2, 0},       {"tiny", NB_DIST_TINY, 2, 1e-6},
+        {"huge", NB_DIST_HUGE, 0, 0},     {"subnormal", NB_DIST_SUBNORMAL, 0, 0},
         {"nan", NB_DIST_NAN, 0, 0},
     };
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
@@ -370,8 +412,9 @@ static nb_status parse_data(const char *v, nb_problem *p, char *err, size_t len)
         const char *arg = v + l;
         if (!*arg) {
             if (tab[i].param == 1)
-                return fail(err, len, NB_ERR_PARSE, "bad token 'data=%s': %s needs a value, e.g. %s1e4",
-                            v, tab[i].name, tab[i].name);
+                return fail(err, len, NB_ERR_PARSE,
+                            "bad token 'data=%s': %s needs a value, e.g. %s1e4", v, tab[i].name,
+                            tab[i].name);
             p->dist = tab[i].dist;
             p->dist_param = tab[i].dflt;
             return NB_OK;
@@ -710,14 +753,16 @@ int nb_problem_format(const nb_problem *p, char *buf, size_t len)
         PUT(":track");
     if (p->layer == NB_BN && p->momentum_none) {
         PUT(":momnone:nbt%" PRId64, p->num_batches_tracked);
-    } else if ((p->layer == NB_BN || (p->layer == NB_IN && p->track_running)) && p->momentum != 0.1) {
+    } else if ((p->layer == NB_BN || (p->layer == NB_IN && p->track_running)) &&
+               p->momentum != 0.1) {
         fmt_double(num, sizeof num, p->momentum);
         PUT(":mom%s", num);
     }
     PUT(":seed%" PRIu64 ":data=%s", p->seed, nb_dist_name(p->dist));
-    bool has_param = p->dist == NB_DIST_OFFSET || p->dist == NB_DIST_CONST ||
-                     ((p->dist == NB_DIST_SORTED || p->dist == NB_DIST_ALT) && p->dist_param != 0) ||
-                     (p->dist == NB_DIST_TINY && p->dist_param != 1e-6);
+    bool has_param =
+        p->dist == NB_DIST_OFFSET || p->dist == NB_DIST_CONST ||
+        ((p->dist == NB_DIST_SORTED || p->dist == NB_DIST_ALT) && p->dist_param != 0) ||
+        (p->dist == NB_DIST_TINY && p->dist_param != 1e-6);
     if (has_param) {
         fmt_double(num, sizeof num, p->dist_param);
         PUT("%s", num);

@@ -105,7 +105,7 @@ static nb_status FN(blas_run)(const nb_problem *p, const nb_args *a)
                 z = out;
             } else if (gamma && gamma[pb] == 0) {
                 for (int64_t i = 0; i < d.seglen; i++) /* OpenBLAS's scal by 0 writes 0, */
-                    z[i] = z[i] * 0;                    /* not NaN for NaN/Inf inputs */
+                    z[i] = z[i] * 0;                   /* not NaN for NaN/Inf inputs */
                 if (beta)
                     CB(axpy)(sl, beta[pb], ones, 1, z, 1);
             } else if (gamma) {

@@ -113,8 +113,7 @@ static inline nb_status CFN(nb_stat_buffers)(const nb_args *a, int64_t G, T **me
 
 /* BatchNorm inference: the statistics are the running ones;
  * rstd = 1/sqrt(rv + eps) rounds three times (sum, sqrt, divide). */
-static inline void CFN(nb_infer_stats)(const nb_args *a, int64_t C, T eps, T *mean, T *var,
-                                       T *rstd)
+static inline void CFN(nb_infer_stats)(const nb_args *a, int64_t C, T eps, T *mean, T *var, T *rstd)
 {
     const T *rm = a->running_mean, *rv = a->running_var;
     for (int64_t c = 0; c < C; c++) {

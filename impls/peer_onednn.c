@@ -141,7 +141,7 @@ static bool entry_make(onednn_entry *e, const onednn_key *k)
     if (k->layer == NB_LN) {
         dnnl_layer_normalization_desc_t d;
         st = dnnl_layer_normalization_forward_desc_init(&d, dnnl_forward_training, &md, NULL,
-                                                         k->eps, flags);
+                                                        k->eps, flags);
         if (st == dnnl_success)
             st = dnnl_primitive_desc_create(&e->pd, &d, NULL, engine, NULL);
     } else {

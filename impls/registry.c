@@ -44,25 +44,31 @@ enum {
 #define NB_DIRS_fwd_bwd (NB_DIRS_fwd | NB_DIRS_bwd)
 
 static const nb_kernel table[] = {
-#define NB_KERNEL(L, A, I, TH, D, DIR, R, B, F, E)                                                 \
-    {.name = #L "/" #A "/" #I NB_SUFFIX_##TH,                                                      \
-     .layer = NB_LAYER_##L,                                                                        \
-     .algo = NB_ALGO_##A,                                                                          \
-     .isa = (nb_isa)NB_ISA_##I,                                                                    \
-     .omp = NB_IS_OMP_##TH,                                                                        \
-     .reduction = NB_RED_##R,                                                                      \
-     .block = B,                                                                                   \
-     .flags = F,                                                                                   \
-     .dtypes = NB_DTYPES_##D,                                                                      \
-     .directions = NB_DIRS_##DIR,                                                                  \
+#define NB_KERNEL(L, A, I, TH, D, DIR, R, B, F, E) \
+    {.name = #L "/" #A "/" #I NB_SUFFIX_##TH,      \
+     .layer = NB_LAYER_##L,                        \
+     .algo = NB_ALGO_##A,                          \
+     .isa = (nb_isa)NB_ISA_##I,                    \
+     .omp = NB_IS_OMP_##TH,                        \
+     .reduction = NB_RED_##R,                      \
+     .block = B,                                   \
+     .flags = F,                                   \
+     .dtypes = NB_DTYPES_##D,                      \
+     .directions = NB_DIRS_##DIR,                  \
      .fn = E},
 #include "kernels.def"
 #undef NB_KERNEL
 };
 
-size_t nb_kernel_count(void) { return sizeof table / sizeof table[0]; }
+size_t nb_kernel_count(void)
+{
+    return sizeof table / sizeof table[0];
+}
 
-const nb_kernel *nb_kernel_at(size_t i) { return i < nb_kernel_count() ? &table[i] : NULL; }
+const nb_kernel *nb_kernel_at(size_t i)
+{
+    return i < nb_kernel_count() ? &table[i] : NULL;
+}
 
 const nb_kernel *nb_kernel_find(const char *name)
 {
@@ -76,12 +82,15 @@ const nb_kernel *nb_kernel_find(const char *name)
 
 const char *nb_algo_name(nb_algo a)
 {
-    static const char *const n[NB_ALGO_COUNT] = {"twopass", "welford", "onepass", "onednn",
-                                                  "default", "expanded"};
+    static const char *const n[NB_ALGO_COUNT] = {"twopass", "welford", "onepass",
+                                                 "onednn",  "default", "expanded"};
     return (unsigned)a < NB_ALGO_COUNT ? n[a] : "?";
 }
 
-bool nb_kernel_available(const nb_kernel *k) { return k && nb_isa_runs(k->isa); }
+bool nb_kernel_available(const nb_kernel *k)
+{
+    return k && nb_isa_runs(k->isa);
+}
 
 bool nb_kernel_runs(const nb_kernel *k, const nb_problem *p)
 {
@@ -155,35 +164,81 @@ void nb_desc_make(const nb_problem *p, nb_desc *d)
     switch (p->layer) {
     case NB_LN:
     case NB_RMS:
-        *d = (nb_desc){.ngroups = N, .ninner = 1, .xo = C, .nseg = 1, .seglen = C, .elem_stride = 1,
+        *d = (nb_desc){.ngroups = N,
+                       .ninner = 1,
+                       .xo = C,
+                       .nseg = 1,
+                       .seglen = C,
+                       .elem_stride = 1,
                        .pelem = 1};
         break;
     case NB_IN:
         if (p->layout == NB_NCHW)
-            *d = (nb_desc){.ngroups = N * C, .ninner = C, .xo = C * S, .xi = S, .pi = 1, .nseg = 1,
-                           .seglen = S, .elem_stride = 1};
+            *d = (nb_desc){.ngroups = N * C,
+                           .ninner = C,
+                           .xo = C * S,
+                           .xi = S,
+                           .pi = 1,
+                           .nseg = 1,
+                           .seglen = S,
+                           .elem_stride = 1};
         else
-            *d = (nb_desc){.ngroups = N * C, .ninner = C, .xo = C * S, .xi = 1, .pi = 1, .nseg = 1,
-                           .seglen = S, .elem_stride = C};
+            *d = (nb_desc){.ngroups = N * C,
+                           .ninner = C,
+                           .xo = C * S,
+                           .xi = 1,
+                           .pi = 1,
+                           .nseg = 1,
+                           .seglen = S,
+                           .elem_stride = C};
         break;
     case NB_GN: {
         const int64_t G = p->groups, cg = C / G;
         if (p->layout == NB_NCHW)
-            *d = (nb_desc){.ngroups = N * G, .ninner = G, .xo = C * S, .xi = cg * S, .pi = cg,
-                           .nseg = cg, .seglen = S, .seg_stride = S, .elem_stride = 1, .pseg = 1};
+            *d = (nb_desc){.ngroups = N * G,
+                           .ninner = G,
+                           .xo = C * S,
+                           .xi = cg * S,
+                           .pi = cg,
+                           .nseg = cg,
+                           .seglen = S,
+                           .seg_stride = S,
+                           .elem_stride = 1,
+                           .pseg = 1};
         else
-            *d = (nb_desc){.ngroups = N * G, .ninner = G, .xo = C * S, .xi = cg, .pi = cg, .nseg = S,
-                           .seglen = cg, .seg_stride = C, .elem_stride = 1, .pelem = 1};
+            *d = (nb_desc){.ngroups = N * G,
+                           .ninner = G,
+                           .xo = C * S,
+                           .xi = cg,
+                           .pi = cg,
+                           .nseg = S,
+                           .seglen = cg,
+                           .seg_stride = C,
+                           .elem_stride = 1,
+                           .pelem = 1};
         break;
     }
     case NB_BN:
     default:
         if (p->layout == NB_NCHW)
-            *d = (nb_desc){.ngroups = C, .ninner = C, .xo = 0, .xi = S, .pi = 1, .nseg = N,
-                           .seglen = S, .seg_stride = C * S, .elem_stride = 1};
+            *d = (nb_desc){.ngroups = C,
+                           .ninner = C,
+                           .xo = 0,
+                           .xi = S,
+                           .pi = 1,
+                           .nseg = N,
+                           .seglen = S,
+                           .seg_stride = C * S,
+                           .elem_stride = 1};
         else
-            *d = (nb_desc){.ngroups = C, .ninner = C, .xo = 0, .xi = 1, .pi = 1, .nseg = 1,
-                           .seglen = N * S, .elem_stride = C};
+            *d = (nb_desc){.ngroups = C,
+                           .ninner = C,
+                           .xo = 0,
+                           .xi = 1,
+                           .pi = 1,
+                           .nseg = 1,
+                           .seglen = N * S,
+                           .elem_stride = C};
         break;
     }
     d->m = d->nseg * d->seglen;
@@ -208,8 +263,17 @@ void nb_set_threads(int n)
     omp_set_num_threads(n >= 1 ? n : default_threads);
 }
 
-int nb_get_threads(void) { return omp_get_max_threads(); }
+int nb_get_threads(void)
+{
+    return omp_get_max_threads();
+}
 #else
-void nb_set_threads(int n) { (void)n; }
-int nb_get_threads(void) { return 1; }
+void nb_set_threads(int n)
+{
+    (void)n;
+}
+int nb_get_threads(void)
+{
+    return 1;
+}
 #endif

@@ -32,13 +32,13 @@
 #include "common_body.h"
 
 /* Visit every value of a group in memory order of its segments. */
-#define FOR_GROUP(d, g, e, body)                                                                   \
-    for (int64_t s_ = 0; s_ < (d)->nseg; s_++) {                                                   \
-        const T *row_ = (g) + s_ * (d)->seg_stride;                                                \
-        for (int64_t i_ = 0; i_ < (d)->seglen; i_++) {                                             \
-            const T e = row_[i_ * (d)->elem_stride];                                               \
-            body                                                                                   \
-        }                                                                                          \
+#define FOR_GROUP(d, g, e, body)                       \
+    for (int64_t s_ = 0; s_ < (d)->nseg; s_++) {       \
+        const T *row_ = (g) + s_ * (d)->seg_stride;    \
+        for (int64_t i_ = 0; i_ < (d)->seglen; i_++) { \
+            const T e = row_[i_ * (d)->elem_stride];   \
+            body                                       \
+        }                                              \
     }
 
 static void FN(group_stats)(nb_algo algo, bool rms, const nb_desc *d, const T *g, T eps, T *mean_o,
@@ -89,7 +89,8 @@ static void FN(group_stats)(nb_algo algo, bool rms, const nb_desc *d, const T *g
         const T sc = LDEXP((T)1, -k), msc = mean * sc;
         T q = 0;
         FOR_GROUP(d, g, e, {
-            T dv = e * sc - msc; /* == (e - mean) * sc: the scaling is exact, and it cannot overflow */
+            T dv =
+                e * sc - msc; /* == (e - mean) * sc: the scaling is exact, and it cannot overflow */
             q += dv * dv;
         })
         rstd = FN(rstd_scaled)(q / m, k, eps, &var);
@@ -135,8 +136,8 @@ static void FN(group_stats)(nb_algo algo, bool rms, const nb_desc *d, const T *g
 }
 
 /* y = gamma * ((x - mean) * rstd) + beta over one group. */
-static void FN(group_normalize)(const nb_desc *d, const T *gx, T *gy, const T *gamma,
-                                const T *beta, int64_t pbase, T mean, T rstd)
+static void FN(group_normalize)(const nb_desc *d, const T *gx, T *gy, const T *gamma, const T *beta,
+                                int64_t pbase, T mean, T rstd)
 {
     for (int64_t s = 0; s < d->nseg; s++) {
         const T *xr = gx + s * d->seg_stride;

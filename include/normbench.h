@@ -105,21 +105,21 @@ typedef enum nb_eps_conv {
 typedef struct nb_problem {
     nb_layer layer;
     nb_dtype dtype;
-    nb_layout layout;  /* NCHW or NHWC for bn/in/gn; NCHW (rows x cols) for ln/rms */
-    int64_t n;         /* batch, or rows for ln/rms */
-    int64_t c;         /* channels, or cols for ln/rms */
-    int spatial_rank;  /* 0..3; always 0 for ln/rms */
+    nb_layout layout;                /* NCHW or NHWC for bn/in/gn; NCHW (rows x cols) for ln/rms */
+    int64_t n;                       /* batch, or rows for ln/rms */
+    int64_t c;                       /* channels, or cols for ln/rms */
+    int spatial_rank;                /* 0..3; always 0 for ln/rms */
     int64_t spatial[NB_MAX_SPATIAL]; /* d, h, w (the first spatial_rank used) */
-    int64_t groups;    /* gn only */
+    int64_t groups;                  /* gn only */
     double eps;
-    nb_eps_conv eps_conv; /* how eps is added; NB_EPS_LAYER when it is the layer's default */
-    bool training;     /* bn: batch statistics + running update (else inference) */
-    bool momentum_none;/* bn: cumulative average, factor 1/num_batches_tracked */
-    double momentum;   /* bn (and in with running stats): default 0.1 */
+    nb_eps_conv eps_conv;        /* how eps is added; NB_EPS_LAYER when it is the layer's default */
+    bool training;               /* bn: batch statistics + running update (else inference) */
+    bool momentum_none;          /* bn: cumulative average, factor 1/num_batches_tracked */
+    double momentum;             /* bn (and in with running stats): default 0.1 */
     int64_t num_batches_tracked; /* bn momentum_none: count after this step's increment */
-    bool affine;       /* gamma (and beta, see has_beta) given */
-    bool has_beta;     /* ln: beta may be dropped; ignored when !affine; rms never */
-    bool track_running;/* in: update running stats in training; bn always */
+    bool affine;                 /* gamma (and beta, see has_beta) given */
+    bool has_beta;               /* ln: beta may be dropped; ignored when !affine; rms never */
+    bool track_running;          /* in: update running stats in training; bn always */
     nb_dist dist;
     double dist_param;
     uint64_t seed;
@@ -146,15 +146,16 @@ int nb_problem_format(const nb_problem *p, char *buf, size_t len);
 nb_status nb_problem_check(const nb_problem *p, char *err, size_t errlen);
 
 /* Derived sizes. */
-int64_t nb_problem_spatial(const nb_problem *p);  /* product of spatial dims (1 if rank 0) */
-int64_t nb_problem_numel(const nb_problem *p);    /* n * c * spatial */
-int64_t nb_problem_stat_count(const nb_problem *p); /* number of statistics groups */
-int64_t nb_problem_group_size(const nb_problem *p); /* elements per statistics group */
-int64_t nb_problem_param_count(const nb_problem *p);/* length of gamma/beta (C, or cols) */
-bool nb_problem_uses_beta(const nb_problem *p);     /* a beta buffer is read: affine, has_beta, not rms */
-bool nb_problem_has_running(const nb_problem *p);   /* running_mean/var are read or written */
+int64_t nb_problem_spatial(const nb_problem *p);     /* product of spatial dims (1 if rank 0) */
+int64_t nb_problem_numel(const nb_problem *p);       /* n * c * spatial */
+int64_t nb_problem_stat_count(const nb_problem *p);  /* number of statistics groups */
+int64_t nb_problem_group_size(const nb_problem *p);  /* elements per statistics group */
+int64_t nb_problem_param_count(const nb_problem *p); /* length of gamma/beta (C, or cols) */
+bool nb_problem_uses_beta(
+    const nb_problem *p); /* a beta buffer is read: affine, has_beta, not rms */
+bool nb_problem_has_running(const nb_problem *p);      /* running_mean/var are read or written */
 bool nb_problem_uses_batch_stats(const nb_problem *p); /* false only for bn inference */
-bool nb_problem_is_backward(const nb_problem *p);     /* bwd or bwd_d */
+bool nb_problem_is_backward(const nb_problem *p);      /* bwd or bwd_d */
 /* The backward pass computes dgamma (and, with nb_problem_uses_beta, dbeta):
  * bwd (not bwd_d) of an affine problem. */
 bool nb_problem_has_param_grads(const nb_problem *p);
@@ -221,18 +222,25 @@ typedef struct nb_args {
  * from OpenBLAS calls. Both are always available when built. */
 /* NB_ALGO_EXPANDED: the backward pass on uncentred x (PyTorch's CPU
  * LayerNorm form), registered as a negative control. */
-typedef enum nb_algo { NB_ALGO_TWOPASS, NB_ALGO_WELFORD, NB_ALGO_ONEPASS, NB_ALGO_ONEDNN, NB_ALGO_DEFAULT, NB_ALGO_EXPANDED, NB_ALGO_COUNT } nb_algo;
+typedef enum nb_algo {
+    NB_ALGO_TWOPASS,
+    NB_ALGO_WELFORD,
+    NB_ALGO_ONEPASS,
+    NB_ALGO_ONEDNN,
+    NB_ALGO_DEFAULT,
+    NB_ALGO_EXPANDED,
+    NB_ALGO_COUNT
+} nb_algo;
 
 /* The instruction sets: first the rows of the ISA table, normbench_isa.def
  * beside this header, in table order (NB_ISA_SCALAR, NB_ISA_AVX2,
- * NB_ISA_AVX512, NB_ISA_NEON, ...; every row on every architecture), then the three kinds of kernel that are not an
- * instruction-set level. Names (nb_isa_name) are the stable interface; a
- * new table row shifts the values after it. */
+ * NB_ISA_AVX512, NB_ISA_NEON, ...; every row on every architecture), then the three kinds of kernel
+ * that are not an instruction-set level. Names (nb_isa_name) are the stable interface; a new table
+ * row shifts the values after it. */
 #include "normbench_isa.def"
 #define NB_ISA_ENUM_ROW(X, ID, ...) NB_ISA_##ID,
 typedef enum nb_isa {
-    NB_ISA_TABLE(NB_ISA_ENUM_ROW, ~)
-    NB_ISA_NATIVE,
+    NB_ISA_TABLE(NB_ISA_ENUM_ROW, ~) NB_ISA_NATIVE,
     NB_ISA_BLAS,
     NB_ISA_AUTO,
     NB_ISA_COUNT,
@@ -258,21 +266,20 @@ enum {
 };
 
 struct nb_kernel;
-typedef nb_status (*nb_kernel_fn)(const struct nb_kernel *k, const nb_problem *p,
-                                  const nb_args *a);
+typedef nb_status (*nb_kernel_fn)(const struct nb_kernel *k, const nb_problem *p, const nb_args *a);
 
 typedef struct nb_kernel {
-    const char *name;   /* <layer>/<algorithm>/<isa>[/omp] */
+    const char *name; /* <layer>/<algorithm>/<isa>[/omp] */
     nb_layer layer;
     nb_algo algo;
     nb_isa isa;
     bool omp;
     nb_reduction reduction;
-    int64_t block;      /* for NB_RED_BLOCKED; the lane count L for NB_RED_LANES */
+    int64_t block; /* for NB_RED_BLOCKED; the lane count L for NB_RED_LANES */
     unsigned flags;
-    unsigned dtypes;    /* bit (1u << nb_dtype) per supported dtype */
-    unsigned directions;/* bit (1u << nb_direction) per direction it computes */
-    nb_kernel_fn fn;    /* internal entry; call through nb_kernel_run */
+    unsigned dtypes;     /* bit (1u << nb_dtype) per supported dtype */
+    unsigned directions; /* bit (1u << nb_direction) per direction it computes */
+    nb_kernel_fn fn;     /* internal entry; call through nb_kernel_run */
 } nb_kernel;
 
 size_t nb_kernel_count(void);
@@ -314,9 +321,9 @@ nb_status nb_args_check(const nb_problem *p, const nb_args *a);
 typedef struct nb_data {
     nb_problem prob;
     void *x, *y, *gamma, *beta, *mean, *var, *rstd;
-    void *running_mean, *running_var;         /* state given to the kernel */
-    void *running_mean0, *running_var0;       /* copies of the initial state */
-    void *dy, *dx, *dgamma, *dbeta;           /* backward only, else NULL */
+    void *running_mean, *running_var;   /* state given to the kernel */
+    void *running_mean0, *running_var0; /* copies of the initial state */
+    void *dy, *dx, *dgamma, *dbeta;     /* backward only, else NULL */
 } nb_data;
 
 /* True when `bytes` fit in half of this machine's physical memory: the
@@ -356,15 +363,15 @@ typedef struct nb_dd {
 
 typedef struct nb_ref {
     int64_t numel, groups, channels;
-    nb_dd *y;          /* exact y (before rounding to the dtype) */
-    double *y_round;   /* y rounded once to the dtype, stored as double */
-    double *z;         /* (x - mean) * rstd, per element (for the error scale) */
-    nb_dd *mean, *var, *rstd;  /* per statistics group (rms: mean 0, var = mean square) */
-    double *rms;       /* sqrt(mean^2 + var) per group */
+    nb_dd *y;                          /* exact y (before rounding to the dtype) */
+    double *y_round;                   /* y rounded once to the dtype, stored as double */
+    double *z;                         /* (x - mean) * rstd, per element (for the error scale) */
+    nb_dd *mean, *var, *rstd;          /* per statistics group (rms: mean 0, var = mean square) */
+    double *rms;                       /* sqrt(mean^2 + var) per group */
     nb_dd *running_mean, *running_var; /* per channel after the update, or NULL */
-    bool *group_nan;   /* the group holds NaN/Inf (or 0 * inf arises): all NaN.
-                          bn inference (no reduction) is per element instead:
-                          a NaN/Inf x gives NaN/+-Inf in y[i] only */
+    bool *group_nan;                   /* the group holds NaN/Inf (or 0 * inf arises): all NaN.
+                                          bn inference (no reduction) is per element instead:
+                                          a NaN/Inf x gives NaN/+-Inf in y[i] only */
     /* Backward problems only (else NULL), docs/DESIGN.md section 3.1: */
     nb_dd *dx;                /* per element */
     nb_dd *dgamma, *dbeta;    /* per parameter, when the problem computes them */
@@ -382,18 +389,18 @@ typedef enum nb_verdict { NB_PASS, NB_FAIL, NB_LIMIT, NB_SKIP } nb_verdict;
 
 typedef struct nb_check {
     nb_verdict verdict;
-    char reason[160];        /* why FAIL or LIMIT; empty on PASS */
-    double max_scaled;       /* max err_i / (u * s_i) */
+    char reason[160];  /* why FAIL or LIMIT; empty on PASS */
+    double max_scaled; /* max err_i / (u * s_i) */
     double mean_scaled;
-    double max_ulp;          /* max ULP error where y is not from cancellation; -1 if none */
-    double max_bound_use;    /* max err_i / tol_i over y and statistics */
-    double stat_bound_use;   /* max over statistics alone */
+    double max_ulp;        /* max ULP error where y is not from cancellation; -1 if none */
+    double max_bound_use;  /* max err_i / tol_i over y and statistics */
+    double stat_bound_use; /* max over statistics alone */
     double err_mean, err_var, err_rstd, err_running; /* max bound use of each stat */
-    int64_t worst;           /* element index of the largest err_i / tol_i, -1 none */
+    int64_t worst; /* element index of the largest err_i / tol_i, -1 none */
     double worst_got, worst_want, worst_x, worst_tol;
     double worst_gamma, worst_beta; /* the worst element's parameters (1 and 0 when absent) */
-    int64_t worst_coord[5];  /* n, c, d, h, w of worst (ln/rms: row, col) */
-    double depth;            /* C used in the bound */
+    int64_t worst_coord[5];         /* n, c, d, h, w of worst (ln/rms: row, col) */
+    double depth;                   /* C used in the bound */
     /* backward problems: the worst element is dx's; the largest bound use
      * of dx, dgamma and dbeta, and the depth of the parameter reductions */
     double err_dx, err_dgamma, err_dbeta;
@@ -431,8 +438,8 @@ typedef struct nb_npy {
     nb_dtype dtype;
     int ndim;
     int64_t shape[NB_NPY_MAX_DIMS];
-    int64_t count;   /* product of shape (1 for ndim 0) */
-    void *data;      /* count elements of dtype, malloc'd */
+    int64_t count; /* product of shape (1 for ndim 0) */
+    void *data;    /* count elements of dtype, malloc'd */
 } nb_npy;
 
 /* Read a .npy file (format 1.0/2.0/3.0, '<f4' or '<f8', C order), strictly
@@ -449,8 +456,8 @@ nb_status nb_npy_parse(const void *buf, size_t len, nb_npy *out, char *err, size
  * under a temporary name in the same directory and renamed onto path when
  * complete: on any error (NB_ERR_IO) or interruption the old file at path
  * stays as it was; a symbolic link at path is replaced, never followed. */
-nb_status nb_npy_write(const char *path, nb_dtype t, int ndim, const int64_t *shape, const void *data,
-                       char *err, size_t errlen);
+nb_status nb_npy_write(const char *path, nb_dtype t, int ndim, const int64_t *shape,
+                       const void *data, char *err, size_t errlen);
 void nb_npy_free(nb_npy *a);
 
 /* ---- problem lists (inputs/, --batch FILE) ------------------------------ */

@@ -813,11 +813,11 @@ static void in_running_finish(ctx *c, const running_state *rs)
 /* The per-member values and per-parameter accumulators of the backward
  * reference. */
 typedef struct bwd_state {
-    bool on;          /* the problem is backward */
-    bool params;      /* dgamma (and dbeta when has_beta) are computed */
+    bool on;                    /* the problem is backward */
+    bool params;                /* dgamma (and dbeta when has_beta) are computed */
     mpfr_t *dyk, *gk, *nk, *tk; /* per member: dy, g = gamma dy, N, products */
     mpfr_ptr *dyk_p, *gk_p, *tk_p;
-    int64_t nmem;     /* how many members' values are initialised */
+    int64_t nmem;        /* how many members' values are initialised */
     mpfr_t *dgam, *dbet; /* per parameter */
     bool *dgam_nan;
     int64_t npar;

@@ -102,8 +102,8 @@ static void expect_param_bites(nb_data *d, const nb_ref *r, const char *ps, void
               "%s: %s[%lld]: reason '%s'", ps, name, (long long)c, k.reason);
     setv(buf, t, c, want[c].hi + 0.25 * tol);
     check(d, r, &k);
-    cr_expect_eq(k.verdict, NB_PASS, "%s: %s[%lld] at a quarter of its bound: %s", ps, name, (long long)c,
-                 k.reason);
+    cr_expect_eq(k.verdict, NB_PASS, "%s: %s[%lld] at a quarter of its bound: %s", ps, name,
+                 (long long)c, k.reason);
     setv(buf, t, c, INFINITY);
     check(d, r, &k);
     cr_expect(strstr(k.reason, "non-finite"), "%s: Inf %s[%lld]: '%s'", ps, name, (long long)c,

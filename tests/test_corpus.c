@@ -81,18 +81,22 @@ static void replay(const corpus_case *cc, int *checked)
         own_seen |= own;
         const bool nc = (k->flags & NB_KF_NEGATIVE_CONTROL) || k->algo == NB_ALGO_ONEDNN;
         if (own && !strcmp(cc->expect, "fail")) {
-            cr_expect_eq(c.verdict, NB_FAIL, "%s: %s was expected to FAIL (negative control), got %s",
-                         cc->txt, k->name, nb_verdict_name(c.verdict));
+            cr_expect_eq(c.verdict, NB_FAIL,
+                         "%s: %s was expected to FAIL (negative control), got %s", cc->txt, k->name,
+                         nb_verdict_name(c.verdict));
         } else if (!nc) {
-            cr_expect_eq(c.verdict, NB_PASS,
-                         "%s: %s gives %s on the corpus case (%s); max scaled %.3g, bound use %.3g, worst "
-                         "i=%lld x=%a got=%a want=%a; repro: normbench check --problem %s --x %s ...",
-                         cc->txt, k->name, nb_verdict_name(c.verdict), c.reason, c.max_scaled, c.max_bound_use,
-                         (long long)c.worst, c.worst_x, c.worst_got, c.worst_want, cc->problem, cc->npy);
+            cr_expect_eq(
+                c.verdict, NB_PASS,
+                "%s: %s gives %s on the corpus case (%s); max scaled %.3g, bound use %.3g, worst "
+                "i=%lld x=%a got=%a want=%a; repro: normbench check --problem %s --x %s ...",
+                cc->txt, k->name, nb_verdict_name(c.verdict), c.reason, c.max_scaled,
+                c.max_bound_use, (long long)c.worst, c.worst_x, c.worst_got, c.worst_want,
+                cc->problem, cc->npy);
         }
         (*checked)++;
     }
-    cr_expect(own_seen || !nb_kernel_find(cc->kernel) || !nb_kernel_available(nb_kernel_find(cc->kernel)),
+    cr_expect(own_seen || !nb_kernel_find(cc->kernel) ||
+                  !nb_kernel_available(nb_kernel_find(cc->kernel)),
               "%s: its kernel %s did not run", cc->txt, cc->kernel);
     nb_ref_free(&r);
     nb_data_free(&d);

@@ -26,7 +26,8 @@ typedef struct outcome {
 /* Run every available kernel of the problem's layer on d against r.
  * Non-negative-control kernels must not FAIL; with allow_limit false they
  * must not report LIMIT either. Returns the tally. */
-static outcome run_layer(nb_data *d, const nb_ref *r, const char *ps, bool allow_limit, bool strict_nc)
+static outcome run_layer(nb_data *d, const nb_ref *r, const char *ps, bool allow_limit,
+                         bool strict_nc)
 {
     outcome o;
     memset(&o, 0, sizeof o);
@@ -43,7 +44,8 @@ static outcome run_layer(nb_data *d, const nb_ref *r, const char *ps, bool allow
         case NB_SKIP: o.skip++; break;
         case NB_LIMIT:
             o.limit++;
-            cr_expect(allow_limit || (nc && !strict_nc), "%s on %s: LIMIT (%s)", k->name, ps, c.reason);
+            cr_expect(allow_limit || (nc && !strict_nc), "%s on %s: LIMIT (%s)", k->name, ps,
+                      c.reason);
             break;
         default:
             o.fail++;
@@ -51,8 +53,8 @@ static outcome run_layer(nb_data *d, const nb_ref *r, const char *ps, bool allow
                 strcat(o.failed, " ");
                 strcat(o.failed, k->name);
             }
-            cr_expect(nc && !strict_nc, "%s on %s: FAIL (%s) worst i=%lld got %a want %a", k->name, ps,
-                      c.reason, (long long)c.worst, c.worst_got, c.worst_want);
+            cr_expect(nc && !strict_nc, "%s on %s: FAIL (%s) worst i=%lld got %a want %a", k->name,
+                      ps, c.reason, (long long)c.worst, c.worst_got, c.worst_want);
             break;
         }
     }
@@ -83,8 +85,8 @@ static void check_problem(const char *ps, bool allow_limit)
 }
 
 static const char *const layer_bases[] = {
-    "ln:rows4:cols33", "rms:rows4:cols33", "bn:n3c4h3w3:nchw:train", "bn:n3c4h3w3:nhwc:train",
-    "in:n2c3h4w5:nchw", "gn:n2c6h3w3:g3:nhwc",
+    "ln:rows4:cols33",        "rms:rows4:cols33", "bn:n3c4h3w3:nchw:train",
+    "bn:n3c4h3w3:nhwc:train", "in:n2c3h4w5:nchw", "gn:n2c6h3w3:g3:nhwc",
 };
 #define NBASES (sizeof layer_bases / sizeof layer_bases[0])
 
@@ -140,8 +142,8 @@ Test(edges, nan_inf_confined_to_their_group)
 
 Test(edges, batchnorm_inference_nan_inf_per_element)
 {
-    const char *probs[] = {"bn:n4c8h5w5:nhwc:infer:f32:data=nan", "bn:n4c8h5w5:nchw:infer:f64:data=nan",
-                           "bn:n6c3:infer:f32:data=nan"};
+    const char *probs[] = {"bn:n4c8h5w5:nhwc:infer:f32:data=nan",
+                           "bn:n4c8h5w5:nchw:infer:f64:data=nan", "bn:n6c3:infer:f32:data=nan"};
     for (int pi = 0; pi < 3; pi++) {
         nb_data d;
         nb_ref r;
@@ -156,18 +158,22 @@ Test(edges, batchnorm_inference_nan_inf_per_element)
             if (isnan(x)) {
                 cr_expect(isnan(y), "%s: y[%lld] of a NaN x is %g", probs[pi], (long long)i, y);
             } else if (isinf(x)) {
-                const double g = p->dtype == NB_F32 ? ((float *)d.gamma)[0] : ((double *)d.gamma)[0];
+                const double g =
+                    p->dtype == NB_F32 ? ((float *)d.gamma)[0] : ((double *)d.gamma)[0];
                 (void)g; /* sign checked below against the formula */
                 cr_expect(isinf(y), "%s: y[%lld] of an Inf x is %g", probs[pi], (long long)i, y);
             } else {
-                cr_expect(isfinite(y), "%s: y[%lld] of a finite x is %g", probs[pi], (long long)i, y);
+                cr_expect(isfinite(y), "%s: y[%lld] of a finite x is %g", probs[pi], (long long)i,
+                          y);
             }
             nonfinite += !isfinite(y);
             nans += isnan(y) != 0;
             infs += isinf(y) != 0; /* glibc's isinf(-inf) is -1 */
         }
-        cr_expect_eq(nonfinite, 3, "%s: %lld non-finite outputs, want 3", probs[pi], (long long)nonfinite);
-        cr_expect(nans == 1 && infs == 2, "%s: %lld NaN, %lld Inf", probs[pi], (long long)nans, (long long)infs);
+        cr_expect_eq(nonfinite, 3, "%s: %lld non-finite outputs, want 3", probs[pi],
+                     (long long)nonfinite);
+        cr_expect(nans == 1 && infs == 2, "%s: %lld NaN, %lld Inf", probs[pi], (long long)nans,
+                  (long long)infs);
         run_layer(&d, &r, probs[pi], false, true);
         nb_ref_free(&r);
         nb_data_free(&d);
@@ -225,12 +231,12 @@ Test(edges, near_sqrt_max)
                 if (c.verdict == NB_SKIP)
                     continue;
                 if (k->flags & NB_KF_PRESCALED) {
-                    cr_expect_eq(c.verdict, NB_PASS, "%s on %s: prescaled kernel gives %s (%s)", k->name, ps,
-                                 nb_verdict_name(c.verdict), c.reason);
+                    cr_expect_eq(c.verdict, NB_PASS, "%s on %s: prescaled kernel gives %s (%s)",
+                                 k->name, ps, nb_verdict_name(c.verdict), c.reason);
                     prescaled_pass += c.verdict == NB_PASS;
                 } else {
-                    cr_expect(c.verdict == NB_PASS || c.verdict == NB_LIMIT, "%s on %s: %s (%s)", k->name, ps,
-                              nb_verdict_name(c.verdict), c.reason);
+                    cr_expect(c.verdict == NB_PASS || c.verdict == NB_LIMIT, "%s on %s: %s (%s)",
+                              k->name, ps, nb_verdict_name(c.verdict), c.reason);
                 }
             }
             cr_expect(prescaled_pass > 0, "%s: no prescaled kernel survives", ps);
@@ -261,7 +267,8 @@ Test(edges, beyond_max)
                 const double big = t ? DBL_MAX / 4 : FLT_MAX / 4;
                 const int64_t N = nb_problem_numel(&p);
                 for (int64_t i = 0; i < N; i++) {
-                    double v = mode ? big * (1 + 0.0025 * (double)(i % 5)) : ((i % 2) ? -big : big) * (1 - 0.01 * (double)(i % 3));
+                    double v = mode ? big * (1 + 0.0025 * (double)(i % 5))
+                                    : ((i % 2) ? -big : big) * (1 - 0.01 * (double)(i % 3));
                     if (t)
                         ((double *)d.x)[i] = v;
                     else
@@ -270,7 +277,8 @@ Test(edges, beyond_max)
                 nb_ref r;
                 cr_assert_eq(nb_ref_compute(&d, &r), NB_OK, "%s", ps);
                 for (int64_t i = 0; i < r.numel; i++)
-                    cr_expect(isfinite(r.y[i].hi), "%s mode %d: reference y[%lld] not finite", ps, mode, (long long)i);
+                    cr_expect(isfinite(r.y[i].hi), "%s mode %d: reference y[%lld] not finite", ps,
+                              mode, (long long)i);
                 int pass = 0;
                 char names[512] = "";
                 for (size_t i = 0; i < nb_kernel_count(); i++) {
@@ -280,7 +288,8 @@ Test(edges, beyond_max)
                     nb_check c;
                     nb_verify_one(k, &d, &r, &c);
                     pass += c.verdict == NB_PASS;
-                    if (c.verdict == NB_PASS && strlen(names) + strlen(k->name) + 2 < sizeof names) {
+                    if (c.verdict == NB_PASS &&
+                        strlen(names) + strlen(k->name) + 2 < sizeof names) {
                         strcat(names, " ");
                         strcat(names, k->name);
                     }
@@ -290,7 +299,8 @@ Test(edges, beyond_max)
                             cr_expect(isfinite(y), "%s: PASS with non-finite y", k->name);
                         }
                 }
-                cr_expect(pass > 0, "%s mode %d: no kernel stays finite and within bound", ps, mode);
+                cr_expect(pass > 0, "%s mode %d: no kernel stays finite and within bound", ps,
+                          mode);
                 nb_ref_free(&r);
                 nb_data_free(&d);
             }
@@ -298,14 +308,15 @@ Test(edges, beyond_max)
 
 Test(edges, zero_sizes_are_shape_errors)
 {
-    const char *zeros[] = {"ln:rows0:cols8", "ln:rows4:cols0", "bn:n0c3h2w2", "bn:n2c0h2w2", "bn:n2c3h0w2",
-                           "in:n1c2l0", "gn:n0c4h2w2:g2", "rms:rows0:cols3"};
+    const char *zeros[] = {"ln:rows0:cols8", "ln:rows4:cols0", "bn:n0c3h2w2",    "bn:n2c0h2w2",
+                           "bn:n2c3h0w2",    "in:n1c2l0",      "gn:n0c4h2w2:g2", "rms:rows0:cols3"};
     for (size_t i = 0; i < sizeof zeros / sizeof zeros[0]; i++) {
         nb_problem p;
         char err[256] = "";
         nb_status st = nb_problem_parse(zeros[i], &p, err, sizeof err);
         cr_expect(st == NB_ERR_SHAPE || st == NB_ERR_PARSE, "%s: status %d", zeros[i], (int)st);
-        cr_expect(strlen(err) > 0 && !strchr(err, '\n'), "%s: one-line message, got '%s'", zeros[i], err);
+        cr_expect(strlen(err) > 0 && !strchr(err, '\n'), "%s: one-line message, got '%s'", zeros[i],
+                  err);
     }
     /* built directly (not parsed): nb_problem_check and every kernel refuse */
     nb_problem p;

@@ -200,7 +200,8 @@ Test(errors, forced_isa_is_respected)
         /* Only our vector ISAs are capped: scalar, the BLAS library, the
          * run-time default and peers (their own dispatch) stay callable. */
         if (k->isa == NB_ISA_AVX2 || k->isa == NB_ISA_AVX512 || k->isa == NB_ISA_NEON)
-            cr_expect_not(nb_kernel_available(k), "%s available under NORMBENCH_ISA=scalar", k->name);
+            cr_expect_not(nb_kernel_available(k), "%s available under NORMBENCH_ISA=scalar",
+                          k->name);
     }
     unsetenv("NORMBENCH_ISA");
 }

@@ -43,7 +43,10 @@ typedef struct kparam {
     char name[64];
 } kparam;
 
-static void free_params(struct criterion_test_params *crp) { cr_free(crp->params); }
+static void free_params(struct criterion_test_params *crp)
+{
+    cr_free(crp->params);
+}
 
 ParameterizedTestParameters(kernels, sweep)
 {
@@ -138,9 +141,10 @@ ParameterizedTest(kparam *kp, kernels, negative_control_caught)
     const nb_kernel *k = nb_kernel_at(kp->index);
     if (!nb_kernel_available(k))
         cr_skip_test("ISA not available");
-    static const char *const probs[NB_LAYER_COUNT] = {
-        [NB_BN] = "bn:n8c4h8w8:data=offset1e4", [NB_IN] = "in:n4c4h8w8:data=offset1e4",
-        [NB_LN] = "ln:rows64:cols256:data=offset1e4", [NB_GN] = "gn:n2c8h8w8:g4:data=offset1e4"};
+    static const char *const probs[NB_LAYER_COUNT] = {[NB_BN] = "bn:n8c4h8w8:data=offset1e4",
+                                                      [NB_IN] = "in:n4c4h8w8:data=offset1e4",
+                                                      [NB_LN] = "ln:rows64:cols256:data=offset1e4",
+                                                      [NB_GN] = "gn:n2c8h8w8:g4:data=offset1e4"};
     for (int dt = 0; dt < 2; dt++) {
         char s[128];
         /* f64 needs a larger offset for u K^2 to exceed the bound */
@@ -174,9 +178,9 @@ Test(checker, perturbed_element_caught)
     cr_assert_not_null(k);
     for (int dt = 0; dt < 2; dt++) {
         nb_problem p;
-        cr_assert_eq(nb_problem_parse(dt ? "ln:rows4:cols256:f64" : "ln:rows4:cols256:f32", &p,
-                                      NULL, 0),
-                     NB_OK);
+        cr_assert_eq(
+            nb_problem_parse(dt ? "ln:rows4:cols256:f64" : "ln:rows4:cols256:f32", &p, NULL, 0),
+            NB_OK);
         nb_data d;
         nb_ref r = {0};
         cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
@@ -288,13 +292,13 @@ Test(identities, rmsnorm_is_layernorm_on_zero_mean_rows)
 {
     for (int dt = 0; dt < 2; dt++) {
         nb_problem pr, pl;
-        cr_assert_eq(nb_problem_parse(dt ? "rms:rows4:cols64:f64" : "rms:rows4:cols64:f32", &pr,
-                                      NULL, 0),
-                     NB_OK);
-        cr_assert_eq(nb_problem_parse(dt ? "ln:rows4:cols64:nobeta:f64"
-                                         : "ln:rows4:cols64:nobeta:f32",
-                                      &pl, NULL, 0),
-                     NB_OK);
+        cr_assert_eq(
+            nb_problem_parse(dt ? "rms:rows4:cols64:f64" : "rms:rows4:cols64:f32", &pr, NULL, 0),
+            NB_OK);
+        cr_assert_eq(
+            nb_problem_parse(dt ? "ln:rows4:cols64:nobeta:f64" : "ln:rows4:cols64:nobeta:f32", &pl,
+                             NULL, 0),
+            NB_OK);
         nb_data dr, dl;
         nb_ref rl = {0};
         cr_assert_eq(nb_data_alloc(&dr, &pr), NB_OK);

@@ -103,18 +103,19 @@ Test(npy, versions_2_and_3_and_numpy_spelling)
     const float v[3] = {1, 2, 3};
     for (int major = 1; major <= 3; major++) {
         /* numpy writes "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }" */
-        size_t n = build(img, major, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", false, v,
-                         sizeof v);
+        size_t n = build(img, major, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+                         false, v, sizeof v);
         char err[256];
         cr_expect_eq(parse_img(n, err), NB_OK, "version %d: %s", major, err);
     }
     /* key order and double quotes do not matter; no trailing comma is fine */
     char err[256];
-    size_t n = build(img, 1, "{\"shape\": (1, 3), \"fortran_order\": False, \"descr\": \"<f4\"}", false, v,
-                     sizeof v);
+    size_t n = build(img, 1, "{\"shape\": (1, 3), \"fortran_order\": False, \"descr\": \"<f4\"}",
+                     false, v, sizeof v);
     cr_expect_eq(parse_img(n, err), NB_OK, "%s", err);
     /* an empty array is valid */
-    n = build(img, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 4), }", false, NULL, 0);
+    n = build(img, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 4), }", false, NULL,
+              0);
     cr_expect_eq(parse_img(n, err), NB_OK, "%s", err);
 }
 
@@ -130,31 +131,41 @@ Test(npy, malformed_headers_fail_cleanly)
 {
     static const unsigned char zeros[64];
     const bad_case cases[] = {
-        {"dtype int32", 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", 12, NB_ERR_DTYPE},
-        {"big endian", 1, "{'descr': '>f4', 'fortran_order': False, 'shape': (3,), }", 12, NB_ERR_DTYPE},
-        {"float16", 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (3,), }", 6, NB_ERR_DTYPE},
-        {"structured dtype", 1, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (3,), }", 12,
+        {"dtype int32", 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", 12,
          NB_ERR_DTYPE},
-        {"fortran order", 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (3,), }", 12, NB_ERR_ARG},
+        {"big endian", 1, "{'descr': '>f4', 'fortran_order': False, 'shape': (3,), }", 12,
+         NB_ERR_DTYPE},
+        {"float16", 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (3,), }", 6,
+         NB_ERR_DTYPE},
+        {"structured dtype", 1,
+         "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (3,), }", 12, NB_ERR_DTYPE},
+        {"fortran order", 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (3,), }", 12,
+         NB_ERR_ARG},
         {"missing shape", 1, "{'descr': '<f4', 'fortran_order': False, }", 12, NB_ERR_PARSE},
-        {"duplicate key", 1, "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (3,)}", 12,
+        {"duplicate key", 1,
+         "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (3,)}", 12,
          NB_ERR_PARSE},
         {"extra key", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'x': 1}", 12,
          NB_ERR_PARSE},
-        {"negative dim", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-3,), }", 12, NB_ERR_PARSE},
+        {"negative dim", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-3,), }", 12,
+         NB_ERR_PARSE},
         {"1-tuple without comma", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3), }", 12,
          NB_ERR_PARSE},
         {"dim overflows int64", 1,
-         "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 0, NB_ERR_PARSE},
+         "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 0,
+         NB_ERR_PARSE},
         {"product overflows", 1,
          "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", 0,
          NB_ERR_OVERFLOW},
         {"too many dims", 1,
-         "{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1), }", 4, NB_ERR_SHAPE},
-        {"huge shape, tiny file", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (549755813888,), }",
-         8, NB_ERR_IO},
-        {"truncated data", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), }", 60, NB_ERR_IO},
-        {"trailing data", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", 16, NB_ERR_PARSE},
+         "{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1), }", 4,
+         NB_ERR_SHAPE},
+        {"huge shape, tiny file", 1,
+         "{'descr': '<f8', 'fortran_order': False, 'shape': (549755813888,), }", 8, NB_ERR_IO},
+        {"truncated data", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), }", 60,
+         NB_ERR_IO},
+        {"trailing data", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", 16,
+         NB_ERR_PARSE},
         {"not a dict", 1, "['descr', '<f4']", 12, NB_ERR_PARSE},
         {"garbage after dict", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), } x", 12,
          NB_ERR_PARSE},
@@ -188,7 +199,8 @@ Test(npy, preamble_and_truncation)
 {
     char err[256];
     const float v[3] = {1, 2, 3};
-    size_t n = build(img, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", false, v, sizeof v);
+    size_t n = build(img, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", false, v,
+                     sizeof v);
     /* every truncation of a valid file fails cleanly */
     for (size_t cut = 0; cut < n; cut++) {
         nb_npy a;
@@ -207,11 +219,13 @@ Test(npy, preamble_and_truncation)
     cr_expect_eq(parse_img(n, err), NB_ERR_PARSE);
     img[7] = 0;
     /* no newline at the end of the header */
-    n = build(img, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", true, v, sizeof v);
+    n = build(img, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", true, v,
+              sizeof v);
     cr_expect_eq(parse_img(n, err), NB_ERR_PARSE);
     /* a version 2.0 header length of 4 GiB - 1: rejected from the length,
      * nothing allocated */
-    n = build(img, 2, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", false, v, sizeof v);
+    n = build(img, 2, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", false, v,
+              sizeof v);
     img[8] = img[9] = img[10] = img[11] = 0xff;
     cr_expect_eq(parse_img(n, err), NB_ERR_PARSE);
     cr_expect(strstr(err, "header length") != NULL, "%s", err);
@@ -221,7 +235,8 @@ Test(npy, preamble_and_truncation)
         cr_expect(strstr(err, "header length cut off") != NULL, "%s", err);
     }
     /* a NUL or non-ASCII byte in the header */
-    n = build(img, 3, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", false, v, sizeof v);
+    n = build(img, 3, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", false, v,
+              sizeof v);
     img[20] = 0xc3;
     cr_expect_eq(parse_img(n, err), NB_ERR_PARSE);
 }
@@ -237,8 +252,9 @@ Test(npy, file_errors)
     char path[] = "/tmp/nb_npy_XXXXXX";
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
-    size_t n = build(img, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }", false,
-                     NULL, 0);
+    size_t n =
+        build(img, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }",
+              false, NULL, 0);
     cr_assert_eq(write(fd, img, n), (ssize_t)n);
     close(fd);
     cr_expect_eq(nb_npy_read(path, &a, err, sizeof err), NB_ERR_IO);

@@ -86,9 +86,14 @@ Test(simd, tails_segments, .timeout = 600)
 {
     /* Many short segments per group (bn/gn nchw): the stage buffer path. */
     static const char *const ps[] = {
-        "bn:n7c3:f32",          "bn:n9c2h1w3:f32", "bn:n33c2h1w5:f64:data=offset100",
-        "gn:n2c16h1w3:g2:f32",  "gn:n1c30h2w3:g3:f64", "gn:n2c12h5w7:g4:nhwc:f32",
-        "bn:n5c3h7w9:nchw:f32", "gn:n1c64h3w3:g1:nhwc:f64:data=offset1e3",
+        "bn:n7c3:f32",
+        "bn:n9c2h1w3:f32",
+        "bn:n33c2h1w5:f64:data=offset100",
+        "gn:n2c16h1w3:g2:f32",
+        "gn:n1c30h2w3:g3:f64",
+        "gn:n2c12h5w7:g4:nhwc:f32",
+        "bn:n5c3h7w9:nchw:f32",
+        "gn:n1c64h3w3:g1:nhwc:f64:data=offset1e3",
     };
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         cr_assert(verify_all(ps[i], simd_only) > 0, "%s", ps[i]);
@@ -103,8 +108,8 @@ static void *run_offset(const nb_kernel *k, const nb_data *d, int off)
     const size_t nx = (size_t)nb_problem_numel(p), np = (size_t)nb_problem_param_count(p);
     const size_t ng = (size_t)nb_problem_stat_count(p), nc = (size_t)p->c;
     const size_t sizes[9] = {nx, nx, np, np, ng, ng, ng, nc, nc};
-    const void *src[9] = {d->x, NULL, d->gamma, d->beta, NULL, NULL, NULL, d->running_mean0,
-                          d->running_var0};
+    const void *src[9] = {d->x, NULL, d->gamma,         d->beta,        NULL,
+                          NULL, NULL, d->running_mean0, d->running_var0};
     char *mem[9];
     void *buf[9];
     for (int i = 0; i < 9; i++) {
@@ -171,11 +176,11 @@ Test(simd, long_reduction_split, .timeout = 600)
 {
     static const char *const ps[] = {
         "ln:rows1:cols40000:f32:data=offset1e3", "bn:n4c3h100w100:nchw:f32",
-        "bn:n4c4h30w30:nhwc:f64",               "gn:n1c4h100w100:g1:nchw:f32",
-        "gn:n1c4h40w40:g1:nhwc:f32",            "in:n1c3h40w40:nhwc:f64",
+        "bn:n4c4h30w30:nhwc:f64", "gn:n1c4h100w100:g1:nchw:f32", "gn:n1c4h40w40:g1:nhwc:f32",
+        "in:n1c3h40w40:nhwc:f64",
         /* twopass NHWC units over 1 MiB: blocked statistics (ch_tp_blocked),
          * near sqrt(FLT_MAX) (the three-pass fallback) and large offsets */
-        "bn:n8c64h40w40:nhwc:f32:data=huge",    "bn:n8c64h40w40:nhwc:f32:data=offset1e4",
+        "bn:n8c64h40w40:nhwc:f32:data=huge", "bn:n8c64h40w40:nhwc:f32:data=offset1e4",
         "gn:n2c256h40w40:g32:nhwc:f64:data=offset1e6"};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
         nb_problem p;
@@ -202,8 +207,8 @@ Test(simd, long_reduction_split, .timeout = 600)
                 if (th == 1)
                     memcpy(first, d.y, bytes);
                 else if (k->flags & NB_KF_DETERMINISTIC)
-                    cr_expect(memcmp(first, d.y, bytes) == 0,
-                              "%s on %s: 1 and 2 threads differ", k->name, ps[i]);
+                    cr_expect(memcmp(first, d.y, bytes) == 0, "%s on %s: 1 and 2 threads differ",
+                              k->name, ps[i]);
             }
         }
         nb_set_threads(0);
@@ -240,8 +245,8 @@ Test(simd, determinism_claims, .timeout = 600)
                 if (run == 0)
                     memcpy(first, d.y, bytes);
                 else
-                    cr_expect(memcmp(first, d.y, bytes) == 0, "%s on %s: run %d differs",
-                              k->name, ps[i], run);
+                    cr_expect(memcmp(first, d.y, bytes) == 0, "%s on %s: run %d differs", k->name,
+                              ps[i], run);
             }
         }
         nb_set_threads(0);
@@ -274,9 +279,9 @@ Test(simd, default_dispatch)
 Test(simd, twopass_overflow_fallback, .timeout = 600)
 {
     static const char *const bases[] = {
-        "ln:rows4:cols33",      "rms:rows4:cols33",        "ln:rows2:cols40000",
+        "ln:rows4:cols33",        "rms:rows4:cols33",       "ln:rows2:cols40000",
         "bn:n3c4h3w3:nchw:train", "bn:n3c4h3w3:nhwc:train", "bn:n2c3h40w40:nhwc:train",
-        "in:n2c3h4w5:nchw",     "in:n2c3h4w5:nhwc",        "gn:n2c6h3w3:g3:nhwc",
+        "in:n2c3h4w5:nchw",       "in:n2c3h4w5:nhwc",       "gn:n2c6h3w3:g3:nhwc",
         "gn:n2c6h3w3:g3:nchw",
     };
     for (size_t b = 0; b < sizeof bases / sizeof bases[0]; b++)
@@ -309,8 +314,8 @@ Test(simd, twopass_overflow_fallback, .timeout = 600)
                         continue;
                     nb_check c;
                     nb_verify_one(k, &d, &r, &c);
-                    cr_expect(c.verdict == NB_PASS, "%s on %s (+/-max/4, T=%d): %s %s", k->name,
-                              ps, th, nb_verdict_name(c.verdict), c.reason);
+                    cr_expect(c.verdict == NB_PASS, "%s on %s (+/-max/4, T=%d): %s %s", k->name, ps,
+                              th, nb_verdict_name(c.verdict), c.reason);
                     ran++;
                 }
             }
