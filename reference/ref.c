@@ -230,18 +230,21 @@ static void stats_clear(stats *s)
     mpfr_clears(s->mean, s->var, s->rstd, s->s, s->t, s->z, s->y, (mpfr_ptr)0);
 }
 
+/* Clears the first n values of an array of MPFR numbers, then frees it
+ * (NULL: nothing). */
+static void mpfr_array_free(mpfr_t *a, int64_t n)
+{
+    if (!a)
+        return;
+    for (int64_t i = 0; i < n; i++)
+        mpfr_clear(a[i]);
+    free(a);
+}
+
 static void ctx_free(ctx *c)
 {
-    if (c->xs) {
-        for (int64_t i = 0; i < c->nxs; i++)
-            mpfr_clear(c->xs[i]);
-    }
-    if (c->sq) {
-        for (int64_t i = 0; i < c->nsq; i++)
-            mpfr_clear(c->sq[i]);
-    }
-    free(c->xs);
-    free(c->sq);
+    mpfr_array_free(c->xs, c->nxs);
+    mpfr_array_free(c->sq, c->nsq);
     free(c->xs_p);
     free(c->sq_p);
     free(c->idx);
@@ -730,12 +733,8 @@ static nb_status running_init(running_state *rs, ctx *c)
 
 static void running_free(running_state *rs)
 {
-    for (int64_t i = 0; i < rs->nacc; i++) {
-        mpfr_clear(rs->acc1[i]);
-        mpfr_clear(rs->acc2[i]);
-    }
-    free(rs->acc1);
-    free(rs->acc2);
+    mpfr_array_free(rs->acc1, rs->nacc);
+    mpfr_array_free(rs->acc2, rs->nacc);
     free(rs->chan_nan);
     mpfr_clears(rs->f, rs->omf, rs->one, (mpfr_ptr)0);
 }
@@ -858,20 +857,13 @@ static bool exact_sum(mpfr_ptr out, mpfr_ptr *terms, int64_t n)
 static void bwd_free(bwd_state *b)
 {
     mpfr_t *arr[] = {b->dyk, b->gk, b->nk, b->tk};
-    for (size_t j = 0; j < 4; j++) {
-        for (int64_t k = 0; arr[j] && k < b->nmem; k++)
-            mpfr_clear(arr[j][k]);
-        free(arr[j]);
-    }
+    for (size_t j = 0; j < 4; j++)
+        mpfr_array_free(arr[j], b->nmem);
     free(b->dyk_p);
     free(b->gk_p);
     free(b->tk_p);
-    for (int64_t p = 0; p < b->npar; p++) {
-        mpfr_clear(b->dgam[p]);
-        mpfr_clear(b->dbet[p]);
-    }
-    free(b->dgam);
-    free(b->dbet);
+    mpfr_array_free(b->dgam, b->npar);
+    mpfr_array_free(b->dbet, b->npar);
     free(b->dgam_nan);
     if (b->on)
         mpfr_clears(b->G1, b->GN, b->E, b->a, b->b, b->s, b->ws, b->v, (mpfr_ptr)0);
