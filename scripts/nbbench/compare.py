@@ -18,7 +18,16 @@ When either run was made on a busy machine (1-minute load average above
 are reported as `unreliable` and do not fail unless --strict: a parallel
 region waits for its slowest thread, and a descheduled thread costs whole
 scheduler time slices. Speedups beyond
-the same rule are `faster`. Exit 0 without regressions, 1 with, 2 on bad
+the same rule are `faster`.
+
+BASE and NEW may each be several runs, comma-separated (old1.json,old2.json).
+A case's time on one side is then the median of its runs' medians (minimum:
+the least of their minimums, MAD: the largest), and the spread of the run
+medians on each side joins the noise: (max - min) / base median per side.
+Within one process the MAD cannot see what differs between processes (where
+the allocator and the kernel put the buffers, physical pages and their cache
+sets): the same binary measured BatchNorm NHWC warm at 69 us in one process
+and 87 us in the next, each with a MAD near 2%. Exit 0 without regressions, 1 with, 2 on bad
 input. A top-level "kind": "verify" (accuracy results) is handed to
 scripts/compare_accuracy.py."""
 
@@ -41,15 +50,30 @@ def roof_map(doc):
     return out
 
 
+def side_times(records):
+    """One side's time_s for a case measured in one or more runs: the median
+    of the run medians, the least minimum, the largest MAD and maximum, and
+    the spread (max - min) of the run medians."""
+    ts = [r.get("time_s") or {} for r in records]
+    meds = sorted(num(t.get("median")) for t in ts)
+    if not meds or not all(m > 0 for m in meds):
+        return {"median": float("nan")}
+    k = len(meds)
+    mid = meds[k // 2] if k % 2 else 0.5 * (meds[k // 2 - 1] + meds[k // 2])
+    return {"median": mid, "min": min(num(t.get("min"), m) for t, m in zip(ts, meds)),
+            "max": max(num(t.get("max"), m) for t, m in zip(ts, meds)),
+            "mad": max(num(t.get("mad"), 0) for t in ts), "spread": meds[-1] - meds[0]}
+
+
 def verdict(b, n, threshold, drift=0.0):
-    """(ratio, noise, verdict) for one case from its two result records."""
-    tb, tn = b.get("time_s") or {}, n.get("time_s") or {}
+    """(ratio, noise, verdict) for one case from its two sides' records."""
+    tb, tn = side_times(b), side_times(n)
     mb, mn = num(tb.get("median")), num(tn.get("median"))
     if not (mb > 0 and mn > 0):
         return None, None, "no-data"
     ratio = mn / mb
-    # Both MADs in units of the base median, like the slowdown ratio - 1.
-    noise = 2.0 * (num(tb.get("mad"), 0) + num(tn.get("mad"), 0)) / mb + drift
+    # MADs and run spreads in units of the base median, like the slowdown ratio - 1.
+    noise = (2.0 * (tb["mad"] + tn["mad"]) + tb["spread"] + tn["spread"]) / mb + drift
     min_ratio = num(tn.get("min"), mn) / max(num(tb.get("min"), mb), 1e-300)
     disjoint_fast = num(tn.get("max"), mn) < num(tb.get("min"), mb)
     if ratio - 1 > threshold:
@@ -60,12 +84,61 @@ def verdict(b, n, threshold, drift=0.0):
     return ratio, noise, "ok"
 
 
+def run_paths(arg):
+    """One side's runs: a file, or several comma-separated files."""
+    if os.path.isfile(arg) or "," not in arg:
+        return [arg]
+    paths = [p for p in arg.split(",") if p]
+    if not paths:
+        die(PROG, "no file in '%s'" % arg)
+    return paths
+
+
+def load_side(arg):
+    """(paths, docs) of one side, each doc checked to be a bench JSON."""
+    paths, docs = run_paths(arg), []
+    for path in paths:
+        d = load_json(PROG, path)
+        if not isinstance(d, dict) or not isinstance(d.get("results"), list):
+            die(PROG, "'%s' is not a normbench bench JSON (no results list)" % path)
+        if d.get("kind", "bench") != "bench":
+            die(PROG, "'%s' has kind '%s'; compare two bench JSONs or two verify JSONs"
+                % (path, d.get("kind")))
+        docs.append(d)
+    return paths, docs
+
+
+def side_roofs(docs):
+    """Copy roof per thread count: the median over one side's runs."""
+    per = {}
+    for d in docs:
+        for t, c in roof_map(d).items():
+            per.setdefault(t, []).append(c)
+    return {t: sorted(v)[len(v) // 2] for t, v in per.items()}
+
+
+def side_records(docs):
+    """case key -> its records, one per run of the side that has it."""
+    out = {}
+    for d in docs:
+        for r in d["results"]:
+            if isinstance(r, dict):
+                out.setdefault(result_key(r), []).append(r)
+    return out
+
+
+def side_target(docs):
+    ids = {d.get("target_id") or (d.get("sysinfo") or {}).get("target_id") for d in docs}
+    return ", ".join(sorted(str(i) for i in ids))
+
+
 def main():
     argv = sys.argv[1:]
     # Accuracy results go to the issue-5 comparer, arguments untouched.
     files = [x for x in argv if not x.startswith("--")]
-    if files and os.path.isfile(files[0]):
-        top = load_json(PROG, files[0])
+    first = run_paths(files[0])[0] if files else None
+    if first and os.path.isfile(first):
+        top = load_json(PROG, first)
         if isinstance(top, dict) and top.get("kind") == "verify":
             helper = os.path.join(ROOT, "scripts", "compare_accuracy.py")
             if not os.path.isfile(helper):
@@ -73,8 +146,8 @@ def main():
                           "does not exist yet" % files[0])
             os.execv(sys.executable, [sys.executable, helper] + argv)
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    ap.add_argument("base")
-    ap.add_argument("new")
+    ap.add_argument("base", help="baseline bench JSON, or several runs comma-separated")
+    ap.add_argument("new", help="new bench JSON, or several runs comma-separated")
     ap.add_argument("--threshold", type=float, default=0.10,
                     help="relative slowdown that may fail (default 0.10)")
     ap.add_argument("--markdown", help="also write the table as Markdown (CI job summary)")
@@ -85,35 +158,28 @@ def main():
     a = ap.parse_args(argv)
     if not 0 <= a.threshold < 10:
         die(PROG, "bad --threshold %g (0 <= t < 10)" % a.threshold)
-    docs = []
-    for path in (a.base, a.new):
-        d = load_json(PROG, path)
-        if not isinstance(d, dict) or not isinstance(d.get("results"), list):
-            die(PROG, "'%s' is not a normbench bench JSON (no results list)" % path)
-        if d.get("kind", "bench") != "bench":
-            die(PROG, "'%s' has kind '%s'; compare two bench JSONs or two verify JSONs"
-                % (path, d.get("kind")))
-        docs.append(d)
-    roofs = [roof_map(d) for d in docs]
+    sides = [load_side(a.base), load_side(a.new)]
+    roofs = [side_roofs(docs) for _, docs in sides]
     busy = []
-    for path, d in zip((a.base, a.new), docs):
-        ld = d.get("load") or {}
-        ncpu = int(num(ld.get("logical_cpus"), 0)) or 1
-        lmax = max(num(ld.get("loadavg1_start"), 0), num(ld.get("loadavg1_end"), 0))
-        if lmax > 0.75 * ncpu:
-            busy.append("%s ran on a busy machine (load average %.2f on %d CPUs)" % (
-                path, lmax, ncpu))
-    base = {result_key(r): r for r in docs[0]["results"] if isinstance(r, dict)}
-    new = {result_key(r): r for r in docs[1]["results"] if isinstance(r, dict)}
+    for paths, docs in sides:
+        for path, d in zip(paths, docs):
+            ld = d.get("load") or {}
+            ncpu = int(num(ld.get("logical_cpus"), 0)) or 1
+            lmax = max(num(ld.get("loadavg1_start"), 0), num(ld.get("loadavg1_end"), 0))
+            if lmax > 0.75 * ncpu:
+                busy.append("%s ran on a busy machine (load average %.2f on %d CPUs)" % (
+                    path, lmax, ncpu))
+    base, new = (side_records(docs) for _, docs in sides)
     rows = []
     counts = {}
     for key in sorted(set(base) | set(new), key=str):
         b, n = base.get(key), new.get(key)
         if b is None or n is None:
             v, ratio, noise = ("new" if b is None else "missing"), None, None
-        elif b.get("status") != "ok" or n.get("status") != "ok":
+        elif not all(r.get("status") == "ok" for r in b + n):
             v, ratio, noise = "skipped", None, None
-            if b.get("status") == "ok" and n.get("status") == "error":
+            if all(r.get("status") == "ok" for r in b) and any(
+                    r.get("status") == "error" for r in n):
                 v = "REGRESSION"
         else:
             t = key[3]
@@ -123,11 +189,10 @@ def main():
                 v = "unreliable"
         counts[v] = counts.get(v, 0) + 1
         rows.append((key, b, n, ratio, noise, v))
-    tb = docs[0].get("target_id") or (docs[0].get("sysinfo") or {}).get("target_id")
-    tn = docs[1].get("target_id") or (docs[1].get("sysinfo") or {}).get("target_id")
+    tb, tn = (side_target(docs) for _, docs in sides)
 
-    def ms(r):
-        t = num(((r or {}).get("time_s") or {}).get("median"))
+    def ms(recs):
+        t = side_times(recs)["median"] if recs else float("nan")
         return "%.4g" % (t * 1e3) if t == t else "-"
 
     head = ["verdict", "source", "kernel", "problem", "T", "mode", "base ms", "new ms",
@@ -141,7 +206,7 @@ def main():
                       "%.1f%%" % (100 * noise) if noise is not None else "-"])
     summary = ", ".join("%d %s" % (c, v) for v, c in sorted(counts.items()))
     nreg = counts.get("REGRESSION", 0)
-    print("compare: %s -> %s (threshold %.0f%%, noise = 2 x summed MAD / base median + roof drift)"
+    print("compare: %s -> %s (threshold %.0f%%, noise = (2 x summed MAD + run spreads) / base median + roof drift)"
           % (a.base, a.new, 100 * a.threshold))
     for t in sorted(set(roofs[0]) & set(roofs[1])):
         print("  copy roof T=%d: %.2f -> %.2f GB/s (drift %.1f%%)" % (
@@ -160,8 +225,9 @@ def main():
             with open(a.markdown, "w") as f:
                 f.write("## normbench performance comparison\n\n")
                 f.write("`%s` -> `%s`, threshold %.0f%%, a slowdown counts only beyond both the "
-                        "threshold (median and minimum) and the noise (2 x the summed MADs over the "
-                        "base median + the drift of the same-run copy roof)."
+                        "threshold (median and minimum) and the noise (2 x the summed MADs plus the "
+                        "spread of the run medians on each side, over the base median, + the "
+                        "drift of the same-run copy roof)."
                         "\n\n" % (a.base, a.new, 100 * a.threshold))
                 if tb != tn:
                     f.write("Different targets: `%s` vs `%s`.\n\n" % (tb, tn))
