@@ -29,7 +29,11 @@ Standard library only.
 import argparse
 import json
 import math
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbbench.common import atomic_write  # noqa: E402
 
 VERDICT_RANK = {"PASS": 0, "SKIP": 0, "LIMIT": 1, "FAIL": 2}
 
@@ -205,8 +209,7 @@ def main(argv):
         out.append("")
     text = "\n".join(out) + "\n"
     if a.out:
-        with open(a.out, "w", encoding="utf-8") as f:
-            f.write(text)
+        atomic_write("compare_accuracy", a.out, lambda f: f.write(text))
     else:
         sys.stdout.write(text)
 

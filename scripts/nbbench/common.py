@@ -18,6 +18,30 @@ def die(prog, msg, code=2):
     sys.exit(code)
 
 
+def atomic_write(prog, path, write, binary=False):
+    """Write a file whole or not at all: write(f) fills a temporary file in
+    the destination's directory, which is flushed, synced and renamed over
+    path only when write returned. On any error the temporary file is
+    removed, an existing path is left as it was, and prog dies with one
+    line."""
+    import tempfile
+    d = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=d)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        die(prog, "cannot write '%s': %s" % (path, e.strerror or e))
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def load_json(prog, path):
     """Parse a JSON file (gzip-compressed when its name ends in .gz)."""
     try:

@@ -36,7 +36,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from nbbench.common import ROOT, die, load_json, num, result_key  # noqa: E402
+from nbbench.common import ROOT, atomic_write, die, load_json, num, result_key  # noqa: E402
 
 PROG = "compare"
 
@@ -220,28 +220,27 @@ def main():
         print("  %-10s %-9s %-34s %s T=%s %s  %s -> %s ms  x%s  (noise %s)" % tuple(r))
     print("compare: %d cases: %s; %s" % (len(rows), summary,
                                           "%d regression(s)" % nreg if nreg else "no regression"))
+    def markdown(f):
+        f.write("## normbench performance comparison\n\n")
+        f.write("`%s` -> `%s`, threshold %.0f%%, a slowdown counts only beyond both the "
+                "threshold (median and minimum) and the noise (2 x the summed MADs plus the "
+                "spread of the run medians on each side, over the base median, + the "
+                "drift of the same-run copy roof)."
+                "\n\n" % (a.base, a.new, 100 * a.threshold))
+        if tb != tn:
+            f.write("Different targets: `%s` vs `%s`.\n\n" % (tb, tn))
+        for b in busy:
+            f.write("Warning: %s; multi-threaded slowdowns are reported as "
+                    "`unreliable`.\n\n" % b)
+        f.write("**%s** (%d cases: %s)\n\n" % (
+            "%d regression(s)" % nreg if nreg else "No regression", len(rows), summary))
+        if table:
+            f.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
+            for r in table:
+                f.write("| " + " | ".join(x.replace("|", "\\|") for x in r) + " |\n")
+
     if a.markdown:
-        try:
-            with open(a.markdown, "w") as f:
-                f.write("## normbench performance comparison\n\n")
-                f.write("`%s` -> `%s`, threshold %.0f%%, a slowdown counts only beyond both the "
-                        "threshold (median and minimum) and the noise (2 x the summed MADs plus the "
-                        "spread of the run medians on each side, over the base median, + the "
-                        "drift of the same-run copy roof)."
-                        "\n\n" % (a.base, a.new, 100 * a.threshold))
-                if tb != tn:
-                    f.write("Different targets: `%s` vs `%s`.\n\n" % (tb, tn))
-                for b in busy:
-                    f.write("Warning: %s; multi-threaded slowdowns are reported as "
-                            "`unreliable`.\n\n" % b)
-                f.write("**%s** (%d cases: %s)\n\n" % (
-                    "%d regression(s)" % nreg if nreg else "No regression", len(rows), summary))
-                if table:
-                    f.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
-                    for r in table:
-                        f.write("| " + " | ".join(x.replace("|", "\\|") for x in r) + " |\n")
-        except OSError as e:
-            die(PROG, "cannot write '%s': %s" % (a.markdown, e.strerror))
+        atomic_write(PROG, a.markdown, markdown)
     sys.exit(1 if nreg else 0)
 
 

@@ -22,7 +22,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from nbbench.common import ROOT, die, num  # noqa: E402
+from nbbench.common import ROOT, atomic_write, die, num  # noqa: E402
 from nbbench.report import LAYERS, Data, frac_at, med, short, threaded  # noqa: E402
 
 PROG = "report"
@@ -588,15 +588,7 @@ def main():
     write_sets(L.append, targets)
     write_strategy(L.append, targets)
     text = "\n".join(L).rstrip("\n") + "\n"
-    tmp = out + ".tmp"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, out)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        die(PROG, "cannot write '%s': %s" % (out, e.strerror))
+    atomic_write(PROG, out, lambda f: f.write(text))
     print("report: wrote %s (%d target%s)" % (out, len(targets), "" if len(targets) == 1
                                                 else "s"))
 

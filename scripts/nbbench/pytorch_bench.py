@@ -20,7 +20,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from nbbench.common import ROOT, die, json_safe, parse_problem, stats  # noqa: E402
+from nbbench.common import ROOT, atomic_write, die, json_safe, parse_problem, stats  # noqa: E402
 
 PROG = "bench-pytorch"
 
@@ -314,12 +314,10 @@ def main():
     }
     print("bench-pytorch: %d cases in %.1f s" % (len(results), seconds))
     if a.json:
-        try:
-            with open(a.json, "w") as f:
-                json.dump(json_safe(out), f, indent=1, allow_nan=False)
-                f.write("\n")
-        except OSError as e:
-            die(PROG, "cannot write '%s': %s" % (a.json, e.strerror))
+        def dump(f):
+            json.dump(json_safe(out), f, indent=1, allow_nan=False)
+            f.write("\n")
+        atomic_write(PROG, a.json, dump)
 
 
 if __name__ == "__main__":

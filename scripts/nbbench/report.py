@@ -18,7 +18,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from nbbench.common import ROOT, die, load_bench, load_json, num  # noqa: E402
+from nbbench.common import ROOT, atomic_write, die, load_bench, load_json, num  # noqa: E402
 
 PROG = "report"
 
@@ -263,11 +263,16 @@ def diagnose_peer(row, which, docs):
                        fmt_t(med(b)), num(b.get("gbps")), med(o) / med(b)))
 
 
+def save_png(fig, path):
+    """A matplotlib figure as a PNG, written whole or not at all."""
+    atomic_write(PROG, path, lambda f: fig.savefig(f, format="png", dpi=90), binary=True)
+
+
 def write_csv(path, data, target):
     cols = ["target_id", "source", "set", "layer", "kernel", "problem", "threads", "mode",
             "status", "reason", "median_s", "min_s", "max_s", "mad_s", "reps", "bytes",
             "x_passes", "gbps", "frac_copy", "frac_read", "elem_per_ns", "repro"]
-    with open(path, "w", newline="") as f:
+    def rows(f):
         w = csv.writer(f)
         w.writerow(cols)
         for r in data.all:
@@ -278,6 +283,8 @@ def write_csv(path, data, target):
                         t.get("mad"), r.get("reps"), r.get("bytes"), r.get("x_passes"),
                         r.get("gbps"), r.get("frac_copy"), r.get("frac_read"),
                         r.get("elem_per_ns"), r.get("repro")])
+
+    atomic_write(PROG, path, rows)
 
 
 def short(p):
@@ -352,7 +359,7 @@ def plots(outdir, data, docs):
             fig.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(0.86, 0.98))
         fig.tight_layout(rect=(0, 0, 0.85, 1))
         name = "gbps-%s.png" % s
-        fig.savefig(os.path.join(outdir, name), dpi=90)
+        save_png(fig, os.path.join(outdir, name))
         plt.close(fig)
         made.append((name, "GB/s per kernel per problem, set %s" % s))
     # 2. Fraction of the copy roof: best per source per problem.
@@ -378,7 +385,7 @@ def plots(outdir, data, docs):
     ax.set_title("best kernel per source, %s caches" % mode)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(outdir, "fraction.png"), dpi=90)
+    save_png(fig, os.path.join(outdir, "fraction.png"))
     plt.close(fig)
     made.append(("fraction.png", "fraction of the same-run STREAM copy bandwidth"))
     # 3. Thread scaling of threaded kernels (GB/s vs threads), per problem.
@@ -407,7 +414,7 @@ def plots(outdir, data, docs):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=5, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
-        fig.savefig(os.path.join(outdir, "scaling.png"), dpi=90)
+        save_png(fig, os.path.join(outdir, "scaling.png"))
         plt.close(fig)
         made.append(("scaling.png", "thread scaling of the threaded kernels and peers"))
     return made, None
@@ -850,8 +857,7 @@ def main():
     w("- Reproduce one case: the `repro` column, e.g. `build/normbench bench --kernels K "
       "--problems P --threads T`.")
     w("- Compare two runs: `scripts/compare BASE.json NEW.json`.")
-    with open(os.path.join(outdir, "README.md"), "w") as f:
-        f.write("\n".join(L) + "\n")
+    atomic_write(PROG, os.path.join(outdir, "README.md"), lambda f: f.write("\n".join(L) + "\n"))
     print("report: wrote %s (README.md, results.csv, %d plot(s))" % (
         os.path.relpath(outdir, os.getcwd()), len(made)))
 
