@@ -49,15 +49,16 @@ static void warn_oversubscription(bench_run *run)
         }
 }
 
-/* Default threads (1 and all CPUs); roof counts: 1, each requested count
- * and all CPUs, without repeats (only 1 without OpenMP). */
+/* Default threads (1 and every CPU the affinity mask allows); roof counts:
+ * 1, each requested count and those CPUs, without repeats (only 1 without
+ * OpenMP). */
 static void choose_thread_counts(bench_run *run)
 {
-    const int cpus = run->si->logical_cpus;
     if (run->nthreads)
         warn_oversubscription(run);
     else
         run->cpus_available = cpus_available(run->si);
+    const int cpus = run->cpus_available; /* taskset -c 0 bench: 1 only */
     if (!run->nthreads) {
         run->threads[run->nthreads++] = 1;
         if (cpus > 1)
