@@ -283,16 +283,18 @@ static int run_and_write(const bench_opts *o, bench_run *run)
     char err[512];
     int rc = open_outputs(o, &out);
     rc = rc ? rc : bench_run_all(run);
-    if (!rc && out.json.f) {
+    if (!rc && out.json.f)
         bench_write_json(out.json.f, run);
-        if (nb_atomic_commit(&out.json, err, sizeof err))
-            rc = cli_error("bench: %s", err);
-    }
-    if (!rc && out.csv.f) {
+    if (!rc && out.csv.f)
         bench_write_csv(out.csv.f, run);
-        if (nb_atomic_commit(&out.csv, err, sizeof err))
+    /* both written out before either replaces its destination: a pair */
+    nb_atomic_file *files[2] = {&out.json, &out.csv};
+    for (int i = 0; i < 2 && !rc; i++)
+        if (files[i]->f && nb_atomic_finish(files[i], err, sizeof err))
             rc = cli_error("bench: %s", err);
-    }
+    for (int i = 0; i < 2 && !rc; i++)
+        if (files[i]->finished && nb_atomic_commit(files[i], err, sizeof err))
+            rc = cli_error("bench: %s", err);
     close_outputs(&out);
     return rc              ? rc
            : run->nerrors  ? CLI_EXIT_FAIL

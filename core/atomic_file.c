@@ -276,12 +276,29 @@ static int close_stream(nb_atomic_file *af)
     return e;
 }
 
-nb_status nb_atomic_commit(nb_atomic_file *af, char *err, size_t errlen)
+nb_status nb_atomic_finish(nb_atomic_file *af, char *err, size_t errlen)
 {
+    if (af->finished)
+        return NB_OK;
     if (!af->f)
         return fail(err, errlen, "cannot write '%s': not open", af->path ? af->path : "");
-    int e = close_stream(af);
-    if (!e && af->pending && rename(af->tmp, af->dest))
+    const int e = close_stream(af);
+    if (e) {
+        nb_atomic_abort(af);
+        return fail(err, errlen, "cannot write '%s': %s", af->path, strerror(e));
+    }
+    af->finished = 1;
+    return NB_OK;
+}
+
+nb_status nb_atomic_commit(nb_atomic_file *af, char *err, size_t errlen)
+{
+    const nb_status st = nb_atomic_finish(af, err, errlen);
+    if (st)
+        return st;
+    af->finished = 0;
+    int e = 0;
+    if (af->pending && rename(af->tmp, af->dest))
         e = errno;
     if (e) {
         nb_atomic_abort(af);
@@ -297,6 +314,7 @@ nb_status nb_atomic_commit(nb_atomic_file *af, char *err, size_t errlen)
 
 void nb_atomic_abort(nb_atomic_file *af)
 {
+    af->finished = 0;
     if (af->f) {
         fclose(af->f);
         af->f = NULL;

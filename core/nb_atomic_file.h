@@ -40,6 +40,7 @@ typedef struct nb_atomic_file {
     FILE *f;          /* write the contents here */
     const char *path; /* the destination as given, for messages */
     int pending;      /* 1 + the temporary file's entry in the pending table; 0: none */
+    int finished;     /* written, synced and closed; the rename still to come */
     char dest[NB_ATOMIC_PATH_MAX]; /* where the file lands (links resolved by NB_ATOMIC_FOLLOW) */
     char tmp[NB_ATOMIC_PATH_MAX];  /* the temporary file */
 } nb_atomic_file;
@@ -49,7 +50,12 @@ typedef struct nb_atomic_file {
  * created and err holds one line: "cannot write 'PATH': REASON". */
 nb_status nb_atomic_open(nb_atomic_file *af, const char *path, nb_atomic_mode mode, char *err,
                          size_t errlen);
-/* Finish: flush, sync, close and rename onto the destination. On failure
+/* Write out: flush, sync and close, but do not rename yet, so files that
+ * belong together (bench --json and --csv) are all known whole before any
+ * replaces its destination. On failure (NB_ERR_IO) the temporary file is
+ * removed and err holds one line. */
+nb_status nb_atomic_finish(nb_atomic_file *af, char *err, size_t errlen);
+/* Finish (unless done) and rename onto the destination. On failure
  * (NB_ERR_IO) the temporary file is removed, the destination is as it was
  * and err holds one line. af is closed either way. */
 nb_status nb_atomic_commit(nb_atomic_file *af, char *err, size_t errlen);
