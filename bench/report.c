@@ -13,11 +13,14 @@ const char *const bench_traffic_model_text =
     "a statistics group (ln/rms: a row; in/gn nchw: a group; bn nchw: a channel, N x S; "
     "in/gn nhwc: an image, C x S; bn nhwc: the whole tensor) fits in one core's L2, x read "
     "twice when it does not (none for bn inference), plus gamma/beta read, mean/var/rstd "
-    "written and running statistics read and written. Fractions divide by the same run's "
+    "written and running statistics read and written. Backward: x and dy read once, or twice "
+    "when a group's x and dy exceed the L2 (bn inference: dy once, x only for dgamma), dx "
+    "written, gamma, mean and rstd read, dgamma/dbeta written. Fractions divide by the same run's "
     "STREAM copy (2 x bytes per element copied, best of regular and non-temporal stores) and "
     "read bandwidth at the same thread count (best pass, the higher of the measurements at the "
     "start and the end of the run). warm: the same x/y every call (caches as the "
-    "previous call left them); cold: x/y rotated through copies spanning over 2 x the "
+    "previous call left them); cold: x/y (backward: x, dy, dx) rotated through copies spanning "
+    "over 2 x the "
     "last-level cache, so every call starts from memory.";
 
 static const char *status_name(nb_timed_status s)

@@ -269,10 +269,11 @@ static void print_problem(const bench_run *run, const problem_cases *pc)
     nb_traffic t;
     nb_traffic_model(p, run->si->l2_bytes, &t);
     const double numel = (double)nb_problem_numel(p);
-    printf("== %s [%s] %.4g MiB x, traffic %.4g MiB (x read %s: group working set %lld KiB "
+    printf("== %s [%s] %.4g MiB x, traffic %.4g MiB (%s read %s: group working set %lld KiB "
            "%s L2)\n",
            pc->ps, pc->bp->set, numel * (double)nb_dtype_size(p->dtype) / 1048576.0,
-           t.bytes / 1048576.0, t.x_passes == 2 ? "twice" : "once", t.group_bytes >> 10,
+           t.bytes / 1048576.0, nb_problem_is_backward(p) ? "x and dy" : "x",
+           t.x_passes == 2 ? "twice" : "once", t.group_bytes >> 10,
            t.group_bytes > run->si->l2_bytes ? ">" : "<=");
 }
 

@@ -1,8 +1,9 @@
 /* sets.c: the named problem sets of `normbench bench --set NAME`: a CI
  * smoke set, model-derived shape sets (ResNet-50 BatchNorm, transformer
  * LayerNorm/RMSNorm, Stable-Diffusion GroupNorm, style-transfer
- * InstanceNorm), the performance-target shapes of issue 4, and `full` (every
- * set but quick, deduplicated by the caller). All fp32 forward. The
+ * InstanceNorm), the performance-target shapes of issue 4, the backward
+ * sets of issue 11, and `full` (every set but the quick ones, deduplicated
+ * by the caller). All fp32. The
  * problems are data: the built-in lists inputs/bench-NAME.txt. */
 #include "bench.h"
 
@@ -21,7 +22,11 @@ static const nb_problem_set sets[] = {
      "bench-transformer-ln"},
     {"sd-gn", "Stable-Diffusion-like GroupNorm G=32, C 128..1280, spatial 16..64", "bench-sd-gn"},
     {"in", "style-transfer InstanceNorm shapes", "bench-in"},
-    {"full", "every set above except quick", NULL},
+    {"bwd-quick", "backward smoke set: the quick shapes of each layer with bwd", "bench-bwd-quick"},
+    {"bwd-targets",
+     "issue 11 backward targets (LN 8192x768 bwd and bwd_d, BN n32c64h56w56 train bwd nchw+nhwc)",
+     "bench-bwd-targets"},
+    {"full", "every set above except the two quick ones", NULL},
 };
 
 size_t nb_set_count(void)

@@ -11,7 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *set_names = "sets: quick, targets, resnet50-bn, transformer-ln, sd-gn, in, full";
+static const char *set_names =
+    "sets: quick, targets, resnet50-bn, transformer-ln, sd-gn, in, bwd-quick, bwd-targets, full";
 
 typedef struct bench_opts {
     cli_common c;
@@ -44,13 +45,14 @@ static int add_problem(problem_list *l, const char *str, const char *set)
 }
 
 /* A named set from its built-in list, skipping strings already listed (a
- * shape in two sets runs once); `full` is every set but quick. */
+ * shape in two sets runs once); `full` is every set but the quick ones. */
 static int add_set(problem_list *l, const nb_problem_set *s)
 {
     if (!s->input) {
         for (size_t i = 0; i < nb_set_count(); i++) {
             const nb_problem_set *t = nb_set_at(i);
-            int rc = t->input && strcmp(t->name, "quick") ? add_set(l, t) : 0;
+            const bool quick = !strcmp(t->name, "quick") || !strcmp(t->name, "bwd-quick");
+            int rc = t->input && !quick ? add_set(l, t) : 0;
             if (rc)
                 return rc;
         }
@@ -85,7 +87,7 @@ static int build_problem_list(const bench_opts *o, problem_list *l, bool *is_qui
             const nb_problem_set *set = nb_set_find(s);
             if (!set)
                 return cli_error("bench: unknown set '%s' (%s)", s, set_names);
-            *is_quick |= !strcmp(s, "quick");
+            *is_quick |= !strcmp(s, "quick") || !strcmp(s, "bwd-quick");
             rc = add_set(l, set);
         }
     }
@@ -95,9 +97,6 @@ static int build_problem_list(const bench_opts *o, problem_list *l, bool *is_qui
         char err[256];
         if (nb_problem_parse(l->items[i].str, &l->items[i].p, err, sizeof err))
             rc = cli_error("invalid problem '%s': %s", l->items[i].str, err);
-        else if (nb_problem_is_backward(&l->items[i].p))
-            rc = cli_error("bench: '%s': backward problems have no traffic model yet (issue 11)",
-                           l->items[i].str);
     }
     return rc;
 }

@@ -62,7 +62,9 @@ void nb_verify_result_free(nb_verify_result *r);
 
 /* The compulsory traffic of one call (docs/DESIGN.md section 5.1): x read once,
  * or twice when a statistics group's working set exceeds the L2; y written
- * once; parameters, statistics and running statistics. */
+ * once; parameters, statistics and running statistics. Backward: x and dy
+ * read once or twice (x_passes), dx written, gamma and the saved statistics
+ * read, dgamma and dbeta written. */
 typedef struct nb_traffic {
     double bytes;
     int x_passes;
@@ -71,11 +73,13 @@ typedef struct nb_traffic {
 
 void nb_traffic_model(const nb_problem *p, long long l2_bytes, nb_traffic *out);
 
-/* The cold mode's copies of x and y (count copies, stride bytes apart). */
+/* The cold mode's copies of x and y, or for a backward problem of x, dy
+ * and dx (count copies, stride bytes apart). */
 typedef struct nb_rotation {
     char *arena;
     size_t arena_bytes, stride, xbytes;
     int count;
+    bool backward;
 } nb_rotation;
 
 /* Fill at least target_bytes (and two copies) from d's x; reuses the arena

@@ -20,18 +20,48 @@
  * set is the memory that must be streamed before a group's
  * statistics are final: ln/rms a row; in/gn nchw one group; bn nchw one
  * channel (N x S); in/gn nhwc one image (C x S); bn nhwc the whole tensor. */
-void nb_traffic_model(const nb_problem *p, long long l2_bytes, nb_traffic *out)
+/* Values of one statistics group's working set (see nb_traffic_model). */
+static int64_t group_values(const nb_problem *p)
 {
-    const double sz = (double)nb_dtype_size(p->dtype);
-    const int64_t numel = nb_problem_numel(p), S = nb_problem_spatial(p);
-    int64_t ws;
+    const int64_t S = nb_problem_spatial(p);
     switch (p->layer) {
     case NB_LN:
-    case NB_RMS: ws = p->c; break;
-    case NB_IN: ws = p->layout == NB_NCHW ? S : p->c * S; break;
-    case NB_GN: ws = p->layout == NB_NCHW ? p->c / p->groups * S : p->c * S; break;
-    default: ws = p->layout == NB_NCHW ? p->n * S : numel; break;
+    case NB_RMS: return p->c;
+    case NB_IN: return p->layout == NB_NCHW ? S : p->c * S;
+    case NB_GN: return p->layout == NB_NCHW ? p->c / p->groups * S : p->c * S;
+    default: return p->layout == NB_NCHW ? p->n * S : nb_problem_numel(p);
     }
+}
+
+/* The backward pass (docs/DESIGN.md section 5.1): a group's working set is
+ * its x and dy; both are read twice (the reductions, then dx) when it
+ * exceeds the L2, once when it fits. BatchNorm inference has no reduction
+ * for dx (dx = gamma rstd dy): dy is read once, and x only when dgamma is
+ * asked for. dx is written once; gamma, the saved mean (not for RMSNorm)
+ * and rstd are read, dgamma and dbeta written. */
+static void traffic_backward(const nb_problem *p, long long l2_bytes, nb_traffic *out)
+{
+    const double sz = (double)nb_dtype_size(p->dtype), numel = (double)nb_problem_numel(p);
+    const bool batch = nb_problem_uses_batch_stats(p), grads = nb_problem_has_param_grads(p);
+    out->group_bytes = (long long)(2.0 * (double)group_values(p) * sz);
+    out->x_passes = batch && out->group_bytes > l2_bytes ? 2 : 1;
+    double b = (double)out->x_passes * numel * sz * (batch || grads ? 2.0 : 1.0);
+    b += numel * sz; /* dx */
+    const double params = (double)nb_problem_param_count(p) * sz;
+    if (p->affine)
+        b += params * (grads ? (nb_problem_uses_beta(p) ? 3.0 : 2.0) : 1.0);
+    b += (p->layer == NB_RMS ? 1.0 : 2.0) * (double)nb_problem_stat_count(p) * sz;
+    out->bytes = b;
+}
+
+void nb_traffic_model(const nb_problem *p, long long l2_bytes, nb_traffic *out)
+{
+    if (nb_problem_is_backward(p)) {
+        traffic_backward(p, l2_bytes, out);
+        return;
+    }
+    const double sz = (double)nb_dtype_size(p->dtype);
+    const int64_t numel = nb_problem_numel(p), ws = group_values(p);
     out->group_bytes = (long long)((double)ws * sz);
     out->x_passes = nb_problem_uses_batch_stats(p) && (double)ws * sz > (double)l2_bytes ? 2 : 1;
     double b = ((double)out->x_passes + 1.0) * (double)numel * sz;
@@ -49,7 +79,8 @@ int nb_rotation_prepare(nb_rotation *r, const nb_data *d, size_t target_bytes)
 {
     const size_t sz = nb_dtype_size(d->prob.dtype);
     const size_t xb = (size_t)nb_problem_numel(&d->prob) * sz;
-    const size_t stride = ((2 * xb + 4095) / 4096) * 4096;
+    const bool bwd = nb_problem_is_backward(&d->prob);
+    const size_t stride = (((bwd ? 3 : 2) * xb + 4095) / 4096) * 4096;
     size_t count = (target_bytes + stride - 1) / stride;
     if (count < 2)
         count = 2;
@@ -65,9 +96,16 @@ int nb_rotation_prepare(nb_rotation *r, const nb_data *d, size_t target_bytes)
     r->stride = stride;
     r->xbytes = xb;
     r->count = (int)count;
+    r->backward = bwd;
     for (size_t i = 0; i < count; i++) {
-        memcpy(r->arena + i * stride, d->x, xb);
-        memset(r->arena + i * stride + xb, 0, xb);
+        char *slot = r->arena + i * stride;
+        memcpy(slot, d->x, xb);
+        if (bwd) {
+            memcpy(slot + xb, d->dy, xb);
+            memset(slot + 2 * xb, 0, xb);
+        } else {
+            memset(slot + xb, 0, xb);
+        }
     }
     return 0;
 }
@@ -94,7 +132,12 @@ static void call_once(call_site *cs)
     if (cs->rot) {
         char *base = cs->rot->arena + (size_t)cs->slot * cs->rot->stride;
         cs->a.x = base;
-        cs->a.y = base + cs->rot->xbytes;
+        if (cs->rot->backward) {
+            cs->a.dy = base + cs->rot->xbytes;
+            cs->a.dx = base + 2 * cs->rot->xbytes;
+        } else {
+            cs->a.y = base + cs->rot->xbytes;
+        }
         cs->slot = cs->slot + 1 == cs->rot->count ? 0 : cs->slot + 1;
     }
     cs->k->fn(cs->k, cs->p, &cs->a);

@@ -136,6 +136,60 @@ Test(timed_case, warm_and_cold_with_the_traffic_model)
     nb_data_free(&d);
 }
 
+/* Backward: x and dy read once (twice beyond the L2), dx written, gamma read,
+ * dgamma and dbeta written, the saved mean (not for RMSNorm) and rstd read;
+ * BatchNorm inference reads dy once, and x only when dgamma is asked for. */
+Test(timed_case, backward_traffic_model)
+{
+    nb_traffic t;
+    const nb_problem ln = problem("ln:rows8:cols64:bwd");
+    nb_traffic_model(&ln, 1 << 20, &t);
+    cr_expect_eq(t.bytes, 2 * 512 * 4 + 512 * 4 + 3 * 64 * 4 + 2 * 8 * 4);
+    cr_expect_eq(t.x_passes, 1);
+    cr_expect_eq(t.group_bytes, 2 * 64 * 4);
+    nb_traffic_model(&ln, 256, &t); /* x and dy of a row beyond the "L2" */
+    cr_expect_eq(t.x_passes, 2);
+    cr_expect_eq(t.bytes, 2 * 2 * 512 * 4 + 512 * 4 + 3 * 64 * 4 + 2 * 8 * 4);
+    const nb_problem ln_d = problem("ln:rows8:cols64:bwd_d");
+    nb_traffic_model(&ln_d, 1 << 20, &t);
+    cr_expect_eq(t.bytes, 2 * 512 * 4 + 512 * 4 + 64 * 4 + 2 * 8 * 4);
+    const nb_problem rms = problem("rms:rows8:cols64:bwd");
+    nb_traffic_model(&rms, 1 << 20, &t);
+    cr_expect_eq(t.bytes, 2 * 512 * 4 + 512 * 4 + 2 * 64 * 4 + 8 * 4);
+    const nb_problem inf_d = problem("bn:n2c4h4w4:nchw:infer:bwd_d");
+    nb_traffic_model(&inf_d, 64, &t);
+    cr_expect_eq(t.x_passes, 1);
+    cr_expect_eq(t.bytes, 128 * 4 + 128 * 4 + 4 * 4 + 2 * 4 * 4);
+    const nb_problem inf = problem("bn:n2c4h4w4:nchw:infer:bwd");
+    nb_traffic_model(&inf, 64, &t);
+    cr_expect_eq(t.bytes, 2 * 128 * 4 + 128 * 4 + 3 * 4 * 4 + 2 * 4 * 4);
+}
+
+/* The cold rotation of a backward problem holds x, dy and dx per copy, and
+ * a timed call writes its dx into the copy it was given: the same dx as a
+ * call on the problem's own buffers. */
+Test(timed_case, backward_cold_rotation_moves_x_dy_and_dx)
+{
+    const nb_problem p = problem("ln:rows8:cols64:bwd");
+    nb_data d;
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    const nb_kernel *k = kernel("layernorm/twopass/scalar");
+    nb_args a = nb_data_args(&d);
+    cr_assert_eq(nb_kernel_run(k, &p, &a), NB_OK);
+    nb_rotation rot = {0};
+    cr_assert_eq(nb_rotation_prepare(&rot, &d, 1 << 14), 0);
+    cr_assert(rot.backward && rot.count >= 2 && rot.stride >= 3 * 512 * 4);
+    cr_assert_eq(memcmp(rot.arena + 512 * 4, d.dy, 512 * 4), 0);
+    const nb_timing_opts o = {.min_time = 0, .min_reps = 1};
+    nb_timed_result r;
+    nb_timed_case(k, &d, &rot, 1, &o, 1 << 20, &r);
+    cr_assert_eq(r.status, NB_TIMED_OK, "%s", r.reason);
+    cr_expect_eq(memcmp(rot.arena + 2 * 512 * 4, d.dx, 512 * 4), 0,
+                 "the first copy's dx is not the kernel's dx");
+    nb_rotation_free(&rot);
+    nb_data_free(&d);
+}
+
 Test(timed_case, unsupported_dtype_is_skipped)
 {
     const nb_kernel *k = nb_kernel_find("layernorm/onednn/native/omp");
