@@ -554,7 +554,9 @@ void nb_data_reset(nb_data *d)
 static nb_args backward_args(const nb_data *d)
 {
     const nb_problem *p = &d->prob;
-    nb_args a = {.x = d->x, .dy = d->dy, .dx = d->dx, .mean = d->mean, .rstd = d->rstd};
+    /* the saved variance too, for libraries that take it instead of rstd */
+    nb_args a = {
+        .x = d->x, .dy = d->dy, .dx = d->dx, .mean = d->mean, .var = d->var, .rstd = d->rstd};
     if (p->affine)
         a.gamma = d->gamma;
     if (nb_problem_has_param_grads(p)) {

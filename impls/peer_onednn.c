@@ -3,7 +3,17 @@
  * `layernorm/onednn/native/omp`), so verify, the tests and bench treat them
  * like our own kernels. fp32 only; NCHW and NHWC (and their 1d/3d forms);
  * BatchNorm forward training (batch statistics) and inference (global
- * statistics); LayerNorm forward with statistics written out.
+ * statistics); LayerNorm forward with statistics written out. Backward
+ * (issue 11): `bwd` (dx, dgamma, dbeta: oneDNN's backward) and `bwd_d` (dx:
+ * backward_data) for both, from x, dy, gamma and the saved mean and
+ * variance (oneDNN takes the variance, not rstd; when a caller gives only
+ * rstd, var = 1 / rstd^2 - eps is rebuilt per group, in double, rounded to
+ * f32, as a framework holding rstd would have to). Not BatchNorm inference
+ * backward: there oneDNN recomputes rstd from the variance in f32, two
+ * roundings more than the checker's model of dx = gamma rstd dy given rstd
+ * allows (measured: bound use 1.23 on bn:n4c8h5w5:nhwc:infer:bwd:dy=offset2),
+ * so it answers NB_ERR_UNSUPPORTED until the checker models kernels that
+ * take the variance.
  *
  * What oneDNN does not do is done here, outside any timing-relevant loop:
  * the BatchNorm running-statistics update (O(C), unbiased variance as in
@@ -25,6 +35,7 @@ typedef struct onednn_key {
     nb_layer layer;
     nb_layout layout;
     bool training, scale, shift;
+    nb_direction dir;
     int spatial_rank;
     int64_t n, c, spatial[NB_MAX_SPATIAL];
     float eps;
@@ -37,7 +48,11 @@ typedef struct onednn_entry {
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t prim;
     dnnl_memory_t src, dst, mean, var, scale, shift;
+    dnnl_memory_t diff_scale, diff_shift; /* backward: dst is diff_dst, src's twin diff_src */
+    dnnl_memory_t diff_src;
     float *mean_buf, *var_buf; /* used when the caller passes no statistics buffers */
+    float *zero_shift;         /* backward: oneDNN 2.6 asks for the shift it does not use */
+    float *dparams;            /* bwd_d: the dgamma, dbeta oneDNN computes anyway (2 C) */
 } onednn_entry;
 
 #define CACHE_SIZE 8
@@ -52,7 +67,8 @@ static void entry_free(onednn_entry *e)
 {
     if (!e->used)
         return;
-    dnnl_memory_t *mems[] = {&e->src, &e->dst, &e->mean, &e->var, &e->scale, &e->shift};
+    dnnl_memory_t *mems[] = {&e->src,   &e->dst,        &e->mean,       &e->var,     &e->scale,
+                             &e->shift, &e->diff_scale, &e->diff_shift, &e->diff_src};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (*mems[i])
             dnnl_memory_destroy(*mems[i]);
@@ -62,6 +78,8 @@ static void entry_free(onednn_entry *e)
         dnnl_primitive_desc_destroy(e->pd);
     free(e->mean_buf);
     free(e->var_buf);
+    free(e->zero_shift);
+    free(e->dparams);
     memset(e, 0, sizeof *e);
 }
 
@@ -109,6 +127,68 @@ static bool mem_1d(dnnl_memory_t *m, int64_t len)
            dnnl_memory_create(m, &md, engine, DNNL_MEMORY_NONE) == dnnl_success;
 }
 
+/* The data's memory descriptor and the statistics' length of one key. */
+static bool data_md(const onednn_key *k, dnnl_memory_desc_t *md, int64_t *nstat)
+{
+    dnnl_dims_t dims;
+    dims[0] = k->n;
+    dims[1] = k->c;
+    if (k->layer == NB_LN) {
+        *nstat = k->n;
+        return dnnl_memory_desc_init_by_tag(md, 2, dims, dnnl_f32, dnnl_ab) == dnnl_success;
+    }
+    const int nd = 2 + k->spatial_rank;
+    for (int i = 0; i < k->spatial_rank; i++)
+        dims[2 + i] = k->spatial[i];
+    *nstat = k->c;
+    return dnnl_memory_desc_init_by_tag(md, nd, dims, dnnl_f32, data_tag(nd, k->layout)) ==
+           dnnl_success;
+}
+
+/* The forward primitive descriptor (a backward one's hint: training). */
+static dnnl_status_t forward_pd(const onednn_key *k, const dnnl_memory_desc_t *md, unsigned flags,
+                                bool hint, dnnl_primitive_desc_t *pd)
+{
+    dnnl_status_t st;
+    const dnnl_prop_kind_t prop =
+        hint || k->layer == NB_LN || k->training ? dnnl_forward_training : dnnl_forward_inference;
+    if (k->layer == NB_LN) {
+        dnnl_layer_normalization_desc_t d;
+        st = dnnl_layer_normalization_forward_desc_init(&d, prop, md, NULL, k->eps, flags);
+        return st == dnnl_success ? dnnl_primitive_desc_create(pd, &d, NULL, engine, NULL) : st;
+    }
+    dnnl_batch_normalization_desc_t d;
+    st = dnnl_batch_normalization_forward_desc_init(&d, prop, md, k->eps, flags);
+    return st == dnnl_success ? dnnl_primitive_desc_create(pd, &d, NULL, engine, NULL) : st;
+}
+
+/* The backward primitive descriptor: dnnl_backward with scale (oneDNN 2.6
+ * implements dnnl_backward_data only without it, so bwd_d of an affine
+ * problem computes dgamma/dbeta too, into the entry's scratch), else
+ * dnnl_backward_data. */
+static dnnl_status_t backward_pd(const onednn_key *k, const dnnl_memory_desc_t *md, unsigned flags,
+                                 dnnl_primitive_desc_t *pd)
+{
+    dnnl_primitive_desc_t hint = NULL;
+    dnnl_status_t st = forward_pd(k, md, flags, true, &hint);
+    if (st != dnnl_success)
+        return st;
+    const dnnl_prop_kind_t prop = k->scale ? dnnl_backward : dnnl_backward_data;
+    if (k->layer == NB_LN) {
+        dnnl_layer_normalization_desc_t d;
+        st = dnnl_layer_normalization_backward_desc_init(&d, prop, md, md, NULL, k->eps, flags);
+        if (st == dnnl_success)
+            st = dnnl_primitive_desc_create(pd, &d, NULL, engine, hint);
+    } else {
+        dnnl_batch_normalization_desc_t d;
+        st = dnnl_batch_normalization_backward_desc_init(&d, prop, md, md, k->eps, flags);
+        if (st == dnnl_success)
+            st = dnnl_primitive_desc_create(pd, &d, NULL, engine, hint);
+    }
+    dnnl_primitive_desc_destroy(hint);
+    return st;
+}
+
 /* Build the primitive and memory objects of one key; false if oneDNN
  * rejects it. */
 static bool entry_make(onednn_entry *e, const onednn_key *k)
@@ -117,52 +197,27 @@ static bool entry_make(onednn_entry *e, const onednn_key *k)
     e->used = true;
     e->key = *k;
     dnnl_memory_desc_t md;
-    dnnl_dims_t dims;
     int64_t nstat;
-    if (k->layer == NB_LN) {
-        dims[0] = k->n;
-        dims[1] = k->c;
-        nstat = k->n;
-        if (dnnl_memory_desc_init_by_tag(&md, 2, dims, dnnl_f32, dnnl_ab) != dnnl_success)
-            return false;
-    } else {
-        const int nd = 2 + k->spatial_rank;
-        dims[0] = k->n;
-        dims[1] = k->c;
-        for (int i = 0; i < k->spatial_rank; i++)
-            dims[2 + i] = k->spatial[i];
-        nstat = k->c;
-        if (dnnl_memory_desc_init_by_tag(&md, nd, dims, dnnl_f32, data_tag(nd, k->layout)) !=
-            dnnl_success)
-            return false;
-    }
+    if (!data_md(k, &md, &nstat))
+        return false;
     unsigned flags = (k->scale ? dnnl_use_scale : 0u) | (k->shift ? dnnl_use_shift : 0u);
-    dnnl_status_t st;
-    if (k->layer == NB_LN) {
-        dnnl_layer_normalization_desc_t d;
-        st = dnnl_layer_normalization_forward_desc_init(&d, dnnl_forward_training, &md, NULL,
-                                                        k->eps, flags);
-        if (st == dnnl_success)
-            st = dnnl_primitive_desc_create(&e->pd, &d, NULL, engine, NULL);
-    } else {
-        if (!k->training)
-            flags |= dnnl_use_global_stats;
-        dnnl_batch_normalization_desc_t d;
-        st = dnnl_batch_normalization_forward_desc_init(
-            &d, k->training ? dnnl_forward_training : dnnl_forward_inference, &md, k->eps, flags);
-        if (st == dnnl_success)
-            st = dnnl_primitive_desc_create(&e->pd, &d, NULL, engine, NULL);
-    }
+    if (k->layer == NB_BN && !k->training)
+        flags |= dnnl_use_global_stats;
+    const dnnl_status_t st = k->dir == NB_FWD ? forward_pd(k, &md, flags, false, &e->pd)
+                                              : backward_pd(k, &md, flags, &e->pd);
     if (st != dnnl_success || dnnl_primitive_create(&e->prim, e->pd) != dnnl_success)
         return false;
     if (dnnl_memory_create(&e->src, &md, engine, DNNL_MEMORY_NONE) != dnnl_success ||
         dnnl_memory_create(&e->dst, &md, engine, DNNL_MEMORY_NONE) != dnnl_success ||
+        dnnl_memory_create(&e->diff_src, &md, engine, DNNL_MEMORY_NONE) != dnnl_success ||
         !mem_1d(&e->mean, nstat) || !mem_1d(&e->var, nstat) || !mem_1d(&e->scale, k->c) ||
-        !mem_1d(&e->shift, k->c))
+        !mem_1d(&e->shift, k->c) || !mem_1d(&e->diff_scale, k->c) || !mem_1d(&e->diff_shift, k->c))
         return false;
     e->mean_buf = malloc((size_t)nstat * sizeof(float));
     e->var_buf = malloc((size_t)nstat * sizeof(float));
-    return e->mean_buf && e->var_buf;
+    e->zero_shift = calloc((size_t)k->c, sizeof(float));
+    e->dparams = malloc(2 * (size_t)k->c * sizeof(float));
+    return e->mean_buf && e->var_buf && e->zero_shift && e->dparams;
 }
 
 static onednn_entry *entry_get(const onednn_key *k)
@@ -180,13 +235,8 @@ static onednn_entry *entry_get(const onednn_key *k)
     return e;
 }
 
-nb_status nb_onednn_entry(const nb_kernel *kern, const nb_problem *p, const nb_args *a)
+static onednn_key key_of(const nb_problem *p)
 {
-    (void)kern;
-    if (p->dtype != NB_F32)
-        return NB_ERR_UNSUPPORTED;
-    if (p->layer != NB_BN && p->layer != NB_LN)
-        return NB_ERR_UNSUPPORTED;
     onednn_key k;
     memset(&k, 0, sizeof k); /* padding too: the key is compared with memcmp */
     k.layer = p->layer;
@@ -194,6 +244,7 @@ nb_status nb_onednn_entry(const nb_kernel *kern, const nb_problem *p, const nb_a
     k.training = p->layer == NB_LN || p->training;
     k.scale = p->affine;
     k.shift = p->affine && (p->layer == NB_BN || p->has_beta);
+    k.dir = p->dir;
     k.spatial_rank = p->layer == NB_LN ? 0 : p->spatial_rank;
     k.n = p->n;
     k.c = p->c;
@@ -201,19 +252,24 @@ nb_status nb_onednn_entry(const nb_kernel *kern, const nb_problem *p, const nb_a
         k.spatial[i] = p->spatial[i];
     k.eps = (float)p->eps;
     k.threads = nb_get_threads();
+    return k;
+}
 
-    pthread_mutex_lock(&lock);
-    nb_status ret = NB_OK;
-    onednn_entry *e = engine_ready() ? entry_get(&k) : NULL;
-    if (!e) {
-        pthread_mutex_unlock(&lock);
+/* One execution of e's primitive on its arguments; the lock is held. */
+static nb_status execute(onednn_entry *e, dnnl_exec_arg_t *args, int nargs)
+{
+    if (dnnl_primitive_execute(e->prim, stream, nargs, args) != dnnl_success ||
+        dnnl_stream_wait(stream) != dnnl_success)
         return NB_ERR_UNSUPPORTED;
-    }
+    return NB_OK;
+}
+
+/* The forward pass into y and the statistics (var into var). */
+static nb_status run_forward(onednn_entry *e, const nb_problem *p, const nb_args *a, float *mean,
+                             float *var)
+{
     const int64_t nstat = p->layer == NB_LN ? p->n : p->c;
-    float *mean = a->mean ? (float *)a->mean : e->mean_buf;
-    float *var = a->var ? (float *)a->var : e->var_buf;
-    const bool global = p->layer == NB_BN && !p->training;
-    if (global) {
+    if (p->layer == NB_BN && !p->training) {
         memcpy(mean, a->running_mean, (size_t)nstat * sizeof(float));
         memcpy(var, a->running_var, (size_t)nstat * sizeof(float));
     }
@@ -226,21 +282,68 @@ nb_status nb_onednn_entry(const nb_kernel *kern, const nb_problem *p, const nb_a
                                {DNNL_ARG_MEAN, e->mean},
                                {DNNL_ARG_VARIANCE, e->var}};
     int nargs = 4;
-    if (k.scale) {
+    if (e->key.scale) {
         dnnl_memory_set_data_handle(e->scale, (void *)a->gamma);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCALE, e->scale};
     }
-    if (k.shift) {
+    if (e->key.shift) {
         dnnl_memory_set_data_handle(e->shift, (void *)a->beta);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SHIFT, e->shift};
     }
-    if (dnnl_primitive_execute(e->prim, stream, nargs, args) != dnnl_success ||
-        dnnl_stream_wait(stream) != dnnl_success)
-        ret = NB_ERR_UNSUPPORTED;
-    pthread_mutex_unlock(&lock);
-    if (ret)
-        return ret;
+    return execute(e, args, nargs);
+}
 
+/* The backward pass: dx (and dgamma, dbeta for bwd) from x, dy, gamma and
+ * the saved mean and rstd, the variance rebuilt from rstd. */
+static nb_status run_backward(onednn_entry *e, const nb_problem *p, const nb_args *a)
+{
+    const int64_t nstat = p->layer == NB_LN ? p->n : p->c;
+    float *var = a->var;
+    if (!var) {
+        const float *rstd = a->rstd;
+        for (int64_t i = 0; i < nstat; i++) {
+            const double r = (double)rstd[i];
+            e->var_buf[i] = (float)(1.0 / (r * r) - p->eps);
+        }
+        var = e->var_buf;
+    }
+    dnnl_memory_set_data_handle(e->src, (void *)a->x);
+    dnnl_memory_set_data_handle(e->dst, (void *)a->dy);
+    dnnl_memory_set_data_handle(e->diff_src, a->dx);
+    dnnl_memory_set_data_handle(e->mean, a->mean);
+    dnnl_memory_set_data_handle(e->var, var);
+    dnnl_exec_arg_t args[9] = {{DNNL_ARG_SRC, e->src},
+                               {DNNL_ARG_DIFF_DST, e->dst},
+                               {DNNL_ARG_DIFF_SRC, e->diff_src},
+                               {DNNL_ARG_MEAN, e->mean},
+                               {DNNL_ARG_VARIANCE, e->var}};
+    int nargs = 5;
+    if (e->key.scale) {
+        dnnl_memory_set_data_handle(e->scale, (void *)a->gamma);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCALE, e->scale};
+    }
+    if (e->key.shift) {
+        dnnl_memory_set_data_handle(e->shift, e->zero_shift);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SHIFT, e->shift};
+    }
+    if (e->key.scale) {
+        const bool grads = e->key.dir == NB_BWD;
+        dnnl_memory_set_data_handle(e->diff_scale, grads ? a->dgamma : e->dparams);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_SCALE, e->diff_scale};
+        if (e->key.shift) {
+            dnnl_memory_set_data_handle(e->diff_shift, grads ? a->dbeta : e->dparams + p->c);
+            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_SHIFT, e->diff_shift};
+        }
+    }
+    return execute(e, args, nargs);
+}
+
+/* What oneDNN's forward leaves out: rstd per group and BatchNorm's
+ * running-statistics update. */
+static void forward_extras(const nb_problem *p, const nb_args *a, const float *mean,
+                           const float *var)
+{
+    const int64_t nstat = p->layer == NB_LN ? p->n : p->c;
     if (a->rstd)
         for (int64_t i = 0; i < nstat; i++)
             ((float *)a->rstd)[i] = (float)(1.0 / sqrt((double)var[i] + p->eps));
@@ -254,5 +357,30 @@ nb_status nb_onednn_entry(const nb_kernel *kern, const nb_problem *p, const nb_a
             rv[c] = (float)((1.0 - m) * rv[c] + m * (double)var[c] * cnt / (cnt - 1.0));
         }
     }
-    return NB_OK;
+}
+
+nb_status nb_onednn_entry(const nb_kernel *kern, const nb_problem *p, const nb_args *a)
+{
+    (void)kern;
+    if (p->dtype != NB_F32)
+        return NB_ERR_UNSUPPORTED;
+    if (p->layer != NB_BN && p->layer != NB_LN)
+        return NB_ERR_UNSUPPORTED;
+    if (p->dir != NB_FWD && !nb_problem_uses_batch_stats(p))
+        return NB_ERR_UNSUPPORTED; /* see the top of the file */
+    const onednn_key k = key_of(p);
+    pthread_mutex_lock(&lock);
+    onednn_entry *e = engine_ready() ? entry_get(&k) : NULL;
+    if (!e) {
+        pthread_mutex_unlock(&lock);
+        return NB_ERR_UNSUPPORTED;
+    }
+    float *mean = a->mean ? (float *)a->mean : e->mean_buf;
+    float *var = a->var ? (float *)a->var : e->var_buf;
+    const nb_status ret =
+        p->dir == NB_FWD ? run_forward(e, p, a, mean, var) : run_backward(e, p, a);
+    pthread_mutex_unlock(&lock);
+    if (!ret && p->dir == NB_FWD)
+        forward_extras(p, a, mean, var);
+    return ret;
 }
