@@ -310,23 +310,23 @@ static nb_status FN(bchan)(const FN(bjob) * jb)
 
 static nb_status FN(bwd_run)(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
-    FN(bjob)
-    jb = {.k = k,
-          .p = p,
-          .x = a->x,
-          .dy = a->dy,
-          .gamma = p->affine ? a->gamma : NULL,
-          .mean = a->mean,
-          .rstd = a->rstd,
-          .dx = a->dx,
-          .rms = p->layer == NB_RMS,
-          .infer = !nb_problem_uses_batch_stats(p),
-          .tune = nb_tune_get()};
-    nb_desc_make(p, &jb.d);
-    if (nb_problem_has_param_grads(p)) {
-        jb.dgamma = a->dgamma;
-        jb.dbeta = nb_problem_uses_beta(p) ? a->dbeta : NULL;
-    }
+    const bool grads = nb_problem_has_param_grads(p);
+    nb_desc d;
+    nb_desc_make(p, &d);
+    const FN(bjob) jb = {.k = k,
+                         .p = p,
+                         .d = d,
+                         .x = a->x,
+                         .dy = a->dy,
+                         .gamma = p->affine ? a->gamma : NULL,
+                         .mean = a->mean,
+                         .rstd = a->rstd,
+                         .dx = a->dx,
+                         .dgamma = grads ? a->dgamma : NULL,
+                         .dbeta = grads && nb_problem_uses_beta(p) ? a->dbeta : NULL,
+                         .rms = p->layer == NB_RMS,
+                         .infer = !nb_problem_uses_batch_stats(p),
+                         .tune = nb_tune_get()};
     if (p->layer == NB_LN || p->layer == NB_RMS)
         return FN(brows)(&jb);
     if (p->layout == NB_NHWC && p->c > 1)
