@@ -380,9 +380,11 @@ double nb_data_memory(const nb_problem *p)
 {
     const double N = (double)nb_problem_numel(p), G = (double)nb_problem_stat_count(p);
     const double P = (double)nb_problem_param_count(p), m = (double)nb_problem_group_size(p);
-    /* backward: dy and dx, dgamma and dbeta, and a kernel's two parameter
-     * accumulators */
-    const double bwd = nb_problem_is_backward(p) ? 2 * N + 4 * P : 0;
+    /* backward: dy and dx, dgamma and dbeta, a kernel's two parameter
+     * accumulators, and the SIMD kernels' partial sums (impls/
+     * simd_bwd_drive.h: two per row block of 4 or more rows and column, or
+     * per segment, at most 2 N when every segment holds one value) */
+    const double bwd = nb_problem_is_backward(p) ? 4 * N + 4 * P : 0;
     return (2 * N + 3 * G + 6 * P + 3 * m + 3 * G + bwd) * (double)nb_dtype_size(p->dtype);
 }
 

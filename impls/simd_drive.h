@@ -2,7 +2,8 @@
  * the drivers: which memory shape a problem takes (contiguous groups or
  * across channels), the split policy, OpenMP, the streaming-store and
  * prefetch policy, the twopass overflow fallback and the blocked twopass of
- * large channel units. Included by a wrapper file right after
+ * large channel units; the backward passes and drivers (simd_bwd_passes.h,
+ * simd_bwd_drive.h) are included before the entry. Included by a wrapper file right after
  * simd_passes.h for the same dtype; undefines the per-dtype macros at its
  * end.
  *
@@ -340,7 +341,7 @@ typedef struct FN(chunit) {
 static inline nb_status FN(ch_run_pass)(const FN(chunit) * u, const FN(chpass) * ps, const T *c0,
                                         const T *c1, FN(chp) * o)
 {
-    const FN(crows) r = {u->x, u->C, u->Cp, c0, c1};
+    const FN(crows) r = {u->x, u->C, u->Cp, c0, c1, NULL};
     return FN(ch_pass)(ps, &r, u->npos, u->split, u->ws, o);
 }
 
@@ -596,10 +597,17 @@ static nb_status FN(run_chan)(const FN(job) * jb)
     return NB_OK;
 }
 
+/* ---- the backward passes and drivers (bwd, bwd_d) ---------------------- */
+
+#include "simd_bwd_passes.h"
+#include "simd_bwd_drive.h"
+
 /* ---- the entry for one dtype ------------------------------------------ */
 
 static nb_status FN(simd_run)(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
+    if (nb_problem_is_backward(p))
+        return FN(bwd_run)(k, p, a);
     nb_desc d;
     nb_desc_make(p, &d);
     FN(job) jb;

@@ -760,11 +760,14 @@ typedef struct FN(chp) {
 
 /* Rows of C values (row j at x + j * C), padded to Cp in the scratch
  * arrays, and the per-channel constants of a pass: off is x0 (pass 1),
- * -x0 2^-j (scaled pass 1) or -mean 2^-k (pass 2), scale 2^-j or 2^-k. */
+ * -x0 2^-j (scaled pass 1) or -mean 2^-k (pass 2), scale 2^-j or 2^-k;
+ * the backward sums (simd_bwd_passes.h): off the mean, scale the rstd, and
+ * dy the upstream gradient's rows, laid out as x (NULL in the forward). */
 typedef struct FN(crows) {
     const T *x;
     int64_t C, Cp;
     const T *off, *scale;
+    const T *dy;
 } FN(crows);
 
 /* The W channels from c of a row, zeros past C. */
@@ -1062,7 +1065,7 @@ static bool FN(blocked_block)(const FN(blocked) * bk, int64_t b)
     const int64_t j0 = b * bk->bp, j1 = FN(blocked_end)(bk, b);
     const T nbc = (T)((j1 - j0) * cg);
     FN(chp) o = {oa, ob, 0};
-    FN(crows) r = {bk->x, bk->C, Cp, bk->x0c, NULL};
+    FN(crows) r = {bk->x, bk->C, Cp, bk->x0c, NULL, NULL};
     FN(ch_tp1_range)(&r, j0, j1, oa + 4 * Cp, &o);
     for (int64_t c = bk->C; c < Cp; c++)
         cm[c] = cs[c] = 0;

@@ -4,8 +4,10 @@
  * multi-segment groups that go through the stage buffer), misaligned
  * buffers (offsets of 1..15 elements give bitwise the same result), the
  * few-groups/long-reduction split at 1 and 2 threads, and bitwise
- * determinism of every kernel that claims it. Kernels whose ISA the CPU
- * lacks are skipped, as are peers and negative controls where noted. */
+ * determinism of every kernel that claims it; the backward kernels (dx,
+ * dgamma, dbeta) through the same tails, splits and determinism checks.
+ * Kernels whose ISA the CPU lacks are skipped, as are peers and negative
+ * controls where noted. */
 #include "normbench.h"
 
 #include <criterion/criterion.h>
@@ -20,8 +22,9 @@ static bool ours(const nb_kernel *k)
     return k->isa != NB_ISA_NATIVE && nb_kernel_available(k);
 }
 
-/* Verify every selected kernel of the problem's layer on problem string s;
- * negative controls are run (tails must not crash) but not judged. */
+/* Verify every selected kernel that runs problem string s (its layer,
+ * dtype and direction); negative controls are run (tails must not crash)
+ * but not judged. */
 static int verify_all(const char *s, bool (*pick)(const nb_kernel *))
 {
     nb_problem p;
@@ -34,7 +37,7 @@ static int verify_all(const char *s, bool (*pick)(const nb_kernel *))
     int ran = 0;
     for (size_t i = 0; i < nb_kernel_count(); i++) {
         const nb_kernel *k = nb_kernel_at(i);
-        if (k->layer != p.layer || !ours(k) || (pick && !pick(k)))
+        if (!nb_kernel_runs(k, &p) || !ours(k) || (pick && !pick(k)))
             continue;
         nb_check c;
         nb_verify_one(k, &d, &r, &c);
@@ -53,6 +56,29 @@ static bool simd_only(const nb_kernel *k)
     return k->isa != NB_ISA_SCALAR || k->omp;
 }
 
+/* The bytes of every output of a problem: y, or backward dx, dgamma, dbeta. */
+static size_t outputs_bytes(const nb_problem *p)
+{
+    const int64_t n =
+        nb_problem_numel(p) + (nb_problem_is_backward(p) ? 2 * nb_problem_param_count(p) : 0);
+    return (size_t)n * nb_dtype_size(p->dtype);
+}
+
+/* Copy the outputs of d into buf (outputs_bytes). */
+static void outputs_copy(const nb_data *d, void *buf)
+{
+    const nb_problem *p = &d->prob;
+    const size_t ny = (size_t)nb_problem_numel(p) * nb_dtype_size(p->dtype);
+    if (!nb_problem_is_backward(p)) {
+        memcpy(buf, d->y, ny);
+        return;
+    }
+    const size_t np = (size_t)nb_problem_param_count(p) * nb_dtype_size(p->dtype);
+    memcpy(buf, d->dx, ny);
+    memcpy((char *)buf + ny, d->dgamma, np);
+    memcpy((char *)buf + ny + np, d->dbeta, np);
+}
+
 /* 2L + 1 for the widest lanes (avx512 f32: 4 vectors of 16) = 129. */
 #define MAXLEN 129
 
@@ -64,6 +90,12 @@ Test(simd, tails_rows, .timeout = 600)
             snprintf(s, sizeof s, "ln:rows2:cols%d:%s:data=offset10", n, t ? "f64" : "f32");
             cr_assert(verify_all(s, simd_only) > 0);
             snprintf(s, sizeof s, "rms:rows1:cols%d:%s", n, t ? "f64" : "f32");
+            verify_all(s, simd_only);
+            /* backward: the sums' partial chunk, dx and the parameter
+             * partials' masked tails */
+            snprintf(s, sizeof s, "ln:rows2:cols%d:%s:bwd:data=offset10", n, t ? "f64" : "f32");
+            cr_assert(verify_all(s, simd_only) > 0, "%s", s);
+            snprintf(s, sizeof s, "rms:rows1:cols%d:%s:bwd", n, t ? "f64" : "f32");
             verify_all(s, simd_only);
         }
 }
@@ -78,6 +110,10 @@ Test(simd, tails_channels, .timeout = 600)
             snprintf(s, sizeof s, "bn:n2c%dh3w3:nhwc:%s", c, t ? "f64" : "f32");
             verify_all(s, simd_only);
             snprintf(s, sizeof s, "in:n1c%dh2w3:nhwc:%s:affine", c, t ? "f64" : "f32");
+            verify_all(s, simd_only);
+            snprintf(s, sizeof s, "bn:n2c%dh3w3:nhwc:%s:bwd", c, t ? "f64" : "f32");
+            cr_assert(verify_all(s, simd_only) > 0, "%s", s);
+            snprintf(s, sizeof s, "in:n1c%dh2w3:nhwc:%s:affine:bwd", c, t ? "f64" : "f32");
             verify_all(s, simd_only);
         }
 }
@@ -94,6 +130,12 @@ Test(simd, tails_segments, .timeout = 600)
         "gn:n2c12h5w7:g4:nhwc:f32",
         "bn:n5c3h7w9:nchw:f32",
         "gn:n1c64h3w3:g1:nhwc:f64:data=offset1e3",
+        /* backward: segments of 1..5 values, groups of many segments */
+        "bn:n7c3:f32:bwd",
+        "bn:n33c2h1w5:f64:data=offset100:bwd",
+        "gn:n2c16h1w3:g2:f32:bwd",
+        "gn:n1c30h2w3:g3:f64:bwd",
+        "gn:n2c12h5w7:g4:nhwc:f32:bwd",
     };
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         cr_assert(verify_all(ps[i], simd_only) > 0, "%s", ps[i]);
@@ -181,7 +223,15 @@ Test(simd, long_reduction_split, .timeout = 600)
         /* twopass NHWC units over 1 MiB: blocked statistics (ch_tp_blocked),
          * near sqrt(FLT_MAX) (the three-pass fallback) and large offsets */
         "bn:n8c64h40w40:nhwc:f32:data=huge", "bn:n8c64h40w40:nhwc:f32:data=offset1e4",
-        "gn:n2c256h40w40:g32:nhwc:f64:data=offset1e6"};
+        "gn:n2c256h40w40:g32:nhwc:f64:data=offset1e6",
+        /* backward: rows in blocks of more than 4 rows, few long segments
+         * (each step over every segment), NHWC sums in blocks of positions,
+         * samples in parallel */
+        "ln:rows600:cols300:f32:bwd:data=offset1e3", "bn:n4c3h100w100:nchw:f32:bwd",
+        "bn:n4c4h30w30:nhwc:f64:bwd", "gn:n1c4h50w50:g1:nhwc:f32:bwd",
+        "in:n2c3h50w50:nhwc:affine:f32:bwd", "in:n17c3h8w8:nhwc:affine:f64:bwd",
+        "gn:n1c4h100w100:g2:nchw:f64:bwd:data=offset1e3"};
+    size_t ran_bwd = 0;
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
         nb_problem p;
         cr_assert_eq(nb_problem_parse(ps[i], &p, NULL, 0), NB_OK);
@@ -189,13 +239,14 @@ Test(simd, long_reduction_split, .timeout = 600)
         nb_ref r = {0};
         cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
         cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
-        const size_t bytes = (size_t)nb_problem_numel(&p) * nb_dtype_size(p.dtype);
-        void *first = malloc(bytes);
-        cr_assert(first);
+        const size_t bytes = outputs_bytes(&p);
+        void *first = malloc(bytes), *now = malloc(bytes);
+        cr_assert(first && now);
         for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
             const nb_kernel *k = nb_kernel_at(ki);
-            if (k->layer != p.layer || !ours(k) || !omp_only(k))
+            if (!nb_kernel_runs(k, &p) || !ours(k) || !omp_only(k))
                 continue;
+            ran_bwd += nb_problem_is_backward(&p);
             for (int th = 1; th <= 2; th++) {
                 nb_set_threads(th);
                 nb_check c;
@@ -204,35 +255,39 @@ Test(simd, long_reduction_split, .timeout = 600)
                 cr_expect(c.verdict == NB_PASS ||
                               (c.verdict == NB_LIMIT && !(k->flags & NB_KF_PRESCALED)),
                           "%s on %s at %d threads: %s", k->name, ps[i], th, c.reason);
-                if (th == 1)
-                    memcpy(first, d.y, bytes);
-                else if (k->flags & NB_KF_DETERMINISTIC)
-                    cr_expect(memcmp(first, d.y, bytes) == 0, "%s on %s: 1 and 2 threads differ",
+                outputs_copy(&d, th == 1 ? first : now);
+                if (th == 2 && (k->flags & NB_KF_DETERMINISTIC))
+                    cr_expect(memcmp(first, now, bytes) == 0, "%s on %s: 1 and 2 threads differ",
                               k->name, ps[i]);
             }
         }
         nb_set_threads(0);
         free(first);
+        free(now);
         nb_ref_free(&r);
         nb_data_free(&d);
     }
+    cr_expect_gt(ran_bwd, 0, "no /omp kernel ran a backward problem");
 }
 
 /* Every kernel that claims determinism gives the same bits on repeated
  * runs and at 1 and 2 threads. */
 Test(simd, determinism_claims, .timeout = 600)
 {
-    static const char *const ps[] = {"ln:rows5:cols300:f32", "rms:rows3:cols129:f64",
-                                     "bn:n3c5h6w6:nhwc:f32", "bn:n3c5h6w6:f64",
-                                     "in:n2c3h9w9:nhwc:f32", "gn:n2c6h5w5:g3:f32"};
+    static const char *const ps[] = {
+        "ln:rows5:cols300:f32",      "rms:rows3:cols129:f64",     "bn:n3c5h6w6:nhwc:f32",
+        "bn:n3c5h6w6:f64",           "in:n2c3h9w9:nhwc:f32",      "gn:n2c6h5w5:g3:f32",
+        "ln:rows300:cols65:f32:bwd", "rms:rows5:cols129:f64:bwd", "bn:n3c5h6w6:nhwc:f32:bwd",
+        "bn:n3c5h6w6:f64:bwd",       "bn:n3c5h6w6:infer:f32:bwd", "in:n2c3h9w9:nhwc:affine:f32:bwd",
+        "gn:n2c6h5w5:g3:f32:bwd"};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
         nb_problem p;
         cr_assert_eq(nb_problem_parse(ps[i], &p, NULL, 0), NB_OK);
         nb_data d;
         cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
-        const size_t bytes = (size_t)nb_problem_numel(&p) * nb_dtype_size(p.dtype);
-        void *first = malloc(bytes);
-        cr_assert(first);
+        const size_t bytes = outputs_bytes(&p);
+        void *first = malloc(bytes), *now = malloc(bytes);
+        cr_assert(first && now);
         for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
             const nb_kernel *k = nb_kernel_at(ki);
             if (!nb_kernel_runs(k, &p) || !ours(k) || !(k->flags & NB_KF_DETERMINISTIC))
@@ -242,15 +297,15 @@ Test(simd, determinism_claims, .timeout = 600)
                 nb_data_reset(&d);
                 nb_args a = nb_data_args(&d);
                 cr_assert_eq(nb_kernel_run(k, &p, &a), NB_OK, "%s", k->name);
-                if (run == 0)
-                    memcpy(first, d.y, bytes);
-                else
-                    cr_expect(memcmp(first, d.y, bytes) == 0, "%s on %s: run %d differs", k->name,
+                outputs_copy(&d, run == 0 ? first : now);
+                if (run > 0)
+                    cr_expect(memcmp(first, now, bytes) == 0, "%s on %s: run %d differs", k->name,
                               ps[i], run);
             }
         }
         nb_set_threads(0);
         free(first);
+        free(now);
         nb_data_free(&d);
     }
 }
