@@ -185,6 +185,7 @@ static const struct command {
      "    --layer bn|in|ln|gn|rms   search the layer's problem of inputs/search.txt\n"
      "    --batch FILE         search each problem of FILE too (repeatable)\n"
      "    --dtype f32|f64      dtype (default f32 for --layer, each problem's own for --batch)\n"
+     "    --dir fwd|bwd        the --layer problem's direction (bwd: x and dy searched)\n"
      "    --kernels GLOB       kernels to search (default all but the negative controls)\n"
      "    --iters N            evaluations per kernel (default 3000)\n"
      "    --time S             seconds per kernel at most (default 10)\n"
