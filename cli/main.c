@@ -136,7 +136,14 @@ static const struct command {
      "    --running-mean0 m0.npy --running-var0 v0.npy    their initial values (default seeded)\n"
      "    --depth C            the producer's reduction depth, 1..n-1 (default n-1)\n"
      "    --prescaled          the producer prescales: out-of-range squares FAIL, never LIMIT\n"
-     "    --label NAME         the name on the result line (default external)\n"},
+     "    --label NAME         the name on the result line (default external)\n"
+     "    backward problems (bwd, bwd_d): --x x.npy --dy dy.npy --dx dx.npy, no --y:\n"
+     "    --dgamma dg.npy --dbeta db.npy    parameter gradients to check (default: not checked)\n"
+     "    --mean m.npy --rstd r.npy         the saved statistics the producer used (default:\n"
+     "                                      the reference's, rounded); bn inference: also\n"
+     "                                      --running-mean0/--running-var0\n"
+     "    --depth C --depth-param Cp        group and parameter reduction depths (default\n"
+     "                                      n-1 and terms-1)\n"},
     {"run", cmd_run,
      "run --problem STR --kernel NAME --out DIR [--force]: run one kernel and write its inputs,\n"
      "    parameters and outputs as .npy files with problem.txt and manifest.txt\n"
@@ -178,6 +185,7 @@ static const struct command {
      "    --layer bn|in|ln|gn|rms   search the layer's problem of inputs/search.txt\n"
      "    --batch FILE         search each problem of FILE too (repeatable)\n"
      "    --dtype f32|f64      dtype (default f32 for --layer, each problem's own for --batch)\n"
+     "    --dir fwd|bwd        the --layer problem's direction (bwd: x and dy searched)\n"
      "    --kernels GLOB       kernels to search (default all but the negative controls)\n"
      "    --iters N            evaluations per kernel (default 3000)\n"
      "    --time S             seconds per kernel at most (default 10)\n"

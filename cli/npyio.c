@@ -16,6 +16,7 @@
  * (C,) or (cols,) (any shape with that many elements); statistics one value
  * per group (any shape with that many elements). */
 #include "cli.h"
+#include "npyio.h"
 #include "run_out.h"
 
 #include <errno.h>
@@ -26,8 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* The problem's memory-layout shape of x and y. */
-static int layout_shape(const nb_problem *p, int64_t *shape)
+int cli_layout_shape(const nb_problem *p, int64_t *shape)
 {
     if (p->layer == NB_LN || p->layer == NB_RMS) {
         shape[0] = p->n;
@@ -57,11 +57,8 @@ static void shape_str(const int64_t *s, int nd, char *buf, size_t len)
         snprintf(buf + o, len - (size_t)o, ")");
 }
 
-/* Load `path` into dst (count elements of the problem's dtype). x/y: the
- * layout shape is enforced (ln/rms may split rows into leading dims);
- * others: the element count. Returns 0 or a cli_error code. */
-static int load_into(const char *what, const char *path, const nb_problem *p, void *dst,
-                     int64_t count, bool xshape)
+int cli_npy_load(const char *what, const char *path, const nb_problem *p, void *dst, int64_t count,
+                 bool xshape)
 {
     nb_npy a;
     char err[512];
@@ -77,7 +74,7 @@ static int load_into(const char *what, const char *path, const nb_problem *p, vo
                        nb_dtype_name(a.dtype), nb_dtype_name(p->dtype));
     } else if (xshape) {
         int64_t ls[8];
-        int nd = layout_shape(p, ls);
+        int nd = cli_layout_shape(p, ls);
         shape_str(ls, nd, want, sizeof want);
         bool ok = a.ndim == nd;
         for (int i = 0; ok && i < nd; i++)
@@ -97,20 +94,13 @@ static int load_into(const char *what, const char *path, const nb_problem *p, vo
     return rc;
 }
 
-static void put_dd(void *buf, nb_dtype t, int64_t i, double v)
+void cli_put_value(void *buf, nb_dtype t, int64_t i, double v)
 {
     if (t == NB_F32)
         ((float *)buf)[i] = (float)v;
     else
         ((double *)buf)[i] = v;
 }
-
-/* The files and settings of `check`. */
-typedef struct check_args {
-    const char *ps, *fx, *fy, *fg, *fb, *fm, *fv, *fr, *frm, *frv, *frm0, *frv0, *label;
-    long long depth; /* a whole number, overflow checked; -1: not given */
-    bool prescaled;
-} check_args;
 
 static int parse_check_options(int argc, char **argv, check_args *a)
 {
@@ -128,12 +118,23 @@ static int parse_check_options(int argc, char **argv, check_args *a)
         {.name = "--running-var", .kind = CLI_OPT_STRING, .dest = &a->frv, .value = file},
         {.name = "--running-mean0", .kind = CLI_OPT_STRING, .dest = &a->frm0, .value = file},
         {.name = "--running-var0", .kind = CLI_OPT_STRING, .dest = &a->frv0, .value = file},
+        {.name = "--dy", .kind = CLI_OPT_STRING, .dest = &a->fdy, .value = file},
+        {.name = "--dx", .kind = CLI_OPT_STRING, .dest = &a->fdx, .value = file},
+        {.name = "--dgamma", .kind = CLI_OPT_STRING, .dest = &a->fdg, .value = file},
+        {.name = "--dbeta", .kind = CLI_OPT_STRING, .dest = &a->fdb, .value = file},
         {.name = "--label", .kind = CLI_OPT_STRING, .dest = &a->label, .value = "a label"},
         {.name = "--depth",
          .kind = CLI_OPT_INT,
          .dest = &a->depth,
          .value = "a reduction depth",
          .range = "a whole reduction depth C >= 1",
+         .min = 1,
+         .max = 1e18},
+        {.name = "--depth-param",
+         .kind = CLI_OPT_INT,
+         .dest = &a->depth_param,
+         .value = "a reduction depth",
+         .range = "a whole reduction depth Cp >= 1",
          .min = 1,
          .max = 1e18},
         {.name = "--prescaled", .kind = CLI_OPT_FLAG, .dest = &a->prescaled},
@@ -147,27 +148,37 @@ static int parse_check_options(int argc, char **argv, check_args *a)
 
 int cmd_check(int argc, char **argv)
 {
-    check_args a = {.label = "external", .depth = -1};
+    check_args a = {.label = "external", .depth = -1, .depth_param = -1};
     const int opt_rc = parse_check_options(argc, argv, &a);
     if (opt_rc)
         return opt_rc;
-    const char *ps = a.ps, *fx = a.fx, *fy = a.fy, *fg = a.fg, *fb = a.fb, *fm = a.fm, *fv = a.fv,
-               *fr = a.fr, *frm = a.frm, *frv = a.frv, *frm0 = a.frm0, *frv0 = a.frv0,
-               *label = a.label;
+    nb_problem p;
+    char err[256];
+    if (!a.ps)
+        return cli_error("check needs --problem (see normbench help)");
+    if (nb_problem_parse(a.ps, &p, err, sizeof err))
+        return cli_error("invalid problem '%s': %s", a.ps, err);
+    if (nb_problem_is_backward(&p))
+        return check_backward(&a, &p);
+    const char *bwd_only = a.fdy                ? "--dy"
+                           : a.fdx              ? "--dx"
+                           : a.fdg              ? "--dgamma"
+                           : a.fdb              ? "--dbeta"
+                           : a.depth_param >= 0 ? "--depth-param"
+                                                : NULL;
+    if (bwd_only)
+        return cli_error("%s is for backward problems (bwd, bwd_d); '%s' is forward", bwd_only,
+                         a.ps);
+    const char *fx = a.fx, *fy = a.fy, *fg = a.fg, *fb = a.fb, *fm = a.fm, *fv = a.fv, *fr = a.fr,
+               *frm = a.frm, *frv = a.frv, *frm0 = a.frm0, *frv0 = a.frv0, *label = a.label;
     double depth = (double)a.depth;
     const unsigned flags = a.prescaled ? NB_KF_PRESCALED : 0;
-    if (!ps || !fx || !fy)
+    if (!fx || !fy)
         return cli_error("check needs --problem, --x and --y (see normbench help)");
     if ((fm != NULL) != (fr != NULL))
         return cli_error("--mean and --rstd go together");
     if ((frm != NULL) != (frv != NULL) || (frm0 != NULL) != (frv0 != NULL))
         return cli_error("--running-mean and --running-var (and the ...0 pair) go together");
-    nb_problem p;
-    char err[256];
-    if (nb_problem_parse(ps, &p, err, sizeof err))
-        return cli_error("invalid problem '%s': %s", ps, err);
-    if (nb_problem_is_backward(&p))
-        return cli_error("'%s': run and check take forward problems only (backward: issue 11)", ps);
     if ((frm || frm0) && !nb_problem_has_running(&p))
         return cli_error("this problem has no running statistics");
     if ((fg || fb) && !p.affine)
@@ -195,15 +206,15 @@ int cmd_check(int argc, char **argv)
     const nb_dtype t = p.dtype;
     const int64_t N = nb_problem_numel(&p), G = nb_problem_stat_count(&p),
                   P = nb_problem_param_count(&p);
-    int rc = load_into("x", fx, &p, d.x, N, true);
+    int rc = cli_npy_load("x", fx, &p, d.x, N, true);
     if (!rc && fg)
-        rc = load_into("gamma", fg, &p, d.gamma, P, false);
+        rc = cli_npy_load("gamma", fg, &p, d.gamma, P, false);
     if (!rc && fb)
-        rc = load_into("beta", fb, &p, d.beta, P, false);
+        rc = cli_npy_load("beta", fb, &p, d.beta, P, false);
     if (!rc && frm0)
-        rc = load_into("running-mean0", frm0, &p, d.running_mean0, P, false);
+        rc = cli_npy_load("running-mean0", frm0, &p, d.running_mean0, P, false);
     if (!rc && frv0)
-        rc = load_into("running-var0", frv0, &p, d.running_var0, P, false);
+        rc = cli_npy_load("running-var0", frv0, &p, d.running_var0, P, false);
     if (rc) {
         nb_data_free(&d);
         return rc;
@@ -214,29 +225,29 @@ int cmd_check(int argc, char **argv)
         return st == NB_ERR_NOMEM ? cli_resource_error("%s: reference: %s", canon, nb_strerror(st))
                                   : cli_error("%s: reference: %s", canon, nb_strerror(st));
     }
-    rc = load_into("y", fy, &p, d.y, N, true);
+    rc = cli_npy_load("y", fy, &p, d.y, N, true);
     /* Statistics not given are taken from the reference (so they cannot
      * fail) and reported as not checked. */
     for (int64_t g = 0; g < G; g++) {
-        put_dd(d.mean, t, g, r.mean[g].hi);
-        put_dd(d.var, t, g, r.var[g].hi);
-        put_dd(d.rstd, t, g, r.rstd[g].hi);
+        cli_put_value(d.mean, t, g, r.mean[g].hi);
+        cli_put_value(d.var, t, g, r.var[g].hi);
+        cli_put_value(d.rstd, t, g, r.rstd[g].hi);
     }
     if (nb_problem_has_running(&p))
         for (int64_t c = 0; c < P; c++) {
-            put_dd(d.running_mean, t, c, r.running_mean[c].hi);
-            put_dd(d.running_var, t, c, r.running_var[c].hi);
+            cli_put_value(d.running_mean, t, c, r.running_mean[c].hi);
+            cli_put_value(d.running_var, t, c, r.running_var[c].hi);
         }
     if (!rc && fm)
-        rc = load_into("mean", fm, &p, d.mean, G, false);
+        rc = cli_npy_load("mean", fm, &p, d.mean, G, false);
     if (!rc && fr)
-        rc = load_into("rstd", fr, &p, d.rstd, G, false);
+        rc = cli_npy_load("rstd", fr, &p, d.rstd, G, false);
     if (!rc && fv)
-        rc = load_into("var", fv, &p, d.var, G, false);
+        rc = cli_npy_load("var", fv, &p, d.var, G, false);
     if (!rc && frm)
-        rc = load_into("running-mean", frm, &p, d.running_mean, P, false);
+        rc = cli_npy_load("running-mean", frm, &p, d.running_mean, P, false);
     if (!rc && frv)
-        rc = load_into("running-var", frv, &p, d.running_var, P, false);
+        rc = cli_npy_load("running-var", frv, &p, d.running_var, P, false);
     if (rc) {
         nb_ref_free(&r);
         nb_data_free(&d);
@@ -286,6 +297,31 @@ int cmd_check(int argc, char **argv)
     return c.verdict == NB_FAIL || c.verdict == NB_LIMIT ? 1 : 0;
 }
 
+/* run of a forward problem: x, y, the parameters, the statistics and the
+ * running statistics before and after the update. */
+static int run_write_forward(run_out *out, const nb_problem *p, const nb_data *d)
+{
+    int64_t xs[8];
+    int nd = cli_layout_shape(p, xs);
+    const int64_t G[1] = {nb_problem_stat_count(p)}, P[1] = {nb_problem_param_count(p)};
+    int rc = run_out_npy(out, "x", p, nd, xs, d->x);
+    rc = rc ? rc : run_out_npy(out, "y", p, nd, xs, d->y);
+    if (!rc && p->affine)
+        rc = run_out_npy(out, "gamma", p, 1, P, d->gamma);
+    if (!rc && nb_problem_uses_beta(p))
+        rc = run_out_npy(out, "beta", p, 1, P, d->beta);
+    rc = rc ? rc : run_out_npy(out, "mean", p, 1, G, d->mean);
+    rc = rc ? rc : run_out_npy(out, "var", p, 1, G, d->var);
+    rc = rc ? rc : run_out_npy(out, "rstd", p, 1, G, d->rstd);
+    if (!rc && nb_problem_has_running(p)) {
+        rc = run_out_npy(out, "running_mean0", p, 1, P, d->running_mean0);
+        rc = rc ? rc : run_out_npy(out, "running_var0", p, 1, P, d->running_var0);
+        rc = rc ? rc : run_out_npy(out, "running_mean", p, 1, P, d->running_mean);
+        rc = rc ? rc : run_out_npy(out, "running_var", p, 1, P, d->running_var);
+    }
+    return rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
     const char *ps = NULL, *kn = NULL, *dir = NULL;
@@ -310,8 +346,6 @@ int cmd_run(int argc, char **argv)
     char err[256];
     if (nb_problem_parse(ps, &p, err, sizeof err))
         return cli_error("invalid problem '%s': %s", ps, err);
-    if (nb_problem_is_backward(&p))
-        return cli_error("'%s': run and check take forward problems only (backward: issue 11)", ps);
     const nb_kernel *k = nb_kernel_find(kn);
     if (!k)
         return cli_error("no kernel named '%s'; see 'normbench list'", kn);
@@ -339,37 +373,20 @@ int cmd_run(int argc, char **argv)
     }
     char canon[512];
     nb_problem_format(&p, canon, sizeof canon);
-    int64_t xs[8];
-    int nd = layout_shape(&p, xs);
-    const int64_t G[1] = {nb_problem_stat_count(&p)}, P[1] = {nb_problem_param_count(&p)};
-    int rc = run_out_npy(&out, "x", &p, nd, xs, d.x);
-    rc = rc ? rc : run_out_npy(&out, "y", &p, nd, xs, d.y);
-    if (!rc && p.affine)
-        rc = run_out_npy(&out, "gamma", &p, 1, P, d.gamma);
-    if (!rc && nb_problem_uses_beta(&p))
-        rc = run_out_npy(&out, "beta", &p, 1, P, d.beta);
-    rc = rc ? rc : run_out_npy(&out, "mean", &p, 1, G, d.mean);
-    rc = rc ? rc : run_out_npy(&out, "var", &p, 1, G, d.var);
-    rc = rc ? rc : run_out_npy(&out, "rstd", &p, 1, G, d.rstd);
-    if (!rc && nb_problem_has_running(&p)) {
-        rc = run_out_npy(&out, "running_mean0", &p, 1, P, d.running_mean0);
-        rc = rc ? rc : run_out_npy(&out, "running_var0", &p, 1, P, d.running_var0);
-        rc = rc ? rc : run_out_npy(&out, "running_mean", &p, 1, P, d.running_mean);
-        rc = rc ? rc : run_out_npy(&out, "running_var", &p, 1, P, d.running_var);
-    }
+    int rc = nb_problem_is_backward(&p) ? run_write_backward(&out, &p, &d)
+                                        : run_write_forward(&out, &p, &d);
     if (!rc) {
         char text[1024];
         snprintf(text, sizeof text, "%s\n%s\n", canon, kn);
         rc = run_out_text(&out, "problem.txt", text);
     }
     rc = rc ? rc : run_out_finish(&out, canon, &p, kn);
-    if (!rc)
-        printf("wrote %s/{x,y,%smean,var,rstd%s}.npy, problem.txt and " RUN_OUT_MANIFEST
-               " for %s %s\n",
-               dir, p.affine ? (nb_problem_uses_beta(&p) ? "gamma,beta," : "gamma,") : "",
-               nb_problem_has_running(&p) ? ",running_mean0,running_var0,running_mean,running_var"
-                                          : "",
+    if (!rc) {
+        char names[512];
+        run_out_names(&out, names, sizeof names);
+        printf("wrote %s/{%s}.npy, problem.txt and " RUN_OUT_MANIFEST " for %s %s\n", dir, names,
                kn, canon);
+    }
     nb_data_free(&d);
     return rc;
 }

@@ -31,9 +31,22 @@
 
 /* Every file a run may write (the manifest aside). */
 static const char *const run_files[] = {
-    "x.npy",           "y.npy",       "gamma.npy",         "beta.npy",         "mean.npy",
-    "var.npy",         "rstd.npy",    "running_mean0.npy", "running_var0.npy", "running_mean.npy",
-    "running_var.npy", "problem.txt",
+    "x.npy",
+    "y.npy",
+    "gamma.npy",
+    "beta.npy",
+    "mean.npy",
+    "var.npy",
+    "rstd.npy",
+    "running_mean0.npy",
+    "running_var0.npy",
+    "running_mean.npy",
+    "running_var.npy",
+    "dy.npy",
+    "dx.npy",
+    "dgamma.npy",
+    "dbeta.npy",
+    "problem.txt",
 };
 #define NRUN_FILES ((int)(sizeof run_files / sizeof run_files[0]))
 _Static_assert(NRUN_FILES <= RUN_OUT_MAX_FILES, "RUN_OUT_MAX_FILES too small");
@@ -155,6 +168,18 @@ int run_out_npy(run_out *o, const char *name, const nb_problem *p, int nd, const
         snprintf(what + n, sizeof what - (size_t)n, ")");
     note_written(o, index, what);
     return 0;
+}
+
+void run_out_names(const run_out *o, char *buf, size_t len)
+{
+    int n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < o->nwritten && n >= 0 && (size_t)n < len; i++) {
+        const char *f = run_files[o->order[i]];
+        const char *dot = strstr(f, ".npy");
+        if (dot)
+            n += snprintf(buf + n, len - (size_t)n, "%s%.*s", n ? "," : "", (int)(dot - f), f);
+    }
 }
 
 /* Write text to <dir>/<file> whole or not at all; 0 or a cli_error status. */

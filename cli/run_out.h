@@ -29,9 +29,13 @@ typedef struct run_out {
  * 0 or a cli_error status. */
 int run_out_prepare(run_out *o, const char *dir, bool force);
 /* Write <dir>/<name>.npy (name: x, y, gamma, beta, mean, var, rstd,
- * running_mean0, running_var0, running_mean, running_var) in p's dtype. */
+ * running_mean0, running_var0, running_mean, running_var; backward: dy, dx,
+ * dgamma, dbeta) in p's dtype. */
 int run_out_npy(run_out *o, const char *name, const nb_problem *p, int nd, const int64_t *shape,
                 const void *data);
+/* The .npy files written so far, without the suffix, comma-separated:
+ * "x,y,gamma,mean". */
+void run_out_names(const run_out *o, char *buf, size_t len);
 /* Write the text file <dir>/<file> (file: problem.txt). */
 int run_out_text(run_out *o, const char *file, const char *text);
 /* Remove the previous run's files this run did not write, then write the

@@ -22,7 +22,16 @@
  * outliers, +/-sigma alternation. Perturbations: scale one element, move it
  * towards or beyond another, flip its sign about the mean, nudge it by a few
  * ulps, or shift the whole group. A candidate replaces the current one when
- * its max scaled error is larger. */
+ * its max scaled error is larger.
+ *
+ * Backward problems (a bwd/bwd_d problem of --batch, or --dir bwd with
+ * --layer: the layer's backward line of inputs/search.txt) search x and dy
+ * together: dy restarts as normal, constant (true dx 0), proportional to
+ * the centred x (true dx 0 with eps 0), sparse small integers or offset,
+ * and half of the perturbations move dy (scale or copy one element, shift
+ * it all, nudge one by ulps). The saved mean and rstd the kernel is given
+ * are the reference's, rounded to the dtype (as `check` takes them when not
+ * given); the corpus entry adds <name>-dy.npy and a `dy` line. */
 #include "cli.h"
 #include "nb_atomic_file.h"
 
@@ -50,16 +59,24 @@ static double nrand(void)
     return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
 }
 
+static double getb(const nb_data *d, const void *b, int64_t i)
+{
+    return d->prob.dtype == NB_F32 ? (double)((const float *)b)[i] : ((const double *)b)[i];
+}
+static void setb(const nb_data *d, void *b, int64_t i, double v)
+{
+    if (d->prob.dtype == NB_F32)
+        ((float *)b)[i] = (float)v;
+    else
+        ((double *)b)[i] = v;
+}
 static double getx(const nb_data *d, int64_t i)
 {
-    return d->prob.dtype == NB_F32 ? (double)((float *)d->x)[i] : ((double *)d->x)[i];
+    return getb(d, d->x, i);
 }
 static void setx(nb_data *d, int64_t i, double v)
 {
-    if (d->prob.dtype == NB_F32)
-        ((float *)d->x)[i] = (float)v;
-    else
-        ((double *)d->x)[i] = v;
+    setb(d, d->x, i, v);
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -117,20 +134,102 @@ static void perturb(nb_data *d, int64_t n)
     }
 }
 
+/* A fresh dy for the current x, from one of the families of the header
+ * comment. */
+static void restart_dy(nb_data *d, int64_t n)
+{
+    const int fam = (int)(urand() * 5);
+    const double scale = pow(10.0, -2 + 4 * urand()), c = scale * (urand() < 0.5 ? -1 : 1);
+    double mean = 0, sq = 0;
+    for (int64_t i = 0; i < n; i++)
+        mean += getx(d, i) / (double)n;
+    for (int64_t i = 0; i < n; i++)
+        sq += (getx(d, i) - mean) * (getx(d, i) - mean) / (double)n;
+    const double inv_std = sq > 0 ? 1 / sqrt(sq) : 0, mu = pow(10.0, 3 * urand());
+    for (int64_t i = 0; i < n; i++) {
+        double v;
+        switch (fam) {
+        case 1: v = c; break;
+        case 2: v = c * (getx(d, i) - mean) * inv_std; break;
+        case 3: v = urand() < 0.75 ? 0 : floor(9 * urand()) - 4; break;
+        case 4: v = mu + nrand(); break;
+        default: v = scale * nrand(); break;
+        }
+        setb(d, d->dy, i, v);
+    }
+}
+
+/* Move dy a little: scale or copy one element, shift it all, nudge one. */
+static void perturb_dy(nb_data *d, int64_t n)
+{
+    const int64_t i = (int64_t)(urand() * (double)n) % n, j = (int64_t)(urand() * (double)n) % n;
+    const double yi = getb(d, d->dy, i);
+    switch ((int)(urand() * 4)) {
+    case 0: setb(d, d->dy, i, yi * (1 + nrand())); break;
+    case 1: setb(d, d->dy, i, getb(d, d->dy, j)); break;
+    case 2: {
+        const double shift = 0.1 * nrand();
+        for (int64_t k = 0; k < n; k++)
+            setb(d, d->dy, k, getb(d, d->dy, k) + shift);
+        break;
+    }
+    default: {
+        const double step = d->prob.dtype == NB_F32 ? 0x1p-23 : 0x1p-52;
+        setb(d, d->dy, i, yi * (1 + step * (double)((int)(urand() * 9) - 4)));
+        break;
+    }
+    }
+}
+
+/* The searched state: x, and dy for a backward problem. */
+static size_t state_bytes(const nb_data *d)
+{
+    const size_t xb = (size_t)nb_problem_numel(&d->prob) * nb_dtype_size(d->prob.dtype);
+    return nb_problem_is_backward(&d->prob) ? 2 * xb : xb;
+}
+static void state_save(const nb_data *d, char *buf)
+{
+    const size_t xb = (size_t)nb_problem_numel(&d->prob) * nb_dtype_size(d->prob.dtype);
+    memcpy(buf, d->x, xb);
+    if (nb_problem_is_backward(&d->prob))
+        memcpy(buf + xb, d->dy, xb);
+}
+static void state_load(nb_data *d, const char *buf)
+{
+    const size_t xb = (size_t)nb_problem_numel(&d->prob) * nb_dtype_size(d->prob.dtype);
+    memcpy(d->x, buf, xb);
+    if (nb_problem_is_backward(&d->prob))
+        memcpy(d->dy, buf + xb, xb);
+}
+
+/* Every value of the searched state is finite. */
+static bool state_finite(const nb_data *d)
+{
+    const int64_t n = nb_problem_numel(&d->prob);
+    const bool bwd = nb_problem_is_backward(&d->prob);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(getx(d, i)) || (bwd && !isfinite(getb(d, d->dy, i))))
+            return false;
+    return true;
+}
+
 /* Max scaled error of kernel k on the current x (reference recomputed);
  * -1 when the reference or kernel fails or the result is not checkable. */
 static bool by_bound_use;
 
 static double evaluate(const nb_kernel *k, nb_data *d, nb_check *c)
 {
-    const int64_t n = nb_problem_numel(&d->prob);
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(getx(d, i)))
-            return -1;
+    if (!state_finite(d))
+        return -1;
     nb_ref r = {0};
     if (nb_ref_compute(d, &r)) {
         nb_ref_free(&r);
         return -1;
+    }
+    /* backward: the saved statistics of this x, the reference's rounded */
+    for (int64_t g = 0; nb_problem_is_backward(&d->prob) && g < r.groups; g++) {
+        setb(d, d->mean, g, r.mean[g].hi);
+        setb(d, d->rstd, g, r.rstd[g].hi);
     }
     nb_verify_one(k, d, &r, c);
     nb_ref_free(&r);
@@ -142,6 +241,7 @@ static double evaluate(const nb_kernel *k, nb_data *d, nb_check *c)
 
 typedef struct search_opts {
     const char *dtype_s, *out; /* dtype_s NULL: each problem's own */
+    const char *dir_s;         /* --dir: the --layer problem's direction (fwd, bwd) */
     char *const *globs;
     int ng;
     long iters;
@@ -159,6 +259,10 @@ static int write_entry(const search_opts *o, const nb_kernel *k, const nb_data *
     snprintf(path, sizeof path, "%s/%s.npy", o->out, name);
     if (nb_npy_write(path, p->dtype, 1, shape, best->x, err, sizeof err))
         return cli_error("%s", err);
+    const bool bwd = nb_problem_is_backward(p);
+    snprintf(path, sizeof path, "%s/%s-dy.npy", o->out, name);
+    if (bwd && nb_npy_write(path, p->dtype, 1, shape, best->dy, err, sizeof err))
+        return cli_error("%s", err);
     snprintf(path, sizeof path, "%s/%s.txt", o->out, name);
     nb_atomic_file out;
     if (nb_atomic_open(&out, path, NB_ATOMIC_NOFOLLOW, err, sizeof err))
@@ -167,8 +271,8 @@ static int write_entry(const search_opts *o, const nb_kernel *k, const nb_data *
     if (from_layer)
         fprintf(f,
                 "# normbench worst-case corpus entry, found by: normbench search --layer %s "
-                "--dtype %s ",
-                nb_layer_short(k->layer), nb_dtype_name(p->dtype));
+                "--dtype %s%s ",
+                nb_layer_short(k->layer), nb_dtype_name(p->dtype), bwd ? " --dir bwd" : "");
     else
         fprintf(f, "# normbench worst-case corpus entry, found by: normbench search --batch FILE "
                    "(FILE holding the problem below) ");
@@ -178,6 +282,11 @@ static int write_entry(const search_opts *o, const nb_kernel *k, const nb_data *
             "problem %s\nkernel %s\nscaled %.6g\nbound_use %.6g\nexpect %s\n",
             k->name, o->iters, o->seed, by_bound_use ? "bound" : "scaled", name, canon, k->name,
             c->max_scaled, c->max_bound_use, c->verdict == NB_FAIL ? "fail" : "pass");
+    if (bwd)
+        fprintf(f,
+                "# dy is %s-dy.npy (flat); the saved mean and rstd are the reference's, rounded\n"
+                "dy %s-dy.npy\n",
+                name, name);
     if (nb_atomic_commit(&out, err, sizeof err))
         return cli_error("search: %s", err);
     if (c->verdict == NB_FAIL && !(k->flags & NB_KF_NEGATIVE_CONTROL))
@@ -192,7 +301,8 @@ static double climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data
                     nb_data *best, nb_check *best_c)
 {
     const int64_t n = nb_problem_numel(&cur->prob);
-    const size_t xb = (size_t)n * nb_dtype_size(cur->prob.dtype);
+    const size_t xb = state_bytes(cur);
+    const bool bwd = nb_problem_is_backward(&cur->prob);
     rs = o->seed * 0x9E3779B97F4A7C15ull + ki + 1;
     double best_v = -1, cur_v = -1;
     nb_check c;
@@ -203,24 +313,34 @@ static double climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data
         /* restart every 200 steps without progress */
         if (cur_v < 0 || it % 200 == 0) {
             restart(cur, n);
+            if (bwd)
+                restart_dy(cur, n);
             cur_v = evaluate(k, cur, &c);
             restarts++;
         } else {
-            void *save = malloc(xb);
+            char *save = malloc(xb);
             if (!save)
                 break;
-            memcpy(save, cur->x, xb);
-            perturb(cur, n);
+            state_save(cur, save);
+            if (bwd && urand() < 0.5)
+                perturb_dy(cur, n);
+            else
+                perturb(cur, n);
             double v = evaluate(k, cur, &c);
             if (v > cur_v)
                 cur_v = v;
             else
-                memcpy(cur->x, save, xb);
+                state_load(cur, save);
             free(save);
         }
         if (cur_v > best_v) {
+            char *keep = malloc(xb);
+            if (!keep)
+                break;
             best_v = cur_v;
-            memcpy(best->x, cur->x, xb);
+            state_save(cur, keep);
+            state_load(best, keep);
+            free(keep);
             evaluate(k, best, best_c);
         }
     }
@@ -243,8 +363,6 @@ static int search_parse(const search_opts *o, const char *ps_in, nb_problem *p)
              o->dtype_s ? o->dtype_s : "", o->seed);
     if (nb_problem_parse(ps, p, err, sizeof err))
         return cli_error("invalid problem '%s': %s", ps, err);
-    if (nb_problem_is_backward(p))
-        return cli_error("search: '%s': backward problems are not searched yet (issue 11)", ps);
     return 0;
 }
 
@@ -271,9 +389,10 @@ static int search_problem(const search_opts *o, const char *ps_in, const char *t
         const double worst = rc ? -1 : climb(o, k, ki, &cur, &best, &best_c);
         if (o->out && worst >= 0) {
             char name[256];
-            snprintf(name, sizeof name, "%s-%s-%s-%s%s-%s%s", nb_layer_short(k->layer),
-                     nb_dtype_name(p.dtype), nb_algo_name(k->algo), nb_isa_name(k->isa),
-                     k->omp ? "-omp" : "", by_bound_use ? "bound" : "scaled", tag);
+            snprintf(name, sizeof name, "%s%s-%s-%s-%s%s-%s%s", nb_layer_short(k->layer),
+                     nb_problem_is_backward(&p) ? "-bwd" : "", nb_dtype_name(p.dtype),
+                     nb_algo_name(k->algo), nb_isa_name(k->isa), k->omp ? "-omp" : "",
+                     by_bound_use ? "bound" : "scaled", tag);
             rc = write_entry(o, k, &best, &best_c, canon, name, !*tag);
             *found += !rc;
         }
@@ -285,9 +404,9 @@ static int search_problem(const search_opts *o, const char *ps_in, const char *t
     return 0;
 }
 
-/* The line of the --layer's layer in the built-in list inputs/search.txt
- * (malloc'd), or NULL after a cli_error. */
-static char *layer_problem(nb_layer layer)
+/* The line of the --layer's layer and the --dir's direction in the
+ * built-in list inputs/search.txt (malloc'd), or NULL after a cli_error. */
+static char *layer_problem(nb_layer layer, nb_direction dir)
 {
     nb_problem_list base = {0};
     char err[512], *shape = NULL;
@@ -297,12 +416,13 @@ static char *layer_problem(nb_layer layer)
     }
     for (size_t i = 0; i < base.count && !shape; i++) {
         nb_problem p;
-        if (!nb_problem_parse(base.items[i], &p, NULL, 0) && p.layer == layer)
+        if (!nb_problem_parse(base.items[i], &p, NULL, 0) && p.layer == layer && p.dir == dir)
             shape = strdup(base.items[i]);
     }
     nb_problem_list_free(&base);
     if (!shape)
-        cli_error("search: inputs/search.txt has no %s problem", nb_layer_short(layer));
+        cli_error("search: inputs/search.txt has no %s %s problem", nb_layer_short(layer),
+                  nb_direction_name(dir));
     return shape;
 }
 
@@ -339,7 +459,8 @@ static int require_kernels(const search_opts *o, int layer, const nb_problem_lis
     unsigned kinds = 0;
     if (layer >= 0) {
         nb_problem p = {.layer = (nb_layer)layer,
-                        .dtype = o->dtype_s && !strcmp(o->dtype_s, "f64") ? NB_F64 : NB_F32};
+                        .dtype = o->dtype_s && !strcmp(o->dtype_s, "f64") ? NB_F64 : NB_F32,
+                        .dir = strcmp(o->dir_s, "bwd") ? NB_FWD : NB_BWD};
         kinds |= cli_problem_kind(&p);
     }
     for (size_t i = 0; i < batch->count; i++) {
@@ -371,7 +492,7 @@ static int search_all(const char *layer_s, const search_opts *o, const nb_proble
         return cli_error("cannot create '%s': %s", o->out, strerror(errno));
     int found = 0;
     if (layer >= 0) {
-        char *shape = layer_problem((nb_layer)layer);
+        char *shape = layer_problem((nb_layer)layer, strcmp(o->dir_s, "bwd") ? NB_FWD : NB_BWD);
         search_opts lo = *o;
         lo.dtype_s = o->dtype_s ? o->dtype_s : "f32";
         rc = shape ? search_problem(&lo, shape, "", &found) : 2;
@@ -414,20 +535,26 @@ static int parse_search_options(int argc, char **argv, const char **layer_s, sea
          .min = 0,
          .max = DBL_MAX,
          .above_min = true},
+        {.name = "--dir",
+         .kind = CLI_OPT_CHOICE,
+         .dest = &o->dir_s,
+         .value = "fwd or bwd",
+         .range = "fwd|bwd"},
         {.name = "--objective",
          .kind = CLI_OPT_CHOICE,
          .dest = &objective,
          .value = "scaled or bound",
          .range = "scaled|bound"},
     };
-    const cli_spec spec = {.command = "search",
-                           .common = CLI_KERNELS | CLI_SEED | CLI_BATCH,
-                           .opts = opts,
-                           .nopts = sizeof opts / sizeof opts[0],
-                           .hint = " (usage: normbench search --layer bn|in|ln|gn|rms "
-                                   "[--dtype f32|f64] [--batch FILE ...] [--kernels GLOB] "
-                                   "[--iters N] [--time SECONDS] [--seed S] [--out DIR] "
-                                   "[--objective scaled|bound])"};
+    const cli_spec spec = {
+        .command = "search",
+        .common = CLI_KERNELS | CLI_SEED | CLI_BATCH,
+        .opts = opts,
+        .nopts = sizeof opts / sizeof opts[0],
+        .hint = " (usage: normbench search --layer bn|in|ln|gn|rms "
+                "[--dtype f32|f64] [--dir fwd|bwd] [--batch FILE ...] [--kernels GLOB] "
+                "[--iters N] [--time SECONDS] [--seed S] [--out DIR] "
+                "[--objective scaled|bound])"};
     const int rc = cli_parse_options(&spec, argc, argv, c);
     o->iters = (long)iters;
     o->globs = c->globs;
@@ -441,7 +568,7 @@ static int parse_search_options(int argc, char **argv, const char **layer_s, sea
 int cmd_search(int argc, char **argv)
 {
     const char *layer_s = NULL;
-    search_opts o = {.iters = 3000, .tmax = 10, .seed = 1};
+    search_opts o = {.iters = 3000, .tmax = 10, .seed = 1, .dir_s = "fwd"};
     cli_common c;
     int rc = parse_search_options(argc, argv, &layer_s, &o, &c);
     if (!rc)

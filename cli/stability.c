@@ -19,8 +19,21 @@
  *   Welford  (updates against a drifting mean)    ~ C u K      slope 1
  *   one-pass (E[x^2] - E[x]^2)                    ~ C u K^2    slope 2
  * The classification uses that slope; the table also prints the slopes of
- * the scaled error and of the K-free y error. */
+ * the scaled error and of the K-free y error.
+ *
+ * Backward shapes (a `bwd` line of inputs/stability.txt) run the kernels
+ * that compute the backward pass. Their raw dx error grows like u K for
+ * every kernel, the centred one included: the saved mean they are given is
+ * rounded to the dtype, which moves xhat by u K (docs/DESIGN.md section
+ * 4.8). What carries the algorithm is the error of dx against the exact
+ * gradient *given the saved statistics* (stability_bwd.c), in units of
+ * u rstd (|g| + mean|g| + |xhat| mean|g xhat|):
+ *   centred  (sums of g and g xh on centred xh)      ~ C u      slope 0
+ *   expanded (sum of g x on uncentred x, PyTorch's)  ~ C u K    slope 1
+ * so the centred kernels must come out stable and the expanded ones
+ * growing with K (linear or quadratic). */
 #include "cli.h"
+#include "stability.h"
 #include "nb_atomic_file.h"
 
 #include <math.h>
@@ -31,44 +44,20 @@
 /* Slope thresholds of the classification (of log rstd error vs log K). */
 #define SLOPE_LINEAR 0.5
 #define SLOPE_QUADRATIC 1.5
-/* Points whose rstd relative error reaches this (or any non-finite output)
- * have lost every digit: excluded from the fit ("saturated"). */
-#define SATURATED_REL 0.1
 /* Errors are floored at this many u before taking logs (exact results). */
 #define ERR_FLOOR 0.25
 /* Points with K below this sit on the rounding floor of every algorithm;
  * the fit uses K >= FIT_KMIN. */
 #define FIT_KMIN 3.0
 #define NSEEDS 3
-#define MAXPTS 24
 
 /* The sweep's shapes: the built-in list inputs/stability.txt (problem
  * strings without dtype, seed and data), one row of plot panels each. */
 typedef struct sweep_bases {
     nb_problem_list shapes;
-    nb_layer *layer; /* of each shape */
+    nb_layer *layer;   /* of each shape */
+    nb_direction *dir; /* of each shape: fwd, or bwd for the backward sweep */
 } sweep_bases;
-
-typedef struct point {
-    double K;        /* mean over groups of the reference's K */
-    double rstd_rel; /* max |rstd err| / (u rstd), over groups and seeds */
-    double scaled;   /* max scaled error */
-    double kfree;    /* max err / (u (|g|(1+|z|) + |b| + |y|)) */
-    bool saturated;
-    bool failed;  /* kernel error */
-    bool skipped; /* kernel does not support the problem (SKIP) */
-} point;
-
-typedef struct series {
-    const nb_kernel *k;
-    nb_dtype dtype;
-    size_t base; /* index of its shape in sweep_bases */
-    int npts;
-    point pt[MAXPTS];
-    double slope, slope_scaled, slope_kfree;
-    int nfit;
-    const char *cls;
-} series;
 
 static double getv(const void *b, nb_dtype t, int64_t i)
 {
@@ -84,7 +73,7 @@ static double fit_slope(const series *s, int which, int *nused)
         const point *p = &s->pt[i];
         if (p->saturated || p->failed || p->K < FIT_KMIN)
             continue;
-        double v = which == 0 ? p->rstd_rel : which == 1 ? p->scaled : p->kfree;
+        double v = which == 0 ? p->fit_err : which == 1 ? p->scaled : p->kfree;
         double lx = log10(p->K), ly = log10(fmax(v, ERR_FLOOR));
         sx += lx;
         sy += ly;
@@ -107,6 +96,10 @@ static void measure(const nb_kernel *k, nb_data *d, const nb_ref *r, point *pt)
         pt->skipped = c.verdict == NB_SKIP;
         return;
     }
+    if (nb_problem_is_backward(&d->prob)) {
+        stability_measure_bwd(d, r, &c, pt);
+        return;
+    }
     const nb_problem *p = &d->prob;
     const nb_dtype t = p->dtype;
     const double u = t == NB_F32 ? 0x1p-24 : 0x1p-53;
@@ -116,8 +109,8 @@ static void measure(const nb_kernel *k, nb_data *d, const nb_ref *r, point *pt)
         double rel = fabs((got - want) - r->rstd[g].lo) / want;
         if (!isfinite(got) || !(rel < SATURATED_REL))
             pt->saturated = true;
-        else if (rel / u > pt->rstd_rel)
-            pt->rstd_rel = rel / u;
+        else if (rel / u > pt->fit_err)
+            pt->fit_err = rel / u;
     }
     if (isfinite(c.max_scaled) && c.max_scaled > pt->scaled)
         pt->scaled = c.max_scaled;
@@ -171,7 +164,7 @@ static void svg_panel(FILE *f, double x0, double y0, double w, double h, const c
             if (!ss[i].pt[j].failed)
                 emax =
                     fmax(emax, ss[i].pt[j].saturated ? 1.0 / (t == NB_F32 ? 0x1p-24 : 0x1p-53) * 0.1
-                                                     : ss[i].pt[j].rstd_rel);
+                                                     : ss[i].pt[j].fit_err);
     }
     const double lxmax = log10(kmax) + 0.2, lymin = log10(ERR_FLOOR),
                  lymax = ceil(log10(emax)) + 0.5;
@@ -201,7 +194,7 @@ static void svg_panel(FILE *f, double x0, double y0, double w, double h, const c
             const point *p = &s->pt[j];
             if (p->failed || p->saturated)
                 continue;
-            fprintf(f, "%.1f,%.1f ", XP(log10(p->K)), YP(log10(fmax(p->rstd_rel, ERR_FLOOR))));
+            fprintf(f, "%.1f,%.1f ", XP(log10(p->K)), YP(log10(fmax(p->fit_err, ERR_FLOOR))));
         }
         fprintf(f, "'/>\n");
         for (int j = 0; j < s->npts; j++) {
@@ -232,12 +225,13 @@ static int write_svg(const char *path, const sweep_bases *sb, const series *ss, 
             "font-family='sans-serif'>\n",
             2 * W, nl * H + 40);
     fprintf(f, "<text x='10' y='20' font-size='13'>normbench stability sweep: max relative rstd "
-               "error (units of u) vs K = rms/std; x = saturated (all digits lost)</text>\n");
+               "error (units of u; backward: dx given the saved statistics) vs K = rms/std; x = "
+               "saturated (all digits lost)</text>\n");
     for (int l = 0; l < nl; l++)
         for (int t = 0; t < 2; t++) {
             char title[96];
-            snprintf(title, sizeof title, "%s %s", nb_layer_name(sb->layer[l]),
-                     nb_dtype_name((nb_dtype)t));
+            snprintf(title, sizeof title, "%s %s%s", nb_layer_name(sb->layer[l]),
+                     nb_dtype_name((nb_dtype)t), sb->dir[l] == NB_FWD ? "" : " backward (dx)");
             svg_panel(f, t * W, 30 + l * H, W, H, title, ss, ns, (size_t)l, (nb_dtype)t);
         }
     fprintf(f, "</svg>\n");
@@ -254,13 +248,16 @@ static int load_bases(sweep_bases *sb)
     char err[512];
     if (nb_problem_list_builtin(&sb->shapes, "stability", err, sizeof err))
         return cli_error("stability sweep: %s", err);
-    if (!(sb->layer = calloc(sb->shapes.count, sizeof *sb->layer)))
+    sb->layer = calloc(sb->shapes.count, sizeof *sb->layer);
+    sb->dir = calloc(sb->shapes.count, sizeof *sb->dir);
+    if (!sb->layer || !sb->dir)
         return cli_error("out of memory");
     for (size_t l = 0; l < sb->shapes.count; l++) {
         nb_problem p;
         if (nb_problem_parse(sb->shapes.items[l], &p, err, sizeof err))
             return cli_error("stability sweep: %s", err);
         sb->layer[l] = p.layer;
+        sb->dir[l] = p.dir;
     }
     return 0;
 }
@@ -269,6 +266,7 @@ static void free_bases(sweep_bases *sb)
 {
     nb_problem_list_free(&sb->shapes);
     free(sb->layer);
+    free(sb->dir);
 }
 
 /* The offsets mu: 0, then half decades up to 1e4 (f32) or 1e9 (f64). */
@@ -289,10 +287,11 @@ static int add_series(series *ss, int ns, const sweep_bases *sb, size_t l, nb_dt
     for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
         const nb_kernel *k = nb_kernel_at(ki);
         if (k->layer != sb->layer[l] || !cli_kernel_selected(k, globs, ng) ||
-            !(k->dtypes & (1u << dt)) || !(k->directions & (1u << NB_FWD)) ||
+            !(k->dtypes & (1u << dt)) || !(k->directions & (1u << sb->dir[l])) ||
             !nb_kernel_available(k))
             continue;
-        ss[ns++] = (series){.k = k, .dtype = dt, .base = l, .npts = npts};
+        ss[ns++] = (series){
+            .k = k, .dtype = dt, .base = l, .backward = sb->dir[l] != NB_FWD, .npts = npts};
     }
     return ns;
 }
@@ -329,8 +328,10 @@ static int run_point(const char *shape, nb_dtype dt, double mu, series *ss, int 
         nb_ref_free(&r);
         nb_data_free(&d);
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         ss[i].pt[j].K = Kn ? Ksum / Kn : NAN;
+        ss[i].pt[j].mu = mu;
+    }
     return 0;
 }
 
@@ -391,21 +392,48 @@ static void print_header(void)
            "slope", "slope_scl", "slope_kfr", "rstd_err@1", "rstd_errKm", "class");
 }
 
-static void print_row(const series *s)
+/* The largest K of the fitted points and its error; the saturated count. */
+static int row_summary(const series *s, double *kfit, double *ehi)
 {
-    double kfit = 0, elo = s->pt[0].rstd_rel, ehi = 0;
     int sat = 0;
+    *kfit = 0;
+    *ehi = 0;
     for (int j = 0; j < s->npts; j++) {
         if (s->pt[j].saturated)
             sat++;
-        else if (!s->pt[j].failed && s->pt[j].K >= kfit) {
-            kfit = s->pt[j].K;
-            ehi = s->pt[j].rstd_rel;
+        else if (!s->pt[j].failed && s->pt[j].K >= *kfit) {
+            *kfit = s->pt[j].K;
+            *ehi = s->pt[j].fit_err;
         }
     }
-    printf("%-32s %-4s %8.2g %5d %6.2f %9.2f %9.2f %10.3g %10.3g  %s", s->k->name,
-           nb_dtype_name(s->dtype), kfit, s->nfit, s->slope, s->slope_scaled, s->slope_kfree, elo,
-           ehi, s->cls);
+    return sat;
+}
+
+/* The smallest offset at which the checker's bound failed the kernel (at
+ * any seed), or a negative value when it never did. */
+static double first_bound_fail(const series *s)
+{
+    for (int j = 0; j < s->npts; j++)
+        if (s->pt[j].bound_fail)
+            return s->pt[j].mu;
+    return -1;
+}
+
+static void print_row(const series *s)
+{
+    double kfit, ehi;
+    const int sat = row_summary(s, &kfit, &ehi);
+    printf("%-32s %-4s %8.2g %5d %6.2f %9.2f %9.2f %10.3g %10.3g", s->k->name,
+           nb_dtype_name(s->dtype), kfit, s->nfit, s->slope, s->slope_scaled, s->slope_kfree,
+           s->pt[0].fit_err, ehi);
+    if (s->backward) {
+        const double mu = first_bound_fail(s);
+        char fails[32] = "never";
+        if (mu >= 0)
+            snprintf(fails, sizeof fails, "mu=%.3g", mu);
+        printf(" %10s", fails);
+    }
+    printf("  %s", s->cls);
     if (sat)
         printf(" (%d saturated point%s: all digits lost)", sat, sat > 1 ? "s" : "");
     if (s->k->layer == NB_RMS)
@@ -413,14 +441,38 @@ static void print_row(const series *s)
     putchar('\n');
 }
 
+static void print_backward_header(void)
+{
+    printf("backward (dx): classified by the slope of log10(max dx error given the saved "
+           "statistics) against log10(K), the error in units of u rstd (|g| + mean|g| + |xhat| "
+           "mean|g xhat|); centred kernels must be stable, the expanded form (uncentred sum of "
+           "g x) growing with K\n");
+    printf("  (slope_scl: the checker's scaled error; slope_raw: the dx error against the exact "
+           "gradient, which grows with K for every kernel through the rounded saved mean; "
+           "bound_fail: the smallest offset mu whose checker verdict is FAIL)\n");
+    printf("%-32s %-4s %8s %5s %6s %9s %9s %10s %10s %10s  %s\n", "kernel", "type", "K_max_fit",
+           "pts", "slope", "slope_scl", "slope_raw", "dx_err@1", "dx_errKm", "bound_fail", "class");
+}
+
 static void print_table(const series *ss, int ns)
 {
-    print_header();
-    bool any_rms = false;
-    for (int i = 0; i < ns; i++) {
-        print_row(&ss[i]);
-        any_rms |= ss[i].k->layer == NB_RMS;
-    }
+    bool any_rms = false, any_fwd = false, any_bwd = false;
+    for (int i = 0; i < ns; i++)
+        if (!ss[i].backward) {
+            if (!any_fwd)
+                print_header();
+            any_fwd = true;
+            print_row(&ss[i]);
+            any_rms |= ss[i].k->layer == NB_RMS;
+        }
+    for (int i = 0; i < ns; i++)
+        if (ss[i].backward) {
+            if (!any_bwd)
+                print_backward_header();
+            any_bwd = true;
+            print_row(&ss[i]);
+            any_rms |= ss[i].k->layer == NB_RMS;
+        }
     if (any_rms)
         printf(
             "rmsnorm has no centring: var = mean(x^2) carries no cancellation, K = 1 whatever the "
@@ -430,7 +482,8 @@ static void print_table(const series *ss, int ns)
 
 /* What the series should have been classified as, or NULL when it is as
  * expected: onepass quadratic where the layer centres, twopass stable,
- * welford and peers not quadratic, every series classified. */
+ * welford and peers not quadratic, every series classified; backward: the
+ * expanded form growing with K, every other (centred) kernel stable. */
 static const char *unexpected(const series *s)
 {
     if (s->k->layer == NB_RMS)
@@ -443,6 +496,10 @@ static const char *unexpected(const series *s)
     const bool quad = !strcmp(s->cls, "quadratic-in-K");
     if (!strcmp(s->cls, "unclassified"))
         return "a classification (a kernel that fails or saturates everywhere is not stable)";
+    if (s->backward && s->k->algo == NB_ALGO_EXPANDED)
+        return strcmp(s->cls, "stable") ? NULL : "growing with K (linear- or quadratic-in-K)";
+    if (s->backward)
+        return strcmp(s->cls, "stable") ? "stable (a centred backward kernel)" : NULL;
     if (s->k->algo == NB_ALGO_ONEPASS && !quad)
         return "quadratic-in-K";
     if (s->k->algo == NB_ALGO_TWOPASS && strcmp(s->cls, "stable"))
@@ -458,8 +515,8 @@ static int count_unexpected(const series *ss, int ns)
     for (int i = 0; i < ns; i++) {
         const char *want = unexpected(&ss[i]);
         if (want) {
-            printf("UNEXPECTED %s %s: %s (expected %s)\n", ss[i].k->name,
-                   nb_dtype_name(ss[i].dtype), ss[i].cls, want);
+            printf("UNEXPECTED %s %s%s: %s (expected %s)\n", ss[i].k->name,
+                   nb_dtype_name(ss[i].dtype), ss[i].backward ? " backward" : "", ss[i].cls, want);
             mismatch++;
         }
     }

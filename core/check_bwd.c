@@ -19,7 +19,17 @@
  *   tol_dbeta  = Cp u sum |dy| + tiny
  *
  * over the parameter's terms. None of them is relative to the result, so
- * they keep their meaning where the true dx is 0 (dy=const, dy=prop). */
+ * they keep their meaning where the true dx is 0 (dy=const, dy=prop).
+ *
+ * LIMIT, as in the forward checker: a group whose exact rstd, or an exact
+ * dx, is beyond the dtype's range (subnormal data with eps 0: rstd ~ 1 /
+ * 1e-40 in f32) cannot be represented, and when the kernel's dx in that
+ * group shows it (a non-finite element), its failing elements, and the
+ * non-finite dgamma of the parameters it feeds, are range-limited rather
+ * than failures. A finite wrong answer elsewhere still fails; dbeta does
+ * not read rstd and is always checked. An infinite reference dgamma (bn
+ * inference, whose xhat of an infinite x is infinite) must be matched by
+ * the same infinity. */
 #include "nb_check_private.h"
 
 #include <float.h>
@@ -44,11 +54,15 @@ static double dd_err(double got, nb_dd want)
 typedef struct bgroup {
     double abar, bbar; /* mean|g|, mean|g xhat| */
     double a, b;       /* |mean error| rstd, |rstd error| / rstd */
+    bool out_of_range; /* the exact rstd or an exact dx is beyond the dtype */
+    bool nonfinite;    /* the kernel's dx holds a non-finite element */
+    bool limited;      /* both: its failures are range-limited (LIMIT) */
 } bgroup;
 
 /* Per parameter: the sums the dgamma and dbeta bounds scale with. */
 typedef struct bparam {
     double sdy, sdyz, sstat; /* sum|dy|, sum|dy xhat|, sum|dy| (a + b |xhat|) */
+    bool limited;            /* a term comes from a limited group */
 } bparam;
 
 typedef struct bwd_ctx {
@@ -56,13 +70,13 @@ typedef struct bwd_ctx {
     const nb_ref *r;
     const nb_problem *p;
     nb_check *o;
-    double Cg, Cp, u, tiny;
+    double Cg, Cp, u, tiny, tmax;
     nb_dtype t;
     int64_t N, G, P;
     bool centred, inference;
     bgroup *gr;
     bparam *pa;
-    int64_t nfail;
+    int64_t nfail, nlimit, plimit;
     const char *first_fail, *param_fail;
     char param_why[160];
     double best_use;
@@ -101,6 +115,29 @@ static void scan(bwd_ctx *k)
         const double a = k->gr[g].a, b = k->gr[g].b;
         k->pa[pi].sdyz += fabs(dy) * (fabs(z) + a) * (1 + b);
         k->pa[pi].sstat += fabs(dy) * (b * fabs(z) + a * (1 + b));
+    }
+}
+
+/* The range-limited groups (header comment) and the parameters they feed. */
+static void mark_limited(bwd_ctx *k)
+{
+    const double tmax = k->tmax;
+    int64_t g, pi, coord[5];
+    for (g = 0; g < k->G; g++)
+        k->gr[g].out_of_range = !(k->r->rstd[g].hi <= tmax);
+    for (int64_t i = 0; i < k->N; i++) {
+        nb_check_locate(k->p, i, &g, &pi, coord);
+        const double want = k->r->dx[i].hi;
+        if (!isnan(want) && !(fabs(want) <= tmax))
+            k->gr[g].out_of_range = true;
+        if (!isfinite(getv(k->d->dx, k->t, i)))
+            k->gr[g].nonfinite = true;
+    }
+    for (g = 0; g < k->G; g++)
+        k->gr[g].limited = k->gr[g].out_of_range && k->gr[g].nonfinite && !k->r->group_nan[g];
+    for (int64_t i = 0; i < k->N; i++) {
+        nb_check_locate(k->p, i, &g, &pi, coord);
+        k->pa[pi].limited |= k->gr[g].limited;
     }
 }
 
@@ -174,21 +211,33 @@ static void dx_check(bwd_ctx *k)
         if (isnan(want)) {
             bad = isnan(got) ? NULL : "not NaN where the reference is NaN (NaN/Inf input or 0*inf)";
             use = bad ? INFINITY : 0;
+        } else if (!(fabs(want) <= k->tmax)) {
+            /* the exact dx is beyond the dtype: it rounds to that infinity */
+            bad = got == copysign(INFINITY, want) ? NULL
+                                                  : "beyond the dtype's range, not its infinity";
+            use = bad ? INFINITY : 0;
         } else {
             tol = dx_tol(k, i, g, gi, &scale);
             const double err = dd_err(got, k->r->dx[i]);
             use = isfinite(got) ? err / tol : INFINITY;
             if (!isfinite(got))
                 bad = "non-finite where the reference is finite";
+            else if (!(tol < INFINITY))
+                bad = "finite where the saved statistics are beyond the dtype's range";
             else if (err > tol)
                 bad = "error above the bound";
             const double scaled = scale > 0 ? err / (k->u * scale) : (err > 0 ? INFINITY : 0);
-            o->max_scaled = fmax(o->max_scaled, scaled);
-            k->sum_scaled += scaled;
+            if (isfinite(got) && !isnan(scaled)) {
+                o->max_scaled = fmax(o->max_scaled, scaled);
+                k->sum_scaled += scaled;
+            }
         }
+        const bool limited = bad && k->gr[g].limited;
         o->err_dx = fmax(o->err_dx, use);
-        dx_record(k, i, gi, use, tol, bad != NULL);
-        if (bad && !k->nfail++)
+        dx_record(k, i, gi, use, tol, bad != NULL && !limited);
+        if (limited)
+            k->nlimit++;
+        else if (bad && !k->nfail++)
             k->first_fail = bad;
     }
     o->mean_scaled = k->N ? k->sum_scaled / (double)k->N : 0;
@@ -196,13 +245,19 @@ static void dx_check(bwd_ctx *k)
 
 /* One parameter gradient (dgamma or dbeta, name) against its bound. */
 static double param_use(bwd_ctx *k, const char *name, int64_t pi, double got, nb_dd want,
-                        double tol)
+                        double tol, bool limited)
 {
     const char *why = NULL;
     double use;
     if (isnan(want.hi)) {
         use = isnan(got) ? 0 : INFINITY;
         why = isnan(got) ? NULL : "not NaN where the reference is NaN";
+    } else if (isinf(want.hi)) {
+        use = got == want.hi ? 0 : INFINITY;
+        why = got == want.hi ? NULL : "not the reference's infinity";
+    } else if (limited && !isfinite(got)) {
+        k->plimit++;
+        return INFINITY;
     } else {
         use = isfinite(got) ? dd_err(got, want) / tol : INFINITY;
         why = !isfinite(got) ? "non-finite where the reference is finite"
@@ -227,11 +282,11 @@ static void params_check(bwd_ctx *k)
         const bparam *s = &k->pa[pi];
         const double tg = s->sstat + (k->Cp + 3) * k->u * s->sdyz + k->tiny;
         o->err_dgamma = fmax(o->err_dgamma, param_use(k, "dgamma", pi, getv(k->d->dgamma, k->t, pi),
-                                                      k->r->dgamma[pi], tg));
+                                                      k->r->dgamma[pi], tg, s->limited));
         if (k->r->dbeta) {
             const double tb = k->Cp * k->u * s->sdy + k->tiny;
             o->err_dbeta = fmax(o->err_dbeta, param_use(k, "dbeta", pi, getv(k->d->dbeta, k->t, pi),
-                                                        k->r->dbeta[pi], tb));
+                                                        k->r->dbeta[pi], tb, false));
         }
     }
 }
@@ -258,6 +313,12 @@ static void verdict_set(bwd_ctx *k)
     } else if (k->param_fail) {
         o->verdict = NB_FAIL;
         snprintf(o->reason, sizeof o->reason, "%s", k->param_fail);
+    } else if (k->nlimit || k->plimit) {
+        o->verdict = NB_LIMIT;
+        snprintf(o->reason, sizeof o->reason,
+                 "%lld dx element(s), %lld dgamma out of range: rstd or dx exceeds the dtype's "
+                 "range",
+                 (long long)k->nlimit, (long long)k->plimit);
     } else {
         o->verdict = NB_PASS;
     }
@@ -281,6 +342,7 @@ void nb_check_backward(double Cg, double Cp, const nb_data *d, const nb_ref *r, 
     bwd_ctx k = {.d = d, .r = r, .p = p, .o = o, .Cg = Cg, .Cp = Cp, .t = p->dtype};
     k.u = p->dtype == NB_F32 ? 0x1p-24 : 0x1p-53;
     k.tiny = 4.0 * (p->dtype == NB_F32 ? FLT_MIN : DBL_MIN);
+    k.tmax = p->dtype == NB_F32 ? FLT_MAX : DBL_MAX;
     k.N = nb_problem_numel(p);
     k.G = nb_problem_stat_count(p);
     k.P = nb_problem_param_count(p);
@@ -293,6 +355,7 @@ void nb_check_backward(double Cg, double Cp, const nb_data *d, const nb_ref *r, 
         snprintf(o->reason, sizeof o->reason, "out of memory in the checker");
     } else {
         scan(&k);
+        mark_limited(&k);
         dx_check(&k);
         params_check(&k);
         verdict_set(&k);

@@ -4,7 +4,9 @@
  * (stay within its bound) on every case; a case found for a negative
  * control with `expect fail` must still make that control FAIL (the
  * corpus keeps its teeth). Other negative-control/peer results are not
- * asserted. */
+ * asserted. A backward case (a bwd/bwd_d problem) has its dy in the file
+ * its `dy` line names, and the saved mean and rstd the kernels are given
+ * are the reference's, rounded to the dtype, as when it was found. */
 #include "normbench.h"
 
 #include <criterion/criterion.h>
@@ -15,6 +17,7 @@
 
 typedef struct corpus_case {
     char problem[512], kernel[128], expect[16], npy[4096], txt[4096];
+    char dy[4096]; /* backward: the dy file, or empty */
 } corpus_case;
 
 /* Copy src into dst[size] when it fits (else leave dst empty). */
@@ -48,9 +51,31 @@ static bool read_case(const char *dir, const char *txtname, corpus_case *c)
             copy_field(c->kernel, sizeof c->kernel, line + 7);
         else if (!strncmp(line, "expect ", 7))
             copy_field(c->expect, sizeof c->expect, line + 7);
+        else if (!strncmp(line, "dy ", 3) && dl + strlen(line) + 2 < sizeof c->dy)
+            snprintf(c->dy, sizeof c->dy, "%s/%s", dir, line + 3);
     }
     fclose(f);
     return c->problem[0] && c->kernel[0] && c->expect[0];
+}
+
+/* Load a flat .npy of the problem's dtype and element count into dst. */
+static void load_flat(const char *path, const nb_problem *p, void *dst)
+{
+    nb_npy a;
+    char err[512];
+    cr_assert_eq(nb_npy_read(path, &a, err, sizeof err), NB_OK, "%s", err);
+    cr_assert_eq(a.dtype, p->dtype, "%s: dtype", path);
+    cr_assert_eq(a.count, nb_problem_numel(p), "%s: element count", path);
+    memcpy(dst, a.data, (size_t)a.count * nb_dtype_size(p->dtype));
+    nb_npy_free(&a);
+}
+
+static void set_value(void *buf, nb_dtype t, int64_t i, double v)
+{
+    if (t == NB_F32)
+        ((float *)buf)[i] = (float)v;
+    else
+        ((double *)buf)[i] = v;
 }
 
 static void replay(const corpus_case *cc, int *checked)
@@ -58,16 +83,19 @@ static void replay(const corpus_case *cc, int *checked)
     nb_problem p;
     char err[512];
     cr_assert_eq(nb_problem_parse(cc->problem, &p, err, sizeof err), NB_OK, "%s: %s", cc->txt, err);
-    nb_npy a;
-    cr_assert_eq(nb_npy_read(cc->npy, &a, err, sizeof err), NB_OK, "%s", err);
-    cr_assert_eq(a.dtype, p.dtype, "%s: dtype", cc->npy);
-    cr_assert_eq(a.count, nb_problem_numel(&p), "%s: element count", cc->npy);
     nb_data d;
     cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
-    memcpy(d.x, a.data, (size_t)a.count * nb_dtype_size(p.dtype));
-    nb_npy_free(&a);
+    load_flat(cc->npy, &p, d.x);
+    const bool bwd = nb_problem_is_backward(&p);
+    cr_assert(!bwd || cc->dy[0], "%s: a backward case without its dy file", cc->txt);
+    if (bwd)
+        load_flat(cc->dy, &p, d.dy);
     nb_ref r;
     cr_assert_eq(nb_ref_compute(&d, &r), NB_OK, "%s: reference", cc->txt);
+    for (int64_t g = 0; bwd && g < r.groups; g++) {
+        set_value(d.mean, p.dtype, g, r.mean[g].hi);
+        set_value(d.rstd, p.dtype, g, r.rstd[g].hi);
+    }
     bool own_seen = false;
     for (size_t i = 0; i < nb_kernel_count(); i++) {
         const nb_kernel *k = nb_kernel_at(i);
