@@ -143,16 +143,17 @@ static void guarded_free(guarded *g)
     g->region = NULL;
 }
 
-/* Which side of its data a guarded copy's spare bytes were written: 0 none,
- * else the first changed byte's distance (negative before the start). */
+/* How far a call wrote into a guarded copy's spare bytes: 0 not at all,
+ * else the distance of the farthest changed byte from the data (negative
+ * before its start). */
 static intptr_t spare_written(const guarded *g)
 {
     const char *lo = g->region + g->page;
     const char *hi = g->region + g->region_bytes - g->page;
-    for (const char *c = g->data - 1; c >= lo; c--) /* nearest first */
+    for (const char *c = lo; c < g->data; c++) /* farthest first */
         if ((unsigned char)*c != CANARY)
             return -(intptr_t)(g->data - c);
-    for (const char *c = g->data + g->bytes; c < hi; c++)
+    for (const char *c = hi - 1; c >= g->data + g->bytes; c--)
         if ((unsigned char)*c != CANARY)
             return (intptr_t)(c - (g->data + g->bytes)) + 1;
     return 0;
@@ -201,6 +202,10 @@ static void child_handlers(void)
 static void child_main(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
     child_handlers();
+    /* libgomp cannot start a team in a child forked after the parent ran a
+     * parallel region (its pool threads are not copied: the child would
+     * wait for them forever), so an isolated call runs on one thread. */
+    nb_set_threads(1);
     nb_status st = NB_OK;
     for (int r = 0; r < RUNS && st == NB_OK; r++) {
         nb_args c = *a;
@@ -293,7 +298,8 @@ static void judge_child(const isolation *iso, int waited, int status, double lim
             const intptr_t w = g->region ? spare_written(g) : 0;
             if (w)
                 snprintf(reason, len,
-                         "overrun: wrote %" PRIdPTR " bytes %s %s (run where each buffer %s)",
+                         "overrun: wrote up to %" PRIdPTR
+                         " bytes %s %s (the run where each buffer %s)",
                          w < 0 ? -w : w, w < 0 ? "before the start of" : "past the end of",
                          nb_buffer_name(b), run_names[r]);
         }

@@ -6,6 +6,13 @@
 #define NB_PLUGIN_H
 
 #include "normbench.h"
+#include "normbench_plugin.h"
+
+/* Register the plug-in info describes, as nb_plugin_load does after dlopen
+ * (path and handle recorded; handle may be NULL for a plug-in linked into
+ * the program, as the tests do): the same checks, all or nothing. */
+nb_status nb_plugin_add(const nbp_plugin *info, const char *path, void *handle, char *err,
+                        size_t len);
 
 /* The buffers of nb_args, in its field order. */
 enum nb_buffer {

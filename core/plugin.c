@@ -235,13 +235,13 @@ static nb_status kernels_make(const nbp_plugin *info, const plugin *owner, plugi
             return load_error(err, len, "kernel %zu: %s", i, why);
         }
         kernel_make(&pk[i], &d, owner);
-        const bool seen = nb_kernel_find(pk[i].name) != NULL;
+        /* names are unique across plug-ins (their names are) and across
+         * built-in kernels (which have no ':'): within the plug-in then */
         bool twice = false;
         for (size_t j = 0; j < i && !twice; j++)
             twice = !strcmp(pk[j].name, pk[i].name);
-        if (seen || twice) {
-            load_error(err, len, "kernel %zu: the name %s is %s", i, pk[i].name,
-                       twice ? "declared twice" : "registered already");
+        if (twice) {
+            load_error(err, len, "kernel %zu: the name %s is declared twice", i, pk[i].name);
             free(pk);
             return NB_ERR_PLUGIN;
         }
@@ -288,29 +288,50 @@ static nb_status register_plugin(plugin *pl, plugin_kernel *pk, size_t n, char *
     return NB_OK;
 }
 
-/* Everything after dlopen: symbol, init, checks, kernels, registration. */
-static nb_status plugin_open(void *handle, plugin *pl, char *err, size_t len)
+nb_status nb_plugin_add(const nbp_plugin *info, const char *path, void *handle, char *err,
+                        size_t len)
 {
-    typedef const nbp_plugin *(*init_fn)(uint32_t);
-    init_fn init;
-    void *sym = dlsym(handle, NBP_INIT_SYMBOL);
-    memcpy(&init, &sym, sizeof init); /* object to function pointer, as POSIX allows */
-    if (!sym)
-        return load_error(err, len,
-                          "does not export " NBP_INIT_SYMBOL " (not a normbench plug-in)");
-    const nbp_plugin *info = init(NBP_ABI_VERSION);
-    if (!info)
-        return load_error(err, len, NBP_INIT_SYMBOL " returned NULL (the plug-in refused to load)");
+    if (err && len)
+        err[0] = 0;
     nb_status st = info_check(info, err, len);
     if (st)
         return st;
+    plugin *pl = calloc(1, sizeof *pl);
+    char *copy = strdup(path ? path : "");
+    if (!pl || !copy) {
+        free(pl);
+        free(copy);
+        return load_error(err, len, "out of memory");
+    }
+    *pl = (plugin){.path = copy, .handle = handle};
     snprintf(pl->name, sizeof pl->name, "%s", info->name);
     snprintf(pl->version, sizeof pl->version, "%s", info->version ? info->version : "");
     plugin_kernel *pk = NULL;
     st = kernels_make(info, pl, &pk, err, len);
     if (!st && (st = register_plugin(pl, pk, info->kernel_count, err, len)))
         free(pk);
+    if (st) {
+        free(pl->path);
+        free(pl);
+    }
     return st;
+}
+
+/* The plug-in's description from its init symbol, or NULL (err set). */
+static const nbp_plugin *plugin_info(void *handle, char *err, size_t len)
+{
+    typedef const nbp_plugin *(*init_fn)(uint32_t);
+    init_fn init;
+    void *sym = dlsym(handle, NBP_INIT_SYMBOL);
+    memcpy(&init, &sym, sizeof init); /* object to function pointer, as POSIX allows */
+    if (!sym) {
+        load_error(err, len, "does not export " NBP_INIT_SYMBOL " (not a normbench plug-in)");
+        return NULL;
+    }
+    const nbp_plugin *info = init(NBP_ABI_VERSION);
+    if (!info)
+        load_error(err, len, NBP_INIT_SYMBOL " returned NULL (the plug-in refused to load)");
+    return info;
 }
 
 nb_status nb_plugin_load(const char *path, char *err, size_t len)
@@ -325,22 +346,10 @@ nb_status nb_plugin_load(const char *path, char *err, size_t len)
     void *handle = dlopen(where, RTLD_NOW | RTLD_LOCAL);
     if (!handle)
         return load_error(err, len, "cannot load: %s", dlerror());
-    plugin *pl = calloc(1, sizeof *pl);
-    char *copy = strdup(path);
-    if (!pl || !copy) {
-        free(pl);
-        free(copy);
+    const nbp_plugin *info = plugin_info(handle, err, len);
+    const nb_status st = info ? nb_plugin_add(info, path, handle, err, len) : NB_ERR_PLUGIN;
+    if (st)
         dlclose(handle);
-        return load_error(err, len, "out of memory");
-    }
-    pl->path = copy;
-    pl->handle = handle;
-    nb_status st = plugin_open(handle, pl, err, len);
-    if (st) {
-        free(pl->path);
-        free(pl);
-        dlclose(handle);
-    }
     return st;
 }
 
