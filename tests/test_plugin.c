@@ -408,3 +408,17 @@ Test(isolate, builtin_kernels_give_the_same_bits)
         nb_data_free(&d);
     }
 }
+
+Test(plugin, load_errors_are_one_line)
+{
+    char err[256];
+    cr_expect_eq(nb_plugin_load("", err, sizeof err), NB_ERR_PLUGIN);
+    cr_expect_str_eq(err, "empty plug-in path");
+    cr_expect_eq(nb_plugin_load("no-such-plugin.so", err, sizeof err), NB_ERR_PLUGIN);
+    cr_expect(strstr(err, "cannot load: ./no-such-plugin.so: cannot open shared object file") ==
+                  err,
+              "%s", err);
+    cr_expect(strchr(err, '\n') == NULL);
+    cr_expect_eq(nb_plugin_count(), 0);
+    cr_expect_eq(nb_strerror(NB_ERR_PLUGIN)[0] != 0, 1);
+}
