@@ -121,6 +121,29 @@ extern const char *const bench_traffic_model_text;
 
 /* The command that reruns exactly one case. */
 void bench_repro(const bench_record *r, char *buf, size_t len);
+
+/* ---- the verify gate of plug-in kernels (bench/gate.c) ------------------------ */
+
+enum { BENCH_GATE_UNKNOWN, BENCH_GATE_PASS, BENCH_GATE_SKIP, BENCH_GATE_ERROR };
+
+/* One problem's gate: its reference (built on first need) and, per
+ * selected kernel, the outcome of its isolated verify. */
+typedef struct bench_gate {
+    nb_ref ref;
+    bool have_ref;
+    size_t n;
+    unsigned char *state;
+    char (*reason)[160];
+} bench_gate;
+
+void bench_gate_init(bench_gate *g, size_t nkernels);
+void bench_gate_free(bench_gate *g);
+/* NULL when kernel k (index ki of the run's kernels) may be timed on d's
+ * problem: a built-in kernel, or a plug-in kernel whose isolated verify of
+ * it passed (or was LIMIT). Otherwise the record's reason ("error: failed
+ * its isolated verify: ...", "skipped: ...") and *status. */
+const char *bench_gate_check(bench_gate *g, size_t ki, const nb_kernel *k, nb_data *d,
+                             nb_timed_status *status);
 /* The result line of one case, and the line of one roof measurement. */
 void bench_print_record(const bench_record *r);
 void bench_print_roof(const char *what, const nb_roof *r, size_t bytes);

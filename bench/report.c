@@ -30,7 +30,8 @@ static const char *status_name(nb_timed_status s)
 
 static const char *source_name(const nb_kernel *k)
 {
-    return k->algo == NB_ALGO_ONEDNN ? "onednn" : "normbench";
+    const char *plugin = nb_kernel_plugin(k);
+    return plugin ? plugin : k->algo == NB_ALGO_ONEDNN ? "onednn" : "normbench";
 }
 
 /* ---- text ------------------------------------------------------------------ */
@@ -47,8 +48,10 @@ static void format_time(double s, char *buf, size_t len)
 
 void bench_repro(const bench_record *r, char *buf, size_t len)
 {
-    snprintf(buf, len, "normbench bench --kernels %s --problems %s --threads %d%s",
-             r->m.kernel->name, r->problem, r->m.threads, r->m.cold ? " --cold-only" : "");
+    const char *plugin = nb_kernel_plugin_path(r->m.kernel);
+    snprintf(buf, len, "normbench bench%s%s --kernels %s --problems %s --threads %d%s",
+             plugin ? " --plugin " : "", plugin ? plugin : "", r->m.kernel->name, r->problem,
+             r->m.threads, r->m.cold ? " --cold-only" : "");
 }
 
 void bench_print_record(const bench_record *r)
@@ -232,8 +235,8 @@ static void json_record(nb_json_writer *w, const bench_record *r)
     nb_json_string(w, "set", r->set);
     nb_json_string(w, "layer", nb_layer_name(k->layer));
     nb_json_string(w, "kernel", k->name);
-    nb_json_string(w, "algo", nb_algo_name(k->algo));
-    nb_json_string(w, "isa", nb_isa_name(k->isa));
+    nb_json_string(w, "algo", nb_kernel_algo(k));
+    nb_json_string(w, "isa", nb_kernel_isa(k));
     nb_json_bool(w, "omp", k->omp);
     nb_json_bool(w, "threaded", bench_kernel_threaded(k));
     nb_json_string(w, "problem", r->problem);

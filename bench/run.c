@@ -233,12 +233,14 @@ typedef struct problem_cases {
     nb_data d;
     char ps[512];
     nb_rotation *rotation;
-    size_t total; /* cases in the whole run, for the progress line */
+    size_t total;    /* cases in the whole run, for the progress line */
+    bench_gate gate; /* plug-in kernels: timed only after an isolated verify */
 } problem_cases;
 
 /* Time kernel k on the problem at every thread count, in one mode. */
-static void time_kernel(bench_run *run, problem_cases *pc, const nb_kernel *k, bool cold)
+static void time_kernel(bench_run *run, problem_cases *pc, size_t ki, bool cold)
 {
+    const nb_kernel *k = run->kernels[ki];
     const int counts = bench_kernel_threaded(k) ? run->nthreads : 1;
     for (int ti = 0; ti < counts; ti++) {
         const int th = bench_kernel_threaded(k) ? run->threads[ti] : 1;
@@ -250,8 +252,14 @@ static void time_kernel(bench_run *run, problem_cases *pc, const nb_kernel *k, b
                     pc->ps, th, cold ? "cold" : "warm");
             fflush(stderr);
         }
-        nb_timed_case(k, &pc->d, cold ? pc->rotation : NULL, th, &run->timing, run->si->l2_bytes,
-                      &r->m);
+        nb_timed_status gated;
+        const char *why = bench_gate_check(&pc->gate, ki, k, &pc->d, &gated);
+        if (why) {
+            r->m = (nb_timed_result){.kernel = k, .threads = th, .cold = cold, .status = gated};
+            snprintf(r->m.reason, sizeof r->m.reason, "%s", why);
+        } else
+            nb_timed_case(k, &pc->d, cold ? pc->rotation : NULL, th, &run->timing,
+                          run->si->l2_bytes, &r->m);
         set_fractions(run, r);
         run->nskipped += r->m.status == NB_TIMED_SKIPPED;
         run->nerrors += r->m.status == NB_TIMED_ERROR;
@@ -301,6 +309,7 @@ static void time_problem(bench_run *run, problem_cases *pc)
         return;
     }
     print_problem(run, pc);
+    bench_gate_init(&pc->gate, run->nkernels);
     for (int mode = 0; mode < 2; mode++) {
         const bool cold = mode == 1;
         if ((!cold && !run->warm) || (cold && !run->cold))
@@ -312,8 +321,9 @@ static void time_problem(bench_run *run, problem_cases *pc)
         }
         for (size_t k = 0; k < run->nkernels; k++)
             if (kernel_runs(run->kernels[k], p))
-                time_kernel(run, pc, run->kernels[k], cold);
+                time_kernel(run, pc, k, cold);
     }
+    bench_gate_free(&pc->gate);
     nb_data_free(&pc->d);
 }
 

@@ -16,6 +16,7 @@ enum cli_exit {
     CLI_EXIT_FAIL = 1,      /* a kernel failed (or a regression was found) */
     CLI_EXIT_USAGE = 2,     /* bad input or usage, or the options select nothing */
     CLI_EXIT_RESOURCES = 3, /* could not run: not enough memory for a problem */
+    CLI_EXIT_PLUGIN = 4,    /* a plug-in could not be loaded (the rest ran and passed) */
 };
 /* Internal: a command's --help was printed; main exits CLI_EXIT_OK. */
 #define CLI_HELP_SHOWN 100
@@ -119,6 +120,16 @@ void cli_common_free(cli_common *c);
 /* cli_parse_options for a command that takes none of the common options
  * (spec->common == 0): only its own destinations are filled. */
 int cli_parse_own_options(const cli_spec *spec, int argc, char **argv);
+
+/* ---- plug-ins (cli/plugins.c) ------------------------------------------------ */
+
+/* Load NORMBENCH_PLUGINS and every `--plugin PATH` of argv[1..argc), and
+ * take `--plugin-timeout S`, removing them from argv (argc updated). A
+ * plug-in that fails to load is one line on stderr, counted in *failed;
+ * the others load. Non-zero (the exit code) on a malformed option. */
+int cli_take_plugins(const char *command, int *argc, char **argv, int *failed);
+/* " --plugin PATH" for a plug-in kernel's repro line, "" for a built-in one. */
+const char *cli_plugin_flag(const nb_kernel *k, char *buf, size_t len);
 
 /* ---- subcommands ------------------------------------------------------------- */
 

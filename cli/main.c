@@ -56,7 +56,7 @@ static void print_kernel(const nb_kernel *k)
         strcat(flags, " deterministic");
     /* status stays the eighth column: scripts read it there */
     printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %-11s %s%s\n", k->name, nb_layer_name(k->layer),
-           nb_algo_name(k->algo), nb_isa_name(k->isa), k->omp ? "yes" : "no", red[k->reduction], dt,
+           nb_kernel_algo(k), nb_kernel_isa(k), k->omp ? "yes" : "no", red[k->reduction], dt,
            nb_kernel_available(k) ? "available" : "unavailable", dirs, flags);
 }
 
@@ -198,9 +198,16 @@ static const struct command {
 static const char *const footer =
     "  help [COMMAND]: this text, or one command's; every command also takes --help (-h)\n"
     "  version: the version (also --version)\n"
+    "Plug-ins (list, verify, bench, search): --plugin PATH.so (repeatable) and\n"
+    "  NORMBENCH_PLUGINS=a.so:b.so load kernels of other libraries, named\n"
+    "  <plugin>:<layer>/<algo>/<isa> (include/normbench_plugin.h); each verify call of a\n"
+    "  plug-in kernel runs in a child process, its buffers between guard pages, limited to\n"
+    "  --plugin-timeout S seconds (default 10 + 1e-7 per element): a crash, an overrun or a\n"
+    "  timeout is a FAIL naming it; bench times a plug-in kernel only after it passed that.\n"
     "Exit status: 0 all passed; 1 a kernel failed (FAIL; for check also LIMIT); 2 bad input or\n"
     "  usage, or nothing selected; 3 could not run: a problem needs more memory than available\n"
-    "  (half of the physical memory; the message gives both sizes).\n"
+    "  (half of the physical memory; the message gives both sizes); 4 a plug-in could not be\n"
+    "  loaded (the message says why; everything else ran and passed).\n"
     "Problem strings: see README.md, e.g. ln:rows64:cols256:eps1e-5:f32:data=offset1e4\n"
     "Output files (--json, --csv, --plot, --out) appear whole or not at all: an error or\n"
     "  an interruption leaves the previous file as it was.\n"
@@ -328,6 +335,25 @@ __attribute__((section(".preinit_array"),
 static void prefer_passive_wait(void) {}
 #endif
 
+/* Run one command; those that run kernels load the plug-ins first, and a
+ * plug-in that failed to load makes an otherwise clean run exit
+ * CLI_EXIT_PLUGIN. */
+static int run_command(const struct command *c, int argc, char **argv)
+{
+    static const char *const with_plugins[] = {"list", "verify", "bench", "search"};
+    int failed = 0;
+    for (size_t i = 0; i < sizeof with_plugins / sizeof with_plugins[0]; i++)
+        if (!strcmp(c->name, with_plugins[i])) {
+            const int rc = cli_take_plugins(c->name, &argc, argv, &failed);
+            if (rc)
+                return rc;
+        }
+    const int rc = c->fn(argc, argv);
+    if (rc == CLI_HELP_SHOWN)
+        return CLI_EXIT_OK;
+    return rc == CLI_EXIT_OK && failed ? CLI_EXIT_PLUGIN : rc;
+}
+
 int main(int argc, char **argv)
 {
     prefer_passive_wait();
@@ -347,10 +373,8 @@ int main(int argc, char **argv)
     if (omp && omp_threads_too_many(omp))
         return cli_error("OMP_NUM_THREADS='%s' asks for more than 1024 threads", omp);
     const struct command *c = find_command(cmd);
-    if (c) {
-        const int rc = c->fn(argc - 1, argv + 1);
-        return rc == CLI_HELP_SHOWN ? CLI_EXIT_OK : rc;
-    }
+    if (c)
+        return run_command(c, argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
         return cmd_help(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

@@ -26,7 +26,7 @@ bool cli_kernel_selected(const nb_kernel *k, char *const *globs, int nglobs)
         snprintf(buf, sizeof buf, "%s", globs[i]);
         char *save = NULL;
         for (char *g = strtok_r(buf, ",", &save); g; g = strtok_r(NULL, ",", &save))
-            if (nb_glob_match(g, k->name) && (!control || strstr(g, nb_algo_name(k->algo))))
+            if (nb_glob_match(g, k->name) && (!control || strstr(g, nb_kernel_algo(k))))
                 return true;
     }
     return false;

@@ -389,9 +389,11 @@ static int search_problem(const search_opts *o, const char *ps_in, const char *t
         const double worst = rc ? -1 : climb(o, k, ki, &cur, &best, &best_c);
         if (o->out && worst >= 0) {
             char name[256];
-            snprintf(name, sizeof name, "%s%s-%s-%s-%s%s-%s%s", nb_layer_short(k->layer),
+            const char *plugin = nb_kernel_plugin(k); /* its files apart from ours */
+            snprintf(name, sizeof name, "%s%s%s%s-%s-%s-%s%s-%s%s", plugin ? plugin : "",
+                     plugin ? "-" : "", nb_layer_short(k->layer),
                      nb_problem_is_backward(&p) ? "-bwd" : "", nb_dtype_name(p.dtype),
-                     nb_algo_name(k->algo), nb_isa_name(k->isa), k->omp ? "-omp" : "",
+                     nb_kernel_algo(k), nb_kernel_isa(k), k->omp ? "-omp" : "",
                      by_bound_use ? "bound" : "scaled", tag);
             rc = write_entry(o, k, &best, &best_c, canon, name, !*tag);
             *found += !rc;

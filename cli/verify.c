@@ -34,8 +34,9 @@ static void print_coord(const nb_problem *p, const nb_check *c, char *buf, size_
 /* The command that reruns one kernel on one problem at one thread count. */
 static void verify_repro(const nb_kernel *k, const char *ps, int threads, char *buf, size_t len)
 {
-    snprintf(buf, len, "normbench verify --kernels %s --problems %s --threads %d", k->name, ps,
-             threads);
+    char plugin[1100];
+    snprintf(buf, len, "normbench verify%s --kernels %s --problems %s --threads %d",
+             cli_plugin_flag(k, plugin, sizeof plugin), k->name, ps, threads);
 }
 
 static void print_line(const nb_verify_run *run, const char *ps, const nb_problem *p)

@@ -16,6 +16,7 @@
  * be represented in the kernel's accumulator (and the kernel is not
  * prescaled) are reported as LIMIT, not PASS or FAIL. */
 #include "nb_check_private.h"
+#include "nb_plugin.h"
 
 #include <float.h>
 #include <math.h>
@@ -618,6 +619,22 @@ void nb_check_result(const nb_kernel *k, const nb_data *d, const nb_ref *r, nb_c
     nb_check_result_depth(C, k ? k->flags : 0, d, r, out);
 }
 
+/* Run kernel k on d's buffers, in a child process when it runs isolated
+ * (core/isolate.c): a crash, an overrun or a timeout there is a FAIL with
+ * its cause in out, and NB_ERR_KERNEL. */
+static nb_status run_kernel(const nb_kernel *k, nb_data *d, nb_check *out)
+{
+    nb_args a = nb_data_args(d);
+    if (!nb_kernel_isolated(k))
+        return nb_kernel_run(k, &d->prob, &a);
+    nb_status kernel_status;
+    const nb_status st =
+        nb_isolated_run(k, &d->prob, &a, &kernel_status, out->reason, sizeof out->reason);
+    if (st == NB_ERR_KERNEL)
+        out->verdict = NB_FAIL;
+    return st ? st : kernel_status;
+}
+
 nb_status nb_verify_one(const nb_kernel *k, nb_data *d, const nb_ref *r, nb_check *out)
 {
     memset(out, 0, sizeof *out);
@@ -634,8 +651,9 @@ nb_status nb_verify_one(const nb_kernel *k, nb_data *d, const nb_ref *r, nb_chec
         return NB_OK;
     }
     nb_data_reset(d);
-    nb_args a = nb_data_args(d);
-    nb_status st = nb_kernel_run(k, &d->prob, &a);
+    nb_status st = run_kernel(k, d, out);
+    if (st == NB_ERR_KERNEL && out->verdict == NB_FAIL)
+        return st; /* crashed, overran or timed out: out->reason says which */
     if (st == NB_ERR_UNSUPPORTED) {
         out->verdict = NB_SKIP;
         snprintf(out->reason, sizeof out->reason, "problem not supported by this kernel");
@@ -646,6 +664,8 @@ nb_status nb_verify_one(const nb_kernel *k, nb_data *d, const nb_ref *r, nb_chec
         snprintf(out->reason, sizeof out->reason, "kernel returned error: %s", nb_strerror(st));
         return st;
     }
+    if (nb_plugin_kernel_skips_stats(k) && !nb_problem_is_backward(&d->prob))
+        nb_plugin_fill_stats(d, r);
     nb_check_result(k, d, r, out);
     return NB_OK;
 }

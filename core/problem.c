@@ -33,6 +33,8 @@ static const char *const status_text[NB_STATUS_COUNT] = {
     [NB_ERR_ARG] = "invalid argument",
     [NB_ERR_UNSUPPORTED] = "problem not supported by this kernel",
     [NB_ERR_DIRECTION] = "the kernel does not compute this direction (fwd, bwd, bwd_d)",
+    [NB_ERR_KERNEL] = "the kernel reported an error, crashed or did not return",
+    [NB_ERR_PLUGIN] = "a plug-in could not be loaded",
 };
 
 const char *nb_strerror(nb_status s)

@@ -52,6 +52,14 @@ const nb_kernel *nb_dispatch_pick(const nb_kernel *k, const nb_kernel *candidate
 /* The same among the registered kernels (impls/registry.c). */
 const nb_kernel *nb_default_resolve(const nb_kernel *k);
 
+/* The kernels of the loaded plug-ins (core/plugin.c): their count, the
+ * i-th, and a plug-in kernel's own algorithm and ISA tokens (NULL for a
+ * kernel not of a plug-in). */
+size_t nb_plugin_kernel_count(void);
+const nb_kernel *nb_plugin_kernel_at(size_t i);
+const char *nb_plugin_kernel_algo(const nb_kernel *k);
+const char *nb_plugin_kernel_isa(const nb_kernel *k);
+
 #define NB_KERNEL(layer, algo, isa, thr, dtypes, dirs, red, block, flags, entry) \
     nb_status entry(const nb_kernel *k, const nb_problem *p, const nb_args *a);
 #include "kernels.def"

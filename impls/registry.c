@@ -60,14 +60,21 @@ static const nb_kernel table[] = {
 #undef NB_KERNEL
 };
 
-size_t nb_kernel_count(void)
+/* The built-in kernels come first, then those of the loaded plug-ins
+ * (core/plugin.c), in load order. */
+static size_t builtin_count(void)
 {
     return sizeof table / sizeof table[0];
 }
 
+size_t nb_kernel_count(void)
+{
+    return builtin_count() + nb_plugin_kernel_count();
+}
+
 const nb_kernel *nb_kernel_at(size_t i)
 {
-    return i < nb_kernel_count() ? &table[i] : NULL;
+    return i < builtin_count() ? &table[i] : nb_plugin_kernel_at(i - builtin_count());
 }
 
 const nb_kernel *nb_kernel_find(const char *name)
@@ -75,15 +82,27 @@ const nb_kernel *nb_kernel_find(const char *name)
     if (!name)
         return NULL;
     for (size_t i = 0; i < nb_kernel_count(); i++)
-        if (!strcmp(table[i].name, name))
-            return &table[i];
+        if (!strcmp(nb_kernel_at(i)->name, name))
+            return nb_kernel_at(i);
     return NULL;
+}
+
+const char *nb_kernel_algo(const nb_kernel *k)
+{
+    const char *own = nb_plugin_kernel_algo(k);
+    return own ? own : nb_algo_name(k ? k->algo : NB_ALGO_COUNT);
+}
+
+const char *nb_kernel_isa(const nb_kernel *k)
+{
+    const char *own = nb_plugin_kernel_isa(k);
+    return own ? own : nb_isa_name(k ? k->isa : NB_ISA_COUNT);
 }
 
 const char *nb_algo_name(nb_algo a)
 {
-    static const char *const n[NB_ALGO_COUNT] = {"twopass", "welford", "onepass",
-                                                 "onednn",  "default", "expanded"};
+    static const char *const n[NB_ALGO_COUNT] = {"twopass", "welford",  "onepass", "onednn",
+                                                 "default", "expanded", "plugin"};
     return (unsigned)a < NB_ALGO_COUNT ? n[a] : "?";
 }
 
@@ -100,7 +119,7 @@ bool nb_kernel_runs(const nb_kernel *k, const nb_problem *p)
 
 const nb_kernel *nb_default_resolve(const nb_kernel *k)
 {
-    return nb_dispatch_pick(k, table, nb_kernel_count());
+    return nb_dispatch_pick(k, table, builtin_count());
 }
 
 nb_status nb_default_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)

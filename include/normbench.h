@@ -38,6 +38,8 @@ typedef enum nb_status {
     NB_ERR_ARG,         /* any other invalid argument */
     NB_ERR_UNSUPPORTED, /* valid problem this kernel does not implement (peers) */
     NB_ERR_DIRECTION,   /* the kernel does not compute the problem's direction (fwd/bwd) */
+    NB_ERR_KERNEL,      /* a plug-in kernel returned an error code of its own */
+    NB_ERR_PLUGIN,      /* a plug-in could not be loaded (the message says why) */
     NB_STATUS_COUNT
 } nb_status;
 
@@ -221,7 +223,8 @@ typedef struct nb_args {
  * which run the best kernel available at run time. NB_ISA_BLAS: composed
  * from OpenBLAS calls. Both are always available when built. */
 /* NB_ALGO_EXPANDED: the backward pass on uncentred x (PyTorch's CPU
- * LayerNorm form), registered as a negative control. */
+ * LayerNorm form), registered as a negative control. NB_ALGO_PLUGIN: a
+ * kernel of a plug-in (its own algorithm token is nb_kernel_algo). */
 typedef enum nb_algo {
     NB_ALGO_TWOPASS,
     NB_ALGO_WELFORD,
@@ -229,6 +232,7 @@ typedef enum nb_algo {
     NB_ALGO_ONEDNN,
     NB_ALGO_DEFAULT,
     NB_ALGO_EXPANDED,
+    NB_ALGO_PLUGIN,
     NB_ALGO_COUNT
 } nb_algo;
 
@@ -291,6 +295,11 @@ bool nb_kernel_available(const nb_kernel *k); /* CPU supports its ISA */
 bool nb_kernel_runs(const nb_kernel *k, const nb_problem *p);
 const char *nb_algo_name(nb_algo a);
 const char *nb_isa_name(nb_isa i);
+/* The algorithm and instruction-set tokens of a kernel's name: those of
+ * nb_algo_name and nb_isa_name for the built-in kernels, the plug-in's own
+ * for a plug-in kernel (`twopass`, `scalar` of `mini:layernorm/twopass/scalar`). */
+const char *nb_kernel_algo(const nb_kernel *k);
+const char *nb_kernel_isa(const nb_kernel *k);
 /* Check a NORMBENCH_ISA value: NULL or empty (no cap) or the name of an
  * ISA table row give NB_OK; anything else NB_ERR_PARSE with a one-line
  * message naming the accepted values in err. Without the check, the library
@@ -310,6 +319,49 @@ int nb_get_threads(void);
 nb_status nb_kernel_run(const nb_kernel *k, const nb_problem *p, const nb_args *a);
 /* Validate a problem and its buffers without running anything. */
 nb_status nb_args_check(const nb_problem *p, const nb_args *a);
+
+/* ---- plug-ins (core/plugin.c, include/normbench_plugin.h) -------------- */
+
+/* Load a plug-in (a shared library exporting normbench_plugin_init) and
+ * register its kernels as `<plugin>:<layer>/<algo>/<isa>` after the
+ * built-in ones: nb_kernel_count, nb_kernel_at and nb_kernel_find include
+ * them from then on. All or nothing: on any error (the library does not
+ * load, lacks the symbol, was built against another major ABI version or a
+ * newer minor one, declares an impossible descriptor or a name already
+ * registered) nothing is registered, the library is closed and err holds one
+ * line; NB_ERR_PLUGIN. docs/DESIGN.md section 9. */
+nb_status nb_plugin_load(const char *path, char *err, size_t errlen);
+/* The loaded plug-ins. */
+size_t nb_plugin_count(void);
+/* The plug-in a kernel comes from (its name and the path it was loaded
+ * from), or NULL for a built-in kernel. */
+const char *nb_kernel_plugin(const nb_kernel *k);
+const char *nb_kernel_plugin_path(const nb_kernel *k);
+
+/* Isolation (core/isolate.c): a kernel that runs isolated runs every
+ * verification call (nb_verify_one) in a child process with a time limit,
+ * on copies of its buffers placed between inaccessible guard pages, twice:
+ * once with each buffer's end against the guard after it, once with its
+ * start against the guard before it (the spare bytes on the other side are
+ * filled with a pattern that must survive). A crash, an access to a guard
+ * page, a write into the spare bytes, or no return within the limit is a
+ * FAIL naming the signal, the buffer and the side, or the timeout.
+ * Plug-in kernels always run isolated; NB_ISOLATE_ALL isolates the
+ * built-in ones too (tests). */
+typedef enum nb_isolation { NB_ISOLATE_PLUGINS = 0, NB_ISOLATE_ALL } nb_isolation;
+void nb_set_isolation(nb_isolation mode);
+bool nb_kernel_isolated(const nb_kernel *k);
+/* The time limit of one isolated call: base seconds plus per_element
+ * seconds per element of x (defaults 10 and 1e-7); base <= 0 restores the
+ * defaults. */
+void nb_set_isolation_timeout(double base, double per_element);
+/* Run kernel k on problem p with buffers a in isolation. NB_OK when the
+ * kernel returned (its status, as nb_kernel_run, in *kernel_status) and
+ * touched nothing outside its buffers; its outputs are then in a.
+ * NB_ERR_KERNEL when it crashed, overran or timed out: the one-line cause
+ * in reason. */
+nb_status nb_isolated_run(const nb_kernel *k, const nb_problem *p, const nb_args *a,
+                          nb_status *kernel_status, char *reason, size_t len);
 
 /* ---- data -------------------------------------------------------------- */
 
