@@ -18,7 +18,9 @@
 #endif
 
 static int world_rank, world_size = 1;
+#if NB_HAVE_MPI
 static bool started;
+#endif
 
 bool cli_mpi_built(void)
 {
