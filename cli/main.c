@@ -3,6 +3,7 @@
  * reporting (one line on stderr, the exit statuses of cli.h). */
 #include "../bench/bench.h"
 #include "cli.h"
+#include "cli_mpi.h"
 #include "nb_config.h"
 #include "nb_sysinfo.h"
 #include "nb_tune.h"
@@ -126,6 +127,9 @@ static const struct command {
      "    --seeds K            K consecutive seeds from each problem's seed\n"
      "    --threads 1,2        thread counts; also checks the outputs are bitwise identical\n"
      "    --failures-only      print only the FAIL lines\n"
+     "    --shard              under mpirun: split the cases across the processes, rank 0\n"
+     "                         reports them all (as one process would); without --shard\n"
+     "                         mpirun -np K runs problems with a ranksK token (SyncBatchNorm)\n"
      "    --json FILE          write every result as JSON\n"
      "    --sweep stability    the stability sweep instead (with --kernels, --plot FILE: SVG)\n"},
     {"check", cmd_check,
@@ -373,8 +377,13 @@ int main(int argc, char **argv)
     if (omp && omp_threads_too_many(omp))
         return cli_error("OMP_NUM_THREADS='%s' asks for more than 1024 threads", omp);
     const struct command *c = find_command(cmd);
-    if (c)
-        return run_command(c, argc - 1, argv + 1);
+    if (c) {
+        int rc = cli_mpi_start();
+        if (rc)
+            return rc;
+        rc = run_command(c, argc - 1, argv + 1);
+        return cli_mpi_finish(rc);
+    }
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
         return cmd_help(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

@@ -4,6 +4,7 @@
  * count) with the problem string, seed, errors, verdict, the worst element
  * in hex float and a repro command, and write the same as JSON (--json). */
 #include "cli.h"
+#include "cli_mpi.h"
 #include "nb_atomic_file.h"
 #include "nb_case.h"
 #include "nb_config.h"
@@ -39,15 +40,26 @@ static void verify_repro(const nb_kernel *k, const char *ps, int threads, char *
              cli_plugin_flag(k, plugin, sizeof plugin), k->name, ps, threads);
 }
 
+static void print_result(const char *name, const char *ps, const nb_problem *p, const nb_check *c,
+                         int threads, const char *repro, uint64_t digest);
+
 static void print_line(const nb_verify_run *run, const char *ps, const nb_problem *p)
 {
     char repro[1024];
     verify_repro(run->kernel, ps, run->threads, repro, sizeof repro);
-    cli_print_result(run->kernel->name, ps, p, &run->check, run->threads, repro);
+    print_result(run->kernel->name, ps, p, &run->check, run->threads, repro, run->digest);
 }
 
 void cli_print_result(const char *name, const char *ps, const nb_problem *p, const nb_check *c,
                       int threads, const char *repro)
+{
+    print_result(name, ps, p, c, threads, repro, 0);
+}
+
+/* One result line; a SyncBatchNorm run also prints the digest of its
+ * outputs (bits=), equal across rank counts when the merge is. */
+static void print_result(const char *name, const char *ps, const nb_problem *p, const nb_check *c,
+                         int threads, const char *repro, uint64_t digest)
 {
     printf("%-5s %s %s threads=%d", nb_verdict_name(c->verdict), name, ps, threads);
     if (c->verdict == NB_SKIP) {
@@ -71,6 +83,8 @@ void cli_print_result(const char *name, const char *ps, const nb_problem *p, con
     } else
         printf(" bound_use=%.3g stats_use=%.3g C=%.0f", c->max_bound_use, c->stat_bound_use,
                c->depth);
+    if (digest)
+        printf(" bits=%016llx", (unsigned long long)digest);
     if (c->verdict != NB_PASS) {
         char coord[128];
         print_coord(p, c, coord, sizeof coord);
@@ -186,6 +200,11 @@ static void json_record(nb_json_writer *w, const char *ps, const nb_problem *p,
         json_errors(w, p, c);
         nb_json_string(w, "repro", repro);
     }
+    if (run->digest) {
+        char bits[32];
+        snprintf(bits, sizeof bits, "%016llx", (unsigned long long)run->digest);
+        nb_json_string(w, "bits", bits);
+    }
     nb_json_end_object(w);
 }
 
@@ -194,6 +213,7 @@ static void json_record(nb_json_writer *w, const char *ps, const nb_problem *p,
 typedef struct verify_opts {
     cli_common c;
     bool failures_only;
+    bool shard; /* under mpirun: each process runs its share of the cases */
     const char *sweep, *plot;
 } verify_opts;
 
@@ -233,27 +253,42 @@ static void report_case(verify_run *v, const nb_problem *p, const char *ps,
             nb_determinism_merge(&v->det[k], &res->determinism[k]);
 }
 
-/* One problem at one seed: the case, then its report. */
-static void verify_problem(verify_run *v, const nb_problem *p)
+/* Print and count one case's outcome: its runs, or why it could not run. */
+static void report_outcome(verify_run *v, const nb_problem *p, const nb_verify_result *res)
 {
     char ps[512];
     nb_problem_format(p, ps, sizeof ps);
+    if (res->status) {
+        /* Out of memory is a problem this machine cannot run (exit 3),
+         * not a kernel failure. */
+        fprintf(stderr, "normbench: %s: %s\n", ps, res->error);
+        v->nrefused += res->status == NB_ERR_NOMEM;
+        v->nfail += res->status != NB_ERR_NOMEM;
+    } else {
+        report_case(v, p, ps, res);
+    }
+}
+
+/* The case of one problem at one seed. */
+static void run_case(const verify_run *v, const nb_problem *p, nb_verify_result *res)
+{
     const nb_verify_request req = {.problem = *p,
                                    .kernels = v->kernels,
                                    .nkernels = v->nkernels,
                                    .threads = v->o->c.threads,
                                    .nthreads = v->o->c.nthreads};
+    nb_verify_case(&req, res);
+}
+
+/* One problem at one seed: the case, then its report. A ranks<K> problem
+ * under mpirun ran on every rank together: rank 0 reports the worst. */
+static void verify_problem(verify_run *v, const nb_problem *p)
+{
     nb_verify_result res;
-    const nb_status st = nb_verify_case(&req, &res);
-    if (st) {
-        /* Out of memory is a problem this machine cannot run (exit 3),
-         * not a kernel failure. */
-        fprintf(stderr, "normbench: %s: %s\n", ps, res.error);
-        v->nrefused += st == NB_ERR_NOMEM;
-        v->nfail += st != NB_ERR_NOMEM;
-    } else {
-        report_case(v, p, ps, &res);
-    }
+    run_case(v, p, &res);
+    if (!res.status && p->ranks && cli_mpi_size() > 1)
+        cli_mpi_worst_checks(&res);
+    report_outcome(v, p, &res);
     nb_verify_result_free(&res);
 }
 
@@ -321,21 +356,136 @@ static int finish(verify_run *v)
     return CLI_EXIT_OK;
 }
 
+/* Case i of the run: problem i / seeds at its seed offset i % seeds. */
+static nb_problem case_problem(const cli_common *c, const nb_problem *problems, size_t i)
+{
+    nb_problem p = problems[i / (size_t)c->seeds];
+    if (c->seed_given)
+        p.seed = (uint64_t)c->seed;
+    p.seed += (uint64_t)(i % (size_t)c->seeds);
+    return p;
+}
+
 /* Every problem at every seed. */
 static int run_all(verify_run *v, const nb_problem *problems, size_t n)
 {
     const cli_common *c = &v->o->c;
-    for (size_t i = 0; i < n; i++)
-        for (long long sd = 0; sd < c->seeds; sd++) {
-            nb_problem p = problems[i];
-            if (c->seed_given)
-                p.seed = (uint64_t)c->seed;
-            p.seed += (uint64_t)sd;
-            verify_problem(v, &p);
-        }
+    for (size_t i = 0; i < n * (size_t)c->seeds; i++) {
+        const nb_problem p = case_problem(c, problems, i);
+        verify_problem(v, &p);
+    }
     if (c->nthreads)
         print_determinism(v);
     return finish(v);
+}
+
+/* This rank's cases, run and serialised; the buffer is gathered on rank 0. */
+static int run_my_shard(verify_run *v, const nb_problem *problems, size_t ncases, const int *owner,
+                        cli_shard_buf *b)
+{
+    for (size_t i = 0; i < ncases; i++) {
+        if (owner[i] != cli_mpi_rank())
+            continue;
+        const nb_problem p = case_problem(&v->o->c, problems, i);
+        nb_verify_result res;
+        run_case(v, &p, &res);
+        cli_shard_put(b, i, &res, v->kernels, v->nkernels);
+        nb_verify_result_free(&res);
+    }
+    return b->failed ? cli_error("verify: out of memory holding rank %d's results", cli_mpi_rank())
+                     : 0;
+}
+
+/* Rank 0: read every rank's records and report the cases in order; a case
+ * no rank returned is reported and counts as failed. */
+static int report_shards(verify_run *v, const nb_problem *problems, size_t ncases, const char *all,
+                         const size_t *offsets, const size_t *lengths)
+{
+    nb_verify_result *res = calloc(ncases + 1, sizeof *res);
+    int *from = malloc((ncases + 1) * sizeof *from);
+    int rc = res && from ? 0 : cli_error("out of memory");
+    for (size_t i = 0; !rc && i < ncases; i++)
+        from[i] = -1;
+    for (int r = 0; !rc && r < cli_mpi_size(); r++)
+        if (cli_shard_take(all + offsets[r], lengths[r], r, v->kernels, v->nkernels, ncases, res,
+                           from))
+            rc = cli_error("verify: the records of rank %d are malformed", r);
+    for (size_t i = 0; !rc && i < ncases; i++) {
+        const nb_problem p = case_problem(&v->o->c, problems, i);
+        if (from[i] < 0) {
+            char ps[1024];
+            nb_problem_format(&p, ps, sizeof ps);
+            fprintf(stderr, "normbench: %s: no rank returned this case\n", ps);
+            v->nfail++;
+            continue;
+        }
+        report_outcome(v, &p, &res[i]);
+    }
+    for (size_t i = 0; res && i < ncases; i++)
+        nb_verify_result_free(&res[i]);
+    free(res);
+    free(from);
+    return rc;
+}
+
+/* --shard: the cases split across the MPI processes by the reference's
+ * cost (elements), every record gathered on rank 0, which reports them in
+ * the order of a single-process run (the same lines and JSON records). */
+static int run_sharded(verify_run *v, const nb_problem *problems, size_t n)
+{
+    const size_t ncases = n * (size_t)v->o->c.seeds;
+    double *cost = malloc((ncases + 1) * sizeof *cost);
+    int *owner = malloc((ncases + 1) * sizeof *owner);
+    cli_shard_buf b = {0};
+    char *all = NULL;
+    size_t *offsets = NULL, *lengths = NULL;
+    int rc = cost && owner ? 0 : cli_error("out of memory");
+    for (size_t i = 0; !rc && i < ncases; i++)
+        cost[i] = (double)nb_problem_numel(&problems[i / (size_t)v->o->c.seeds]);
+    if (!rc) {
+        cli_shard_assign(cost, ncases, cli_mpi_size(), owner);
+        rc = run_my_shard(v, problems, ncases, owner, &b);
+    }
+    /* every rank takes part in the gather, even after an error of its own */
+    const int grc = cli_mpi_gather_bytes(b.data, rc ? 0 : b.len, &all, &offsets, &lengths);
+    rc = rc ? rc : grc;
+    if (!rc && cli_mpi_rank() == 0)
+        rc = report_shards(v, problems, ncases, all, offsets, lengths);
+    free(cost), free(owner), free(b.data), free(all), free(offsets), free(lengths);
+    if (rc || cli_mpi_rank() != 0)
+        return rc;
+    if (v->o->c.nthreads)
+        print_determinism(v);
+    return finish(v);
+}
+
+/* Under mpirun (without --shard) every process runs every case together,
+ * so each problem must spread its batch over exactly the processes
+ * started; --shard simulates a ranks<K> problem in the process running it. */
+static int check_mpi_problems(const verify_opts *o, const nb_problem *problems, size_t n)
+{
+    const int size = cli_mpi_size();
+    if (o->shard) {
+        cli_mpi_use_transport(false);
+        return 0;
+    }
+    for (size_t i = 0; size > 1 && i < n; i++) {
+        char ps[1024];
+        nb_problem_format(&problems[i], ps, sizeof ps);
+        const bool bad = !problems[i].ranks || problems[i].ranks != size;
+        if (bad && cli_mpi_rank() != 0)
+            return CLI_EXIT_USAGE; /* every rank decides alike: rank 0 says it once */
+        if (!problems[i].ranks)
+            return cli_error("verify: started as %d MPI processes, but problem '%s' has no "
+                             "ranks%d token: give SyncBatchNorm problems, or --shard to split the "
+                             "cases across the processes",
+                             size, ps, size);
+        if (problems[i].ranks != size)
+            return cli_error("verify: problem '%s' spreads its batch over %d ranks, but mpirun "
+                             "started %d processes: run it with mpirun -np %d",
+                             ps, problems[i].ranks, size, problems[i].ranks);
+    }
+    return 0;
 }
 
 /* The seed token of a problem string ("seed7"), or NULL: a token that
@@ -379,6 +529,7 @@ static int parse_verify_options(int argc, char **argv, verify_opts *o)
 {
     const cli_opt opts[] = {
         {.name = "--failures-only", .kind = CLI_OPT_FLAG, .dest = &o->failures_only},
+        {.name = "--shard", .kind = CLI_OPT_FLAG, .dest = &o->shard},
         {.name = "--sweep",
          .kind = CLI_OPT_CHOICE,
          .dest = &o->sweep,
@@ -421,7 +572,7 @@ static int prepare_run(verify_run *v, const nb_problem *problems, size_t nproble
     v->det = calloc(v->nkernels + 1, sizeof *v->det);
     if (!v->kernels || !v->det)
         return cli_error("out of memory");
-    if (c->json_path) {
+    if (c->json_path && cli_mpi_rank() == 0) {
         char err[512];
         if (nb_atomic_open(&v->json_out, c->json_path, NB_ATOMIC_FOLLOW, err, sizeof err))
             return cli_error("verify: %s", err);
@@ -442,8 +593,9 @@ int cmd_verify(int argc, char **argv)
     if (!rc && o.sweep)
         rc = stability_sweep(&o);
     else if (!rc && !(rc = parse_problems(&o.c, &problems, &nproblems)) &&
+             !(rc = check_mpi_problems(&o, problems, nproblems)) &&
              !(rc = prepare_run(&v, problems, nproblems)))
-        rc = run_all(&v, problems, nproblems);
+        rc = o.shard ? run_sharded(&v, problems, nproblems) : run_all(&v, problems, nproblems);
     nb_atomic_abort(&v.json_out);
     free(v.kernels);
     free(v.det);

@@ -42,6 +42,7 @@ typedef struct nb_verify_run {
     const nb_kernel *kernel;
     int threads;
     nb_check check;
+    uint64_t digest; /* ranks<K> problems: FNV-1a of every output's bits, else 0 */
 } nb_verify_run;
 
 typedef struct nb_verify_result {

@@ -230,6 +230,50 @@ static nb_status direction_check(const nb_problem *p, char *err, size_t len)
     return NB_OK;
 }
 
+/* SyncBatchNorm: a forward bn training problem, 1..NB_MAX_RANKS ranks,
+ * and an explicit split of one non-negative count per rank summing to n. */
+static nb_status ranks_check(const nb_problem *p, char *err, size_t len)
+{
+    if (p->ranks == 0 && p->nsplit == 0)
+        return NB_OK;
+    if (p->ranks < 1 || p->ranks > NB_MAX_RANKS)
+        return fail(err, len, NB_ERR_ARG, "ranks must lie in 1..%d, got %d", NB_MAX_RANKS,
+                    p->ranks);
+    if (p->layer != NB_BN || !p->training || p->dir != NB_FWD)
+        return fail(err, len, NB_ERR_ARG, "ranks needs a forward bn training problem");
+    if (p->nsplit == 0)
+        return NB_OK;
+    if (p->nsplit != p->ranks || p->nsplit > NB_MAX_SPLIT)
+        return fail(err, len, NB_ERR_ARG, "split lists %d ranks, not %d", p->nsplit, p->ranks);
+    int64_t sum = 0;
+    for (int r = 0; r < p->nsplit; r++) {
+        if (p->split[r] < 0 || p->split[r] > p->n)
+            return fail(err, len, NB_ERR_ARG, "split count %" PRId64 " of rank %d is out of range",
+                        p->split[r], r);
+        sum += p->split[r];
+    }
+    if (sum != p->n)
+        return fail(err, len, NB_ERR_ARG,
+                    "split sums to %" PRId64 " samples, the batch has n%" PRId64, sum, p->n);
+    return NB_OK;
+}
+
+void nb_problem_rank_slice(const nb_problem *p, int rank, int64_t *first, int64_t *count)
+{
+    if (p->ranks <= 1) {
+        *first = 0;
+        *count = rank == 0 ? p->n : 0;
+        return;
+    }
+    int64_t f = 0;
+    for (int r = 0; r < rank && r < p->ranks; r++)
+        f += p->nsplit ? p->split[r] : p->n / p->ranks + (r < p->n % p->ranks);
+    *first = f;
+    *count = rank >= p->ranks ? 0
+             : p->nsplit      ? p->split[rank]
+                              : p->n / p->ranks + (rank < p->n % p->ranks);
+}
+
 nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
 {
     if (!p)
@@ -302,7 +346,9 @@ nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
     }
     if ((unsigned)p->dist >= NB_DIST_COUNT)
         return fail(err, len, NB_ERR_ARG, "unknown data distribution %d", (int)p->dist);
-    nb_status st = direction_check(p, err, len);
+    nb_status st = ranks_check(p, err, len);
+    if (!st)
+        st = direction_check(p, err, len);
     if (st)
         return st;
     if (!isfinite(p->dist_param))
@@ -456,6 +502,8 @@ typedef enum tok_kind {
     TK_TRACK,
     TK_DIRECTION,
     TK_DY,
+    TK_RANKS,
+    TK_SPLIT,
     TK_KIND_COUNT
 } tok_kind;
 
@@ -476,7 +524,9 @@ static const char *const tok_kind_name[TK_KIND_COUNT] = {"shape",
                                                          "beta flag",
                                                          "running-statistics flag",
                                                          "direction",
-                                                         "dy distribution"};
+                                                         "dy distribution",
+                                                         "rank count",
+                                                         "rank split"};
 
 static bool is_token(const char *tok, const char *a, const char *b)
 {
@@ -526,6 +576,32 @@ static nb_status parse_eps_conv(const char *v, nb_problem *p, char *err, size_t 
                     "bad token 'eps=%s': expected eps=f64 or eps=dtype (the value is eps<v>, e.g. "
                     "eps1e-5)",
                     v);
+    return NB_OK;
+}
+
+/* `split=a,b,...`: the samples of each rank, in rank order. */
+static nb_status parse_split(const char *tok, nb_problem *p, char *err, size_t len)
+{
+    const char *v = tok + 6;
+    p->nsplit = 0;
+    while (*v) {
+        const char *comma = strchr(v, ',');
+        const char *end = comma ? comma : v + strlen(v);
+        if (p->nsplit == NB_MAX_SPLIT)
+            return fail(err, len, NB_ERR_PARSE, "bad token '%s': at most %d ranks in a split", tok,
+                        NB_MAX_SPLIT);
+        if (!parse_i64(v, end, &p->split[p->nsplit]))
+            return fail(err, len, NB_ERR_PARSE,
+                        "bad token '%s': expected split=<samples>,<samples>,... (one count per "
+                        "rank, e.g. split=3,0,1,4)",
+                        tok);
+        p->nsplit++;
+        if (comma && !comma[1])
+            return fail(err, len, NB_ERR_PARSE, "bad token '%s': trailing comma", tok);
+        v = comma ? comma + 1 : end;
+    }
+    if (!p->nsplit)
+        return fail(err, len, NB_ERR_PARSE, "bad token '%s': the split is empty", tok);
     return NB_OK;
 }
 
@@ -580,6 +656,14 @@ static nb_status parse_token(char *tok, nb_problem *p, tok_kind *kind, char *err
     } else if (!strncmp(tok, "dy=", 3)) {
         *kind = TK_DY;
         return parse_dy(tok + 3, p, err, len);
+    } else if (bn && !strncmp(tok, "ranks", 5) && parse_i64(tok + 5, end, &iv)) {
+        if (iv < 1 || iv > NB_MAX_RANKS)
+            return fail(err, len, NB_ERR_PARSE, "bad token '%s': ranks must lie in 1..%d", tok,
+                        NB_MAX_RANKS);
+        *kind = TK_RANKS, p->ranks = (int)iv;
+    } else if (bn && !strncmp(tok, "split=", 6)) {
+        *kind = TK_SPLIT;
+        return parse_split(tok, p, err, len);
     } else if (rowwise && !strcmp(tok, "nhwc")) {
         return fail(err, len, NB_ERR_PARSE, "bad token '%s': %s has no channel layout", tok,
                     layer_short[p->layer]);
@@ -637,6 +721,22 @@ static nb_status parse_finish(nb_problem *p, char *const seen[TK_KIND_COUNT], ch
     nb_status st = parse_finish_direction(p, seen, err, len);
     if (st)
         return st;
+    if (seen[TK_SPLIT] && !seen[TK_RANKS])
+        return fail(err, len, NB_ERR_PARSE, "'%s' needs a rank count ranks<K>", seen[TK_SPLIT]);
+    if (seen[TK_SPLIT] && p->nsplit != p->ranks)
+        return fail(err, len, NB_ERR_PARSE, "'%s' lists %d ranks, '%s' says %d", seen[TK_SPLIT],
+                    p->nsplit, seen[TK_RANKS], p->ranks);
+    if (seen[TK_RANKS] && (!p->training || p->dir != NB_FWD))
+        return fail(err, len, NB_ERR_PARSE,
+                    "'%s' needs a forward training problem (SyncBatchNorm: train, fwd)",
+                    seen[TK_RANKS]);
+    if (p->nsplit) { /* the even split is the default, not printed */
+        bool even = true;
+        for (int r = 0; r < p->nsplit; r++)
+            even &= p->split[r] == p->n / p->ranks + (r < p->n % p->ranks);
+        if (even)
+            p->nsplit = 0;
+    }
     /* eps=f64 and eps=dtype add the same value in f64; the layer's own
      * convention is not printed: both fold into NB_EPS_LAYER. */
     const nb_eps_conv dflt = p->layer == NB_BN || p->layer == NB_IN ? NB_EPS_F64 : NB_EPS_DTYPE;
@@ -716,7 +816,7 @@ static void fmt_double(char *out, size_t len, double v)
 
 int nb_problem_format(const nb_problem *p, char *buf, size_t len)
 {
-    char tmp[512], num[40];
+    char tmp[1024], num[40];
     size_t o = 0;
     if (!p) {
         if (buf && len)
@@ -738,6 +838,11 @@ int nb_problem_format(const nb_problem *p, char *buf, size_t len)
     }
     if (p->layer == NB_BN)
         PUT(":%s", p->training ? "train" : "infer");
+    if (p->ranks) {
+        PUT(":ranks%d", p->ranks);
+        for (int r = 0; r < p->nsplit && r < NB_MAX_SPLIT; r++)
+            PUT("%s%" PRId64, r ? "," : ":split=", p->split[r]);
+    }
     if (p->dir != NB_FWD) /* fwd, the default, is not printed */
         PUT(":%s", nb_direction_name(p->dir));
     fmt_double(num, sizeof num, p->eps);

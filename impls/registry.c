@@ -25,6 +25,9 @@
 #define NB_ALGO_onednn NB_ALGO_ONEDNN
 #define NB_ALGO_default NB_ALGO_DEFAULT
 #define NB_ALGO_expanded NB_ALGO_EXPANDED
+#define NB_ALGO_sync_chan NB_ALGO_SYNC_CHAN
+#define NB_ALGO_sync_sums NB_ALGO_SYNC_SUMS
+#define NB_ALGO_sync_torch NB_ALGO_SYNC_TORCH
 /* Kernel-name isa tokens to enum values: the ISA table's rows, then the rest. */
 #define NB_ISA_TOKEN(X, ID, name, ...) NB_ISA_##name = NB_ISA_##ID,
 enum {
@@ -101,8 +104,9 @@ const char *nb_kernel_isa(const nb_kernel *k)
 
 const char *nb_algo_name(nb_algo a)
 {
-    static const char *const n[NB_ALGO_COUNT] = {"twopass", "welford",  "onepass", "onednn",
-                                                 "default", "expanded", "plugin"};
+    static const char *const n[NB_ALGO_COUNT] = {
+        "twopass",  "welford",   "onepass",   "onednn",     "default",
+        "expanded", "sync_chan", "sync_sums", "sync_torch", "plugin"};
     return (unsigned)a < NB_ALGO_COUNT ? n[a] : "?";
 }
 
@@ -111,10 +115,18 @@ bool nb_kernel_available(const nb_kernel *k)
     return k && nb_isa_runs(k->isa);
 }
 
+/* The SyncBatchNorm kernels run exactly the problems with a ranks token. */
+static bool is_sync(const nb_kernel *k)
+{
+    return k->algo == NB_ALGO_SYNC_CHAN || k->algo == NB_ALGO_SYNC_SUMS ||
+           k->algo == NB_ALGO_SYNC_TORCH;
+}
+
 bool nb_kernel_runs(const nb_kernel *k, const nb_problem *p)
 {
     return k && p && k->layer == p->layer && (k->dtypes & (1u << p->dtype)) &&
-           (unsigned)p->dir < NB_DIRECTION_COUNT && (k->directions & (1u << p->dir));
+           (unsigned)p->dir < NB_DIRECTION_COUNT && (k->directions & (1u << p->dir)) &&
+           is_sync(k) == (p->ranks > 0);
 }
 
 const nb_kernel *nb_default_resolve(const nb_kernel *k)

@@ -91,6 +91,10 @@ typedef enum nb_dy_dist {
 } nb_dy_dist;
 
 #define NB_MAX_SPATIAL 3
+/* SyncBatchNorm (the `ranks<K>` token): at most NB_MAX_RANKS ranks, and an
+ * explicit `split=` list of at most NB_MAX_SPLIT entries. */
+#define NB_MAX_RANKS 4096
+#define NB_MAX_SPLIT 16
 
 /* How eps enters var + eps (the `eps=` token). PyTorch 1.13 on the CPU adds
  * eps to a float32 BatchNorm's variance as a double in double arithmetic
@@ -128,6 +132,13 @@ typedef struct nb_problem {
     nb_direction dir;   /* NB_FWD (the default) or a backward pass */
     nb_dy_dist dy_dist; /* backward: distribution of dy (normal by default) */
     double dy_param;    /* its parameter (const, prop: 1 by default; offset: mu) */
+    /* SyncBatchNorm (bn forward training only; docs/DESIGN.md section 10):
+     * the batch is spread over `ranks` processes (0: not distributed),
+     * rank r holding split[r] consecutive samples (nsplit == ranks), or an
+     * even split (nsplit 0: the first n % ranks ranks hold one more). */
+    int ranks;
+    int nsplit;
+    int64_t split[NB_MAX_SPLIT];
 } nb_problem;
 
 /* Fill *p with the defaults of a layer (eps 1e-5, f32, nchw, training for
@@ -163,6 +174,9 @@ bool nb_problem_is_backward(const nb_problem *p);      /* bwd or bwd_d */
 bool nb_problem_has_param_grads(const nb_problem *p);
 /* Terms summed into one dgamma/dbeta value: numel / param_count. */
 int64_t nb_problem_param_terms(const nb_problem *p);
+/* SyncBatchNorm: the samples [*first, *first + *count) rank r holds (the
+ * whole batch for a problem without ranks). */
+void nb_problem_rank_slice(const nb_problem *p, int rank, int64_t *first, int64_t *count);
 /* True when var + eps adds eps exactly as a double (eps=f64, or the layer's
  * default for bn/in); false when eps is first rounded to the dtype. */
 bool nb_problem_eps_exact(const nb_problem *p);
@@ -232,6 +246,9 @@ typedef enum nb_algo {
     NB_ALGO_ONEDNN,
     NB_ALGO_DEFAULT,
     NB_ALGO_EXPANDED,
+    NB_ALGO_SYNC_CHAN,  /* SyncBatchNorm merges (impls/syncbn.c): (n, mean, M2), fixed tree */
+    NB_ALGO_SYNC_SUMS,  /* (n, sum x, sum x^2): negative control */
+    NB_ALGO_SYNC_TORCH, /* (mean, invstd, count) as PyTorch's SyncBatchNorm */
     NB_ALGO_PLUGIN,
     NB_ALGO_COUNT
 } nb_algo;
@@ -362,6 +379,24 @@ void nb_set_isolation_timeout(double base, double per_element);
  * in reason. */
 nb_status nb_isolated_run(const nb_kernel *k, const nb_problem *p, const nb_args *a,
                           nb_status *kernel_status, char *reason, size_t len);
+
+/* ---- SyncBatchNorm transport ------------------------------------------- */
+
+/* How the sync_* kernels exchange data between ranks: an in-place
+ * all-gather of bytes (rank i's counts[i] bytes already sit at buf +
+ * displs[i]; afterwards every rank holds every part). With no transport
+ * set (or size 1), a kernel simulates all ranks of a problem in one
+ * process, with the same arithmetic: the results are bitwise those of the
+ * distributed run. The CLI sets an MPI transport under mpirun. */
+typedef struct nb_sync_comm {
+    int rank, size;
+    nb_status (*allgatherv)(void *ctx, void *buf, const size_t *counts, const size_t *displs);
+    void *ctx;
+} nb_sync_comm;
+
+/* Install (or with NULL remove) the transport; not thread-safe. */
+void nb_sync_set_comm(const nb_sync_comm *c);
+const nb_sync_comm *nb_sync_get_comm(void);
 
 /* ---- data -------------------------------------------------------------- */
 
