@@ -60,7 +60,8 @@ static int refuse_options(const check_args *a, const nb_problem *p)
     if (!a->fx || !a->fdy || !a->fdx)
         return cli_error("check of a backward problem needs --problem, --x, --dy and --dx (see "
                          "normbench help)");
-    if ((a->fm != NULL) != (a->fr != NULL))
+    /* RMSNorm's one saved statistic is rstd: --rstd may come alone */
+    if (a->fm ? !a->fr : a->fr && p->layer != NB_RMS)
         return cli_error("--mean and --rstd go together");
     if ((a->frm0 != NULL) != (a->frv0 != NULL))
         return cli_error("--running-mean0 and --running-var0 go together");
@@ -180,7 +181,7 @@ static int score(const check_args *a, const char *canon, const nb_data *d, const
            !db      ? "n/a"
            : a->fdb ? "yes"
                     : "no",
-           a->fm ? "given (their errors are charged)" : "not given: the reference's, rounded");
+           a->fr ? "given (their errors are charged)" : "not given: the reference's, rounded");
     return c.verdict == NB_FAIL || c.verdict == NB_LIMIT ? 1 : 0;
 }
 

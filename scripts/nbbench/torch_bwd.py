@@ -62,7 +62,14 @@ def main():
         y, mean, invstd = torch.native_batch_norm(x, gamma, beta, None, None, True, 0.1, eps)
         stats = (mean, invstd)
     elif kind == "in":
-        y = torch.nn.functional.instance_norm(x, weight=gamma, bias=beta, eps=eps)
+        # what torch.instance_norm does: batch_norm over (1, N C, spatial)
+        # with the weight repeated per sample; its saved statistics too
+        N, C = x.shape[0], x.shape[1]
+        xr = x.reshape((1, N * C) + tuple(x.shape[2:]))
+        yr, mean, invstd = torch.native_batch_norm(xr, gamma.repeat(N), beta.repeat(N), None, None,
+                                                   True, 0.1, eps)
+        y = yr.reshape(x.shape)
+        stats = (mean, invstd)
     else:
         sys.exit("torch_bwd: unknown kind %s" % kind)
     y.backward(dy)

@@ -100,6 +100,13 @@ rc, out, err = run(["check", "--problem", "ln:rows8:cols64", "--x", f0["x"], "--
                     "--dy", f0["dy"]])
 expect(rc == 2 and "--dy is for backward" in err, "forward with --dy: exit %d" % rc, err)
 
+# RMSNorm saves rstd only: --rstd alone is the producer's statistics
+rf = {n: os.path.join(tmp, "r5", n + ".npy") for n in ("x", "dy", "rstd", "dx", "dgamma")}
+rc, out, err = run(["check", "--problem", CASES[5][0], "--x", rf["x"], "--dy", rf["dy"], "--dx",
+                    rf["dx"], "--dgamma", rf["dgamma"], "--rstd", rf["rstd"]])
+expect(rc == 0 and "saved statistics given" in out, "rms with --rstd alone: exit %d" % rc,
+       out + err)
+
 if bad:
     print("bwd_run_check: %d problem(s)" % len(bad))
     print("\n---\n".join(bad))
