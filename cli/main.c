@@ -40,11 +40,15 @@ int cli_resource_error(const char *fmt, ...)
 static void print_kernel(const nb_kernel *k)
 {
     static const char *const red[] = {"sequential", "pairwise", "blocked", "lanes"};
-    char dt[16] = "";
+    char dt[32] = "";
     if (k->dtypes & (1u << NB_F32))
         strcat(dt, "f32");
     if (k->dtypes & (1u << NB_F64))
         strcat(dt, dt[0] ? ",f64" : "f64");
+    if (k->dtypes & (1u << NB_BF16))
+        strcat(dt, dt[0] ? ",bf16" : "bf16");
+    if (k->dtypes & (1u << NB_F16))
+        strcat(dt, dt[0] ? ",f16" : "f16");
     const bool fwd = k->directions & (1u << NB_FWD), bwd = k->directions & (1u << NB_BWD);
     const char *dirs = fwd && bwd ? "fwd,bwd" : bwd ? "bwd" : "fwd";
     char flags[64] = "";
