@@ -317,7 +317,15 @@ static void element_check_half(check_ctx *k, elem_check *e)
     half_range(k, e, k->p->rounding, &lo, &hi);
     const bool in = got >= lo && got <= hi;
     const double err = dd_err(got, r->y[i]);
-    e->tol = got >= y ? nb_half_edge(k->tx, hi, 1) - y : y - nb_half_edge(k->tx, lo, -1);
+    if (k->p->rounding == NB_ROUND_ONCE || !k->affine) {
+        /* |got - y| <= E + half the gap from got to its neighbour towards y:
+         * got is the rounding of a value within E of y exactly then */
+        const double h =
+            isfinite(got) ? fabs(got - nb_half_edge(k->tx, got, got >= y ? -1 : 1)) : 0;
+        e->tol = element_tol(k, e) + h;
+    } else { /* the distance from y to the far edge of the range's cells */
+        e->tol = got >= y ? nb_half_edge(k->tx, hi, 1) - y : y - nb_half_edge(k->tx, lo, -1);
+    }
     if (isinf(got) || isnan(got))
         e->use = in ? 0.0 : INFINITY;
     else

@@ -24,7 +24,7 @@ double nb_half_ulps(nb_dtype t, double a, double b);
  * round=once from the exact y with the f32 error E; round=before_gamma from
  * the exact xhat z with its f32 error Ez, gamma g and beta b. */
 void nb_half_range_once(nb_dtype t, double y, double E, double *lo, double *hi);
-void nb_half_range_before_gamma(nb_dtype t, double z, double Ez, double g, double b,
-                                bool has_beta, double *lo, double *hi);
+void nb_half_range_before_gamma(nb_dtype t, double z, double Ez, double g, double b, bool has_beta,
+                                double *lo, double *hi);
 
 #endif

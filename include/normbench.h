@@ -465,7 +465,9 @@ nb_status nb_verify_one(const nb_kernel *k, nb_data *d, const nb_ref *r, nb_chec
 #define NB_NPY_MAX_DIMS 8
 #define NB_NPY_MAX_HEADER 65536 /* header bytes accepted (numpy writes < 1 KiB) */
 
-/* A C-ordered little-endian f32/f64 array read from a .npy file. */
+/* A C-ordered little-endian array read from a .npy file: f32 ('<f4'), f64
+ * ('<f8'), f16 ('<f2') or bf16 held as its raw bits ('<u2': NumPy has no
+ * bf16, so an unsigned 16-bit array stands for it). */
 typedef struct nb_npy {
     nb_dtype dtype;
     int ndim;
@@ -474,7 +476,7 @@ typedef struct nb_npy {
     void *data;    /* count elements of dtype, malloc'd */
 } nb_npy;
 
-/* Read a .npy file (format 1.0/2.0/3.0, '<f4' or '<f8', C order), strictly
+/* Read a .npy file (format 1.0/2.0/3.0, '<f4', '<f8', '<f2' or '<u2', C order), strictly
  * validated; sizes are checked against the file before allocating. On error
  * returns a status and a one-line message in err. */
 nb_status nb_npy_read(const char *path, nb_npy *out, char *err, size_t errlen);

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- conversions ----------------------------------------------------------- */
 
@@ -398,5 +399,38 @@ Test(half, negative_controls_fail_on_their_problems)
         cr_expect_eq(c.verdict, NB_PASS, "%s on %s: %s", cases[i].stable, cases[i].problem,
                      c.reason);
         hand_free(&h);
+    }
+}
+
+/* ---- .npy ---------------------------------------------------------------------------- */
+
+/* bf16 is written as '<u2' bits and f16 as '<f2'; both read back as the
+ * same dtype and bytes. */
+Test(half, npy_round_trip)
+{
+    const uint16_t data[6] = {0x3f80, 0xbf81, 0x7f80, 0x0001, 0x7fc0, 0x8000};
+    const int64_t shape[2] = {2, 3};
+    const nb_dtype types[2] = {NB_BF16, NB_F16};
+    const char *const descr[2] = {"'descr': '<u2'", "'descr': '<f2'"};
+    for (int t = 0; t < 2; t++) {
+        char path[] = "/tmp/nb_half_npy_XXXXXX", err[256];
+        const int fd = mkstemp(path);
+        cr_assert_geq(fd, 0);
+        close(fd);
+        cr_assert_eq(nb_npy_write(path, types[t], 2, shape, data, err, sizeof err), NB_OK, "%s",
+                     err);
+        char head[128] = "";
+        FILE *f = fopen(path, "rb");
+        cr_assert_not_null(f);
+        cr_assert_gt(fread(head, 1, sizeof head - 1, f), 0);
+        fclose(f);
+        cr_expect(strstr(head + 10, descr[t]), "%s", head + 10);
+        nb_npy a;
+        cr_assert_eq(nb_npy_read(path, &a, err, sizeof err), NB_OK, "%s", err);
+        cr_expect_eq(a.dtype, types[t]);
+        cr_expect_eq(a.count, 6);
+        cr_expect(!memcmp(a.data, data, sizeof data));
+        nb_npy_free(&a);
+        unlink(path);
     }
 }
