@@ -114,7 +114,7 @@ typedef struct check_ctx {
     unsigned flags;
     nb_dtype t;           /* dtype of the statistics (and accumulation) */
     nb_dtype tx, tp;      /* dtypes of x and y, of gamma and beta */
-    bool half;            /* bf16/f16: y checked in storage values (section 4.9) */
+    bool half;            /* bf16/f16: y checked in storage values (section 4.2.1) */
     double u_out;         /* unit roundoff of y's dtype */
     double u, tmax, tiny; /* unit roundoff, largest finite, 4 x smallest normal */
     int64_t N, G, m;      /* elements, groups, group size */
@@ -303,7 +303,7 @@ static void half_range(const check_ctx *k, const elem_check *e, nb_rounding sem,
 }
 
 /* bf16/f16, a finite reference: the result must be one of the storage
- * values [lo, hi] (section 4.9). Its bound use is the error against the
+ * values [lo, hi] (section 4.2.1). Its bound use is the error against the
  * exact y over the distance from y to the far edge of that range's
  * rounding cells on the result's side; errors are also counted in storage
  * ulps from the correctly rounded reference (max_ulp) and scaled by u_out. */

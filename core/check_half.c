@@ -1,5 +1,5 @@
 /* check_half.c: the bf16/f16 part of the forward error model
- * (docs/DESIGN.md section 4.9): the range of storage values a kernel that
+ * (docs/DESIGN.md section 4.2.1): the range of storage values a kernel that
  * accumulates in f32 may return for one element under each rounding
  * semantics, the edges of a storage value's rounding cell, and distances
  * in storage ulps. The checker (check.c) passes an element when its result

@@ -11,7 +11,7 @@
  * (n, c, d, h, w; ln/rms: row, col). */
 void nb_check_locate(const nb_problem *p, int64_t i, int64_t *g, int64_t *pi, int64_t coord[5]);
 
-/* bf16/f16 (core/check_half.c, docs/DESIGN.md section 4.9). t is NB_BF16
+/* bf16/f16 (core/check_half.c, docs/DESIGN.md section 4.2.1). t is NB_BF16
  * or NB_F16; values are doubles holding storage values. */
 /* v rounded to nearest, ties to even, to t (+-Inf beyond its range). */
 double nb_half_round(nb_dtype t, double v);

@@ -176,16 +176,19 @@ Test(inputs, batch_round_trip)
 }
 
 /* The default verify sweep: bases x distributions x dtypes, then the
- * extras (13 of them backward), per dtype, then the large cases once:
- * 2 x (21 x 9 + 34) + 5 problems, every one parsing. */
+ * extras (13 of them backward), per dtype (bf16 and f16: the 21 forward
+ * extras and the 16 affine bases with params=same and with
+ * round=before_gamma), then the large cases once:
+ * 2 x (21 x 9 + 34) + 2 x (21 x 9 + 21 + 32) + 5 problems, every one
+ * parsing. */
 Test(inputs, default_sweep_shape)
 {
     size_t n = 0;
     char **s = nb_sweep_default(&n);
     cr_assert_not_null(s);
-    cr_expect_eq(n, 451);
+    cr_expect_eq(n, 935);
     cr_expect_str_eq(s[0], "ln:rows7:cols256:f32:data=normal");
-    cr_expect_str_eq(s[n - 6], "gn:n2c12h3w3:g2:nhwc:bwd:data=nan:f64");
+    cr_expect_str_eq(s[n - 6], "gn:n2c12h3w3:g2:nhwc:f16:round=before_gamma");
     cr_expect_str_eq(s[n - 1], "bn:n1c32h182w182:nhwc:f64:data=nan");
     for (size_t i = 0; i < n; i++) {
         nb_problem p;
