@@ -434,3 +434,85 @@ Test(half, npy_round_trip)
         unlink(path);
     }
 }
+
+/* ---- the kernels' conversions are bit-exact ------------------------------------------ */
+
+/* Probe f32 values for narrowing: every storage value's midpoint to its
+ * upper neighbour and the f32 values either side, f32 subnormals (which
+ * vcvtneps2bf16 would flush), the overflow thresholds, Inf, NaN, zeros.
+ * Returns how many were written to v (at most max). */
+static int64_t narrowing_probes(nb_dtype t, float *v, int64_t max)
+{
+    int64_t n = 0;
+    const uint32_t top = t == NB_BF16 ? 0x7f80 : 0x7c00;
+    for (uint32_t h = 0; h < top && n + 6 <= max; h += t == NB_BF16 ? 7 : 1) {
+        const float a = t == NB_BF16 ? nb_bf16_to_f32((uint16_t)h) : nb_f16_to_f32((uint16_t)h);
+        const float b =
+            t == NB_BF16 ? nb_bf16_to_f32((uint16_t)(h + 1)) : nb_f16_to_f32((uint16_t)(h + 1));
+        const float mid = (float)(((double)a + (double)b) / 2);
+        v[n++] = mid;
+        v[n++] = -nextafterf(mid, 0);
+        v[n++] = nextafterf(mid, INFINITY);
+    }
+    const float special[] = {
+        0.0f,     -0.0f,      0x1p-149f, -0x1p-140f,      0x1.8p-134f, 0x1p-130f, 0x1.fffffcp-127f,
+        65504.0f, 65519.0f,   65520.0f,  0x1.fffffep127f, INFINITY,    -INFINITY, NAN,
+        -NAN,     0x1.fep127f};
+    for (size_t i = 0; i < sizeof special / sizeof special[0] && n < max; i++)
+        v[n++] = special[i];
+    /* quiet NaNs whose low bits would carry into the sign under the
+     * rounding add (0x7fffffff + 0x8000 is -0 in bf16) */
+    const uint32_t nans[] = {0x7fffffffu, 0xffffffffu, 0x7fc0ffffu};
+    for (size_t i = 0; i < 3 && n < max; i++)
+        v[n++] = nb_f32_from_bits(nans[i]);
+    return n;
+}
+
+/* BatchNorm inference with x = 1, running mean 0, running variance 1,
+ * eps 0 and beta 0 gives y = RN(gamma + 0) in every kernel (each product
+ * and sum is exact), so y is the narrowing of an f32 gamma chosen at will:
+ * every bf16/f16 kernel, SIMD blocks included, must match nb_half.h bit for
+ * bit. */
+Test(half, kernels_narrow_bit_exactly)
+{
+    const nb_dtype types[2] = {NB_BF16, NB_F16};
+    for (int ti = 0; ti < 2; ti++) {
+        const nb_dtype t = types[ti];
+        char ps[128];
+        snprintf(ps, sizeof ps, "bn:n1c%d:infer:eps0:%s", t == NB_BF16 ? 28000 : 100000,
+                 nb_dtype_name(t));
+        hand h;
+        hand_alloc(&h, ps);
+        const int64_t C = h.d.prob.c;
+        float *g = h.d.gamma;
+        const int64_t n = narrowing_probes(t, g, C);
+        for (int64_t c = n; c < C; c++)
+            g[c] = 1.0f;
+        for (int64_t c = 0; c < C; c++) {
+            nb_dtype_put(h.d.x, t, c, 1.0);
+            ((float *)h.d.beta)[c] = 0.0f;
+            ((float *)h.d.running_mean0)[c] = 0.0f;
+            ((float *)h.d.running_var0)[c] = 1.0f;
+        }
+        size_t ran = 0;
+        for (size_t i = 0; i < nb_kernel_count(); i++) {
+            const nb_kernel *k = nb_kernel_at(i);
+            if (!nb_kernel_runs(k, &h.d.prob) || !nb_kernel_available(k) ||
+                (k->flags & NB_KF_NEGATIVE_CONTROL))
+                continue;
+            nb_data_reset(&h.d);
+            nb_args a = nb_data_args(&h.d);
+            cr_assert_eq(nb_kernel_run(k, &h.d.prob, &a), NB_OK, "%s", k->name);
+            const uint16_t *y = h.d.y;
+            for (int64_t c = 0; c < n; c++) {
+                const float want = g[c] + 0.0f;
+                const uint16_t wb = t == NB_BF16 ? nb_f32_to_bf16(want) : nb_f32_to_f16(want);
+                cr_assert_eq(y[c], wb, "%s: gamma %a gave %04x, want %04x", k->name, (double)g[c],
+                             y[c], wb);
+            }
+            ran++;
+        }
+        cr_expect_geq(ran, 4, "%zu kernels", ran);
+        hand_free(&h);
+    }
+}
