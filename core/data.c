@@ -398,8 +398,9 @@ double nb_data_memory(const nb_problem *p)
     /* backward: dy and dx, dgamma and dbeta, and a kernel's two parameter
      * accumulators */
     const double bwd = nb_problem_is_backward(p) ? 2 * N + 4 * P : 0;
-    if (nb_dtype_is_half(p->dtype)) /* x, y in 2 bytes; the rest (and a kernel's scratch) f32 */
-        return 2 * N * 2.0 + (3 * G + 6 * P + 3 * m + 3 * G + P) * 4.0;
+    if (nb_dtype_is_half(p->dtype)) /* x, y in 2 bytes; the rest and a kernel's scratch f32:
+                                       the SIMD kernels widen x and y (BatchNorm: all of them) */
+        return 2 * N * 2.0 + (2 * N + 3 * G + 8 * P + 3 * m + 3 * G) * 4.0;
     return (2 * N + 3 * G + 6 * P + 3 * m + 3 * G + bwd) * (double)nb_dtype_size(p->dtype);
 }
 

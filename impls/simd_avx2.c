@@ -215,7 +215,8 @@ static inline __m256 nb_vcvt_f16_f32(const uint16_t *p)
 }
 static inline void nb_vcvt_f32_f16(uint16_t *p, __m256 v)
 {
-    _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    _mm_storeu_si128((__m128i *)p,
+                     _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
 /* ---- the passes and drivers for both dtypes ----------------------------- */

@@ -223,7 +223,8 @@ static inline __m512 nb_vcvt_f16_f32(const uint16_t *p)
 }
 static inline void nb_vcvt_f32_f16(uint16_t *p, __m512 v)
 {
-    _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    _mm256_storeu_si256((__m256i *)p,
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
 /* ---- the passes and drivers for both dtypes ----------------------------- */

@@ -67,8 +67,8 @@ static inline float half_round1(bool bf16, float v)
 /* round=before_gamma over one run of n values (contiguous in z and y) with
  * gamma/beta per value (gstep 1) or one for the run (gstep 0):
  * y = RN(RN(RN(z) g) + b). */
-static void half_before_gamma_run(bool bf16, const float *z, uint16_t *y, int64_t n,
-                                  const float *g, const float *b, int gstep)
+static void half_before_gamma_run(bool bf16, const float *z, uint16_t *y, int64_t n, const float *g,
+                                  const float *b, int gstep)
 {
     int64_t i = 0;
     for (; i + nb_lanes_f32 <= n; i += nb_lanes_f32) {
