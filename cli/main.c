@@ -59,7 +59,7 @@ static void print_kernel(const nb_kernel *k)
     if (k->flags & NB_KF_DETERMINISTIC)
         strcat(flags, " deterministic");
     /* status stays the eighth column: scripts read it there */
-    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %-11s %s%s\n", k->name, nb_layer_name(k->layer),
+    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-16s %-11s %s%s\n", k->name, nb_layer_name(k->layer),
            nb_algo_name(k->algo), nb_isa_name(k->isa), k->omp ? "yes" : "no", red[k->reduction], dt,
            nb_kernel_available(k) ? "available" : "unavailable", dirs, flags);
 }
@@ -76,7 +76,7 @@ static int cmd_list(int argc, char **argv)
         rc = cli_require_selection("list", c.globs, c.nglobs, 0);
     if (rc)
         return rc;
-    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %-11s %s\n", "kernel", "layer", "algo", "isa",
+    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-16s %-11s %s\n", "kernel", "layer", "algo", "isa",
            "omp", "reduction", "dtypes", "status", "dirs flags");
     for (size_t i = 0; i < nb_kernel_count(); i++)
         if (!c.nglobs || cli_kernel_selected(nb_kernel_at(i), c.globs, c.nglobs))
