@@ -245,7 +245,7 @@ static int validate(const bench_opts *o, problem_list *l, bool *is_quick)
     if (!l->n && !o->roof_only)
         return cli_error("bench: --set '%s' names no problem set (%s)",
                          o->set_arg ? o->set_arg : "", set_names);
-    unsigned kinds = 0;
+    uint64_t kinds = 0;
     for (size_t i = 0; i < l->n; i++)
         kinds |= cli_problem_kind(&l->items[i].p);
     if ((rc = cli_require_selection("bench", o->c.globs, o->c.nglobs, kinds)))

@@ -43,12 +43,12 @@ void cli_print_command_help(const char *command, FILE *f);
 bool cli_kernel_selected(const nb_kernel *k, char *const *globs, int nglobs);
 /* The bit of a problem's (layer, dtype, direction) in a mask of problem
  * kinds. */
-unsigned cli_problem_kind(const nb_problem *p);
+uint64_t cli_problem_kind(const nb_problem *p);
 /* 0 when the globs select a kernel and, with a non-zero mask of problem
  * kinds, one that runs a problem of one of those kinds (layer and dtype);
  * otherwise a one-line error naming the command and what was asked, and
  * CLI_EXIT_USAGE. Shared by every command that selects kernels. */
-int cli_require_selection(const char *command, char *const *globs, int nglobs, unsigned kinds);
+int cli_require_selection(const char *command, char *const *globs, int nglobs, uint64_t kinds);
 /* The selected kernels in registry order (malloc'd, *count of them); NULL
  * when out of memory. */
 const nb_kernel **cli_selected_kernels(char *const *globs, int nglobs, size_t *count);

@@ -41,11 +41,15 @@ int cli_resource_error(const char *fmt, ...)
 static void print_kernel(const nb_kernel *k)
 {
     static const char *const red[] = {"sequential", "pairwise", "blocked", "lanes"};
-    char dt[16] = "";
+    char dt[32] = "";
     if (k->dtypes & (1u << NB_F32))
         strcat(dt, "f32");
     if (k->dtypes & (1u << NB_F64))
         strcat(dt, dt[0] ? ",f64" : "f64");
+    if (k->dtypes & (1u << NB_BF16))
+        strcat(dt, dt[0] ? ",bf16" : "bf16");
+    if (k->dtypes & (1u << NB_F16))
+        strcat(dt, dt[0] ? ",f16" : "f16");
     const bool fwd = k->directions & (1u << NB_FWD), bwd = k->directions & (1u << NB_BWD);
     const char *dirs = fwd && bwd ? "fwd,bwd" : bwd ? "bwd" : "fwd";
     char flags[64] = "";
@@ -56,7 +60,7 @@ static void print_kernel(const nb_kernel *k)
     if (k->flags & NB_KF_DETERMINISTIC)
         strcat(flags, " deterministic");
     /* status stays the eighth column: scripts read it there */
-    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %-11s %s%s\n", k->name, nb_layer_name(k->layer),
+    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-16s %-11s %s%s\n", k->name, nb_layer_name(k->layer),
            nb_kernel_algo(k), nb_kernel_isa(k), k->omp ? "yes" : "no", red[k->reduction], dt,
            nb_kernel_available(k) ? "available" : "unavailable", dirs, flags);
 }
@@ -73,7 +77,7 @@ static int cmd_list(int argc, char **argv)
         rc = cli_require_selection("list", c.globs, c.nglobs, 0);
     if (rc)
         return rc;
-    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-8s %-11s %s\n", "kernel", "layer", "algo", "isa",
+    printf("%-36s %-12s %-8s %-7s %-6s %-10s %-16s %-11s %s\n", "kernel", "layer", "algo", "isa",
            "omp", "reduction", "dtypes", "status", "dirs flags");
     for (size_t i = 0; i < nb_kernel_count(); i++)
         if (!c.nglobs || cli_kernel_selected(nb_kernel_at(i), c.globs, c.nglobs))

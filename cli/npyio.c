@@ -57,8 +57,13 @@ static void shape_str(const int64_t *s, int nd, char *buf, size_t len)
         snprintf(buf + o, len - (size_t)o, ")");
 }
 
-int cli_npy_load(const char *what, const char *path, const nb_problem *p, void *dst, int64_t count,
-                 bool xshape)
+/* Load `path` into dst (count elements of the problem's dtype for x/y,
+ * else of t: gamma/beta and the statistics of a bf16/f16 problem have
+ * their own dtypes). x/y: the layout shape is enforced (ln/rms may split
+ * rows into leading dims); others: the element count. Returns 0 or a
+ * cli_error code. */
+static int load_typed(const char *what, const char *path, const nb_problem *p, nb_dtype t,
+                      void *dst, int64_t count, bool xshape)
 {
     nb_npy a;
     char err[512];
@@ -69,9 +74,9 @@ int cli_npy_load(const char *what, const char *path, const nb_problem *p, void *
     int rc = 0;
     char got[160], want[160];
     shape_str(a.shape, a.ndim, got, sizeof got);
-    if (a.dtype != p->dtype) {
+    if (a.dtype != t) {
         rc = cli_error("--%s %s: dtype %s does not match the problem's %s", what, path,
-                       nb_dtype_name(a.dtype), nb_dtype_name(p->dtype));
+                       nb_dtype_name(a.dtype), nb_dtype_name(t));
     } else if (xshape) {
         int64_t ls[8];
         int nd = cli_layout_shape(p, ls);
@@ -89,17 +94,21 @@ int cli_npy_load(const char *what, const char *path, const nb_problem *p, void *
                        got, (long long)a.count, (long long)count);
     }
     if (!rc)
-        memcpy(dst, a.data, (size_t)count * nb_dtype_size(p->dtype));
+        memcpy(dst, a.data, (size_t)count * nb_dtype_size(t));
     nb_npy_free(&a);
     return rc;
 }
 
+/* x and y (and a backward problem's arrays): the problem's dtype. */
+int cli_npy_load(const char *what, const char *path, const nb_problem *p, void *dst, int64_t count,
+                 bool xshape)
+{
+    return load_typed(what, path, p, p->dtype, dst, count, xshape);
+}
+
 void cli_put_value(void *buf, nb_dtype t, int64_t i, double v)
 {
-    if (t == NB_F32)
-        ((float *)buf)[i] = (float)v;
-    else
-        ((double *)buf)[i] = v;
+    nb_dtype_put(buf, t, i, v);
 }
 
 static int parse_check_options(int argc, char **argv, check_args *a)
@@ -203,18 +212,18 @@ int cmd_check(int argc, char **argv)
     if ((st = nb_data_alloc(&d, &p)))
         return st == NB_ERR_NOMEM ? cli_resource_error("%s: %s", canon, nb_strerror(st))
                                   : cli_error("%s: %s", canon, nb_strerror(st));
-    const nb_dtype t = p.dtype;
+    const nb_dtype t = nb_problem_stat_dtype(&p), tp = nb_problem_param_dtype(&p);
     const int64_t N = nb_problem_numel(&p), G = nb_problem_stat_count(&p),
                   P = nb_problem_param_count(&p);
     int rc = cli_npy_load("x", fx, &p, d.x, N, true);
     if (!rc && fg)
-        rc = cli_npy_load("gamma", fg, &p, d.gamma, P, false);
+        rc = load_typed("gamma", fg, &p, tp, d.gamma, P, false);
     if (!rc && fb)
-        rc = cli_npy_load("beta", fb, &p, d.beta, P, false);
+        rc = load_typed("beta", fb, &p, tp, d.beta, P, false);
     if (!rc && frm0)
-        rc = cli_npy_load("running-mean0", frm0, &p, d.running_mean0, P, false);
+        rc = load_typed("running-mean0", frm0, &p, t, d.running_mean0, P, false);
     if (!rc && frv0)
-        rc = cli_npy_load("running-var0", frv0, &p, d.running_var0, P, false);
+        rc = load_typed("running-var0", frv0, &p, t, d.running_var0, P, false);
     if (rc) {
         nb_data_free(&d);
         return rc;
@@ -239,15 +248,15 @@ int cmd_check(int argc, char **argv)
             cli_put_value(d.running_var, t, c, r.running_var[c].hi);
         }
     if (!rc && fm)
-        rc = cli_npy_load("mean", fm, &p, d.mean, G, false);
+        rc = load_typed("mean", fm, &p, t, d.mean, G, false);
     if (!rc && fr)
-        rc = cli_npy_load("rstd", fr, &p, d.rstd, G, false);
+        rc = load_typed("rstd", fr, &p, t, d.rstd, G, false);
     if (!rc && fv)
-        rc = cli_npy_load("var", fv, &p, d.var, G, false);
+        rc = load_typed("var", fv, &p, t, d.var, G, false);
     if (!rc && frm)
-        rc = cli_npy_load("running-mean", frm, &p, d.running_mean, P, false);
+        rc = load_typed("running-mean", frm, &p, t, d.running_mean, P, false);
     if (!rc && frv)
-        rc = cli_npy_load("running-var", frv, &p, d.running_var, P, false);
+        rc = load_typed("running-var", frv, &p, t, d.running_var, P, false);
     if (rc) {
         nb_ref_free(&r);
         nb_data_free(&d);

@@ -33,21 +33,21 @@ bool cli_kernel_selected(const nb_kernel *k, char *const *globs, int nglobs)
 }
 
 /* Bit of (layer, dtype, forward or backward) in a mask of problem kinds. */
-static unsigned kind_bit(unsigned layer, unsigned dtype, unsigned backward)
+static uint64_t kind_bit(unsigned layer, unsigned dtype, unsigned backward)
 {
-    return 1u << ((layer * 2u + dtype) * 2u + backward);
+    return UINT64_C(1) << ((layer * NB_DTYPE_COUNT + dtype) * 2u + backward);
 }
 
-unsigned cli_problem_kind(const nb_problem *p)
+uint64_t cli_problem_kind(const nb_problem *p)
 {
     return kind_bit((unsigned)p->layer, (unsigned)p->dtype, nb_problem_is_backward(p));
 }
 
 /* The kinds (layer, dtype and direction) of problems a kernel runs. */
-static unsigned kernel_kinds(const nb_kernel *k)
+static uint64_t kernel_kinds(const nb_kernel *k)
 {
-    unsigned kinds = 0;
-    for (unsigned t = 0; t < 2; t++)
+    uint64_t kinds = 0;
+    for (unsigned t = 0; t < NB_DTYPE_COUNT; t++)
         for (unsigned b = 0; b < 2; b++)
             if ((k->dtypes & (1u << t)) && (k->directions & (1u << (b ? NB_BWD : NB_FWD))))
                 kinds |= kind_bit((unsigned)k->layer, t, b);
@@ -64,22 +64,23 @@ static void join_globs(char *const *globs, int nglobs, char *out, size_t len)
 }
 
 /* "layernorm f32, groupnorm f64 backward": the problem kinds in a mask. */
-static void join_kinds(unsigned kinds, char *out, size_t len)
+static void join_kinds(uint64_t kinds, char *out, size_t len)
 {
     size_t o = 0;
     out[0] = 0;
-    for (unsigned b = 0; b < 4u * NB_LAYER_COUNT && o < len; b++)
-        if (kinds & (1u << b))
+    for (unsigned b = 0; b < 2u * NB_DTYPE_COUNT * NB_LAYER_COUNT && o < len; b++)
+        if (kinds & (UINT64_C(1) << b))
             o += (size_t)snprintf(out + o, len - o, "%s%s %s%s", o ? ", " : "",
-                                  nb_layer_name((nb_layer)(b / 4)),
-                                  nb_dtype_name((nb_dtype)(b / 2 % 2)), b % 2 ? " backward" : "");
+                                  nb_layer_name((nb_layer)(b / (2 * NB_DTYPE_COUNT))),
+                                  nb_dtype_name((nb_dtype)(b / 2 % NB_DTYPE_COUNT)),
+                                  b % 2 ? " backward" : "");
 }
 
-int cli_require_selection(const char *command, char *const *globs, int nglobs, unsigned kinds)
+int cli_require_selection(const char *command, char *const *globs, int nglobs, uint64_t kinds)
 {
     char pats[512] = "", what[256];
     join_globs(globs, nglobs, pats, sizeof pats);
-    unsigned runs = 0;
+    uint64_t runs = 0;
     bool any = false;
     for (size_t i = 0; i < nb_kernel_count(); i++)
         if (cli_kernel_selected(nb_kernel_at(i), globs, nglobs)) {

@@ -155,10 +155,15 @@ int run_out_npy(run_out *o, const char *name, const nb_problem *p, int nd, const
     int rc = join(o, file, path, sizeof path);
     if (rc)
         return rc;
-    if (nb_npy_write(path, p->dtype, nd, shape, data, err, sizeof err))
+    /* x and y in the problem's dtype; gamma/beta and the statistics in
+     * theirs (f32 for most of a bf16/f16 problem; bf16 as '<u2' bits) */
+    const nb_dtype t = !strcmp(name, "x") || !strcmp(name, "y")          ? p->dtype
+                       : !strcmp(name, "gamma") || !strcmp(name, "beta") ? nb_problem_param_dtype(p)
+                                                                         : nb_problem_stat_dtype(p);
+    if (nb_npy_write(path, t, nd, shape, data, err, sizeof err))
         return cli_error("run: %s", err);
     char what[96];
-    int n = snprintf(what, sizeof what, "%s (", nb_dtype_name(p->dtype));
+    int n = snprintf(what, sizeof what, "%s (", nb_dtype_name(t));
     for (int i = 0; i < nd && n > 0 && (size_t)n < sizeof what; i++)
         n += snprintf(what + n, sizeof what - (size_t)n, "%" PRId64 "%s", shape[i],
                       nd == 1      ? ","

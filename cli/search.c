@@ -458,7 +458,7 @@ static int make_dirs(const char *dir)
  * (layer and dtype): the shared "selects nothing" check. */
 static int require_kernels(const search_opts *o, int layer, const nb_problem_list *batch)
 {
-    unsigned kinds = 0;
+    uint64_t kinds = 0;
     if (layer >= 0) {
         nb_problem p = {.layer = (nb_layer)layer,
                         .dtype = o->dtype_s && !strcmp(o->dtype_s, "f64") ? NB_F64 : NB_F32,

@@ -562,7 +562,7 @@ static int stability_sweep(const verify_opts *o)
 static int prepare_run(verify_run *v, const nb_problem *problems, size_t nproblems)
 {
     const cli_common *c = &v->o->c;
-    unsigned kinds = 0;
+    uint64_t kinds = 0;
     for (size_t i = 0; i < nproblems; i++)
         kinds |= cli_problem_kind(&problems[i]);
     const int rc = cli_require_selection("verify", c->globs, c->nglobs, kinds);

@@ -24,37 +24,59 @@ void nb_determinism_merge(nb_determinism *total, const nb_determinism *one_case)
 
 /* ---- determinism snapshots ----------------------------------------------- */
 
-/* Elements of a snapshot: y, mean/var/rstd, running statistics; backward:
- * dx, dgamma and dbeta. */
-static int64_t snapshot_count(const nb_problem *p)
-{
-    if (nb_problem_is_backward(p))
-        return nb_problem_numel(p) + 2 * nb_problem_param_count(p);
-    return nb_problem_numel(p) + 3 * nb_problem_stat_count(p) +
-           (nb_problem_has_running(p) ? 2 * nb_problem_param_count(p) : 0);
-}
+/* The outputs a snapshot holds, in order: y (the problem's dtype), mean,
+ * var, rstd and the running statistics (the statistics dtype); backward:
+ * dx, dgamma and dbeta. Returns how many (at most 6). */
+typedef struct snap_part {
+    const void *buf;
+    int64_t n;
+    nb_dtype t;
+} snap_part;
 
-/* Copy every output the kernel wrote into buf (snapshot_count elements). */
-static void take_snapshot(const nb_data *d, void *buf)
+static int snapshot_parts(const nb_data *d, snap_part part[6])
 {
     const nb_problem *p = &d->prob;
-    const size_t es = nb_dtype_size(p->dtype);
-    const size_t ny = (size_t)nb_problem_numel(p) * es, ng = (size_t)nb_problem_stat_count(p) * es;
-    const size_t nc = (size_t)nb_problem_param_count(p) * es;
-    char *o = buf;
+    const nb_dtype t = p->dtype, ts = nb_problem_stat_dtype(p);
+    const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p);
+    const int64_t P = nb_problem_param_count(p);
     if (nb_problem_is_backward(p)) {
-        memcpy(o, d->dx, ny), o += ny;
-        memcpy(o, d->dgamma, nc), o += nc;
-        memcpy(o, d->dbeta, nc);
-        return;
+        part[0] = (snap_part){d->dx, N, t};
+        part[1] = (snap_part){d->dgamma, P, t};
+        part[2] = (snap_part){d->dbeta, P, t};
+        return 3;
     }
-    memcpy(o, d->y, ny), o += ny;
-    memcpy(o, d->mean, ng), o += ng;
-    memcpy(o, d->var, ng), o += ng;
-    memcpy(o, d->rstd, ng), o += ng;
-    if (nb_problem_has_running(p)) {
-        memcpy(o, d->running_mean, nc), o += nc;
-        memcpy(o, d->running_var, nc);
+    part[0] = (snap_part){d->y, N, t};
+    part[1] = (snap_part){d->mean, G, ts};
+    part[2] = (snap_part){d->var, G, ts};
+    part[3] = (snap_part){d->rstd, G, ts};
+    if (!nb_problem_has_running(p))
+        return 4;
+    part[4] = (snap_part){d->running_mean, P, ts};
+    part[5] = (snap_part){d->running_var, P, ts};
+    return 6;
+}
+
+/* Bytes of a snapshot of d's outputs. */
+static size_t snapshot_bytes(const nb_data *d)
+{
+    snap_part part[6];
+    const int np = snapshot_parts(d, part);
+    size_t bytes = 0;
+    for (int i = 0; i < np; i++)
+        bytes += (size_t)part[i].n * nb_dtype_size(part[i].t);
+    return bytes;
+}
+
+/* Copy every output the kernel wrote into buf (snapshot_bytes). */
+static void take_snapshot(const nb_data *d, void *buf)
+{
+    snap_part part[6];
+    const int np = snapshot_parts(d, part);
+    char *o = buf;
+    for (int i = 0; i < np; i++) {
+        const size_t b = (size_t)part[i].n * nb_dtype_size(part[i].t);
+        memcpy(o, part[i].buf, b);
+        o += b;
     }
 }
 
@@ -62,9 +84,7 @@ static void take_snapshot(const nb_data *d, void *buf)
  * collisions) bitwise equal outputs, e.g. across rank counts. */
 static uint64_t outputs_digest(const nb_data *d)
 {
-    const nb_problem *p = &d->prob;
-    const size_t es = nb_dtype_size(p->dtype);
-    const size_t bytes = (size_t)snapshot_count(p) * es;
+    const size_t bytes = snapshot_bytes(d);
     char *buf = malloc(bytes);
     if (!buf)
         return 0;
@@ -76,18 +96,26 @@ static uint64_t outputs_digest(const nb_data *d)
     return h;
 }
 
-/* Bitwise equality of two snapshots; when they differ, the largest |a - b|
- * is merged into *max_diff (inf when a NaN meets a number). */
-static bool same_bits(const void *a, const void *b, int64_t n, nb_dtype t, double *max_diff)
+/* Bitwise equality of two snapshots of d's outputs; when they differ, the
+ * largest |a - b| is merged into *max_diff (inf when a NaN meets a
+ * number). */
+static bool same_bits(const nb_data *d, const void *a, const void *b, double *max_diff)
 {
-    if (memcmp(a, b, (size_t)n * nb_dtype_size(t)) == 0)
+    if (memcmp(a, b, snapshot_bytes(d)) == 0)
         return true;
-    for (int64_t i = 0; i < n; i++) {
-        double x = t == NB_F32 ? ((const float *)a)[i] : ((const double *)a)[i];
-        double y = t == NB_F32 ? ((const float *)b)[i] : ((const double *)b)[i];
-        double diff = x == y || (x != x && y != y) ? 0 : fabs(x - y);
-        if (diff > *max_diff || diff != diff)
-            *max_diff = diff != diff ? INFINITY : diff;
+    snap_part part[6];
+    const int np = snapshot_parts(d, part);
+    const char *pa = a, *pb = b;
+    for (int k = 0; k < np; k++) {
+        for (int64_t i = 0; i < part[k].n; i++) {
+            double x = nb_dtype_get(pa, part[k].t, i), y = nb_dtype_get(pb, part[k].t, i);
+            double diff = x == y || (x != x && y != y) ? 0 : fabs(x - y);
+            if (diff > *max_diff || diff != diff)
+                *max_diff = diff != diff ? INFINITY : diff;
+        }
+        const size_t bytes = (size_t)part[k].n * nb_dtype_size(part[k].t);
+        pa += bytes;
+        pb += bytes;
     }
     return false;
 }
@@ -96,7 +124,6 @@ static bool same_bits(const void *a, const void *b, int64_t n, nb_dtype t, doubl
 typedef struct verify_state {
     nb_data d;
     nb_ref r;
-    int64_t snapshot_elems;
     void *first, *current; /* NULL without thread counts */
 } verify_state;
 
@@ -104,18 +131,17 @@ typedef struct verify_state {
  * first count's snapshot, rerun once at this count and compare again. */
 static void compare_snapshots(const nb_kernel *k, verify_state *s, int ti, nb_determinism *det)
 {
-    const nb_dtype t = s->d.prob.dtype;
     if (!det->ran) {
         det->ran = true;
         det->same = true;
     }
     take_snapshot(&s->d, ti == 0 ? s->first : s->current);
-    if (ti > 0 && !same_bits(s->first, s->current, s->snapshot_elems, t, &det->max_diff))
+    if (ti > 0 && !same_bits(&s->d, s->first, s->current, &det->max_diff))
         det->same = false;
     nb_check again;
     nb_verify_one(k, &s->d, &s->r, &again);
     take_snapshot(&s->d, s->current);
-    if (!same_bits(s->first, s->current, s->snapshot_elems, t, &det->max_diff))
+    if (!same_bits(&s->d, s->first, s->current, &det->max_diff))
         det->same = false;
 }
 
@@ -163,8 +189,7 @@ static nb_status prepare(const nb_verify_request *req, size_t nmatch, verify_sta
     if (st)
         return fail(out, st, nb_strerror(st));
     if (req->nthreads) {
-        s->snapshot_elems = snapshot_count(p);
-        const size_t bytes = (size_t)s->snapshot_elems * nb_dtype_size(p->dtype);
+        const size_t bytes = snapshot_bytes(&s->d);
         s->first = malloc(bytes);
         s->current = malloc(bytes);
         out->determinism = calloc(req->nkernels, sizeof *out->determinism);

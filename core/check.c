@@ -32,7 +32,7 @@ const char *nb_verdict_name(nb_verdict v)
 
 static double getv(const void *buf, nb_dtype t, int64_t i)
 {
-    return t == NB_F32 ? (double)((const float *)buf)[i] : ((const double *)buf)[i];
+    return nb_dtype_get(buf, t, i);
 }
 
 /* |got - (hi + lo)| without losing the low part. */
@@ -113,7 +113,10 @@ typedef struct check_ctx {
     nb_check *o;
     double C; /* reduction depth */
     unsigned flags;
-    nb_dtype t;
+    nb_dtype t;           /* dtype of the statistics (and accumulation) */
+    nb_dtype tx, tp;      /* dtypes of x and y, of gamma and beta */
+    bool half;            /* bf16/f16: y checked in storage values (section 4.2.1) */
+    double u_out;         /* unit roundoff of y's dtype */
     double u, tmax, tiny; /* unit roundoff, largest finite, 4 x smallest normal */
     int64_t N, G, m;      /* elements, groups, group size */
     bool batch, affine, has_beta;
@@ -128,6 +131,9 @@ typedef struct check_ctx {
     double best_use;
     /* statistics */
     const char *stat_fail;
+    /* bf16/f16 affine: elements outside the range of the other rounding
+     * semantics (which fits better) */
+    int64_t nfail_other;
 } check_ctx;
 
 /* One element under check: where it is, what the kernel gave, and the
@@ -150,8 +156,15 @@ static void check_ctx_init(check_ctx *k, double C, unsigned flags, const nb_data
     k->C = C;
     k->flags = flags;
     const nb_problem *p = k->p;
-    const nb_dtype t = p->dtype;
+    const nb_dtype t = nb_problem_stat_dtype(p);
     k->t = t;
+    k->tx = p->dtype;
+    k->tp = nb_problem_param_dtype(p);
+    k->half = nb_dtype_is_half(p->dtype);
+    k->u_out = p->dtype == NB_BF16  ? 0x1p-8
+               : p->dtype == NB_F16 ? 0x1p-11
+               : t == NB_F32        ? 0x1p-24
+                                    : 0x1p-53;
     k->u = t == NB_F32 ? 0x1p-24 : 0x1p-53;
     k->tmax = t == NB_F32 ? FLT_MAX : DBL_MAX;
     k->tiny = 4.0 * (t == NB_F32 ? FLT_MIN : DBL_MIN);
@@ -179,13 +192,13 @@ static void groups_scan_range(check_ctx *k)
     int64_t gidx, pidx, coord[5];
     for (int64_t i = 0; i < k->N; i++) {
         nb_check_locate(k->p, i, &gidx, &pidx, coord);
-        const double xv = getv(d->x, k->t, i);
+        const double xv = getv(d->x, k->tx, i);
         const double a = fabs(xv), dev = fabs(xv - k->r->mean[gidx].hi);
         if (a > gi[gidx].maxabs)
             gi[gidx].maxabs = a;
         if (dev > gi[gidx].maxdev)
             gi[gidx].maxdev = dev;
-        if (!isfinite(getv(d->y, k->t, i)))
+        if (!isfinite(getv(d->y, k->tx, i)))
             gi[gidx].nonfinite_out = true;
     }
 }
@@ -252,7 +265,7 @@ static void element_bound(check_ctx *k, elem_check *e)
     k->nsum++;
     /* ULPs mean something only where neither y = gamma z + beta nor
      * x - mean cancelled (|x - mean| >= |x| / 2, i.e. |z| >= |x| rstd / 2). */
-    const double xi = getv(k->d->x, k->t, i);
+    const double xi = getv(k->d->x, k->tx, i);
     if (fabs(y) >= 0.5 * (fabs(gam * z) + fabs(bet)) && y != 0 && fabs(z) >= 0.5 * fabs(xi) * rs) {
         double ulps = err / ulp_of(y, k->t);
         if (ulps > o->max_ulp)
@@ -260,6 +273,91 @@ static void element_bound(check_ctx *k, elem_check *e)
     }
     if (err > e->tol)
         e->bad = "error above the bound";
+}
+
+/* xhat's own f32 error: tol_i of section 4.2 for g = 1 and b = 0 without
+ * the affine step's roundings. */
+static double xhat_tol(const check_ctx *k, const elem_check *e)
+{
+    const nb_ref *r = k->r;
+    const double u = k->u, C = k->C;
+    const double rs = r->rstd[e->g].hi, var = r->var[e->g].hi;
+    const double K = r->rms[e->g] * rs, tt = var * rs * rs, z = r->z[e->i];
+    return u * (C * K + fabs(z) * (4.0 + C * (tt + K * sqrt(tt)) / 2.0)) + k->tiny;
+}
+
+/* bf16/f16: the storage values [lo, hi] element e may take under rounding
+ * semantics sem. The problem's own semantics start from the exact y; the
+ * other one (only to say which fits better) from z in double. */
+static void half_range(const check_ctx *k, const elem_check *e, nb_rounding sem, double *lo,
+                       double *hi)
+{
+    const nb_ref *r = k->r;
+    const int64_t i = e->i;
+    if (sem == NB_ROUND_BEFORE_GAMMA && k->affine) {
+        nb_half_range_before_gamma(k->tx, r->z[i], xhat_tol(k, e), e->gam, e->bet, k->has_beta, lo,
+                                   hi);
+        return;
+    }
+    const double y = sem == k->p->rounding ? r->y[i].hi : e->gam * r->z[i] + e->bet;
+    nb_half_range_once(k->tx, y, element_tol(k, e), lo, hi);
+}
+
+/* bf16/f16, a finite reference: the result must be one of the storage
+ * values [lo, hi] (section 4.2.1). Its bound use is the error against the
+ * exact y over the distance from y to the far edge of that range's
+ * rounding cells on the result's side; errors are also counted in storage
+ * ulps from the correctly rounded reference (max_ulp) and scaled by u_out. */
+static void element_check_half(check_ctx *k, elem_check *e)
+{
+    const nb_ref *r = k->r;
+    nb_check *o = k->o;
+    const int64_t i = e->i;
+    const double got = e->got, y = r->y[i].hi;
+    double lo, hi;
+    half_range(k, e, k->p->rounding, &lo, &hi);
+    const bool in = got >= lo && got <= hi;
+    const double err = dd_err(got, r->y[i]);
+    if (k->p->rounding == NB_ROUND_ONCE || !k->affine) {
+        /* |got - y| <= E + half the gap from got to its neighbour towards y:
+         * got is the rounding of a value within E of y exactly then */
+        const double h =
+            isfinite(got) ? fabs(got - nb_half_edge(k->tx, got, got >= y ? -1 : 1)) : 0;
+        e->tol = element_tol(k, e) + h;
+    } else { /* the distance from y to the far edge of the range's cells */
+        e->tol = got >= y ? nb_half_edge(k->tx, hi, 1) - y : y - nb_half_edge(k->tx, lo, -1);
+    }
+    if (isinf(got) || isnan(got))
+        e->use = in ? 0.0 : INFINITY;
+    else
+        e->use = e->tol > 0 ? err / e->tol : (err > 0 ? INFINITY : 0.0);
+    if (!in) {
+        e->bad = isnan(got)   ? "NaN where the reference is finite"
+                 : isinf(got) ? "Inf where the storage rounding of the bound is finite"
+                              : "outside the storage rounding of the bound";
+        if (!(e->use > 1.0))
+            e->use = INFINITY;
+    }
+    const double rs = r->rstd[e->g].hi, K = r->rms[e->g] * rs, z = r->z[i];
+    const double scale = fabs(e->gam) * (K + fabs(z)) + fabs(e->bet) + fabs(y);
+    if (isfinite(got)) {
+        const double scaled = scale > 0 ? err / (k->u_out * scale) : (err > 0 ? INFINITY : 0);
+        o->max_scaled = fmax(o->max_scaled, scaled);
+        k->sum_scaled += scaled;
+        k->nsum++;
+    }
+    /* storage ulps from the correctly rounded y, where they mean something
+     * (as element_bound: neither the affine step nor x - mean cancelled) */
+    const double xi = getv(k->d->x, k->tx, i);
+    if (fabs(y) >= 0.5 * (fabs(e->gam * z) + fabs(e->bet)) && y != 0 &&
+        fabs(z) >= 0.5 * fabs(xi) * rs)
+        o->max_ulp = fmax(o->max_ulp, nb_half_ulps(k->tx, got, r->y_round[i]));
+    if (k->affine) {
+        const nb_rounding other =
+            k->p->rounding == NB_ROUND_ONCE ? NB_ROUND_BEFORE_GAMMA : NB_ROUND_ONCE;
+        half_range(k, e, other, &lo, &hi);
+        k->nfail_other += !(got >= lo && got <= hi);
+    }
 }
 
 /* Check element i: NaN patterns, then the bound. */
@@ -270,9 +368,9 @@ static void element_check(check_ctx *k, int64_t i, elem_check *e)
     memset(e, 0, sizeof *e);
     e->i = i;
     nb_check_locate(k->p, i, &e->g, &e->pi, e->coord);
-    e->got = getv(d->y, k->t, i);
-    e->gam = k->affine ? getv(d->gamma, k->t, e->pi) : 1.0;
-    e->bet = k->has_beta ? getv(d->beta, k->t, e->pi) : 0.0;
+    e->got = getv(d->y, k->tx, i);
+    e->gam = k->affine ? getv(d->gamma, k->tp, e->pi) : 1.0;
+    e->bet = k->has_beta ? getv(d->beta, k->tp, e->pi) : 0.0;
     const double got = e->got;
     if (r->group_nan[e->g]) {
         if (!isnan(got))
@@ -284,6 +382,8 @@ static void element_check(check_ctx *k, int64_t i, elem_check *e)
         if (isnan(want) ? !isnan(got) : got != want)
             e->bad = isnan(want) ? "not NaN where the reference is NaN (NaN input or 0*inf)"
                                  : "not the reference's Inf (Inf input, no reduction)";
+    } else if (k->half) {
+        element_check_half(k, e);
     } else if (!isfinite(got)) {
         e->bad = "non-finite where the reference is finite";
         e->use = INFINITY;
@@ -309,7 +409,7 @@ static void element_record(check_ctx *k, const elem_check *e)
         o->worst = e->i;
         o->worst_got = e->got;
         o->worst_want = k->r->y[e->i].hi;
-        o->worst_x = getv(k->d->x, k->t, e->i);
+        o->worst_x = getv(k->d->x, k->tx, e->i);
         o->worst_gamma = e->gam;
         o->worst_beta = e->bet;
         o->worst_tol = e->tol;
@@ -509,7 +609,7 @@ static void running_update_check(check_ctx *k)
     const nb_problem *p = k->p;
     const int64_t per = p->layer == NB_BN ? 1 : p->n;
     const double f =
-        k->t == NB_F32
+        nb_problem_stat_dtype(p) == NB_F32
             ? (double)(float)(p->momentum_none ? 1.0 / (double)p->num_batches_tracked : p->momentum)
             : (p->momentum_none ? 1.0 / (double)p->num_batches_tracked : p->momentum);
     for (int64_t c = 0; c < p->c; c++) {
@@ -542,12 +642,25 @@ static void element_fail_reason(const check_ctx *k)
         snprintf(o->reason + n, sizeof o->reason - (size_t)n, "; first: %s", k->first_fail);
 }
 
+/* bf16/f16 affine: append which rounding semantics the result fits better. */
+static void semantics_note(const check_ctx *k)
+{
+    nb_check *o = k->o;
+    const size_t n = strlen(o->reason);
+    const char *other = k->p->rounding == NB_ROUND_ONCE ? "before_gamma" : "once";
+    snprintf(o->reason + n, sizeof o->reason - n, "; round=%s fits %s (%lld vs %lld outside)",
+             other, k->nfail_other < k->nfail ? "better" : "no better", (long long)k->nfail_other,
+             (long long)k->nfail);
+}
+
 static void verdict_set(const check_ctx *k)
 {
     nb_check *o = k->o;
     if (k->nfail) {
         o->verdict = NB_FAIL;
         element_fail_reason(k);
+        if (k->half && k->affine)
+            semantics_note(k);
     } else if (k->stat_fail) {
         o->verdict = NB_FAIL;
         snprintf(o->reason, sizeof o->reason, "%s", k->stat_fail);

@@ -4,6 +4,7 @@
  * machine. Values are drawn in double and rounded once to the dtype.
  * Backward problems add dy (stream 3) and the forward's saved statistics
  * (mean, rstd: compensated two-pass in double, rounded to the dtype). */
+#include "nb_half.h"
 #include "normbench.h"
 
 #include <float.h>
@@ -54,22 +55,36 @@ static double rng_normal(rng *r)
     return rad * cos(th);
 }
 
+/* v rounded once to dtype t (to nearest, ties to even). */
 static double rounded(nb_dtype t, double v)
 {
-    return t == NB_F32 ? (double)(float)v : v;
+    switch (t) {
+    case NB_F64: return v;
+    case NB_BF16: return nb_bf16_round(v);
+    case NB_F16: return nb_f16_round(v);
+    default: return (double)(float)v;
+    }
 }
 
 static void put(void *buf, nb_dtype t, int64_t i, double v)
 {
-    if (t == NB_F32)
-        ((float *)buf)[i] = (float)v;
-    else
-        ((double *)buf)[i] = v;
+    nb_dtype_put(buf, t, i, v);
 }
 
 static double get(const void *buf, nb_dtype t, int64_t i)
 {
-    return t == NB_F32 ? (double)((const float *)buf)[i] : ((const double *)buf)[i];
+    return nb_dtype_get(buf, t, i);
+}
+
+/* A subnormal scale of dtype t: data=subnormal draws N(0, 1) times it. */
+static double subnormal_scale(nb_dtype t)
+{
+    switch (t) {
+    case NB_F64: return 0x1p-1060;
+    case NB_BF16: return 0x1p-130;
+    case NB_F16: return 0x1p-18;
+    default: return 0x1p-140;
+    }
 }
 
 /* Statistics group of element i (written independently of impls/). */
@@ -115,8 +130,8 @@ static nb_status fill_x(const nb_problem *p, void *x)
     const double mu = p->dist_param;
     rng r;
     rng_init(&r, p->seed, 1);
-    const double big = t == NB_F32 ? sqrt((double)FLT_MAX) : sqrt(DBL_MAX);
-    const double sub = t == NB_F32 ? 0x1p-140 : 0x1p-1060;
+    const double big = sqrt(nb_dtype_max(t));
+    const double sub = subnormal_scale(t);
     for (int64_t i = 0; i < N; i++) {
         double v;
         switch (p->dist) {
@@ -385,6 +400,9 @@ double nb_data_memory(const nb_problem *p)
      * simd_bwd_drive.h: two per row block of 4 or more rows and column, or
      * per segment, at most 2 N when every segment holds one value) */
     const double bwd = nb_problem_is_backward(p) ? 4 * N + 4 * P : 0;
+    if (nb_dtype_is_half(p->dtype)) /* x, y in 2 bytes; the rest and a kernel's scratch f32:
+                                       the SIMD kernels widen x and y (BatchNorm: all of them) */
+        return 2 * N * 2.0 + (2 * N + 3 * G + 8 * P + 3 * m + 3 * G) * 4.0;
     return (2 * N + 3 * G + 6 * P + 3 * m + 3 * G + bwd) * (double)nb_dtype_size(p->dtype);
 }
 
@@ -479,7 +497,7 @@ nb_status nb_data_alloc(nb_data *d, const nb_problem *p)
     if (st)
         return st;
     d->prob = *p;
-    const nb_dtype t = p->dtype;
+    const nb_dtype t = p->dtype, ts = nb_problem_stat_dtype(p), tp = nb_problem_param_dtype(p);
     const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p),
                   P = nb_problem_param_count(p);
     if ((uint64_t)N > SIZE_MAX / 8 / 2)
@@ -488,15 +506,15 @@ nb_status nb_data_alloc(nb_data *d, const nb_problem *p)
         return NB_ERR_NOMEM;
     d->x = alloc_buf(N, t);
     d->y = alloc_buf(N, t);
-    d->mean = alloc_buf(G, t);
-    d->var = alloc_buf(G, t);
-    d->rstd = alloc_buf(G, t);
-    d->gamma = alloc_buf(P, t);
-    d->beta = alloc_buf(P, t);
-    d->running_mean = alloc_buf(P, t);
-    d->running_var = alloc_buf(P, t);
-    d->running_mean0 = alloc_buf(P, t);
-    d->running_var0 = alloc_buf(P, t);
+    d->mean = alloc_buf(G, ts);
+    d->var = alloc_buf(G, ts);
+    d->rstd = alloc_buf(G, ts);
+    d->gamma = alloc_buf(P, tp);
+    d->beta = alloc_buf(P, tp);
+    d->running_mean = alloc_buf(P, ts);
+    d->running_var = alloc_buf(P, ts);
+    d->running_mean0 = alloc_buf(P, ts);
+    d->running_var0 = alloc_buf(P, ts);
     if (!d->x || !d->y || !d->mean || !d->var || !d->rstd || !d->gamma || !d->beta ||
         !d->running_mean || !d->running_var || !d->running_mean0 || !d->running_var0) {
         nb_data_free(d);
@@ -509,10 +527,10 @@ nb_status nb_data_alloc(nb_data *d, const nb_problem *p)
     rng r;
     rng_init(&r, p->seed, 2);
     for (int64_t i = 0; i < P; i++) {
-        put(d->gamma, t, i, rounded(t, 1.0 + 0.5 * rng_normal(&r)));
-        put(d->beta, t, i, rounded(t, 0.5 * rng_normal(&r)));
-        put(d->running_mean0, t, i, rounded(t, 0.5 * rng_normal(&r)));
-        put(d->running_var0, t, i, rounded(t, 0.5 + rng_uniform(&r)));
+        put(d->gamma, tp, i, rounded(tp, 1.0 + 0.5 * rng_normal(&r)));
+        put(d->beta, tp, i, rounded(tp, 0.5 * rng_normal(&r)));
+        put(d->running_mean0, ts, i, rounded(ts, 0.5 * rng_normal(&r)));
+        put(d->running_var0, ts, i, rounded(ts, 0.5 + rng_uniform(&r)));
     }
     if (nb_problem_is_backward(p) && (st = backward_alloc(d))) {
         nb_data_free(d);
@@ -540,15 +558,16 @@ void nb_data_reset(nb_data *d)
         }
         return;
     }
+    const nb_dtype ts = nb_problem_stat_dtype(p);
     for (int64_t i = 0; i < N; i++)
         put(d->y, t, i, NAN);
     for (int64_t i = 0; i < G; i++) {
-        put(d->mean, t, i, NAN);
-        put(d->var, t, i, NAN);
-        put(d->rstd, t, i, NAN);
+        put(d->mean, ts, i, NAN);
+        put(d->var, ts, i, NAN);
+        put(d->rstd, ts, i, NAN);
     }
-    memcpy(d->running_mean, d->running_mean0, (size_t)P * nb_dtype_size(t));
-    memcpy(d->running_var, d->running_var0, (size_t)P * nb_dtype_size(t));
+    memcpy(d->running_mean, d->running_mean0, (size_t)P * nb_dtype_size(ts));
+    memcpy(d->running_var, d->running_var0, (size_t)P * nb_dtype_size(ts));
 }
 
 /* A backward call: x, dy, gamma and the saved statistics in; dx and the

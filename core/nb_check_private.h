@@ -11,4 +11,20 @@
  * (n, c, d, h, w; ln/rms: row, col). */
 void nb_check_locate(const nb_problem *p, int64_t i, int64_t *g, int64_t *pi, int64_t coord[5]);
 
+/* bf16/f16 (core/check_half.c, docs/DESIGN.md section 4.2.1). t is NB_BF16
+ * or NB_F16; values are doubles holding storage values. */
+/* v rounded to nearest, ties to even, to t (+-Inf beyond its range). */
+double nb_half_round(nb_dtype t, double v);
+/* The edge of storage value s's rounding cell upwards (dir 1) or downwards
+ * (-1): the midpoint to its neighbour, the overflow threshold next to Inf. */
+double nb_half_edge(nb_dtype t, double s, int dir);
+/* |a - b| in steps of t (ulps); Inf one step beyond the largest finite. */
+double nb_half_ulps(nb_dtype t, double a, double b);
+/* The storage values [lo, hi] a kernel accumulating in f32 may return:
+ * round=once from the exact y with the f32 error E; round=before_gamma from
+ * the exact xhat z with its f32 error Ez, gamma g and beta b. */
+void nb_half_range_once(nb_dtype t, double y, double E, double *lo, double *hi);
+void nb_half_range_before_gamma(nb_dtype t, double z, double Ez, double g, double b, bool has_beta,
+                                double *lo, double *hi);
+
 #endif

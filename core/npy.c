@@ -1,6 +1,7 @@
 /* npy.c: a strict reader and a writer of NumPy .npy files (format versions
- * 1.0, 2.0 and 3.0) holding little-endian float32 ('<f4') or float64 ('<f8')
- * arrays in C order -- the exchange format of `normbench run` and
+ * 1.0, 2.0 and 3.0) holding little-endian float32 ('<f4'), float64 ('<f8'),
+ * float16 ('<f2') or bf16 as raw bits ('<u2') arrays in C order -- the
+ * exchange format of `normbench run` and
  * `normbench check`.
  *
  * The reader trusts nothing: it checks the magic string, the version, the
@@ -153,9 +154,14 @@ static nb_status parse_dict(const char *h, size_t hlen, npy_header *o, char *err
                 o->dtype = NB_F32;
             else if (!strcmp(val, "<f8"))
                 o->dtype = NB_F64;
+            else if (!strcmp(val, "<f2"))
+                o->dtype = NB_F16;
+            else if (!strcmp(val, "<u2")) /* bf16 as raw bits: NumPy has no bf16 */
+                o->dtype = NB_BF16;
             else
                 return npy_fail(err, elen, NB_ERR_DTYPE,
-                                "npy dtype '%s' not supported: need little-endian '<f4' or '<f8'",
+                                "npy dtype '%s' not supported: need little-endian '<f4', '<f8', "
+                                "'<f2' or '<u2' (bf16 bits)",
                                 val);
         } else if (!strcmp(key, "fortran_order")) {
             if (have_fo)
@@ -400,14 +406,17 @@ nb_status nb_npy_write(const char *path, nb_dtype t, int ndim, const int64_t *sh
 {
     if (!path || (!shape && ndim) || !data)
         return npy_fail(err, errlen, NB_ERR_NULL, "npy: NULL argument");
-    if (t != NB_F32 && t != NB_F64)
+    if ((unsigned)t >= NB_DTYPE_COUNT)
         return npy_fail(err, errlen, NB_ERR_DTYPE, "npy: unsupported dtype");
     if (ndim < 0 || ndim > NB_NPY_MAX_DIMS)
         return npy_fail(err, errlen, NB_ERR_SHAPE, "npy: %d dimensions (at most %d)", ndim,
                         NB_NPY_MAX_DIMS);
     char dict[512];
     int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (",
-                     t == NB_F32 ? "<f4" : "<f8");
+                     t == NB_F32    ? "<f4"
+                     : t == NB_F16  ? "<f2"
+                     : t == NB_BF16 ? "<u2"
+                                    : "<f8");
     int64_t count = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0 || (shape[i] > 0 && count > NPY_MAX_NUMEL / shape[i]))

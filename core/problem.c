@@ -2,6 +2,7 @@
  * checks, status strings, and the compact problem-string grammar
  * (`ln:rows64:cols256:eps1e-5:f32:data=offset1e4`), parsed and printed so
  * that parse(format(p)) == p. */
+#include "nb_half.h"
 #include "normbench.h"
 
 #include <ctype.h>
@@ -71,7 +72,8 @@ const char *nb_layer_name(nb_layer l)
 }
 const char *nb_dtype_name(nb_dtype t)
 {
-    return t == NB_F32 ? "f32" : t == NB_F64 ? "f64" : "?";
+    static const char *const n[NB_DTYPE_COUNT] = {"f32", "f64", "bf16", "f16"};
+    return (unsigned)t < NB_DTYPE_COUNT ? n[t] : "?";
 }
 const char *nb_dist_name(nb_dist d)
 {
@@ -79,7 +81,54 @@ const char *nb_dist_name(nb_dist d)
 }
 size_t nb_dtype_size(nb_dtype t)
 {
-    return t == NB_F64 ? sizeof(double) : sizeof(float);
+    return t == NB_F64 ? sizeof(double) : nb_dtype_is_half(t) ? sizeof(uint16_t) : sizeof(float);
+}
+
+bool nb_dtype_is_half(nb_dtype t)
+{
+    return t == NB_BF16 || t == NB_F16;
+}
+
+nb_dtype nb_problem_param_dtype(const nb_problem *p)
+{
+    if (nb_dtype_is_half(p->dtype) && p->params == NB_PARAMS_F32)
+        return NB_F32;
+    return p->dtype;
+}
+
+nb_dtype nb_problem_stat_dtype(const nb_problem *p)
+{
+    return nb_dtype_is_half(p->dtype) ? NB_F32 : p->dtype;
+}
+
+double nb_dtype_get(const void *buf, nb_dtype t, int64_t i)
+{
+    switch (t) {
+    case NB_F64: return ((const double *)buf)[i];
+    case NB_BF16: return (double)nb_bf16_to_f32(((const uint16_t *)buf)[i]);
+    case NB_F16: return (double)nb_f16_to_f32(((const uint16_t *)buf)[i]);
+    default: return (double)((const float *)buf)[i];
+    }
+}
+
+void nb_dtype_put(void *buf, nb_dtype t, int64_t i, double v)
+{
+    switch (t) {
+    case NB_F64: ((double *)buf)[i] = v; break;
+    case NB_BF16: ((uint16_t *)buf)[i] = nb_f64_to_bf16(v); break;
+    case NB_F16: ((uint16_t *)buf)[i] = nb_f64_to_f16(v); break;
+    default: ((float *)buf)[i] = (float)v; break;
+    }
+}
+
+double nb_dtype_max(nb_dtype t)
+{
+    switch (t) {
+    case NB_F64: return 1.7976931348623157e308;
+    case NB_BF16: return 0x1.fep127;
+    case NB_F16: return 65504.0;
+    default: return 3.4028234663852886e38;
+    }
 }
 
 void nb_problem_defaults(nb_problem *p, nb_layer layer)
@@ -184,6 +233,7 @@ bool nb_problem_eps_exact(const nb_problem *p)
     return p->eps_conv == NB_EPS_LAYER && (p->layer == NB_BN || p->layer == NB_IN);
 }
 
+/* bf16/f16 statistics are f32: eps=dtype adds float32(eps), as for f32. */
 double nb_problem_eps_added(const nb_problem *p)
 {
     return nb_problem_eps_exact(p) ? p->eps : (double)(float)p->eps;
@@ -223,7 +273,7 @@ static nb_status direction_check(const nb_problem *p, char *err, size_t len)
         return fail(err, len, NB_ERR_ARG, "unknown dy distribution %d", (int)p->dy_dist);
     if (p->dir == NB_FWD && (p->dy_dist != NB_DY_NORMAL || p->dy_param != 0))
         return fail(err, len, NB_ERR_ARG, "a dy distribution is set on a forward problem");
-    const double dmax = p->dtype == NB_F32 ? 3.4028234663852886e38 : 1.7976931348623157e308;
+    const double dmax = nb_dtype_max(p->dtype);
     if (!isfinite(p->dy_param) || fabs(p->dy_param) > 0.5 * dmax)
         return fail(err, len, NB_ERR_ARG, "dy parameter %g is beyond half the %s range",
                     p->dy_param, nb_dtype_name(p->dtype));
@@ -274,6 +324,28 @@ void nb_problem_rank_slice(const nb_problem *p, int rank, int64_t *first, int64_
                               : p->n / p->ranks + (rank < p->n % p->ranks);
 }
 
+/* The bf16/f16 settings: known values, set only on a bf16/f16 affine
+ * forward problem (the defaults elsewhere). */
+static nb_status half_check(const nb_problem *p, char *err, size_t len)
+{
+    if ((unsigned)p->params >= NB_PARAMS_COUNT || (unsigned)p->rounding >= NB_ROUND_COUNT)
+        return fail(err, len, NB_ERR_ARG, "unknown params or rounding setting");
+    const bool set = p->params != NB_PARAMS_F32 || p->rounding != NB_ROUND_ONCE;
+    if (!set)
+        return nb_dtype_is_half(p->dtype) && p->dir != NB_FWD
+                   ? fail(err, len, NB_ERR_DTYPE, "%s has no backward pass yet (forward only)",
+                          nb_dtype_name(p->dtype))
+                   : NB_OK;
+    if (!nb_dtype_is_half(p->dtype))
+        return fail(err, len, NB_ERR_ARG, "params= and round= need bf16 or f16, not %s",
+                    nb_dtype_name(p->dtype));
+    if (!p->affine)
+        return fail(err, len, NB_ERR_ARG, "params= and round= need gamma (affine)");
+    return p->dir != NB_FWD ? fail(err, len, NB_ERR_DTYPE, "%s has no backward pass yet",
+                                   nb_dtype_name(p->dtype))
+                            : NB_OK;
+}
+
 nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
 {
     if (!p)
@@ -315,11 +387,15 @@ nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
     }
     if (!(p->eps >= 0.0) || !isfinite(p->eps))
         return fail(err, len, NB_ERR_EPS, "eps must be finite and >= 0, got %g", p->eps);
-    if (p->dtype == NB_F32 && p->eps > 3.4e38)
+    if (nb_problem_stat_dtype(p) == NB_F32 && p->eps > 3.4e38)
         return fail(err, len, NB_ERR_EPS, "eps %g overflows f32", p->eps);
-    if (p->dtype == NB_F32 && p->eps > 0 && (float)p->eps == 0.0f)
+    if (nb_problem_stat_dtype(p) == NB_F32 && p->eps > 0 && (float)p->eps == 0.0f)
         return fail(err, len, NB_ERR_EPS,
-                    "'eps%g' rounds to 0 with 'f32' (its smallest eps is about 1.4e-45)", p->eps);
+                    "'eps%g' rounds to 0 with '%s' (its smallest eps is about 1.4e-45)", p->eps,
+                    nb_dtype_name(p->dtype));
+    nb_status hs = half_check(p, err, len);
+    if (hs)
+        return hs;
     if ((unsigned)p->eps_conv >= NB_EPS_CONV_COUNT)
         return fail(err, len, NB_ERR_EPS, "unknown eps convention %d", (int)p->eps_conv);
     if (p->layer == NB_BN && p->training) {
@@ -355,7 +431,7 @@ nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
         return fail(err, len, NB_ERR_ARG, "data parameter must be finite");
     /* The data itself must be finite in the dtype (NaN/Inf inputs come only
      * from data=nan): a parameter near the dtype's maximum is refused. */
-    const double dmax = p->dtype == NB_F32 ? 3.4028234663852886e38 : 1.7976931348623157e308;
+    const double dmax = nb_dtype_max(p->dtype);
     if (p->dist != NB_DIST_TINY && fabs(p->dist_param) > 0.5 * dmax)
         return fail(err, len, NB_ERR_ARG, "data parameter %g is beyond half the %s range",
                     p->dist_param, nb_dtype_name(p->dtype));
@@ -504,6 +580,8 @@ typedef enum tok_kind {
     TK_DY,
     TK_RANKS,
     TK_SPLIT,
+    TK_PARAMS,
+    TK_ROUND,
     TK_KIND_COUNT
 } tok_kind;
 
@@ -526,7 +604,9 @@ static const char *const tok_kind_name[TK_KIND_COUNT] = {"shape",
                                                          "direction",
                                                          "dy distribution",
                                                          "rank count",
-                                                         "rank split"};
+                                                         "rank split",
+                                                         "parameter dtype",
+                                                         "rounding"};
 
 static bool is_token(const char *tok, const char *a, const char *b)
 {
@@ -631,8 +711,21 @@ static nb_status parse_token(char *tok, nb_problem *p, tok_kind *kind, char *err
         return parse_eps_conv(tok + 4, p, err, len);
     } else if (!strncmp(tok, "eps", 3) && parse_double(tok + 3, &dv)) {
         *kind = TK_EPS, p->eps = dv;
-    } else if (is_token(tok, "f32", "f64")) {
-        *kind = TK_DTYPE, p->dtype = tok[1] == '3' ? NB_F32 : NB_F64;
+    } else if (is_token(tok, "f32", "f64") || is_token(tok, "bf16", "f16")) {
+        *kind = TK_DTYPE;
+        p->dtype = tok[0] == 'b'   ? NB_BF16
+                   : tok[1] == '1' ? NB_F16
+                   : tok[1] == '3' ? NB_F32
+                                   : NB_F64;
+    } else if (is_token(tok, "params=f32", "params=same")) {
+        *kind = TK_PARAMS, p->params = tok[7] == 'f' ? NB_PARAMS_F32 : NB_PARAMS_SAME;
+    } else if (is_token(tok, "round=once", "round=before_gamma")) {
+        *kind = TK_ROUND, p->rounding = tok[6] == 'o' ? NB_ROUND_ONCE : NB_ROUND_BEFORE_GAMMA;
+    } else if (!strncmp(tok, "params=", 7) || !strncmp(tok, "round=", 6)) {
+        return fail(err, len, NB_ERR_PARSE,
+                    "bad token '%s': expected params=f32, params=same, round=once or "
+                    "round=before_gamma",
+                    tok);
     } else if (!strncmp(tok, "seed", 4) && parse_i64(tok + 4, end, &iv)) {
         *kind = TK_SEED, p->seed = (uint64_t)iv;
     } else if (!strncmp(tok, "data=", 5)) {
@@ -697,6 +790,27 @@ static nb_status parse_finish_direction(const nb_problem *p, char *const seen[TK
     return NB_OK;
 }
 
+/* params= and round= only on a bf16/f16 problem with gamma; bf16/f16 only
+ * forward. */
+static nb_status parse_finish_half(const nb_problem *p, char *const seen[TK_KIND_COUNT], char *err,
+                                   size_t len)
+{
+    const char *set = seen[TK_PARAMS] ? seen[TK_PARAMS] : seen[TK_ROUND];
+    if (nb_dtype_is_half(p->dtype) && p->dir != NB_FWD)
+        return fail(err, len, NB_ERR_PARSE,
+                    "'%s' and '%s' conflict (bf16/f16 have no backward pass yet)", seen[TK_DTYPE],
+                    seen[TK_DIRECTION]);
+    if (!set)
+        return NB_OK;
+    if (!nb_dtype_is_half(p->dtype))
+        return fail(err, len, NB_ERR_PARSE, "'%s' needs 'bf16' or 'f16' (%s has one dtype)", set,
+                    nb_dtype_name(p->dtype));
+    if (!p->affine)
+        return fail(err, len, NB_ERR_PARSE, "'%s' and '%s' conflict (no gamma or beta)", set,
+                    seen[TK_AFFINE] ? seen[TK_AFFINE] : "in without affine");
+    return NB_OK;
+}
+
 /* The tokens that must come together (or not at all) are consistent, and
  * eps_conv is in canonical form. seen[] holds each setting's token. */
 static nb_status parse_finish(nb_problem *p, char *const seen[TK_KIND_COUNT], char *err, size_t len)
@@ -719,6 +833,8 @@ static nb_status parse_finish(nb_problem *p, char *const seen[TK_KIND_COUNT], ch
                     "has no momentum)",
                     seen[TK_MOMENTUM]);
     nb_status st = parse_finish_direction(p, seen, err, len);
+    if (!st)
+        st = parse_finish_half(p, seen, err, len);
     if (st)
         return st;
     if (seen[TK_SPLIT] && !seen[TK_RANKS])
@@ -849,8 +965,11 @@ int nb_problem_format(const nb_problem *p, char *buf, size_t len)
     PUT(":eps%s:%s", num, nb_dtype_name(p->dtype));
     /* The eps convention only when it differs from the layer's (f32). */
     const bool exact_by_default = p->layer == NB_BN || p->layer == NB_IN;
-    if (p->dtype == NB_F32 && nb_problem_eps_exact(p) != exact_by_default)
+    if (p->dtype != NB_F64 && nb_problem_eps_exact(p) != exact_by_default)
         PUT(":eps=%s", nb_problem_eps_exact(p) ? "f64" : "dtype");
+    if (nb_dtype_is_half(p->dtype) && p->affine)
+        PUT(":params=%s:round=%s", p->params == NB_PARAMS_F32 ? "f32" : "same",
+            p->rounding == NB_ROUND_ONCE ? "once" : "before_gamma");
     bool dflt_affine = p->layer != NB_IN;
     if (p->affine != dflt_affine)
         PUT(":%s", p->affine ? "affine" : "noaffine");

@@ -46,6 +46,10 @@ int nb_isa_priority(nb_isa i);
  * form for twopass, the uncentred expanded form for expanded. */
 nb_status nb_scalar_backward(const nb_kernel *k, const nb_problem *p, const nb_args *a);
 
+/* The scalar bf16/f16 forward kernels (impls/scalar_half.c): twopass,
+ * welford and the low-precision negative controls. */
+nb_status nb_scalar_half_run(const nb_kernel *k, const nb_problem *p, const nb_args *a);
+
 /* The kernel `<layer>/default/auto` kernel k runs, chosen among the n
  * candidates (impls/dispatch.c); NULL if none runs here. */
 const nb_kernel *nb_dispatch_pick(const nb_kernel *k, const nb_kernel *candidates, size_t n);

@@ -28,6 +28,10 @@
 #define NB_ALGO_sync_chan NB_ALGO_SYNC_CHAN
 #define NB_ALGO_sync_sums NB_ALGO_SYNC_SUMS
 #define NB_ALGO_sync_torch NB_ALGO_SYNC_TORCH
+#define NB_ALGO_accstore NB_ALGO_ACCSTORE
+#define NB_ALGO_sqstore NB_ALGO_SQSTORE
+#define NB_ALGO_countstore NB_ALGO_COUNTSTORE
+#define NB_ALGO_paramround NB_ALGO_PARAMROUND
 /* Kernel-name isa tokens to enum values: the ISA table's rows, then the rest. */
 #define NB_ISA_TOKEN(X, ID, name, ...) NB_ISA_##name = NB_ISA_##ID,
 enum {
@@ -42,6 +46,9 @@ enum {
 #define NB_IS_OMP_omp true
 #define NB_DTYPES_f32 (1u << NB_F32)
 #define NB_DTYPES_f32_f64 ((1u << NB_F32) | (1u << NB_F64))
+#define NB_DTYPES_half ((1u << NB_BF16) | (1u << NB_F16))
+#define NB_DTYPES_f16 (1u << NB_F16)
+#define NB_DTYPES_all (NB_DTYPES_f32_f64 | NB_DTYPES_half)
 #define NB_DIRS_fwd (1u << NB_FWD)
 #define NB_DIRS_bwd ((1u << NB_BWD) | (1u << NB_BWD_D))
 #define NB_DIRS_fwd_bwd (NB_DIRS_fwd | NB_DIRS_bwd)
@@ -105,8 +112,8 @@ const char *nb_kernel_isa(const nb_kernel *k)
 const char *nb_algo_name(nb_algo a)
 {
     static const char *const n[NB_ALGO_COUNT] = {
-        "twopass",  "welford",   "onepass",   "onednn",     "default",
-        "expanded", "sync_chan", "sync_sums", "sync_torch", "plugin"};
+        "twopass",   "welford",  "onepass", "onednn",     "default",    "expanded", "sync_chan",
+        "sync_sums", "sync_torch", "accstore", "sqstore", "countstore", "paramround", "plugin"};
     return (unsigned)a < NB_ALGO_COUNT ? n[a] : "?";
 }
 

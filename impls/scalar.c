@@ -18,5 +18,7 @@ nb_status nb_scalar_entry(const nb_kernel *k, const nb_problem *p, const nb_args
 {
     if (nb_problem_is_backward(p))
         return nb_scalar_backward(k, p, a);
+    if (nb_dtype_is_half(p->dtype))
+        return nb_scalar_half_run(k, p, a);
     return p->dtype == NB_F64 ? run_f64(k, p, a) : run_f32(k, p, a);
 }

@@ -29,25 +29,32 @@
 #define NB_CAT(a, b) NB_CAT_(a, b)
 #define FN(name) NB_CAT(name, SFX)
 
+/* x stored as XT and widened by LOADX (bf16/f16 in f32: scalar_half.c);
+ * by default x is T itself. */
+#ifndef XT
+#define XT T
+#define LOADX(v) (v)
+#endif
+
 #include "common_body.h"
 
 /* Visit every value of a group in memory order of its segments. */
-#define FOR_GROUP(d, g, e, body)                       \
-    for (int64_t s_ = 0; s_ < (d)->nseg; s_++) {       \
-        const T *row_ = (g) + s_ * (d)->seg_stride;    \
-        for (int64_t i_ = 0; i_ < (d)->seglen; i_++) { \
-            const T e = row_[i_ * (d)->elem_stride];   \
-            body                                       \
-        }                                              \
+#define FOR_GROUP(d, g, e, body)                            \
+    for (int64_t s_ = 0; s_ < (d)->nseg; s_++) {            \
+        const XT *row_ = (g) + s_ * (d)->seg_stride;        \
+        for (int64_t i_ = 0; i_ < (d)->seglen; i_++) {      \
+            const T e = LOADX(row_[i_ * (d)->elem_stride]); \
+            body                                            \
+        }                                                   \
     }
 
-static void FN(group_stats)(nb_algo algo, bool rms, const nb_desc *d, const T *g, T eps, T *mean_o,
+static void FN(group_stats)(nb_algo algo, bool rms, const nb_desc *d, const XT *g, T eps, T *mean_o,
                             T *var_o, T *rstd_o)
 {
     const T m = (T)d->m;
     T mean = 0, var = 0, rstd;
     if (algo == NB_ALGO_TWOPASS) {
-        const T x0 = rms ? 0 : g[0];
+        const T x0 = rms ? 0 : LOADX(g[0]);
         T s = 0, amax = 0;
         FOR_GROUP(d, g, e, {
             T dv = e - x0;
@@ -135,6 +142,7 @@ static void FN(group_stats)(nb_algo algo, bool rms, const nb_desc *d, const T *g
     *rstd_o = rstd;
 }
 
+#ifndef NB_SCALAR_STATS_ONLY
 /* y = gamma * ((x - mean) * rstd) + beta over one group. */
 static void FN(group_normalize)(const nb_desc *d, const T *gx, T *gy, const T *gamma, const T *beta,
                                 int64_t pbase, T mean, T rstd)
@@ -194,8 +202,13 @@ static nb_status FN(run)(const nb_kernel *k, const nb_problem *p, const nb_args 
     return NB_OK;
 }
 
+#endif /* NB_SCALAR_STATS_ONLY */
+
 #undef FOR_GROUP
 #undef FN
+#undef XT
+#undef LOADX
+#undef NB_SCALAR_STATS_ONLY
 #undef T
 #undef SFX
 #undef TMAX

@@ -7,6 +7,7 @@
  * non-temporal store of a 32-byte aligned vector, ordered by nb_vfence.
  * Built with its own -mavx2 -mfma flags; runs only when the CPU has both. */
 #include "kernels.h"
+#include "nb_half.h"
 #include "nb_config.h"
 
 #include <immintrin.h>
@@ -187,6 +188,37 @@ static inline double nb_vhmax_f64(__m256d v)
     return r;
 }
 
+/* ---- bf16/f16 conversions: 8 values (simd_half.h) ------------------------ */
+
+static inline __m256 nb_vcvt_bf16_f32(const uint16_t *p)
+{
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+/* bf16 by integer shifts: bits + 0x7fff + the lowest kept bit rounds to
+ * nearest even; a NaN keeps its top bits with the quiet bit set. */
+static inline void nb_vcvt_f32_bf16(uint16_t *p, __m256 v)
+{
+    const __m256i b = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    r = _mm256_blendv_epi8(r, _mm256_or_si256(b, _mm256_set1_epi32(0x400000)), nan);
+    r = _mm256_srli_epi32(r, 16);
+    _mm_storeu_si128((__m128i *)p,
+                     _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+}
+/* f16 by F16C (vcvtph2ps, vcvtps2ph to nearest even). */
+static inline __m256 nb_vcvt_f16_f32(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+static inline void nb_vcvt_f32_f16(uint16_t *p, __m256 v)
+{
+    _mm_storeu_si128((__m128i *)p,
+                     _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
 /* ---- the passes and drivers for both dtypes ----------------------------- */
 
 #include "dtype_f32.h"
@@ -197,7 +229,11 @@ static inline double nb_vhmax_f64(__m256d v)
 #include "simd_passes.h"
 #include "simd_drive.h"
 
+#include "simd_half.h"
+
 nb_status nb_avx2_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
+    if (nb_dtype_is_half(p->dtype))
+        return simd_run_half(k, p, a);
     return p->dtype == NB_F64 ? simd_run_f64(k, p, a) : simd_run_f32(k, p, a);
 }

@@ -8,6 +8,7 @@
  * -mfma flags as a separate object; it runs only when the registry finds
  * the CPU supports it. */
 #include "kernels.h"
+#include "nb_half.h"
 #include "nb_config.h"
 
 #include <immintrin.h>
@@ -171,6 +172,61 @@ static inline double nb_vhmax_f64(__m512d v)
     return _mm512_reduce_max_pd(v);
 }
 
+/* ---- bf16/f16 conversions: 16 values (simd_half.h) ----------------------- */
+
+static inline __m512 nb_vcvt_bf16_f32(const uint16_t *p)
+{
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+/* bf16 by integer shifts: bits + 0x7fff + the lowest kept bit rounds to
+ * nearest even; a NaN keeps its top bits with the quiet bit set. */
+static inline __m256i nb_bf16_shift16(__m512 v)
+{
+    const __m512i b = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    r = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(b, _mm512_set1_epi32(0x400000)));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+}
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10 || defined(__clang__)
+#define NB_HAVE_BF16_INSN 1
+/* vcvtneps2bf16 (AVX512-BF16): to nearest even, NaN quiet; it treats f32
+ * subnormal inputs as zero, so a vector holding one takes the integer
+ * path (exact for every lane). */
+__attribute__((target("avx512bf16"))) static __m256i nb_bf16_insn(__m512 v)
+{
+    const __m256i r = (__m256i)_mm512_cvtneps_pbh(v);
+    const __mmask16 sub =
+        _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(0x1p-126f), _CMP_LT_OQ) &
+        _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    return sub ? nb_bf16_shift16(v) : r;
+}
+#endif
+static inline void nb_vcvt_f32_bf16(uint16_t *p, __m512 v)
+{
+#ifdef NB_HAVE_BF16_INSN
+    static int has = -1;
+    if (has < 0)
+        has = __builtin_cpu_supports("avx512bf16");
+    if (has) {
+        _mm256_storeu_si256((__m256i *)p, nb_bf16_insn(v));
+        return;
+    }
+#endif
+    _mm256_storeu_si256((__m256i *)p, nb_bf16_shift16(v));
+}
+static inline __m512 nb_vcvt_f16_f32(const uint16_t *p)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+static inline void nb_vcvt_f32_f16(uint16_t *p, __m512 v)
+{
+    _mm256_storeu_si256((__m256i *)p,
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
 /* ---- the passes and drivers for both dtypes ----------------------------- */
 
 #include "dtype_f32.h"
@@ -181,7 +237,11 @@ static inline double nb_vhmax_f64(__m512d v)
 #include "simd_passes.h"
 #include "simd_drive.h"
 
+#include "simd_half.h"
+
 nb_status nb_avx512_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
+    if (nb_dtype_is_half(p->dtype))
+        return simd_run_half(k, p, a);
     return p->dtype == NB_F64 ? simd_run_f64(k, p, a) : simd_run_f32(k, p, a);
 }

@@ -6,6 +6,7 @@
  * of the default kernel on CPUs without AVX2. nb_vfma_* here is a multiply
  * then an add, two roundings, as in scalar_body.h. */
 #include "kernels.h"
+#include "nb_half.h"
 #include "nb_config.h"
 
 #include <math.h>
@@ -158,6 +159,25 @@ static inline double nb_vhmax_f64(double v)
     return v;
 }
 
+/* ---- bf16/f16 conversions: 1 value (simd_half.h) ------------------------- */
+
+static inline float nb_vcvt_bf16_f32(const uint16_t *p)
+{
+    return nb_bf16_to_f32(*p);
+}
+static inline void nb_vcvt_f32_bf16(uint16_t *p, float v)
+{
+    *p = nb_f32_to_bf16(v);
+}
+static inline float nb_vcvt_f16_f32(const uint16_t *p)
+{
+    return nb_f16_to_f32(*p);
+}
+static inline void nb_vcvt_f32_f16(uint16_t *p, float v)
+{
+    *p = nb_f32_to_f16(v);
+}
+
 /* ---- the passes and drivers for both dtypes ----------------------------- */
 
 #include "dtype_f32.h"
@@ -168,7 +188,11 @@ static inline double nb_vhmax_f64(double v)
 #include "simd_passes.h"
 #include "simd_drive.h"
 
+#include "simd_half.h"
+
 nb_status nb_generic_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
+    if (nb_dtype_is_half(p->dtype))
+        return simd_run_half(k, p, a);
     return p->dtype == NB_F64 ? simd_run_f64(k, p, a) : simd_run_f32(k, p, a);
 }

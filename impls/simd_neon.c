@@ -7,6 +7,7 @@
  * elements are copied in or out); the streaming store is a plain store.
  * Compiled only on AArch64, where NEON is mandatory. */
 #include "kernels.h"
+#include "nb_half.h"
 #include "nb_config.h"
 
 #include <arm_neon.h>
@@ -173,6 +174,33 @@ static inline double nb_vhmax_f64(float64x2_t v)
     return b > a || b != b ? b : a;
 }
 
+/* ---- bf16/f16 conversions: 4 values (simd_half.h) ------------------------ */
+
+static inline float32x4_t nb_vcvt_bf16_f32(const uint16_t *p)
+{
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
+}
+/* bf16 by integer shifts: bits + 0x7fff + the lowest kept bit rounds to
+ * nearest even; a NaN keeps its top bits with the quiet bit set. */
+static inline void nb_vcvt_f32_bf16(uint16_t *p, float32x4_t v)
+{
+    const uint32x4_t b = vreinterpretq_u32_f32(v);
+    const uint32x4_t lsb = vandq_u32(vshrq_n_u32(b, 16), vdupq_n_u32(1));
+    const uint32x4_t r = vaddq_u32(b, vaddq_u32(lsb, vdupq_n_u32(0x7fff)));
+    const uint32x4_t num = vceqq_f32(v, v); /* all ones where v is not NaN */
+    const uint32x4_t out = vbslq_u32(num, r, vorrq_u32(b, vdupq_n_u32(0x400000)));
+    vst1_u16(p, vshrn_n_u32(out, 16));
+}
+/* f16 by the FP16 conversions (to nearest even under the default FPCR). */
+static inline float32x4_t nb_vcvt_f16_f32(const uint16_t *p)
+{
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+static inline void nb_vcvt_f32_f16(uint16_t *p, float32x4_t v)
+{
+    vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v)));
+}
+
 /* ---- the passes and drivers for both dtypes ----------------------------- */
 
 #include "dtype_f32.h"
@@ -183,7 +211,11 @@ static inline double nb_vhmax_f64(float64x2_t v)
 #include "simd_passes.h"
 #include "simd_drive.h"
 
+#include "simd_half.h"
+
 nb_status nb_neon_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
+    if (nb_dtype_is_half(p->dtype))
+        return simd_run_half(k, p, a);
     return p->dtype == NB_F64 ? simd_run_f64(k, p, a) : simd_run_f32(k, p, a);
 }

@@ -49,7 +49,19 @@ const char *nb_strerror(nb_status s);
 /* ---- problems ---------------------------------------------------------- */
 
 typedef enum nb_layer { NB_BN, NB_IN, NB_LN, NB_GN, NB_RMS, NB_LAYER_COUNT } nb_layer;
-typedef enum nb_dtype { NB_F32, NB_F64, NB_DTYPE_COUNT } nb_dtype;
+/* bf16 and f16 are storage types (x, y): statistics and accumulation are
+ * f32, gamma/beta f32 or the storage type (nb_params); see nb_half.h. */
+typedef enum nb_dtype { NB_F32, NB_F64, NB_BF16, NB_F16, NB_DTYPE_COUNT } nb_dtype;
+
+/* bf16/f16 problems: the dtype of gamma and beta (the `params=` token). */
+typedef enum nb_params { NB_PARAMS_F32, NB_PARAMS_SAME, NB_PARAMS_COUNT } nb_params;
+
+/* bf16/f16 problems: where y is rounded to the storage type (the `round=`
+ * token). once: y = gamma xhat + beta computed exactly (f32 in a kernel),
+ * rounded once (oneDNN, vLLM, TransformerEngine). before_gamma: xhat
+ * rounded to the storage type, then multiplied by gamma and the product
+ * rounded, then beta added and the sum rounded (Hugging Face Llama). */
+typedef enum nb_rounding { NB_ROUND_ONCE, NB_ROUND_BEFORE_GAMMA, NB_ROUND_COUNT } nb_rounding;
 typedef enum nb_layout { NB_NCHW, NB_NHWC } nb_layout;
 
 /* Input distributions (the `data=` token of a problem string). */
@@ -129,9 +141,11 @@ typedef struct nb_problem {
     nb_dist dist;
     double dist_param;
     uint64_t seed;
-    nb_direction dir;   /* NB_FWD (the default) or a backward pass */
-    nb_dy_dist dy_dist; /* backward: distribution of dy (normal by default) */
-    double dy_param;    /* its parameter (const, prop: 1 by default; offset: mu) */
+    nb_direction dir;     /* NB_FWD (the default) or a backward pass */
+    nb_dy_dist dy_dist;   /* backward: distribution of dy (normal by default) */
+    double dy_param;      /* its parameter (const, prop: 1 by default; offset: mu) */
+    nb_params params;     /* bf16/f16 affine problems: dtype of gamma/beta (f32 default) */
+    nb_rounding rounding; /* bf16/f16 affine problems: rounding semantics (once default) */
     /* SyncBatchNorm (bn forward training only; docs/DESIGN.md section 10):
      * the batch is spread over `ranks` processes (0: not distributed),
      * rank r holding split[r] consecutive samples (nsplit == ranks), or an
@@ -184,9 +198,23 @@ bool nb_problem_eps_exact(const nb_problem *p);
  * to f32 for an f32 problem whose convention is the dtype's. */
 double nb_problem_eps_added(const nb_problem *p);
 size_t nb_dtype_size(nb_dtype t);
+/* bf16 or f16: a 16-bit storage type with f32 statistics and accumulation. */
+bool nb_dtype_is_half(nb_dtype t);
+/* The dtype of a problem's gamma and beta: the storage dtype, or f32 for a
+ * bf16/f16 problem with params=f32. */
+nb_dtype nb_problem_param_dtype(const nb_problem *p);
+/* The dtype of mean, var, rstd and the running statistics: f32 for bf16/f16
+ * problems, else the problem's dtype. */
+nb_dtype nb_problem_stat_dtype(const nb_problem *p);
+/* Element i of a buffer of dtype t as a double (exact), and v stored into
+ * it rounded to nearest (ties to even; NaN kept). */
+double nb_dtype_get(const void *buf, nb_dtype t, int64_t i);
+void nb_dtype_put(void *buf, nb_dtype t, int64_t i, double v);
+/* Largest finite value of a dtype. */
+double nb_dtype_max(nb_dtype t);
 const char *nb_layer_short(nb_layer l); /* "bn", "in", ... */
 const char *nb_layer_name(nb_layer l);  /* "batchnorm", "instancenorm", ... */
-const char *nb_dtype_name(nb_dtype t);  /* "f32", "f64" */
+const char *nb_dtype_name(nb_dtype t);  /* "f32", "f64", "bf16", "f16" */
 const char *nb_dist_name(nb_dist d);
 const char *nb_direction_name(nb_direction d); /* "fwd", "bwd", "bwd_d" */
 const char *nb_dy_dist_name(nb_dy_dist d);     /* "normal", "const", ... */
@@ -249,6 +277,10 @@ typedef enum nb_algo {
     NB_ALGO_SYNC_CHAN,  /* SyncBatchNorm merges (impls/syncbn.c): (n, mean, M2), fixed tree */
     NB_ALGO_SYNC_SUMS,  /* (n, sum x, sum x^2): negative control */
     NB_ALGO_SYNC_TORCH, /* (mean, invstd, count) as PyTorch's SyncBatchNorm */
+    NB_ALGO_ACCSTORE,   /* bf16/f16 negative controls (impls/scalar_half_body.h): */
+    NB_ALGO_SQSTORE,    /* statistics accumulated, the sum of squares held, */
+    NB_ALGO_COUNTSTORE, /* the element count held in the storage dtype, */
+    NB_ALGO_PARAMROUND, /* f32 gamma/beta rounded to the storage dtype */
     NB_ALGO_PLUGIN,
     NB_ALGO_COUNT
 } nb_algo;
@@ -520,7 +552,9 @@ nb_status nb_verify_one(const nb_kernel *k, nb_data *d, const nb_ref *r, nb_chec
 #define NB_NPY_MAX_DIMS 8
 #define NB_NPY_MAX_HEADER 65536 /* header bytes accepted (numpy writes < 1 KiB) */
 
-/* A C-ordered little-endian f32/f64 array read from a .npy file. */
+/* A C-ordered little-endian array read from a .npy file: f32 ('<f4'), f64
+ * ('<f8'), f16 ('<f2') or bf16 held as its raw bits ('<u2': NumPy has no
+ * bf16, so an unsigned 16-bit array stands for it). */
 typedef struct nb_npy {
     nb_dtype dtype;
     int ndim;
@@ -529,7 +563,7 @@ typedef struct nb_npy {
     void *data;    /* count elements of dtype, malloc'd */
 } nb_npy;
 
-/* Read a .npy file (format 1.0/2.0/3.0, '<f4' or '<f8', C order), strictly
+/* Read a .npy file (format 1.0/2.0/3.0, '<f4', '<f8', '<f2' or '<u2', C order), strictly
  * validated; sizes are checked against the file before allocating. On error
  * returns a status and a one-line message in err. */
 nb_status nb_npy_read(const char *path, nb_npy *out, char *err, size_t errlen);

@@ -36,6 +36,7 @@
  *
  * nb_ref_compute treats *r as output only (it does not free what *r held):
  * call nb_ref_free between two computations into the same struct. */
+#include "nb_half.h"
 #include "normbench.h"
 
 #include <math.h>
@@ -82,7 +83,10 @@ typedef struct ctx {
     nb_ref *r;        /* outputs */
     const nb_problem *p;
     stat_mode mode;
-    int dt_prec;            /* 24 or 53 */
+    int dt_prec;            /* 24 or 53; bf16 8, f16 11 */
+    nb_dtype tx, tp, ts;    /* dtypes of x, of gamma/beta, of the running statistics */
+    bool half;              /* bf16/f16: y is rounded to the storage type */
+    bool before_gamma;      /* ... under round=before_gamma */
     int64_t N, C, S, G, Cg; /* batch, channels (cols), spatial, groups, channels per group */
     int64_t ngroups, mmax;
     bool use_gamma, use_beta;
@@ -333,9 +337,39 @@ static void group_members(ctx *c, int64_t g)
     c->m = k;
 }
 
+/* Element i of a buffer of dtype t, exactly (bf16/f16 decoded by
+ * nb_half.h). */
 static double load(const void *buf, nb_dtype t, int64_t i)
 {
-    return t == NB_F32 ? (double)((const float *)buf)[i] : ((const double *)buf)[i];
+    switch (t) {
+    case NB_F64: return ((const double *)buf)[i];
+    case NB_BF16: return (double)nb_bf16_to_f32(((const uint16_t *)buf)[i]);
+    case NB_F16: return (double)nb_f16_to_f32(((const uint16_t *)buf)[i]);
+    default: return (double)((const float *)buf)[i];
+    }
+}
+
+/* v rounded correctly (to nearest, ties to even) to the storage type t
+ * (bf16 or f16), as a double: on the grid of 2^(max(e, emin) - p + 1) for
+ * |v| in [2^e, 2^(e+1)) with p significant bits and smallest normal 2^emin,
+ * then +-Inf beyond the largest finite value (the tie at 65520 in f16 goes
+ * to the even 2^16, hence Inf). v is scaled exactly and rounded to an
+ * integer by mpfr_rint (ties to even); tmp is scratch. NaN, Inf and zeros
+ * pass through. */
+static double round_storage(mpfr_srcptr v, nb_dtype t, mpfr_ptr tmp)
+{
+    if (!mpfr_regular_p(v))
+        return mpfr_get_d(v, MPFR_RNDN);
+    const long p = t == NB_BF16 ? 8 : 11, emin = t == NB_BF16 ? -126 : -14;
+    const double maxf = t == NB_BF16 ? 0x1.fep127 : 65504.0;
+    const long e = (long)mpfr_get_exp(v) - 1; /* |v| in [2^e, 2^(e+1)) */
+    const long q = (e < emin ? emin : e) - (p - 1);
+    mpfr_prec_t pv = mpfr_get_prec(v);
+    mpfr_set_prec(tmp, pv > p + 2 ? pv : p + 2);
+    mpfr_mul_2si(tmp, v, -q, MPFR_RNDN); /* exact */
+    mpfr_rint(tmp, tmp, MPFR_RNDN);      /* an integer below 2^(p+1): exact in tmp */
+    const double r = ldexp(mpfr_get_d(tmp, MPFR_RNDN), (int)q);
+    return fabs(r) > maxf ? copysign(INFINITY, r) : r;
 }
 
 /* ---- statistics ------------------------------------------------------- */
@@ -478,6 +512,11 @@ static bool eval_elem(ctx *c, stats *st)
      * Error of y = RN_py(gamma z + beta): |gamma| err(z) + 2^-py |y|
      *   <= 2^(e_g + e_z - P + 3) [z term] + 2^(e_y - py) [rounding term]
      * with |v| < 2^e_v; the sum is below 2^(max + 1). */
+    /* round=before_gamma rounds z itself to the storage type first: z (error
+     * <= 2.01 2^-P relative) must round correctly to dt_prec bits too. */
+    if (c->before_gamma && !(st->exact && tz == 0) && mpfr_regular_p(st->z) &&
+        !mpfr_can_round(st->z, P - 2, MPFR_RNDN, MPFR_RNDZ, c->dt_prec + 1))
+        return false;
     const bool z_term = !(st->exact && tz == 0) && !mpfr_zero_p(c->gam) && !mpfr_zero_p(st->z);
     const bool y_term = ty != 0;
     if (mpfr_zero_p(st->y))
@@ -548,8 +587,8 @@ static bool group_load(ctx *c)
         }
     }
     if (c->mode == MODE_RUNNING) {
-        c->rm0 = load(c->d->running_mean0, dt, c->g);
-        c->rv0 = load(c->d->running_var0, dt, c->g);
+        c->rm0 = load(c->d->running_mean0, c->ts, c->g);
+        c->rv0 = load(c->d->running_var0, c->ts, c->g);
         if (!isfinite(c->rm0) || !isfinite(c->rv0))
             bad = true; /* non-finite running statistics: the channel is NaN */
     }
@@ -643,7 +682,6 @@ static void group_report_stats(ctx *c)
 /* N_k, gamma and beta of member k. */
 static void element_inputs(ctx *c, int64_t k)
 {
-    const nb_dtype dt = c->p->dtype;
     const int64_t pi = c->pidx[k];
     int tn;
     if (c->mode == MODE_BATCH)
@@ -653,8 +691,27 @@ static void element_inputs(ctx *c, int64_t k)
     else
         tn = mpfr_set(c->Nk, c->xs[k], MPFR_RNDN);
     c->ok &= tn == 0;
-    mpfr_set_d(c->gam, c->use_gamma ? load(c->d->gamma, dt, pi) : 1.0, MPFR_RNDN);
-    mpfr_set_d(c->bet, c->use_beta ? load(c->d->beta, dt, pi) : 0.0, MPFR_RNDN);
+    mpfr_set_d(c->gam, c->use_gamma ? load(c->d->gamma, c->tp, pi) : 1.0, MPFR_RNDN);
+    mpfr_set_d(c->bet, c->use_beta ? load(c->d->beta, c->tp, pi) : 0.0, MPFR_RNDN);
+}
+
+/* round=before_gamma (bf16/f16): t = RN(z) in the storage type, u =
+ * RN(gamma t), y = RN(u + beta) (without beta y = u), each product and sum
+ * exact in MPFR and rounded once. r->y holds the exact argument of the last
+ * rounding (u + beta, or gamma t). */
+static void element_before_gamma(ctx *c, const stats *s, int64_t i)
+{
+    mpfr_t t, w;
+    mpfr_inits2(64, t, w, (mpfr_ptr)0);
+    mpfr_set_d(t, round_storage(s->z, c->tx, c->t3), MPFR_RNDN); /* exact */
+    c->ok &= exact_mul(w, c->gam, t);
+    if (c->use_beta) {
+        mpfr_set_d(t, round_storage(w, c->tx, c->t3), MPFR_RNDN);
+        c->ok &= exact_add(w, t, c->bet, +1);
+    }
+    c->r->y[i] = to_dd(w, c->t3);
+    c->r->y_round[i] = round_storage(w, c->tx, c->t3);
+    mpfr_clears(t, w, (mpfr_ptr)0);
 }
 
 /* y, its rounding to the dtype and z of member k. When y cannot be rounded
@@ -674,10 +731,17 @@ static void element_compute(ctx *c, int64_t k)
         } while (!eval_elem(c, s) && P < NB_REF_PREC_CAP);
     }
     const int64_t i = c->idx[k];
-    c->r->y[i] = to_dd(s->y, c->t3);
-    c->r->y_round[i] =
-        c->p->dtype == NB_F32 ? (double)mpfr_get_flt(s->y, MPFR_RNDN) : mpfr_get_d(s->y, MPFR_RNDN);
     c->r->z[i] = mpfr_get_d(s->z, MPFR_RNDN);
+    if (c->before_gamma) {
+        element_before_gamma(c, s, i);
+        return;
+    }
+    c->r->y[i] = to_dd(s->y, c->t3);
+    if (c->half)
+        c->r->y_round[i] = round_storage(s->y, c->tx, c->t3);
+    else
+        c->r->y_round[i] = c->p->dtype == NB_F32 ? (double)mpfr_get_flt(s->y, MPFR_RNDN)
+                                                 : mpfr_get_d(s->y, MPFR_RNDN);
 }
 
 /* ---- running statistics ------------------------------------------------ */
@@ -709,7 +773,7 @@ static nb_status running_init(running_state *rs, ctx *c)
     mpfr_inits2(64, rs->f, rs->omf, rs->one, (mpfr_ptr)0);
     double fd = (p->layer == NB_BN && p->momentum_none) ? 1.0 / (double)p->num_batches_tracked
                                                         : p->momentum;
-    if (p->dtype == NB_F32)
+    if (nb_problem_stat_dtype(p) == NB_F32)
         fd = (double)(float)fd;
     mpfr_set_d(rs->f, fd, MPFR_RNDN);
     mpfr_set_ui(rs->one, 1, MPFR_RNDN);
@@ -749,8 +813,7 @@ static void bn_running(ctx *c, const running_state *rs)
         r->running_var[g] = (nb_dd){c->rv0, 0.0};
         return;
     }
-    const nb_dtype dt = c->p->dtype;
-    double r0m = load(c->d->running_mean0, dt, g), r0v = load(c->d->running_var0, dt, g);
+    double r0m = load(c->d->running_mean0, c->ts, g), r0v = load(c->d->running_var0, c->ts, g);
     /* mean: ((1-f) rm0 m + f S1) / m; var (unbiased num / (m (m-1))):
      * ((1-f) rv0 m (m-1) + f num) / (m (m-1)). */
     r->running_mean[g] = running_value(c, rs, r0m, c->S1, c->mf);
@@ -773,9 +836,9 @@ static void in_running_accumulate(ctx *c, running_state *rs)
 static void in_running_finish(ctx *c, const running_state *rs)
 {
     nb_ref *r = c->r;
-    const nb_dtype dt = c->p->dtype;
     for (int64_t ch = 0; ch < c->C; ch++) {
-        double r0m = load(c->d->running_mean0, dt, ch), r0v = load(c->d->running_var0, dt, ch);
+        double r0m = load(c->d->running_mean0, c->ts, ch),
+               r0v = load(c->d->running_var0, c->ts, ch);
         if (!rs->update) {
             r->running_mean[ch] = (nb_dd){r0m, 0.0};
             r->running_var[ch] = (nb_dd){r0v, 0.0};
@@ -1072,7 +1135,12 @@ static void group_compute(ctx *c, running_state *rs, bwd_state *b, int64_t g)
 static void ctx_shape(ctx *c, const nb_problem *p)
 {
     c->p = p;
-    c->dt_prec = p->dtype == NB_F32 ? 24 : 53;
+    c->dt_prec = p->dtype == NB_F32 ? 24 : p->dtype == NB_BF16 ? 8 : p->dtype == NB_F16 ? 11 : 53;
+    c->tx = p->dtype;
+    c->tp = nb_problem_param_dtype(p);
+    c->ts = nb_problem_stat_dtype(p);
+    c->half = nb_dtype_is_half(p->dtype);
+    c->before_gamma = c->half && p->affine && p->rounding == NB_ROUND_BEFORE_GAMMA;
     c->N = p->n;
     c->C = p->c;
     c->S = (p->layer == NB_LN || p->layer == NB_RMS) ? 1 : nb_problem_spatial(p);

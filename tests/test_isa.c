@@ -114,12 +114,23 @@ Test(isa, default_resolves_to_best_available)
     unsetenv("NORMBENCH_ISA");
 }
 
-/* The dtypes column: our kernels run f32 and f64, the oneDNN peers f32. */
+/* The dtypes column: our kernels run f32 and f64, the oneDNN peers f32;
+ * twopass and welford of every ISA table row (scalar, SIMD, /omp) bf16 and
+ * f16 too, and the bf16/f16 negative controls only those (sqstore, an f16
+ * overflow, only f16). */
 Test(isa, dtypes_column)
 {
+    const unsigned f32_f64 = (1u << NB_F32) | (1u << NB_F64),
+                   half = (1u << NB_BF16) | (1u << NB_F16);
     for (size_t i = 0; i < nb_kernel_count(); i++) {
         const nb_kernel *k = nb_kernel_at(i);
-        unsigned want = k->algo == NB_ALGO_ONEDNN ? 1u << NB_F32 : (1u << NB_F32) | (1u << NB_F64);
+        const bool stable =
+            k->isa < NB_ISA_LEVELS && (k->algo == NB_ALGO_TWOPASS || k->algo == NB_ALGO_WELFORD);
+        unsigned want = k->algo == NB_ALGO_ONEDNN     ? 1u << NB_F32
+                        : stable                      ? f32_f64 | half
+                        : k->algo == NB_ALGO_SQSTORE  ? 1u << NB_F16
+                        : k->algo >= NB_ALGO_ACCSTORE ? half
+                                                      : f32_f64;
         cr_expect_eq(k->dtypes, want, "%s dtypes %#x", k->name, k->dtypes);
     }
 }
