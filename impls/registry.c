@@ -112,7 +112,7 @@ const char *nb_kernel_isa(const nb_kernel *k)
 const char *nb_algo_name(nb_algo a)
 {
     static const char *const n[NB_ALGO_COUNT] = {
-        "twopass",   "welford",  "onepass", "onednn",     "default",    "expanded", "sync_chan",
+        "twopass",   "welford",    "onepass",  "onednn",  "default",    "expanded",   "sync_chan",
         "sync_sums", "sync_torch", "accstore", "sqstore", "countstore", "paramround", "plugin"};
     return (unsigned)a < NB_ALGO_COUNT ? n[a] : "?";
 }
