@@ -21,13 +21,23 @@ bool cli_kernel_selected(const nb_kernel *k, char *const *globs, int nglobs)
     if (nglobs == 0)
         return !control;
     for (int i = 0; i < nglobs; i++) {
-        /* a glob may list alternatives separated by commas */
-        char buf[256];
-        snprintf(buf, sizeof buf, "%s", globs[i]);
-        char *save = NULL;
-        for (char *g = strtok_r(buf, ",", &save); g; g = strtok_r(NULL, ",", &save))
-            if (nb_glob_match(g, k->name) && (!control || strstr(g, nb_kernel_algo(k))))
-                return true;
+        /* a glob may list alternatives separated by commas, as many as the
+         * user likes (a fixed buffer here once cut a long list silently) */
+        const char *g = globs[i];
+        while (*g) {
+            const size_t n = strcspn(g, ",");
+            char *one = n ? malloc(n + 1) : NULL;
+            if (one) {
+                memcpy(one, g, n);
+                one[n] = 0;
+                const bool hit =
+                    nb_glob_match(one, k->name) && (!control || strstr(one, nb_kernel_algo(k)));
+                free(one);
+                if (hit)
+                    return true;
+            }
+            g += n + (g[n] == ',');
+        }
     }
     return false;
 }
