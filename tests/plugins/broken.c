@@ -74,7 +74,7 @@ static int run(const nbp_problem *p, const nbp_buffers *b, void *user)
     if (((const volatile float *)b->x)[-1] == 12345.0f)
         return 2;
 #elif BROKEN == FAULT_HANG
-    for (volatile int spin = 0;; spin++) {
+    for (volatile unsigned spin = 0;; spin++) { /* unsigned: wraps, no UB for UBSan to stop */
     }
 #endif
     return NBP_OK;
