@@ -315,6 +315,7 @@ nb_status nb_atomic_commit(nb_atomic_file *af, char *err, size_t errlen)
 void nb_atomic_abort(nb_atomic_file *af)
 {
     af->finished = 0;
+    /* NB_FAILURE_PATH_START: an output abandoned after an error or a signal */
     if (af->f) {
         fclose(af->f);
         af->f = NULL;
@@ -324,4 +325,5 @@ void nb_atomic_abort(nb_atomic_file *af)
         release_slot(af->pending - 1);
         af->pending = 0;
     }
+    /* NB_FAILURE_PATH_STOP */
 }

@@ -444,6 +444,7 @@ nb_status nb_memory_check(const nb_problem *p, bool with_reference, char *msg, s
     const double have = nb_memory_available();
     if (need <= have)
         return NB_OK;
+    /* NB_FAILURE_PATH_START: too large for this machine */
     if (msg && len) {
         char n[64], h[64];
         format_bytes(need, n, sizeof n);
@@ -451,6 +452,7 @@ nb_status nb_memory_check(const nb_problem *p, bool with_reference, char *msg, s
         snprintf(msg, len, "needs %s for the data%s, %s available (half of the physical memory)", n,
                  with_reference ? " and the MPFR reference" : "", h);
     }
+    /* NB_FAILURE_PATH_STOP */
     return NB_ERR_NOMEM;
 }
 

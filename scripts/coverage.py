@@ -22,6 +22,13 @@ build configured with -Db_coverage=true (scripts/test builds build-cov).
       (used for core/ under the default verify: the .npy reader, the JSON
       writer, sysinfo, bench's timing, batch files and the determinism
       check serve other commands and options).
+      --failure-paths-of DIR [--failure-paths-reached-by SUITE.json]
+      leaves out of DIR's figure the lines that run only when something
+      went wrong (rule below), prints how many per file and, given SUITE,
+      how many of them the suite reaches (used for core/ under the default
+      verify: a passing sweep of valid problems cannot refuse a problem,
+      run out of memory or see a kernel fail; the suite's figure counts
+      these lines and is gated).
 
 Rule for "the lines this CPU can run", computed at run time: BUILD's
 normbench lists every registered kernel with its ISA and whether this CPU
@@ -33,6 +40,18 @@ compiles are not counted. Sources in impls/ that the build did not compile
 for this machine at all (another architecture, a missing optional library)
 are listed as such.
 
+Failure paths, recognised in the source: (1) a statement that returns a
+call of the file's error helper (`return fail(...)`, `return fail_...(...)`)
+and the body of a function named `fail`; (2) `return st;` (or s, rc,
+status) directly under `if (st)` or `if (st != NB_OK)`: an error passed
+up; (3) the lines between /* NB_FAILURE_PATH_START: <reason> */ and
+/* NB_FAILURE_PATH_STOP */, each block listed with its reason.
+
+Lines that run only where a file or directory exists (sysfs's description
+of the caches, which some virtual machines lack) are marked between
+/* NB_COV_NEEDS_PATH_START: <path> */ and /* NB_COV_NEEDS_PATH_STOP */: on a
+machine without <path> they are left out and listed.
+
 Lines no CPU can run are marked in the source between
 /* GCOVR_EXCL_START: <reason> */ and /* GCOVR_EXCL_STOP */ (gcovr leaves
 them out); every report lists them with the marker's reason, and a marker
@@ -40,6 +59,7 @@ without a reason fails the report. Nothing else is excluded, except by the
 report options above (each exclusion listed).
 """
 import json
+import re
 import os
 import subprocess
 import sys
@@ -155,6 +175,37 @@ def marker_blocks(path):
     return blocks
 
 
+def path_blocks(path):
+    """[[first, last, needed], ...]: the lines of a source between
+    NB_COV_NEEDS_PATH_START: <needed> and NB_COV_NEEDS_PATH_STOP."""
+    blocks, open_at = [], None
+    for n, text in enumerate(open(os.path.join(ROOT, path)).read().splitlines(), 1):
+        if "NB_COV_NEEDS_PATH_START" in text:
+            needed = text.split("NB_COV_NEEDS_PATH_START", 1)[1].split("*/")[0]
+            open_at = [n, None, needed.strip().lstrip(":").strip()]
+        elif "NB_COV_NEEDS_PATH_STOP" in text and open_at:
+            open_at[1] = n
+            blocks.append(open_at)
+            open_at = None
+    return blocks
+
+
+def leave_out_missing_paths(files):
+    """Remove the lines that need a path this machine lacks; returns the
+    report lines saying which."""
+    out = []
+    for f in sorted(files):
+        for first, last, needed in path_blocks(f):
+            if os.path.exists(needed):
+                continue
+            gone = [n for n in files[f] if first <= n <= last]
+            for n in gone:
+                del files[f][n]
+            out.append("%s lines %d-%d (run only where %s exists; this machine has none)"
+                       % (f, first, last, needed))
+    return out
+
+
 def function_spans(functions, lines):
     """{(lineno, name): [line, ...]}: each executable line to the function
     that starts last at or above it (lines above the first function: none)."""
@@ -188,7 +239,168 @@ def restrict_to_entered(run, files, scope):
     return left_out
 
 
-def report(label, run_path, other_path, minimum, gated, entered_scope=None):
+FAIL_CALL = re.compile(r"(^|[^\w])fail(_\w+)?\(")
+FAIL_DEFINITION = re.compile(r"^static \w+ \*?fail(_\w+)?\(")
+ERROR_RETURN = re.compile(r"^\s*return (NB_ERR_\w+|st|s|rc|status);")
+FAIL_RECORD = re.compile(r"(verdict = NB_FAIL|\w_fail =(\s|$)|->bad =(\s|$))")
+
+
+def statement_end(text, start):
+    """Index of the last line of the statement starting at text[start]:
+    the first line, from start on, where the parentheses balance and the
+    line ends with ';' (or '{', for the head of a block)."""
+    depth = 0
+    for i in range(start, len(text)):
+        code = re.sub(r"/\*.*?\*/", "", text[i]).split("//")[0].rstrip()
+        depth += code.count("(") - code.count(")")
+        if depth <= 0 and code.endswith((";", "{")):
+            return i
+    return start
+
+
+def condition_end(text, start):
+    """Index of the line where the condition of the if at text[start]
+    closes (its parentheses balance)."""
+    depth = 0
+    for i in range(start, len(text)):
+        code = re.sub(r"/\*.*?\*/", "", text[i]).split("//")[0]
+        depth += code.count("(") - code.count(")")
+        if depth <= 0:
+            return i
+    return start
+
+
+def if_block(text, i):
+    """(head_end, close) of an `if (...) {` block whose head starts at
+    text[i]: the index of the head's last line and of the line that closes
+    the block (at the head's indentation); None when text[i] starts no such
+    block."""
+    if not re.match(r"^\s*(\} else )?if \(", text[i]):
+        return None
+    head_end = statement_end(text, i)
+    if not text[head_end].rstrip().endswith("{"):
+        return None
+    indent = len(text[i]) - len(text[i].lstrip())
+    for close in range(head_end + 1, len(text)):
+        line = text[close]
+        if line.strip().startswith("}") and len(line) - len(line.lstrip()) == indent:
+            return head_end, close
+    return None
+
+
+def is_null_guard(text, i):
+    """True when text[i] is `if (!name)` (or `if (!name) {`) and name is a
+    pointer parameter of the function the line is in."""
+    m = re.match(r"^\s*if \(!(\w+)\)( \{)?\s*$", text[i])
+    if not m:
+        return False
+    start = i
+    while start > 0 and not re.match(r"^[A-Za-z_].*\(", text[start]):
+        start -= 1
+    signature = []
+    for line in text[start:i]:
+        signature.append(line)
+        if line.startswith("{"):
+            break
+    return re.search(r"\*\s*%s\b" % m.group(1), " ".join(signature)) is not None
+
+
+def failure_kind(text, i):
+    """The kind of failure path an if statement at text[i] guards, and the
+    last line index it covers: (kind, first, last) or None. A block (or a
+    single guarded statement) that returns an error status, or that
+    records a failing comparison (a FAIL verdict, a *_fail or ->bad
+    reason)."""
+    block = if_block(text, i)
+    null_guard = is_null_guard(text, i)
+    if block:
+        head_end, close = block
+        body = text[head_end + 1:close]
+        last = body[-1] if body else ""
+        if null_guard and len(body) == 1 and re.match(r"^\s*return\b", last):
+            return "NULL argument refused", head_end + 1, close
+        if ERROR_RETURN.match(last):
+            return "error returned", head_end + 1, close
+        if any(FAIL_RECORD.search(b) for b in body):
+            return "failing comparison recorded", head_end + 1, close
+        return None
+    if not re.match(r"^\s*if \(", text[i]):
+        return None
+    head_end = condition_end(text, i)
+    if head_end + 1 >= len(text) or text[head_end].rstrip().endswith((";", "{")):
+        return None
+    stmt_end = statement_end(text, head_end + 1)
+    stmt = " ".join(text[head_end + 1:stmt_end + 1])
+    if null_guard and re.match(r"^\s*return\b", stmt):
+        return "NULL argument refused", head_end + 1, stmt_end
+    if ERROR_RETURN.match(stmt):
+        return "error returned", head_end + 1, stmt_end
+    if FAIL_RECORD.search(stmt):
+        return "failing comparison recorded", head_end + 1, stmt_end
+    return None
+
+
+def failure_paths(path, functions):
+    """({line: kind}, [[first, last, reason], ...]) of the failure paths of
+    one source (rule in the module comment)."""
+    text = open(os.path.join(ROOT, path)).read().splitlines()
+    kinds, blocks, open_at = {}, [], None
+    for i, line in enumerate(text):
+        n = i + 1
+        if "NB_FAILURE_PATH_START" in line:
+            reason = line.split("NB_FAILURE_PATH_START", 1)[1].split("*/")[0]
+            open_at = [n, None, reason.strip().lstrip(":").strip()]
+        elif "NB_FAILURE_PATH_STOP" in line and open_at:
+            open_at[1] = n
+            blocks.append(open_at)
+            for k in range(open_at[0], n + 1):
+                kinds[k] = "marked"
+            open_at = None
+        elif re.match(r"^\s*(return\b|\w+ = fail)", line) and FAIL_CALL.search(line):
+            for k in range(n, statement_end(text, i) + 2):
+                kinds.setdefault(k, "refusal")
+        elif FAIL_DEFINITION.match(line):
+            end = i
+            while end < len(text) and not text[end].startswith("}"):
+                kinds.setdefault(end + 1, "refusal")
+                end += 1
+        else:
+            found = failure_kind(text, i)
+            if found:
+                kind, first, last = found
+                for k in range(first, last + 1):
+                    kinds.setdefault(k + 1, kind)
+    return kinds, blocks
+
+
+def leave_out_failure_paths(run, files, scope, suite_path):
+    """Remove the failure-path lines of scope/ from files; print per file
+    what was left out and, given the suite's figures, how much of it the
+    suite reaches. Returns the list of report lines."""
+    suite = json.load(open(suite_path))["files"] if suite_path else None
+    out, total, reached, marked = [], 0, 0, []
+    for f in sorted(files):
+        if not f.startswith(scope + "/"):
+            continue
+        kinds, blocks = failure_paths(f, run.get("functions", {}).get(f, []))
+        gone = [n for n in files[f] if n in kinds]
+        if not gone:
+            continue
+        for n in gone:
+            del files[f][n]
+        total += len(gone)
+        if suite is not None:
+            reached += sum(1 for n in gone if suite.get(f, {}).get(str(n), 0) > 0)
+        counts = {}
+        for n in gone:
+            counts[kinds[n]] = counts.get(kinds[n], 0) + 1
+        out.append("%s %s" % (f, ", ".join("%d %s" % (c, k) for k, c in sorted(counts.items()))))
+        marked += ["%s lines %d-%d (%s)" % (f, a, b, r or "NO REASON GIVEN") for a, b, r in blocks]
+    return out, marked, total, reached, suite is not None
+
+
+def report(label, run_path, other_path, minimum, gated, entered_scope=None, failure_scope=None,
+           suite_path=None):
     if not os.path.exists(run_path):
         print("coverage: %s: no figures (collecting them failed above)" % label)
         return 1
@@ -205,6 +417,9 @@ def report(label, run_path, other_path, minimum, gated, entered_scope=None):
                 for n in extra:
                     del files[f][n]
     not_entered = restrict_to_entered(run, files, entered_scope) if entered_scope else {}
+    missing_paths = leave_out_missing_paths(files)
+    failures = (leave_out_failure_paths(run, files, failure_scope, suite_path)
+                if failure_scope else None)
     parts, low = [], []
     for d in DIRS:
         total = hit = 0
@@ -243,6 +458,19 @@ def report(label, run_path, other_path, minimum, gated, entered_scope=None):
                 else "functions " + ", ".join(names))
         print("coverage: %s: excluded: %s, %s (not entered by this run: other commands and"
               " options use them)" % (label, f, what))
+    for line in missing_paths:
+        print("coverage: %s: excluded: %s" % (label, line))
+    if failures:
+        per_file, marked, total, reached, have_suite = failures
+        print("coverage: %s: excluded: %d lines of failure paths in %s/ (refusals of bad input,"
+              " errors passed up, marked blocks; a passing sweep of valid problems cannot take"
+              " them)%s" % (label, total, failure_scope,
+                            ": the test suite reaches %d of them" % reached if have_suite else ""))
+        for line in per_file:
+            print("coverage: %s: excluded: %s" % (label, line))
+        for line in marked:
+            print("coverage: %s: excluded: %s" % (label, line))
+            unexplained += "NO REASON GIVEN" in line
     for f in sorted(files):
         missed = [n for n, v in files[f].items() if v == 0]
         if missed and os.environ.get("NB_COVERAGE_MISSED"):
@@ -260,7 +488,7 @@ def main(argv):
         return 0
     if len(argv) >= 4 and argv[1] == "report":
         label, run_path, rest = argv[2], argv[3], argv[4:]
-        other = minimum = entered = None
+        other = minimum = entered = failure = suite = None
         gated = DIRS
         while rest:
             if rest[0] == "--only-reached-by" and len(rest) > 1:
@@ -271,11 +499,15 @@ def main(argv):
                 gated = rest[1].split(",")
             elif rest[0] == "--entered-functions-of" and len(rest) > 1 and rest[1] in DIRS:
                 entered = rest[1]
+            elif rest[0] == "--failure-paths-of" and len(rest) > 1 and rest[1] in DIRS:
+                failure = rest[1]
+            elif rest[0] == "--failure-paths-reached-by" and len(rest) > 1:
+                suite = rest[1]
             else:
                 break
             rest = rest[2:]
         if not rest:
-            return report(label, run_path, other, minimum, gated, entered)
+            return report(label, run_path, other, minimum, gated, entered, failure, suite)
     sys.stderr.write(__doc__)
     return 2
 
