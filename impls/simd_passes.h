@@ -352,6 +352,20 @@ static inline void FN(walk_init)(FN(walk) * w, T *stage, const nb_desc *d, const
     w->stage_full = w->stage_used = false;
 }
 
+/* Copy n < NB_L values (a segment's leftover into the stage) with vector
+ * moves, the last one masked: no library call, whose clobbered vector
+ * registers would spill the pass's accumulators at every segment (measured:
+ * BatchNorm NCHW h28w28 cold, 1.13x the time before the pass split with the
+ * memcpy call, 1.07-1.10x with this). */
+static inline void FN(copy_short)(T *dst, const T *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + W <= n; i += W)
+        V(store)(dst + i, V(load)(src + i));
+    if (i < n)
+        V(store_tail)(dst + i, V(load_tail)(src + i, (int)(n - i), (T)0), (int)(n - i));
+}
+
 /* The next span of the walk; false at the end. */
 static inline bool FN(walk_next)(FN(walk) * w, FN(span) * sp)
 {
@@ -377,7 +391,7 @@ static inline bool FN(walk_next)(FN(walk) * w, FN(span) * sp)
         if (rem > 0 && w->staged == 0 && w->left == 0) {
             sp->ntail = rem;
         } else if (rem > 0) {
-            memcpy(w->stage + w->staged, r + nfull * NB_L, (size_t)rem * sizeof(T));
+            FN(copy_short)(w->stage + w->staged, r + nfull * NB_L, rem);
             w->staged += rem;
             w->stage_full = w->staged >= NB_L;
         }
