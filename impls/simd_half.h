@@ -179,6 +179,58 @@ static nb_status half_block(const nb_kernel *k, const nb_problem *p, const nb_ar
     return NB_OK;
 }
 
+/* The /omp kernels run the blocks themselves in parallel, each block on
+ * one thread through the serial f32 driver, when that gives the values the
+ * parallel f32 driver would: groups contiguous (LayerNorm, RMSNorm, NCHW
+ * GroupNorm and untracked InstanceNorm), shorter than two split blocks (so
+ * neither driver cuts a group's reduction: simd_drive.h), and at least two
+ * blocks. Blocks are fixed by the problem, so the result does not depend on
+ * the thread count. Otherwise the blocks run one after the other, each
+ * through the driver's own threads (widening and narrowing serial). */
+static bool half_blocks_in_parallel(const nb_kernel *k, const nb_problem *p, int64_t nb)
+{
+    if (!k->omp || nb >= p->n || nb_problem_has_running(p))
+        return false;
+    const bool rows = p->layer == NB_LN || p->layer == NB_RMS;
+    const bool nchw = (p->layer == NB_GN || p->layer == NB_IN) && p->layout != NB_NHWC;
+    if (!rows && !nchw)
+        return false;
+    nb_desc d;
+    nb_desc_make(p, &d);
+    return d.m < 2 * NB_BLK;
+}
+
+static nb_status half_run_parallel(const nb_kernel *k, const nb_problem *p, const nb_args *a,
+                                   const nb_problem *q0, int64_t nb, const float *g, const float *b)
+{
+    nb_kernel serial = *k;
+    serial.omp = false;
+    const int64_t per = nb_problem_numel(p) / p->n, nblocks = (p->n + nb - 1) / nb;
+    int worst = NB_OK; /* the largest status of any block */
+#ifdef _OPENMP
+#pragma omp parallel reduction(max : worst)
+#endif
+    {
+        float *xs = malloc(2 * (size_t)(nb * per) * sizeof *xs);
+        if (!xs)
+            worst = NB_ERR_NOMEM;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t i = 0; i < nblocks; i++) {
+            if (!xs)
+                continue;
+            nb_problem q = *q0;
+            const int64_t n0 = i * nb;
+            q.n = p->n - n0 < nb ? p->n - n0 : nb;
+            const int st = (int)half_block(&serial, p, a, &q, n0, g, b, xs, xs + nb * per);
+            worst = st > worst ? st : worst;
+        }
+        free(xs);
+    }
+    return (nb_status)worst;
+}
+
 static nb_status simd_run_half(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
     const float *g, *b;
@@ -192,6 +244,11 @@ static nb_status simd_run_half(const nb_kernel *k, const nb_problem *p, const nb
     if (p->affine && p->rounding == NB_ROUND_BEFORE_GAMMA)
         q.affine = false; /* the driver returns xhat */
     const int64_t nb = half_block_n(p), per = nb_problem_numel(p) / p->n;
+    if (half_blocks_in_parallel(k, p, nb)) {
+        const nb_status st = half_run_parallel(k, p, a, &q, nb, g, b);
+        free(own);
+        return st;
+    }
     float *xs = malloc(2 * (size_t)(nb * per) * sizeof *xs);
     nb_status st = xs ? NB_OK : NB_ERR_NOMEM;
     for (int64_t n0 = 0; !st && n0 < p->n; n0 += nb) {
