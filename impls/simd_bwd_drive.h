@@ -38,6 +38,7 @@ typedef struct FN(bjob) {
     const T *x, *dy, *gamma, *mean, *rstd;
     T *dx, *dgamma, *dbeta; /* dgamma NULL: no parameter gradients (bwd_d, not affine) */
     bool rms, infer;
+    bool nt; /* dx streamed (non-temporal stores): at least tune->nt_bytes */
     const nb_tune *tune;
 } FN(bjob);
 
@@ -64,7 +65,7 @@ static void FN(brow_one)(const FN(bjob) * jb, int64_t row, T *pg, T *pb)
     const FN(bsums) S = FN(bsum_run)(x, dy, jb->gamma, n, mu, r);
     const T A = jb->rms ? (T)0 : S.s / (T)n, B = S.t / (T)n;
     const FN(bcoef) c = FN(bcoef_make)(mu, r, A, B, jb->gamma, (T)1, false);
-    FN(bdx_run)(&c, x, dy, jb->dx + off, n);
+    FN(bdx_run)(&c, x, dy, jb->dx + off, n, jb->nt);
     if (pg)
         FN(bparam_run)(x, dy, n, mu, r, pg, pb);
 }
@@ -85,6 +86,7 @@ static nb_status FN(brows)(const FN(bjob) * jb)
         const int64_t r1 = (b + 1) * rb < rows ? (b + 1) * rb : rows;
         for (int64_t r = b * rb; r < r1; r++)
             FN(brow_one)(jb, r, pg, pg ? pg + n : NULL);
+        nb_vfence(); /* the block's streamed dx, before the region ends */
     }
     if (part)
         FN(bparam_merge)(jb, part, part + n, 1, nblk, 2 * n);
@@ -136,7 +138,7 @@ static void FN(bseg_dx)(const FN(bjob) * jb, const FN(bsegw) * w, int64_t t)
     const FN(bcoef) c =
         FN(bcoef_make)(jb->mean[g], jb->rstd[g], jb->infer ? (T)0 : w->A[g],
                        jb->infer ? (T)0 : w->B[g], NULL, FN(bseg_gamma)(jb, t), jb->infer);
-    FN(bdx_run)(&c, jb->x + off, jb->dy + off, jb->dx + off, jb->d.seglen);
+    FN(bdx_run)(&c, jb->x + off, jb->dy + off, jb->dx + off, jb->d.seglen, jb->nt);
 }
 
 /* Group after group (in parallel for /omp): sums, A and B, dx. */
@@ -152,6 +154,7 @@ static void FN(bsegs_by_group)(const FN(bjob) * jb, const FN(bsegw) * w, bool su
             FN(bgroup_ab)(jb, w, g);
         for (int64_t t = g * ns; t < (g + 1) * ns; t++)
             FN(bseg_dx)(jb, w, t);
+        nb_vfence(); /* the group's streamed dx, before the region ends */
     }
 }
 
@@ -171,8 +174,10 @@ static void FN(bsegs_flat)(const FN(bjob) * jb, const FN(bsegw) * w, bool sums)
             FN(bgroup_ab)(jb, w, g);
     }
     NB_OMP_FOR(1)
-    for (int64_t t = 0; t < nt; t++)
+    for (int64_t t = 0; t < nt; t++) {
         FN(bseg_dx)(jb, w, t);
+        nb_vfence(); /* the segment's streamed dx, before the region ends */
+    }
 }
 
 static nb_status FN(bsegs)(const FN(bjob) * jb)
@@ -326,6 +331,7 @@ static nb_status FN(bwd_run)(const nb_kernel *k, const nb_problem *p, const nb_a
                          .dbeta = grads && nb_problem_uses_beta(p) ? a->dbeta : NULL,
                          .rms = p->layer == NB_RMS,
                          .infer = !nb_problem_uses_batch_stats(p),
+                         .nt = nb_problem_numel(p) * (int64_t)sizeof(T) >= nb_tune_get()->nt_bytes,
                          .tune = nb_tune_get()};
     if (p->layer == NB_LN || p->layer == NB_RMS)
         return FN(brows)(&jb);

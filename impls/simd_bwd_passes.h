@@ -120,21 +120,54 @@ static inline VEC FN(bdx_at)(const FN(bcoef) * c, VEC x, VEC dv, VEC gmv)
     return c->infer ? V(mul)(g, c->rv) : FN(bdx_vec)(x, g, c->mv, c->rv, c->av, c->nbv);
 }
 
-/* dx over n contiguous values: whole vectors, then a masked tail. */
-static void FN(bdx_run)(const FN(bcoef) * c, const T *x, const T *dy, T *dx, int64_t n)
+/* dx of the n < W values from i (masked loads and store). */
+static inline void FN(bdx_part)(const FN(bcoef) * c, const T *x, const T *dy, T *dx, int64_t i,
+                                int k)
 {
-    int64_t i = 0;
+    const VEC gmv = c->gp ? V(load_tail)(c->gp + i, k, (T)0) : c->gv;
+    const VEC v = FN(bdx_at)(c, V(load_tail)(x + i, k, (T)0), V(load_tail)(dy + i, k, (T)0), gmv);
+    V(store_tail)(dx + i, v, k);
+}
+
+/* dx of whole vectors from i while they fit in n; returns where it stopped
+ * (stream, a compile-time constant of each call: non-temporal stores, dx
+ * + i aligned to the vector size). */
+static inline __attribute__((always_inline)) int64_t FN(bdx_loop)(const FN(bcoef) * c, const T *x,
+                                                                  const T *dy, T *dx, int64_t i,
+                                                                  int64_t n, const bool stream)
+{
     for (; i + W <= n; i += W) {
         const VEC gmv = c->gp ? V(load)(c->gp + i) : c->gv;
-        V(store)(dx + i, FN(bdx_at)(c, V(load)(x + i), V(load)(dy + i), gmv));
+        const VEC v = FN(bdx_at)(c, V(load)(x + i), V(load)(dy + i), gmv);
+        if (stream)
+            V(stream)(dx + i, v);
+        else
+            V(store)(dx + i, v);
     }
-    if (i < n) {
-        const int k = (int)(n - i);
-        const VEC gmv = c->gp ? V(load_tail)(c->gp + i, k, (T)0) : c->gv;
-        const VEC v =
-            FN(bdx_at)(c, V(load_tail)(x + i, k, (T)0), V(load_tail)(dy + i, k, (T)0), gmv);
-        V(store_tail)(dx + i, v, k);
+    return i;
+}
+
+/* dx over n contiguous values: streamed when nt asks for it and the ISA has
+ * the stores (after a masked head that aligns dx to the vector size, so
+ * that dx is not read for ownership before it is written), else plain; a
+ * masked tail. Every value is the same function of its lane's x and dy
+ * either way. The caller fences after streaming. */
+static void FN(bdx_run)(const FN(bcoef) * c, const T *x, const T *dy, T *dx, int64_t n, bool nt)
+{
+    int64_t i = 0;
+    if (nb_has_stream && nt && (uintptr_t)dx % sizeof(T) == 0) {
+        const uintptr_t va = W * sizeof(T), mis = (uintptr_t)dx % va;
+        i = mis ? (int64_t)((va - mis) / sizeof(T)) : 0;
+        if (i > n)
+            i = n;
+        if (i > 0)
+            FN(bdx_part)(c, x, dy, dx, 0, (int)i);
+        i = FN(bdx_loop)(c, x, dy, dx, i, n, true);
+    } else {
+        i = FN(bdx_loop)(c, x, dy, dx, 0, n, false);
     }
+    if (i < n)
+        FN(bdx_part)(c, x, dy, dx, i, (int)(n - i));
 }
 
 /* The parameter partials of one row: pg += dy xh (one FMA), pb += dy (pb
