@@ -152,7 +152,9 @@ static void FN(bsegs_by_group)(const FN(bjob) * jb, const FN(bsegw) * w, bool su
                 FN(bseg_sums)(jb, w, t);
         if (!jb->infer)
             FN(bgroup_ab)(jb, w, g);
-        for (int64_t t = g * ns; t < (g + 1) * ns; t++)
+        /* last segment first: the sums read it last, so it is the likeliest
+         * still in cache */
+        for (int64_t t = (g + 1) * ns - 1; t >= g * ns; t--)
             FN(bseg_dx)(jb, w, t);
         nb_vfence(); /* the group's streamed dx, before the region ends */
     }
