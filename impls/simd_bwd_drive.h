@@ -65,9 +65,7 @@ static void FN(brow_one)(const FN(bjob) * jb, int64_t row, T *pg, T *pb)
     const FN(bsums) S = FN(bsum_run)(x, dy, jb->gamma, n, mu, r);
     const T A = jb->rms ? (T)0 : S.s / (T)n, B = S.t / (T)n;
     const FN(bcoef) c = FN(bcoef_make)(mu, r, A, B, jb->gamma, (T)1, false);
-    FN(bdx_run)(&c, x, dy, jb->dx + off, n, jb->nt);
-    if (pg)
-        FN(bparam_run)(x, dy, n, mu, r, pg, pb);
+    FN(bdx_run)(&c, x, dy, jb->dx + off, n, jb->nt, pg, pb);
 }
 
 static nb_status FN(brows)(const FN(bjob) * jb)
@@ -138,7 +136,7 @@ static void FN(bseg_dx)(const FN(bjob) * jb, const FN(bsegw) * w, int64_t t)
     const FN(bcoef) c =
         FN(bcoef_make)(jb->mean[g], jb->rstd[g], jb->infer ? (T)0 : w->A[g],
                        jb->infer ? (T)0 : w->B[g], NULL, FN(bseg_gamma)(jb, t), jb->infer);
-    FN(bdx_run)(&c, jb->x + off, jb->dy + off, jb->dx + off, jb->d.seglen, jb->nt);
+    FN(bdx_run)(&c, jb->x + off, jb->dy + off, jb->dx + off, jb->d.seglen, jb->nt, NULL, NULL);
 }
 
 /* Group after group (in parallel for /omp): sums, A and B, dx. */

@@ -18,7 +18,8 @@
  *           rounding fewer than the scalar kernel); BatchNorm inference
  *           g r (x is not read, so a NaN in x stays out of dx).
  *   params  the parameter partials pg += dy xh (one FMA) and pb += dy,
- *           element by element, for the rows of LayerNorm and RMSNorm.
+ *           element by element, for the rows of LayerNorm and RMSNorm, in
+ *           the dx pass (the same loads of x and dy).
  *   across channels (NHWC): per channel sums of dy and dy xh over the
  *           positions dealt to U accumulator rows (a pass of the forward's
  *           ch_pass, so its /omp blocks too), and dx row by row. */
@@ -120,39 +121,73 @@ static inline VEC FN(bdx_at)(const FN(bcoef) * c, VEC x, VEC dv, VEC gmv)
     return c->infer ? V(mul)(g, c->rv) : FN(bdx_vec)(x, g, c->mv, c->rv, c->av, c->nbv);
 }
 
-/* dx of the n < W values from i (masked loads and store). */
-static inline void FN(bdx_part)(const FN(bcoef) * c, const T *x, const T *dy, T *dx, int64_t i,
-                                int k)
+/* The parameter partials of one row, pg += dy xh and pb += dy (pb NULL:
+ * dgamma only), at the vector at i, given its loaded dy and x. */
+static inline void FN(bparam_at)(VEC xv, VEC dv, VEC mv, VEC rv, T *pg, T *pb, int64_t i)
+{
+    const VEC xh = V(mul)(V(sub)(xv, mv), rv);
+    V(store)(pg + i, V(fma)(dv, xh, V(load)(pg + i)));
+    if (pb)
+        V(store)(pb + i, V(add)(V(load)(pb + i), dv));
+}
+
+/* dx (and, pg != NULL, the row's parameter partials) of the n < W values
+ * from i (masked loads and stores). */
+static inline void FN(bdx_part)(const FN(bcoef) * c, const T *x, const T *dy, T *dx, T *pg, T *pb,
+                                int64_t i, int k)
 {
     const VEC gmv = c->gp ? V(load_tail)(c->gp + i, k, (T)0) : c->gv;
-    const VEC v = FN(bdx_at)(c, V(load_tail)(x + i, k, (T)0), V(load_tail)(dy + i, k, (T)0), gmv);
-    V(store_tail)(dx + i, v, k);
+    const VEC xv = V(load_tail)(x + i, k, (T)0), dv = V(load_tail)(dy + i, k, (T)0);
+    V(store_tail)(dx + i, FN(bdx_at)(c, xv, dv, gmv), k);
+    if (!pg)
+        return;
+    const VEC xh = V(mul)(V(sub)(xv, c->mv), c->rv);
+    V(store_tail)(pg + i, V(fma)(dv, xh, V(load_tail)(pg + i, k, (T)0)), k);
+    if (pb)
+        V(store_tail)(pb + i, V(add)(V(load_tail)(pb + i, k, (T)0), dv), k);
 }
 
 /* dx of whole vectors from i while they fit in n; returns where it stopped
- * (stream, a compile-time constant of each call: non-temporal stores, dx
- * + i aligned to the vector size). */
-static inline __attribute__((always_inline)) int64_t FN(bdx_loop)(const FN(bcoef) * c, const T *x,
-                                                                  const T *dy, T *dx, int64_t i,
-                                                                  int64_t n, const bool stream)
+ * (stream and params, compile-time constants of each call: non-temporal
+ * stores with dx + i aligned to the vector size; the row's parameter
+ * partials from the same loads of x and dy). */
+static inline __attribute__((always_inline)) int64_t
+FN(bdx_loop)(const FN(bcoef) * c, const T *x, const T *dy, T *dx, T *pg, T *pb, int64_t i,
+             int64_t n, const bool stream, const bool params)
 {
     for (; i + W <= n; i += W) {
         const VEC gmv = c->gp ? V(load)(c->gp + i) : c->gv;
-        const VEC v = FN(bdx_at)(c, V(load)(x + i), V(load)(dy + i), gmv);
+        const VEC xv = V(load)(x + i), dv = V(load)(dy + i);
+        const VEC v = FN(bdx_at)(c, xv, dv, gmv);
         if (stream)
             V(stream)(dx + i, v);
         else
             V(store)(dx + i, v);
+        if (params)
+            FN(bparam_at)(xv, dv, c->mv, c->rv, pg, pb, i);
     }
     return i;
 }
 
-/* dx over n contiguous values: streamed when nt asks for it and the ISA has
- * the stores (after a masked head that aligns dx to the vector size, so
- * that dx is not read for ownership before it is written), else plain; a
- * masked tail. Every value is the same function of its lane's x and dy
- * either way. The caller fences after streaming. */
-static void FN(bdx_run)(const FN(bcoef) * c, const T *x, const T *dy, T *dx, int64_t n, bool nt)
+static inline __attribute__((always_inline)) int64_t FN(bdx_loops)(const FN(bcoef) * c, const T *x,
+                                                                   const T *dy, T *dx, T *pg, T *pb,
+                                                                   int64_t i, int64_t n,
+                                                                   const bool stream)
+{
+    return pg ? FN(bdx_loop)(c, x, dy, dx, pg, pb, i, n, stream, true)
+              : FN(bdx_loop)(c, x, dy, dx, NULL, NULL, i, n, stream, false);
+}
+
+/* dx over n contiguous values, and with pg != NULL the parameter partials
+ * of a row in the same pass (pg += dy xh, pb += dy; pb NULL: dgamma only;
+ * the same operations as a pass of their own, so the same values).
+ * Streamed when nt asks for it and the ISA has the stores (after a masked
+ * head that aligns dx to the vector size, so that dx is not read for
+ * ownership before it is written), else plain; a masked tail. Every value
+ * is the same function of its lane's x and dy either way. The caller
+ * fences after streaming. */
+static void FN(bdx_run)(const FN(bcoef) * c, const T *x, const T *dy, T *dx, int64_t n, bool nt,
+                        T *pg, T *pb)
 {
     int64_t i = 0;
     if (nb_has_stream && nt && (uintptr_t)dx % sizeof(T) == 0) {
@@ -160,36 +195,14 @@ static void FN(bdx_run)(const FN(bcoef) * c, const T *x, const T *dy, T *dx, int
         i = mis ? (int64_t)((va - mis) / sizeof(T)) : 0;
         if (i > n)
             i = n;
-        if (i > 0)
-            FN(bdx_part)(c, x, dy, dx, 0, (int)i);
-        i = FN(bdx_loop)(c, x, dy, dx, i, n, true);
+        for (int64_t h = 0; h < i; h += W)
+            FN(bdx_part)(c, x, dy, dx, pg, pb, h, (int)(i - h < W ? i - h : W));
+        i = FN(bdx_loops)(c, x, dy, dx, pg, pb, i, n, true);
     } else {
-        i = FN(bdx_loop)(c, x, dy, dx, 0, n, false);
+        i = FN(bdx_loops)(c, x, dy, dx, pg, pb, 0, n, false);
     }
     if (i < n)
-        FN(bdx_part)(c, x, dy, dx, i, (int)(n - i));
-}
-
-/* The parameter partials of one row: pg += dy xh (one FMA), pb += dy (pb
- * NULL: dgamma only), element by element over n values. */
-static void FN(bparam_run)(const T *x, const T *dy, int64_t n, T mu, T r, T *pg, T *pb)
-{
-    const VEC mv = V(set1)(mu), rv = V(set1)(r);
-    int64_t i = 0;
-    for (; i + W <= n; i += W) {
-        const VEC dv = V(load)(dy + i), xh = V(mul)(V(sub)(V(load)(x + i), mv), rv);
-        V(store)(pg + i, V(fma)(dv, xh, V(load)(pg + i)));
-        if (pb)
-            V(store)(pb + i, V(add)(V(load)(pb + i), dv));
-    }
-    if (i < n) {
-        const int k = (int)(n - i);
-        const VEC dv = V(load_tail)(dy + i, k, (T)0);
-        const VEC xh = V(mul)(V(sub)(V(load_tail)(x + i, k, mu), mv), rv);
-        V(store_tail)(pg + i, V(fma)(dv, xh, V(load_tail)(pg + i, k, (T)0)), k);
-        if (pb)
-            V(store_tail)(pb + i, V(add)(V(load_tail)(pb + i, k, (T)0), dv), k);
-    }
+        FN(bdx_part)(c, x, dy, dx, pg, pb, i, (int)(n - i));
 }
 
 /* ---- across channels (NHWC) ------------------------------------------- */
