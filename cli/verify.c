@@ -43,6 +43,14 @@ static void verify_repro(const nb_kernel *k, const char *ps, int threads, char *
 static void print_result(const char *name, const char *ps, const nb_problem *p, const nb_check *c,
                          int threads, const char *repro, uint64_t digest);
 
+/* Whether the checker scored the result: every scored result has a depth
+ * of at least 1; a kernel that crashed, timed out or returned an error
+ * leaves it 0 (and its errors mean nothing). */
+static bool result_checked(const nb_check *c)
+{
+    return c->depth > 0;
+}
+
 static void print_line(const nb_verify_run *run, const char *ps, const nb_problem *p)
 {
     char repro[1024];
@@ -64,6 +72,10 @@ static void print_result(const char *name, const char *ps, const nb_problem *p, 
     printf("%-5s %s %s threads=%d", nb_verdict_name(c->verdict), name, ps, threads);
     if (c->verdict == NB_SKIP) {
         printf(" | %s\n", c->reason);
+        return;
+    }
+    if (!result_checked(c)) { /* crashed, timed out or refused: nothing measured */
+        printf(" | %s | repro: %s\n", c->reason, repro);
         return;
     }
     printf(" scaled=%.3g mean_scaled=%.3g", c->max_scaled, c->mean_scaled);
@@ -196,10 +208,10 @@ static void json_record(nb_json_writer *w, const char *ps, const nb_problem *p,
     nb_json_int(w, "threads", run->threads);
     nb_json_string(w, "verdict", nb_verdict_name(c->verdict));
     nb_json_string(w, "reason", c->reason);
-    if (c->verdict != NB_SKIP) {
+    if (c->verdict != NB_SKIP && result_checked(c))
         json_errors(w, p, c);
+    if (c->verdict != NB_SKIP)
         nb_json_string(w, "repro", repro);
-    }
     if (run->digest) {
         char bits[32];
         snprintf(bits, sizeof bits, "%016llx", (unsigned long long)run->digest);

@@ -55,6 +55,8 @@ for name, reason in faults.items():
                 if l.startswith("FAIL  " + kernel + " " + prob + ":")]
         expect(len(fail) == 1 and ("| " + reason) in fail[0],
                "%s on %s: one FAIL line with '%s'" % (name, prob, reason), p)
+        expect(len(fail) == 1 and " scaled=" not in fail[0] and " C=" not in fail[0],
+               "%s on %s: no error figures on a result nothing measured" % (name, prob), p)
         expect(len(fail) == 1 and ("repro: normbench verify --plugin %s --kernels %s --problems %s:"
                                    % (path, kernel, prob)) in fail[0],
                "%s on %s: the repro line names the plug-in" % (name, prob), p)
