@@ -180,6 +180,13 @@ static void on_fault(int signo, siginfo_t *info, void *ctx)
             n->after = addr >= g->data + g->bytes;
             n->distance = n->after ? addr - (g->data + g->bytes) : g->data - addr;
         }
+    bool after;
+    intptr_t distance;
+    if (n->buffer < 0 && nb_plugin_workspace_fault(addr, &after, &distance)) {
+        n->buffer = NB_BUF_COUNT; /* the plug-in's workspace */
+        n->after = after;
+        n->distance = distance;
+    }
     n->faulted = 1;
     _exit(128 + signo);
 }
@@ -260,6 +267,13 @@ static void fault_reason(const fault_note *n, char *reason, size_t len)
     if (n->buffer < 0) {
         snprintf(reason, len, "crashed: signal %s at address 0x%" PRIxPTR " (outside every buffer)",
                  sig, (uintptr_t)n->addr);
+        return;
+    }
+    if (n->buffer == NB_BUF_COUNT) {
+        snprintf(reason, len,
+                 "overrun: %s in the guard page %s the workspace, %" PRIdPTR " bytes %s", sig,
+                 n->after ? "after" : "before", (intptr_t)n->distance,
+                 n->after ? "past its end" : "before its start");
         return;
     }
     snprintf(reason, len,

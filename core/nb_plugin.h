@@ -47,4 +47,10 @@ int64_t nb_buffer_count(const nb_problem *p, int b);
 bool nb_plugin_kernel_skips_stats(const nb_kernel *k);
 void nb_plugin_fill_stats(nb_data *d, const nb_ref *r);
 
+/* Whether addr lies in the guarded region of the workspace of the plug-in
+ * call running now; then whether it is past the workspace's end (else
+ * before its start) and how many bytes from that edge. For the fault
+ * handler of an isolated call: reads only static state. */
+bool nb_plugin_workspace_fault(const void *addr, bool *after, intptr_t *distance);
+
 #endif

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* The ABI's enums are normbench's values: checked here once. */
 #define SAME(a, b) ((int)(a) == (int)(b))
@@ -46,7 +48,9 @@ typedef struct plugin_kernel {
     const plugin *owner;
     char name[2 * TOKEN_MAX + 32];
     char algo[TOKEN_MAX + 1], isa[TOKEN_MAX + 1];
-    void *workspace; /* grown on demand, kept for the next call */
+    char *ws_region; /* guard page, data pages, guard page (workspace_get) */
+    size_t ws_region_bytes;
+    void *workspace; /* in the region, ending within 63 bytes of its last guard */
     size_t workspace_bytes;
 } plugin_kernel;
 
@@ -428,17 +432,55 @@ static void buffers_make(const nb_args *a, bool stats, nbp_buffers *b)
         b->mean = b->rstd = NULL;
 }
 
-/* The kernel's workspace of at least bytes, kept for the next call. */
+/* The workspace of the call running now, for the fault handler of an
+ * isolated call (nb_plugin_workspace_fault); set before the kernel runs. */
+static const plugin_kernel *volatile ws_current;
+
+static void workspace_release(plugin_kernel *pk)
+{
+    if (pk->ws_region)
+        munmap(pk->ws_region, pk->ws_region_bytes);
+    pk->ws_region = NULL;
+    pk->workspace = NULL;
+    pk->workspace_bytes = 0;
+}
+
+/* The kernel's workspace of bytes, between two inaccessible pages: 64-byte
+ * aligned and ending within 63 bytes of the page after it, so a read or
+ * write past its end (or before its start) faults and, in an isolated
+ * call, is named. Kept for the next call of the same size. */
 static nb_status workspace_get(plugin_kernel *pk, size_t bytes)
 {
-    if (bytes <= pk->workspace_bytes)
+    if (pk->ws_region && bytes == pk->workspace_bytes)
         return NB_OK;
-    void *w = realloc(pk->workspace, bytes);
-    if (!w)
+    workspace_release(pk);
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), held = (bytes + 63) / 64 * 64;
+    const size_t data_pages = (held + page - 1) / page;
+    const size_t region_bytes = (data_pages + 2) * page;
+    char *m = mmap(NULL, region_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
         return NB_ERR_NOMEM;
-    pk->workspace = w;
+    if (mprotect(m, page, PROT_NONE) || mprotect(m + page + data_pages * page, page, PROT_NONE)) {
+        munmap(m, region_bytes);
+        return NB_ERR_NOMEM;
+    }
+    pk->ws_region = m;
+    pk->ws_region_bytes = region_bytes;
+    pk->workspace = m + page + data_pages * page - held;
     pk->workspace_bytes = bytes;
     return NB_OK;
+}
+
+bool nb_plugin_workspace_fault(const void *addr, bool *after, intptr_t *distance)
+{
+    const plugin_kernel *pk = ws_current;
+    const char *a = addr;
+    if (!pk || !pk->ws_region || a < pk->ws_region || a >= pk->ws_region + pk->ws_region_bytes)
+        return false;
+    const char *w = pk->workspace;
+    *after = a >= w + pk->workspace_bytes;
+    *distance = *after ? a - (w + pk->workspace_bytes) : w - a;
+    return true;
 }
 
 static nb_status plugin_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
@@ -457,7 +499,9 @@ static nb_status plugin_entry(const nb_kernel *k, const nb_problem *p, const nb_
         b.workspace = bytes ? pk->workspace : NULL;
         b.workspace_bytes = bytes;
     }
+    ws_current = pk;
     const int rc = pk->desc.run(&q, &b, pk->desc.user);
+    ws_current = NULL;
     return rc == NBP_OK ? NB_OK : rc == NBP_UNSUPPORTED ? NB_ERR_UNSUPPORTED : NB_ERR_KERNEL;
 }
 

@@ -139,7 +139,9 @@ typedef struct nbp_problem {
  * Backward: x, dy in; gamma in (affine); mean, rstd in (the forward's saved
  *   statistics); dx out (numel); dgamma, dbeta out (param_count, NBP_BWD
  *   of an affine problem; dbeta also needs beta), else NULL.
- * workspace: workspace_bytes of scratch (see nbp_kernel.workspace), or NULL. */
+ * workspace: workspace_bytes of scratch (see nbp_kernel.workspace), or NULL;
+ *   64-byte aligned, between inaccessible pages (its end within 63 bytes of
+ *   one), so an access beyond it faults. */
 typedef struct nbp_buffers {
     uint32_t size; /* sizeof(nbp_buffers) as normbench filled it */
     const void *x;

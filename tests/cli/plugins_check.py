@@ -1,6 +1,7 @@
 # tests/cli/plugins_check.py NORMBENCH MINIMAL NAME=PLUGIN.so ...: the
 # plug-ins of tests/plugins as normbench must report them. A kernel that
-# segfaults, aborts, writes one past y, reads one before x or never returns
+# segfaults, aborts, writes one past y or past its workspace, reads one
+# before x or never returns
 # is a FAIL on every problem, naming the fault, with a repro line carrying
 # its --plugin; the run goes on (the minimal plug-in's kernel still passes
 # both problems) and exits 1. A plug-in with a wrong ABI major or a newer
@@ -43,6 +44,7 @@ faults = {
     "past_y": "overrun: SIGSEGV in the guard page after y, 0 bytes past its end",
     "before_x": "overrun: SIGSEGV in the guard page before x, 4 bytes before its start",
     "hang": "timeout: no return within 1 s (killed)",
+    "past_workspace": "overrun: SIGSEGV in the guard page after the workspace, 0 bytes past its end",
 }
 for name, reason in faults.items():
     path = plugins[name]

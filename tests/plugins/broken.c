@@ -10,17 +10,18 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define FAULT_SEGV 1         /* writes to an address no buffer is near */
-#define FAULT_ABORT 2        /* abort() */
-#define FAULT_PAST_Y 3       /* writes y[numel]: one element past y */
-#define FAULT_BEFORE_X 4     /* reads x[-1]: one element before x */
-#define FAULT_HANG 5         /* never returns */
-#define FAULT_ABI_MAJOR 6    /* built against ABI 2.0 */
-#define FAULT_DUPLICATE 7    /* two kernels of one name */
-#define FAULT_NO_SYMBOL 8    /* exports no normbench_plugin_init */
-#define FAULT_IMPOSSIBLE 9   /* a layernorm kernel for NHWC only */
-#define FAULT_NEWER_MINOR 10 /* built against ABI 1.(minor + 1) */
-#define FAULT_OLDER_MINOR 11 /* a descriptor without the fields after run (a sane kernel) */
+#define FAULT_SEGV 1            /* writes to an address no buffer is near */
+#define FAULT_ABORT 2           /* abort() */
+#define FAULT_PAST_Y 3          /* writes y[numel]: one element past y */
+#define FAULT_BEFORE_X 4        /* reads x[-1]: one element before x */
+#define FAULT_HANG 5            /* never returns */
+#define FAULT_ABI_MAJOR 6       /* built against ABI 2.0 */
+#define FAULT_DUPLICATE 7       /* two kernels of one name */
+#define FAULT_NO_SYMBOL 8       /* exports no normbench_plugin_init */
+#define FAULT_IMPOSSIBLE 9      /* a layernorm kernel for NHWC only */
+#define FAULT_NEWER_MINOR 10    /* built against ABI 1.(minor + 1) */
+#define FAULT_OLDER_MINOR 11    /* a descriptor without the fields after run (a sane kernel) */
+#define FAULT_PAST_WORKSPACE 12 /* writes one byte past its 1 KiB workspace */
 
 #ifndef BROKEN
 #error "BROKEN must name the fault"
@@ -76,16 +77,30 @@ static int run(const nbp_problem *p, const nbp_buffers *b, void *user)
 #elif BROKEN == FAULT_HANG
     for (volatile unsigned spin = 0;; spin++) { /* unsigned: wraps, no UB for UBSan to stop */
     }
+#elif BROKEN == FAULT_PAST_WORKSPACE
+    ((volatile char *)b->workspace)[b->workspace_bytes] = 1;
 #endif
     return NBP_OK;
 }
+
+#if BROKEN == FAULT_PAST_WORKSPACE
+static size_t workspace_bytes(const nbp_problem *p, void *user)
+{
+    (void)p;
+    (void)user;
+    return 1024;
+}
+#define WORKSPACE workspace_bytes
+#else
+#define WORKSPACE NULL
+#endif
 
 #define KERNEL(lay)                                                                            \
     {                                                                                          \
         .algo = "twopass", .isa = "scalar", .layer = NBP_LAYERNORM, .directions = NBP_DIR_FWD, \
         .dtypes = NBP_DTYPE_F32, .layouts = lay,                                               \
         .modes = NBP_MODE_BATCH_STATS | NBP_MODE_AFFINE | NBP_MODE_PLAIN | NBP_MODE_NO_BETA,   \
-        .reduction = NBP_RED_SEQUENTIAL, .run = run                                            \
+        .reduction = NBP_RED_SEQUENTIAL, .run = run, .workspace = WORKSPACE                    \
     }
 
 #if BROKEN == FAULT_IMPOSSIBLE
