@@ -291,7 +291,12 @@ static int add_series(series *ss, int ns, const sweep_bases *sb, size_t l, nb_dt
             !nb_kernel_available(k))
             continue;
         ss[ns++] = (series){
-            .k = k, .dtype = dt, .base = l, .backward = sb->dir[l] != NB_FWD, .npts = npts};
+            .k = k,
+            .dtype = dt,
+            .base = l,
+            .shape = sb->shapes.items[l],
+            .backward = sb->dir[l] != NB_FWD,
+            .npts = npts};
     }
     return ns;
 }
@@ -438,7 +443,17 @@ static void print_row(const series *s)
         printf(" (%d saturated point%s: all digits lost)", sat, sat > 1 ? "s" : "");
     if (s->k->layer == NB_RMS)
         printf(" K = %.3g at every offset", s->pt[s->npts - 1].K);
-    putchar('\n');
+    printf(" | %s\n", s->shape); /* a layer can have several shapes (layouts) */
+}
+
+/* Whether the kernel skipped every point (it does not take the shape, e.g.
+ * a plug-in kernel of the other layout): no row, nothing to judge. */
+static bool all_skipped(const series *s)
+{
+    for (int j = 0; j < s->npts; j++)
+        if (!s->pt[j].skipped)
+            return false;
+    return true;
 }
 
 static void print_backward_header(void)
@@ -458,7 +473,7 @@ static void print_table(const series *ss, int ns)
 {
     bool any_rms = false, any_fwd = false, any_bwd = false;
     for (int i = 0; i < ns; i++)
-        if (!ss[i].backward) {
+        if (!ss[i].backward && !all_skipped(&ss[i])) {
             if (!any_fwd)
                 print_header();
             any_fwd = true;
@@ -466,7 +481,7 @@ static void print_table(const series *ss, int ns)
             any_rms |= ss[i].k->layer == NB_RMS;
         }
     for (int i = 0; i < ns; i++)
-        if (ss[i].backward) {
+        if (ss[i].backward && !all_skipped(&ss[i])) {
             if (!any_bwd)
                 print_backward_header();
             any_bwd = true;

@@ -32,7 +32,8 @@ typedef struct point {
 typedef struct series {
     const nb_kernel *k;
     nb_dtype dtype;
-    size_t base; /* index of its shape in the sweep's list */
+    size_t base;       /* index of its shape in the sweep's list */
+    const char *shape; /* that shape's problem string */
     bool backward;
     int npts;
     point pt[MAXPTS];

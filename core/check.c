@@ -779,6 +779,8 @@ nb_status nb_verify_one(const nb_kernel *k, nb_data *d, const nb_ref *r, nb_chec
     }
     if (nb_plugin_kernel_skips_stats(k) && !nb_problem_is_backward(&d->prob))
         nb_plugin_fill_stats(d, r);
+    else if (nb_plugin_kernel_skips_var(k) && !nb_problem_is_backward(&d->prob))
+        nb_plugin_fill_var(d, r);
     nb_check_result(k, d, r, out);
     return NB_OK;
 }

@@ -46,6 +46,10 @@ int64_t nb_buffer_count(const nb_problem *p, int b);
  * not judged (as `normbench check` does with statistics not given). */
 bool nb_plugin_kernel_skips_stats(const nb_kernel *k);
 void nb_plugin_fill_stats(nb_data *d, const nb_ref *r);
+/* A kernel with NBP_KF_NO_VAR writes mean and rstd only: its var is filled
+ * from the reference after the call (not checked). */
+bool nb_plugin_kernel_skips_var(const nb_kernel *k);
+void nb_plugin_fill_var(nb_data *d, const nb_ref *r);
 
 /* Whether addr lies in the guarded region of the workspace of the plug-in
  * call running now; then whether it is past the workspace's end (else

@@ -111,6 +111,12 @@ bool nb_plugin_kernel_skips_stats(const nb_kernel *k)
     return pk && (pk->desc.flags & NBP_KF_NO_STATS);
 }
 
+bool nb_plugin_kernel_skips_var(const nb_kernel *k)
+{
+    const plugin_kernel *pk = as_plugin_kernel(k);
+    return pk && (pk->desc.flags & NBP_KF_NO_VAR);
+}
+
 /* ---- validation ------------------------------------------------------------ */
 
 static nb_status load_error(char *err, size_t len, const char *fmt, ...)
@@ -206,7 +212,7 @@ static void kernel_make(plugin_kernel *pk, const nbp_kernel *d, const plugin *ow
                         .layer = (nb_layer)d->layer,
                         .algo = NB_ALGO_PLUGIN,
                         .isa = NB_ISA_NATIVE,
-                        .omp = false,
+                        .omp = (d->flags & NBP_KF_THREADED) != 0,
                         .reduction = reduction_of(d->reduction),
                         .block = d->block,
                         .flags = flags_of(d->flags),
@@ -412,7 +418,7 @@ static void problem_make(const nb_problem *p, nbp_problem *q)
     q->threads = nb_get_threads();
 }
 
-static void buffers_make(const nb_args *a, bool stats, nbp_buffers *b)
+static void buffers_make(const nb_args *a, bool stats, bool var, nbp_buffers *b)
 {
     *b = (nbp_buffers){.size = sizeof *b,
                        .x = a->x,
@@ -420,7 +426,7 @@ static void buffers_make(const nb_args *a, bool stats, nbp_buffers *b)
                        .gamma = a->gamma,
                        .beta = a->beta,
                        .mean = a->mean,
-                       .var = stats ? a->var : NULL,
+                       .var = stats && var ? a->var : NULL,
                        .rstd = a->rstd,
                        .running_mean = a->running_mean,
                        .running_var = a->running_var,
@@ -491,7 +497,7 @@ static nb_status plugin_entry(const nb_kernel *k, const nb_problem *p, const nb_
     if (!(pk->desc.layouts & (1u << p->layout)) || (q.modes & ~pk->desc.modes))
         return NB_ERR_UNSUPPORTED;
     nbp_buffers b;
-    buffers_make(a, !(pk->desc.flags & NBP_KF_NO_STATS), &b);
+    buffers_make(a, !(pk->desc.flags & NBP_KF_NO_STATS), !(pk->desc.flags & NBP_KF_NO_VAR), &b);
     if (pk->desc.workspace) {
         const size_t bytes = pk->desc.workspace(&q, pk->desc.user);
         if (bytes && workspace_get(pk, bytes))
@@ -513,6 +519,12 @@ static void put_value(void *buf, nb_dtype t, int64_t i, double v)
         ((float *)buf)[i] = (float)v;
     else
         ((double *)buf)[i] = v;
+}
+
+void nb_plugin_fill_var(nb_data *d, const nb_ref *r)
+{
+    for (int64_t g = 0; g < r->groups; g++)
+        put_value(d->var, d->prob.dtype, g, r->var[g].hi + r->var[g].lo);
 }
 
 void nb_plugin_fill_stats(nb_data *d, const nb_ref *r)

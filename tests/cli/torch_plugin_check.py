@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""tests/cli/torch_plugin_check.py NORMBENCH PLUGIN|not-built: the libtorch
+plug-in (plugins/libtorch) as the README says it behaves. `list` shows
+PyTorch's kernels; `verify` passes LayerNorm, GroupNorm (both layouts),
+BatchNorm (train and eval, both layouts), InstanceNorm and the composed
+RMSNorm on plain data, statistics checked; PyTorch's channels_last
+GroupNorm (its one-pass E[x^2] - E[x]^2 path) fails at mean offset 1e3 and
+the stability sweep calls it quadratic-in-K, like the one-pass negative
+control, while its NCHW path is linear-in-K. Exit 77 (skip) when the
+plug-in was not built (no libtorch-dev)."""
+import re
+import subprocess
+import sys
+
+nb, plugin = sys.argv[1], sys.argv[2]
+if plugin == "not-built":
+    print("torch plug-in not built (libtorch-dev or a C++ compiler missing): skipped")
+    sys.exit(77)
+bad = []
+
+
+def run(args):
+    return subprocess.run([nb] + args + ["--plugin", plugin], capture_output=True, text=True,
+                          timeout=300)
+
+
+kernels = ["torch:layernorm/aten/native", "torch:groupnorm/aten/native",
+           "torch:groupnorm/aten_cl/native", "torch:batchnorm/aten/native",
+           "torch:batchnorm/aten_cl/native", "torch:instancenorm/aten/native",
+           "torch:rmsnorm/composed/native"]
+p = run(["list", "--kernels", "torch:*"])
+for k in kernels:
+    if not re.search(r"^%s .* available" % re.escape(k), p.stdout, re.M):
+        bad.append("list: no available row for " + k)
+
+plain = ["ln:rows16:cols100", "ln:rows8:cols64:nobeta:f64", "gn:n2c8h4w4:g2",
+         "gn:n2c8h4w4:g2:nhwc", "bn:n8c4h4w4:train", "bn:n8c4h4w4:nhwc:train",
+         "bn:n8c4h4w4:infer", "in:n2c4h8w8:affine", "rms:rows16:cols256"]
+p = run(["verify", "--kernels", "torch:*", "--problems"] + plain)
+if p.returncode != 0 or "verify: 9 passed, 0 failed" not in p.stdout:
+    bad.append("verify of plain data: exit %d, %s" % (p.returncode, p.stdout[-600:]))
+if "stats_use=0 " in p.stdout:
+    bad.append("statistics not checked")
+
+p = run(["verify", "--kernels", "torch:groupnorm/*", "--problems",
+         "gn:n2c8h4w4:g2:nhwc:data=offset1e3", "gn:n2c8h4w4:g2:data=offset1e3"])
+if not re.search(r"^FAIL  torch:groupnorm/aten_cl/native gn:n2c8h4w4:g2:nhwc", p.stdout, re.M):
+    bad.append("channels_last GroupNorm at offset 1e3 did not fail: " + p.stdout[-600:])
+if not re.search(r"^PASS  torch:groupnorm/aten/native gn:n2c8h4w4:g2:nchw", p.stdout, re.M):
+    bad.append("NCHW GroupNorm at offset 1e3 did not pass: " + p.stdout[-600:])
+
+p = run(["verify", "--sweep", "stability", "--kernels", "torch:groupnorm/*"])
+rows = {}
+for line in p.stdout.splitlines():
+    f = line.split()
+    if len(f) >= 10 and f[0].startswith("torch:") and f[1] == "f32":
+        rows[f[0]] = f[9]
+if rows.get("torch:groupnorm/aten_cl/native") != "quadratic-in-K":
+    bad.append("stability: channels_last GroupNorm %s, not quadratic-in-K"
+               % rows.get("torch:groupnorm/aten_cl/native"))
+if rows.get("torch:groupnorm/aten/native") not in ("stable", "linear-in-K"):
+    bad.append("stability: NCHW GroupNorm %s" % rows.get("torch:groupnorm/aten/native"))
+
+for b in bad:
+    print("torch plug-in: " + b)
+print("torch plug-in: %s" % ("ok" if not bad else "%d problem(s)" % len(bad)))
+sys.exit(1 if bad else 0)
