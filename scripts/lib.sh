@@ -5,7 +5,7 @@
 NB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Packages every build needs; scripts may add their own before nb_install.
-NB_PACKAGES="build-essential meson ninja-build pkg-config libmpfr-dev libgmp-dev libcriterion-dev libopenblas-serial-dev libdnnl-dev gcovr libopenmpi-dev openmpi-bin"
+NB_PACKAGES="build-essential meson ninja-build pkg-config libmpfr-dev libgmp-dev libcriterion-dev libopenblas-serial-dev libdnnl-dev gcovr libopenmpi-dev openmpi-bin libtorch-dev g++"
 
 nb_log() { printf '%s\n' "$*" >&2; }
 
