@@ -175,19 +175,25 @@ def marker_blocks(path):
     return blocks
 
 
-def path_blocks(path):
-    """[[first, last, needed], ...]: the lines of a source between
-    NB_COV_NEEDS_PATH_START: <needed> and NB_COV_NEEDS_PATH_STOP."""
+def between_markers(lines, name):
+    """[[first, last, text], ...]: the 1-based line ranges of lines between
+    "<name>_START: <text> */" and "<name>_STOP"."""
     blocks, open_at = [], None
-    for n, text in enumerate(open(os.path.join(ROOT, path)).read().splitlines(), 1):
-        if "NB_COV_NEEDS_PATH_START" in text:
-            needed = text.split("NB_COV_NEEDS_PATH_START", 1)[1].split("*/")[0]
-            open_at = [n, None, needed.strip().lstrip(":").strip()]
-        elif "NB_COV_NEEDS_PATH_STOP" in text and open_at:
+    for n, line in enumerate(lines, 1):
+        if name + "_START" in line:
+            text = line.split(name + "_START", 1)[1].split("*/")[0]
+            open_at = [n, None, text.strip().lstrip(":").strip()]
+        elif name + "_STOP" in line and open_at:
             open_at[1] = n
             blocks.append(open_at)
             open_at = None
     return blocks
+
+
+def path_blocks(path):
+    """[[first, last, needed], ...]: the lines of a source between
+    NB_COV_NEEDS_PATH_START: <needed> and NB_COV_NEEDS_PATH_STOP."""
+    return between_markers(open(os.path.join(ROOT, path)).read().splitlines(), "NB_COV_NEEDS_PATH")
 
 
 def leave_out_missing_paths(files):
@@ -344,19 +350,13 @@ def failure_paths(path, functions):
     """({line: kind}, [[first, last, reason], ...]) of the failure paths of
     one source (rule in the module comment)."""
     text = open(os.path.join(ROOT, path)).read().splitlines()
-    kinds, blocks, open_at = {}, [], None
+    blocks = between_markers(text, "NB_FAILURE_PATH")
+    kinds = {k: "marked" for first, last, _ in blocks for k in range(first, last + 1)}
     for i, line in enumerate(text):
         n = i + 1
-        if "NB_FAILURE_PATH_START" in line:
-            reason = line.split("NB_FAILURE_PATH_START", 1)[1].split("*/")[0]
-            open_at = [n, None, reason.strip().lstrip(":").strip()]
-        elif "NB_FAILURE_PATH_STOP" in line and open_at:
-            open_at[1] = n
-            blocks.append(open_at)
-            for k in range(open_at[0], n + 1):
-                kinds[k] = "marked"
-            open_at = None
-        elif re.match(r"^\s*(return\b|\w+ = fail)", line) and FAIL_CALL.search(line):
+        if n in kinds:
+            continue
+        if re.match(r"^\s*(return\b|\w+ = fail)", line) and FAIL_CALL.search(line):
             for k in range(n, statement_end(text, i) + 2):
                 kinds.setdefault(k, "refusal")
         elif FAIL_DEFINITION.match(line):
