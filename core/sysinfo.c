@@ -312,8 +312,9 @@ static void collect_build(nb_sysinfo *s)
 #endif
     /* how idle OpenMP threads wait: it changes timings (normbench sets
      * passive for every command unless the user set it; see cli/main.c) */
-    const char *wait = getenv("OMP_WAIT_POLICY");
-    snprintf(s->omp_wait_policy, sizeof s->omp_wait_policy, "%s", wait ? wait : "unset");
+    const char *wait = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    snprintf(s->omp_wait_policy, sizeof s->omp_wait_policy, "%s%s%.12s", wait ? wait : "unset",
+             spin ? " GOMP_SPINCOUNT=" : "", spin ? spin : "");
 #if defined(_OPENMP)
     snprintf(s->openmp, sizeof s->openmp, "_OPENMP %d", (int)_OPENMP);
 #else
