@@ -1,23 +1,120 @@
 /* plugins.c: the plug-in options of the commands that run kernels (list,
- * verify, bench, search): `--plugin PATH.so` (repeatable) and the
- * colon-separated NORMBENCH_PLUGINS, loaded before the command parses the
- * rest of its arguments, each failure one line `normbench: plugin PATH: ...`
- * while the others load; `--plugin-timeout S`, the time limit of one
- * isolated call; and the ` --plugin PATH` of a repro line. */
+ * verify, bench, search): the plug-ins of the default directories (see
+ * default_dirs), `--plugin PATH.so` (repeatable) and the colon-separated
+ * NORMBENCH_PLUGINS, loaded before the command parses the rest of its
+ * arguments, each failure one line `normbench: plugin PATH: ...` while the
+ * others load (a file loaded already, by its real path, is skipped); `--plugin-timeout S`, the time
+ * limit of one isolated call; and the ` --plugin PATH` of a repro line. */
 #include "cli.h"
+#include "nb_config.h"
 
+#include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The real paths of the files loaded so far (a repro line's --plugin of a
+ * default plug-in names a file loaded already). */
+#define MAX_LOADED 64
+static char *loaded[MAX_LOADED];
+static int nloaded;
+
+/* Whether path's file was loaded already; if not, it is recorded. */
+static bool seen_before(const char *path)
+{
+    char *real = realpath(path, NULL);
+    if (!real)
+        return false; /* nb_plugin_load reports the missing file */
+    for (int i = 0; i < nloaded; i++)
+        if (!strcmp(loaded[i], real)) {
+            free(real);
+            return true;
+        }
+    if (nloaded < MAX_LOADED)
+        loaded[nloaded++] = real;
+    else
+        free(real);
+    return false;
+}
 
 /* Load one plug-in; 1 when it failed (the message printed). */
 static int load_one(const char *path)
 {
+    if (seen_before(path))
+        return 0;
     char err[512];
     if (nb_plugin_load(path, err, sizeof err) == NB_OK)
         return 0;
     fprintf(stderr, "normbench: plugin %s: %s\n", path, err);
     return 1;
+}
+
+static bool has_so_suffix(const char *name)
+{
+    const size_t n = strlen(name);
+    return n > 3 && !strcmp(name + n - 3, ".so");
+}
+
+/* Load the *.so files of dir, in name order, and with depth 1 those of its
+ * subdirectories (the build tree keeps each plug-in in its own:
+ * build/plugins/onednn/onednn.so). */
+static int load_dir(const char *dir, int depth)
+{
+    struct dirent **names = NULL;
+    const int n = scandir(dir, &names, NULL, alphasort);
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        char path[PATH_MAX];
+        struct stat st;
+        const char *name = names[i]->d_name;
+        if (name[0] != '.' &&
+            (size_t)snprintf(path, sizeof path, "%s/%s", dir, name) < sizeof path &&
+            !stat(path, &st)) {
+            if (S_ISREG(st.st_mode) && has_so_suffix(name))
+                failed += load_one(path);
+            else if (S_ISDIR(st.st_mode) && depth > 0)
+                failed += load_dir(path, depth - 1);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return failed;
+}
+
+/* The default plug-ins: those of the directories in NORMBENCH_PLUGIN_DIRS
+ * when it is set (':'-separated; empty: none); else those of the `plugins`
+ * directory next to the normbench executable when it exists (a build tree:
+ * build/plugins), else those of NB_PLUGIN_DIR (installed: libdir/normbench/
+ * plugins). Only the first of the two, so a build never mixes in installed
+ * plug-ins of another version. */
+static int load_default_dirs(void)
+{
+    const char *env = getenv("NORMBENCH_PLUGIN_DIRS");
+    if (env) {
+        char *copy = strdup(env);
+        int failed = copy ? 0 : 1;
+        char *save = NULL;
+        for (char *p = copy ? strtok_r(copy, ":", &save) : NULL; p; p = strtok_r(NULL, ":", &save))
+            failed += load_dir(p, 1);
+        free(copy);
+        return failed;
+    }
+    char exe[PATH_MAX], dir[PATH_MAX + 16];
+    const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = 0;
+        snprintf(dir, sizeof dir, "%s/plugins", exe);
+        struct stat st;
+        if (!stat(dir, &st) && S_ISDIR(st.st_mode))
+            return load_dir(dir, 1);
+    }
+    return load_dir(NB_PLUGIN_DIR, 1);
 }
 
 /* NORMBENCH_PLUGINS: paths separated by ':' (empty entries skipped). */
@@ -50,7 +147,8 @@ static int take_timeout(const char *command, const char *v)
 
 int cli_take_plugins(const char *command, int *argc, char **argv, int *failed)
 {
-    *failed = load_env();
+    *failed = load_default_dirs();
+    *failed += load_env();
     int out = 1;
     for (int i = 1; i < *argc; i++) {
         const bool plugin = !strcmp(argv[i], "--plugin");

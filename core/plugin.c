@@ -89,6 +89,14 @@ const char *nb_plugin_kernel_isa(const nb_kernel *k)
     return pk ? pk->isa : NULL;
 }
 
+const char *nb_plugin_version(const char *name)
+{
+    for (size_t i = 0; i < nplugins; i++)
+        if (!strcmp(plugins[i]->name, name))
+            return plugins[i]->version;
+    return NULL;
+}
+
 const char *nb_kernel_plugin(const nb_kernel *k)
 {
     const plugin_kernel *pk = as_plugin_kernel(k);
