@@ -210,7 +210,7 @@ static void kernel_make(plugin_kernel *pk, const nbp_kernel *d, const plugin *ow
                         .layer = (nb_layer)d->layer,
                         .algo = NB_ALGO_PLUGIN,
                         .isa = NB_ISA_NATIVE,
-                        .omp = false,
+                        .omp = (d->flags & NBP_KF_THREADED) != 0,
                         .reduction = reduction_of(d->reduction),
                         .block = d->block,
                         .flags = flags_of(d->flags),

@@ -42,7 +42,7 @@ extern "C" {
 #endif
 
 #define NBP_ABI_MAJOR 1
-#define NBP_ABI_MINOR 0
+#define NBP_ABI_MINOR 1 /* 1: NBP_KF_THREADED */
 /* major in the upper 16 bits, minor in the lower 16 */
 #define NBP_ABI_VERSION (((uint32_t)NBP_ABI_MAJOR << 16) | (uint32_t)NBP_ABI_MINOR)
 #define NBP_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
@@ -107,7 +107,10 @@ enum nbp_reduction {
 #define NBP_KF_NEGATIVE_CONTROL (1u << 1) /* known unstable, expected to fail */
 #define NBP_KF_PRESCALED (1u << 2)        /* survives |x| near sqrt(max finite) */
 #define NBP_KF_NO_STATS (1u << 3)         /* never writes mean/var/rstd (they are not checked) */
-#define NBP_KF_ALL ((1u << 4) - 1u)
+#define NBP_KF_THREADED                                              \
+    (1u << 4) /* uses nbp_problem.threads threads: bench measures it \
+                 at every thread count (else at one); ABI 1.1 */
+#define NBP_KF_ALL ((1u << 5) - 1u)
 
 /* One call's problem. Sizes and strides are in elements. */
 typedef struct nbp_problem {

@@ -422,6 +422,7 @@ static const nbp_kernel kernels[] = {
      .modes = NBP_MODE_BATCH_STATS | NBP_MODE_RUNNING_STATS | NBP_MODE_RUNNING_UPDATE |
               NBP_MODE_AFFINE | NBP_MODE_PLAIN,
      .reduction = NBP_RED_SEQUENTIAL,
+     .flags = NBP_KF_THREADED, /* oneDNN's OpenMP threads */
      .run = onednn_run},
     {.algo = "onednn",
      .isa = "native",
@@ -431,6 +432,7 @@ static const nbp_kernel kernels[] = {
      .layouts = NBP_LAYOUT_NCHW,
      .modes = NBP_MODE_BATCH_STATS | NBP_MODE_AFFINE | NBP_MODE_PLAIN | NBP_MODE_NO_BETA,
      .reduction = NBP_RED_SEQUENTIAL,
+     .flags = NBP_KF_THREADED, /* oneDNN's OpenMP threads */
      .run = onednn_run},
 };
 
