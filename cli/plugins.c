@@ -3,7 +3,8 @@
  * default_dirs), `--plugin PATH.so` (repeatable) and the colon-separated
  * NORMBENCH_PLUGINS, loaded before the command parses the rest of its
  * arguments, each failure one line `normbench: plugin PATH: ...` while the
- * others load (a file loaded already, by its real path, is skipped); `--plugin-timeout S`, the time
+ * others load (a file a default directory loaded already, by its real
+ * path, is skipped: a repro line names it with --plugin); `--plugin-timeout S`, the time
  * limit of one isolated call; and the ` --plugin PATH` of a repro line. */
 #include "cli.h"
 #include "nb_config.h"
@@ -16,14 +17,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The real paths of the files loaded so far (a repro line's --plugin of a
- * default plug-in names a file loaded already). */
+/* The real paths of the files loaded from the default directories (a
+ * repro line's --plugin of a default plug-in names one of them; loading any
+ * other file twice stays an error). */
 #define MAX_LOADED 64
 static char *loaded[MAX_LOADED];
 static int nloaded;
 
-/* Whether path's file was loaded already; if not, it is recorded. */
-static bool seen_before(const char *path)
+/* Whether path's file was loaded from a default directory already; if not
+ * and record, it is recorded as one. */
+static bool seen_before(const char *path, bool record)
 {
     char *real = realpath(path, NULL);
     if (!real)
@@ -33,7 +36,7 @@ static bool seen_before(const char *path)
             free(real);
             return true;
         }
-    if (nloaded < MAX_LOADED)
+    if (record && nloaded < MAX_LOADED)
         loaded[nloaded++] = real;
     else
         free(real);
@@ -41,9 +44,9 @@ static bool seen_before(const char *path)
 }
 
 /* Load one plug-in; 1 when it failed (the message printed). */
-static int load_one(const char *path)
+static int load_one(const char *path, bool from_default)
 {
-    if (seen_before(path))
+    if (seen_before(path, from_default))
         return 0;
     char err[512];
     if (nb_plugin_load(path, err, sizeof err) == NB_OK)
@@ -74,7 +77,7 @@ static int load_dir(const char *dir, int depth)
             (size_t)snprintf(path, sizeof path, "%s/%s", dir, name) < sizeof path &&
             !stat(path, &st)) {
             if (S_ISREG(st.st_mode) && has_so_suffix(name))
-                failed += load_one(path);
+                failed += load_one(path, true);
             else if (S_ISDIR(st.st_mode) && depth > 0)
                 failed += load_dir(path, depth - 1);
         }
@@ -129,7 +132,7 @@ static int load_env(void)
     int failed = 0;
     char *save = NULL;
     for (char *p = strtok_r(copy, ":", &save); p; p = strtok_r(NULL, ":", &save))
-        failed += load_one(p);
+        failed += load_one(p, false);
     free(copy);
     return failed;
 }
@@ -159,8 +162,8 @@ int cli_take_plugins(const char *command, int *argc, char **argv, int *failed)
         if (i + 1 >= *argc)
             return cli_error("%s: %s needs %s", command, argv[i],
                              plugin ? "the path of a plug-in (a .so)" : "seconds");
-        const int rc =
-            plugin ? (*failed += load_one(argv[i + 1]), 0) : take_timeout(command, argv[i + 1]);
+        const int rc = plugin ? (*failed += load_one(argv[i + 1], false), 0)
+                              : take_timeout(command, argv[i + 1]);
         if (rc)
             return rc;
         i++;
