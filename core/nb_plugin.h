@@ -57,4 +57,10 @@ void nb_plugin_fill_var(nb_data *d, const nb_ref *r);
  * handler of an isolated call: reads only static state. */
 bool nb_plugin_workspace_fault(const void *addr, bool *after, intptr_t *distance);
 
+/* nb_plugin_load, for a file of a default plug-in directory when
+ * from_default: a plug-in that declares NBP_PF_ON_REQUEST is then closed
+ * again, not registered, and *skipped set (NB_OK). */
+nb_status nb_plugin_load_from(const char *path, bool from_default, bool *skipped, char *err,
+                              size_t len);
+
 #endif

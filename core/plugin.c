@@ -93,6 +93,14 @@ const char *nb_plugin_kernel_isa(const nb_kernel *k)
     return pk ? pk->isa : NULL;
 }
 
+const char *nb_plugin_version(const char *name)
+{
+    for (size_t i = 0; i < nplugins; i++)
+        if (!strcmp(plugins[i]->name, name))
+            return plugins[i]->version;
+    return NULL;
+}
+
 const char *nb_kernel_plugin(const nb_kernel *k)
 {
     const plugin_kernel *pk = as_plugin_kernel(k);
@@ -346,6 +354,21 @@ static const nbp_plugin *plugin_info(void *handle, char *err, size_t len)
 
 nb_status nb_plugin_load(const char *path, char *err, size_t len)
 {
+    return nb_plugin_load_from(path, false, NULL, err, len);
+}
+
+/* Whether info asks to be loaded only when named (ABI 1.1 and later: an
+ * older plug-in's struct ends before flags). */
+static bool on_request_only(const nbp_plugin *info)
+{
+    return NBP_ABI_MINOR_OF(info->abi_version) >= 1 && (info->flags & NBP_PF_ON_REQUEST);
+}
+
+nb_status nb_plugin_load_from(const char *path, bool from_default, bool *skipped, char *err,
+                              size_t len)
+{
+    if (skipped)
+        *skipped = false;
     if (err && len)
         err[0] = 0;
     if (!path || !*path)
@@ -357,6 +380,13 @@ nb_status nb_plugin_load(const char *path, char *err, size_t len)
     if (!handle)
         return load_error(err, len, "cannot load: %s", dlerror());
     const nbp_plugin *info = plugin_info(handle, err, len);
+    if (info && from_default && NBP_ABI_MAJOR_OF(info->abi_version) == NBP_ABI_MAJOR &&
+        on_request_only(info)) {
+        dlclose(handle);
+        if (skipped)
+            *skipped = true;
+        return NB_OK;
+    }
     const nb_status st = info ? nb_plugin_add(info, path, handle, err, len) : NB_ERR_PLUGIN;
     if (st)
         dlclose(handle);

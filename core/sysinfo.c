@@ -18,9 +18,6 @@
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
-#if NB_HAVE_ONEDNN
-#include <oneapi/dnnl/dnnl.h>
-#endif
 #if NB_HAVE_OPENBLAS
 char *openblas_get_config(void); /* OpenBLAS's own API; its header name varies */
 #endif
@@ -320,14 +317,9 @@ static void collect_build(nb_sysinfo *s)
 #else
     snprintf(s->openmp, sizeof s->openmp, "not built");
 #endif
-#if NB_HAVE_ONEDNN
-    const dnnl_version_t *dv = dnnl_version();
-    snprintf(s->onednn, sizeof s->onednn, "%d.%d.%d (%.12s, cpu runtime %s)", dv->major, dv->minor,
-             dv->patch, dv->hash ? dv->hash : "?",
-             dv->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other");
-#else
-    snprintf(s->onednn, sizeof s->onednn, "not built");
-#endif
+    /* oneDNN is a plug-in (plugins/onednn): its version is the plug-in's */
+    const char *onednn = nb_plugin_version("onednn");
+    snprintf(s->onednn, sizeof s->onednn, "%s", onednn ? onednn : "plug-in not loaded");
 }
 
 /* Target id: vendor-line-microarch-isa-<cores>c, lower case. */

@@ -382,6 +382,8 @@ nb_status nb_args_check(const nb_problem *p, const nb_args *a);
 nb_status nb_plugin_load(const char *path, char *err, size_t errlen);
 /* The loaded plug-ins. */
 size_t nb_plugin_count(void);
+/* The version string of the loaded plug-in named name, or NULL. */
+const char *nb_plugin_version(const char *name);
 /* The plug-in a kernel comes from (its name and the path it was loaded
  * from), or NULL for a built-in kernel. */
 const char *nb_kernel_plugin(const nb_kernel *k);

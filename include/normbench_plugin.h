@@ -42,7 +42,7 @@ extern "C" {
 #endif
 
 #define NBP_ABI_MAJOR 1
-#define NBP_ABI_MINOR 1 /* 1.1: NBP_KF_NO_VAR, NBP_KF_THREADED */
+#define NBP_ABI_MINOR 1 /* 1.1: NBP_KF_NO_VAR, NBP_KF_THREADED, nbp_plugin.flags */
 /* major in the upper 16 bits, minor in the lower 16 */
 #define NBP_ABI_VERSION (((uint32_t)NBP_ABI_MAJOR << 16) | (uint32_t)NBP_ABI_MINOR)
 #define NBP_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
@@ -200,7 +200,14 @@ typedef struct nbp_plugin {
     const nbp_kernel *kernels; /* kernel_count descriptors, kernel_size bytes apart */
     size_t kernel_count;
     size_t kernel_size; /* sizeof(nbp_kernel) */
+    uint32_t flags;     /* (1.1) NBP_PF_* bits */
 } nbp_plugin;
+
+/* nbp_plugin.flags (1.1) */
+/* load only when named (--plugin, NORMBENCH_PLUGINS), never from a default
+ * plug-in directory: for kernels a user runs on purpose (e.g. a framework
+ * whose semantics differ from normbench's on some data) */
+#define NBP_PF_ON_REQUEST (1u << 0)
 
 /* The one symbol a plug-in exports. host_abi is normbench's NBP_ABI_VERSION;
  * returning NULL refuses to load (e.g. a library it needs is missing). */

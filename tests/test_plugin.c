@@ -127,6 +127,22 @@ static nb_check verify(const nb_kernel *k, const char *ps)
     return c;
 }
 
+/* ABI 1.1: NBP_KF_THREADED makes a kernel threaded (bench measures it at
+ * every thread count, as the /omp kernels); without it one thread. */
+Test(plugin, threaded_flag_marks_the_kernel_threaded)
+{
+    nbp_kernel ks[] = {ln_desc("serial"), ln_desc("threaded")};
+    ks[1].flags |= NBP_KF_THREADED;
+    const nbp_plugin info = info_of("thr", ks, 2);
+    char err[256];
+    cr_assert_eq(nb_plugin_add(&info, "thr.so", NULL, err, sizeof err), NB_OK, "%s", err);
+    const nb_kernel *serial = nb_kernel_find("thr:layernorm/serial/scalar");
+    const nb_kernel *threaded = nb_kernel_find("thr:layernorm/threaded/scalar");
+    cr_assert(serial && threaded);
+    cr_expect(!serial->omp);
+    cr_expect(threaded->omp);
+}
+
 Test(plugin, registers_under_its_name_and_passes_isolated)
 {
     const nbp_kernel ks[] = {ln_desc("twopass")};

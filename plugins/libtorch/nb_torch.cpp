@@ -226,9 +226,17 @@ const nbp_kernel kernels[] = {
     kernel("composed", NBP_RMSNORM, NBP_LAYOUT_NCHW, modes_norm, rms_norm, NBP_KF_THREADED),
 };
 
-const nbp_plugin plugin = {
-    NBP_ABI_VERSION,   "torch", TORCH_VERSION, kernels, sizeof kernels / sizeof kernels[0],
-    sizeof(nbp_kernel)};
+/* On request only: some of PyTorch's semantics differ from normbench's on
+ * edge data (eps = 0 on a constant channel, Inf in an RMSNorm row) and its
+ * channels_last GroupNorm is unstable, so it joins a run when named
+ * (--plugin, NORMBENCH_PLUGINS), not from the default plug-in directory. */
+const nbp_plugin plugin = {NBP_ABI_VERSION,
+                           "torch",
+                           TORCH_VERSION,
+                           kernels,
+                           sizeof kernels / sizeof kernels[0],
+                           sizeof(nbp_kernel),
+                           NBP_PF_ON_REQUEST};
 
 } // namespace
 

@@ -24,6 +24,7 @@ failures = []
 def run(args, env=None):
     e = dict(os.environ)
     e.pop("NORMBENCH_PLUGINS", None)
+    e["NORMBENCH_PLUGIN_DIRS"] = ""  # none of the default plug-ins (build/plugins: oneDNN)
     e.update(env or {})
     p = subprocess.run([nb] + args, capture_output=True, text=True, timeout=600, env=e)
     if p.returncode < 0:

@@ -6,7 +6,8 @@ BatchNorm (train and eval, both layouts), InstanceNorm and the composed
 RMSNorm on plain data, statistics checked; PyTorch's channels_last
 GroupNorm (its one-pass E[x^2] - E[x]^2 path) fails at mean offset 1e3 and
 the stability sweep calls it quadratic-in-K, like the one-pass negative
-control, while its NCHW path is linear-in-K. Exit 77 (skip) when the
+control, while its NCHW path is linear-in-K. It loads only when named
+(NBP_PF_ON_REQUEST), not from the default plug-in directory. Exit 77 (skip) when the
 plug-in was not built (no libtorch-dev)."""
 import re
 import subprocess
@@ -32,6 +33,12 @@ p = run(["list", "--kernels", "torch:*"])
 for k in kernels:
     if not re.search(r"^%s .* available" % re.escape(k), p.stdout, re.M):
         bad.append("list: no available row for " + k)
+
+# on request only: the default plug-in directory (build/plugins) holds it,
+# but a plain `list` does not load it
+p = subprocess.run([nb, "list"], capture_output=True, text=True, timeout=300)
+if "torch:" in p.stdout:
+    bad.append("list without --plugin loaded the torch plug-in (it asks to be loaded on request)")
 
 plain = ["ln:rows16:cols100", "ln:rows8:cols64:nobeta:f64", "gn:n2c8h4w4:g2",
          "gn:n2c8h4w4:g2:nhwc", "bn:n8c4h4w4:train", "bn:n8c4h4w4:nhwc:train",

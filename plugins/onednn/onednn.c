@@ -1,43 +1,66 @@
-/* peer_onednn.c: oneDNN (Debian libdnnl-dev, C API dnnl.h) batch and layer
- * normalization registered as peer kernels (`batchnorm/onednn/native/omp`,
- * `layernorm/onednn/native/omp`), so verify, the tests and bench treat them
- * like our own kernels. fp32 only; NCHW and NHWC (and their 1d/3d forms);
- * BatchNorm forward training (batch statistics) and inference (global
- * statistics); LayerNorm forward with statistics written out. Backward
- * (issue 11): `bwd` (dx, dgamma, dbeta: oneDNN's backward) and `bwd_d` (dx:
- * backward_data) for both, from x, dy, gamma and the saved mean and
+/* onednn.c: the oneDNN plug-in (issue 13): oneDNN's batch and layer
+ * normalization (Debian libdnnl-dev, C API dnnl.h) as the kernels
+ * `onednn:batchnorm/onednn/native` and `onednn:layernorm/onednn/native`,
+ * built against include/normbench_plugin.h alone, so that neither the
+ * normbench command nor libnormbench links oneDNN. normbench loads it from
+ * its default plug-in directories (docs/DESIGN.md section 9).
+ *
+ * fp32 only; NCHW and NHWC (and their 1d/3d forms); BatchNorm forward
+ * training (batch statistics, with or without the running update) and
+ * inference (running statistics); LayerNorm forward with statistics written
+ * out. Backward: `bwd` (dx, dgamma, dbeta: oneDNN's backward) and `bwd_d`
+ * (dx: backward_data) for both, from x, dy, gamma and the saved mean and
  * variance (oneDNN takes the variance, not rstd; when a caller gives only
  * rstd, var = 1 / rstd^2 - eps is rebuilt per group, in double, rounded to
  * f32, as a framework holding rstd would have to). Not BatchNorm inference
  * backward: there oneDNN recomputes rstd from the variance in f32, two
  * roundings more than the checker's model of dx = gamma rstd dy given rstd
  * allows (measured: bound use 1.23 on bn:n4c8h5w5:nhwc:infer:bwd:dy=offset2),
- * so it answers NB_ERR_UNSUPPORTED until the checker models kernels that
- * take the variance.
+ * so it answers NBP_UNSUPPORTED.
  *
  * What oneDNN does not do is done here, outside any timing-relevant loop:
  * the BatchNorm running-statistics update (O(C), unbiased variance as in
- * PyTorch) and rstd = 1 / sqrt(var + eps) per group (O(groups)). Problems
- * oneDNN cannot express (f64) return NB_ERR_UNSUPPORTED.
+ * PyTorch) and rstd = 1 / sqrt(var + eps) per group (O(groups)).
  *
  * Primitive creation costs far more than a small execution, so primitives
  * are cached per (shape, layout, flags, eps, thread count); the cache is
  * process-wide, guarded by a mutex and released at exit. */
-#include "kernels.h"
-
 #include <math.h>
+#include <normbench_plugin.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* BatchNorm training: normalised with the batch's own statistics. */
+static bool training_of(const nbp_problem *p)
+{
+    return (p->modes & NBP_MODE_BATCH_STATS) != 0;
+}
+
+static bool affine_of(const nbp_problem *p)
+{
+    return (p->modes & NBP_MODE_AFFINE) != 0;
+}
+
+/* Values per channel and sample: the product of the spatial sizes. */
+static double spatial_count(const nbp_problem *p)
+{
+    double s = 1;
+    for (int i = 0; i < p->spatial_rank; i++)
+        s *= (double)p->spatial[i];
+    return s;
+}
+
 typedef struct onednn_key {
-    nb_layer layer;
-    nb_layout layout;
+    int32_t layer;
+    int32_t layout;
     bool training, scale, shift;
-    nb_direction dir;
+    int32_t dir;
     int spatial_rank;
-    int64_t n, c, spatial[NB_MAX_SPATIAL];
+    int64_t n, c, spatial[3];
     float eps;
     int threads;
 } onednn_key;
@@ -112,11 +135,11 @@ static bool engine_ready(void)
     return true;
 }
 
-static dnnl_format_tag_t data_tag(int ndims, nb_layout layout)
+static dnnl_format_tag_t data_tag(int ndims, int32_t layout)
 {
     static const dnnl_format_tag_t cf[6] = {0, 0, dnnl_nc, dnnl_ncw, dnnl_nchw, dnnl_ncdhw};
     static const dnnl_format_tag_t cl[6] = {0, 0, dnnl_nc, dnnl_nwc, dnnl_nhwc, dnnl_ndhwc};
-    return layout == NB_NHWC ? cl[ndims] : cf[ndims];
+    return layout == NBP_NHWC ? cl[ndims] : cf[ndims];
 }
 
 static bool mem_1d(dnnl_memory_t *m, int64_t len)
@@ -133,7 +156,7 @@ static bool data_md(const onednn_key *k, dnnl_memory_desc_t *md, int64_t *nstat)
     dnnl_dims_t dims;
     dims[0] = k->n;
     dims[1] = k->c;
-    if (k->layer == NB_LN) {
+    if (k->layer == NBP_LAYERNORM) {
         *nstat = k->n;
         return dnnl_memory_desc_init_by_tag(md, 2, dims, dnnl_f32, dnnl_ab) == dnnl_success;
     }
@@ -150,9 +173,10 @@ static dnnl_status_t forward_pd(const onednn_key *k, const dnnl_memory_desc_t *m
                                 bool hint, dnnl_primitive_desc_t *pd)
 {
     dnnl_status_t st;
-    const dnnl_prop_kind_t prop =
-        hint || k->layer == NB_LN || k->training ? dnnl_forward_training : dnnl_forward_inference;
-    if (k->layer == NB_LN) {
+    const dnnl_prop_kind_t prop = hint || k->layer == NBP_LAYERNORM || k->training
+                                      ? dnnl_forward_training
+                                      : dnnl_forward_inference;
+    if (k->layer == NBP_LAYERNORM) {
         dnnl_layer_normalization_desc_t d;
         st = dnnl_layer_normalization_forward_desc_init(&d, prop, md, NULL, k->eps, flags);
         return st == dnnl_success ? dnnl_primitive_desc_create(pd, &d, NULL, engine, NULL) : st;
@@ -174,7 +198,7 @@ static dnnl_status_t backward_pd(const onednn_key *k, const dnnl_memory_desc_t *
     if (st != dnnl_success)
         return st;
     const dnnl_prop_kind_t prop = k->scale ? dnnl_backward : dnnl_backward_data;
-    if (k->layer == NB_LN) {
+    if (k->layer == NBP_LAYERNORM) {
         dnnl_layer_normalization_desc_t d;
         st = dnnl_layer_normalization_backward_desc_init(&d, prop, md, md, NULL, k->eps, flags);
         if (st == dnnl_success)
@@ -201,10 +225,10 @@ static bool entry_make(onednn_entry *e, const onednn_key *k)
     if (!data_md(k, &md, &nstat))
         return false;
     unsigned flags = (k->scale ? dnnl_use_scale : 0u) | (k->shift ? dnnl_use_shift : 0u);
-    if (k->layer == NB_BN && !k->training)
+    if (k->layer == NBP_BATCHNORM && !k->training)
         flags |= dnnl_use_global_stats;
-    const dnnl_status_t st = k->dir == NB_FWD ? forward_pd(k, &md, flags, false, &e->pd)
-                                              : backward_pd(k, &md, flags, &e->pd);
+    const dnnl_status_t st = k->dir == NBP_FWD ? forward_pd(k, &md, flags, false, &e->pd)
+                                               : backward_pd(k, &md, flags, &e->pd);
     if (st != dnnl_success || dnnl_primitive_create(&e->prim, e->pd) != dnnl_success)
         return false;
     if (dnnl_memory_create(&e->src, &md, engine, DNNL_MEMORY_NONE) != dnnl_success ||
@@ -235,41 +259,41 @@ static onednn_entry *entry_get(const onednn_key *k)
     return e;
 }
 
-static onednn_key key_of(const nb_problem *p)
+static onednn_key key_of(const nbp_problem *p)
 {
     onednn_key k;
     memset(&k, 0, sizeof k); /* padding too: the key is compared with memcmp */
     k.layer = p->layer;
-    k.layout = p->layer == NB_LN ? NB_NCHW : p->layout;
-    k.training = p->layer == NB_LN || p->training;
-    k.scale = p->affine;
-    k.shift = p->affine && (p->layer == NB_BN || p->has_beta);
-    k.dir = p->dir;
-    k.spatial_rank = p->layer == NB_LN ? 0 : p->spatial_rank;
+    k.layout = p->layer == NBP_LAYERNORM ? NBP_NCHW : p->layout;
+    k.training = p->layer == NBP_LAYERNORM || training_of(p);
+    k.scale = affine_of(p);
+    k.shift = affine_of(p) && (p->layer == NBP_BATCHNORM || !(p->modes & NBP_MODE_NO_BETA));
+    k.dir = p->direction;
+    k.spatial_rank = p->layer == NBP_LAYERNORM ? 0 : p->spatial_rank;
     k.n = p->n;
     k.c = p->c;
     for (int i = 0; i < k.spatial_rank; i++)
         k.spatial[i] = p->spatial[i];
     k.eps = (float)p->eps;
-    k.threads = nb_get_threads();
+    k.threads = p->threads;
     return k;
 }
 
 /* One execution of e's primitive on its arguments; the lock is held. */
-static nb_status execute(onednn_entry *e, dnnl_exec_arg_t *args, int nargs)
+static int execute(onednn_entry *e, dnnl_exec_arg_t *args, int nargs)
 {
     if (dnnl_primitive_execute(e->prim, stream, nargs, args) != dnnl_success ||
         dnnl_stream_wait(stream) != dnnl_success)
-        return NB_ERR_UNSUPPORTED;
-    return NB_OK;
+        return NBP_UNSUPPORTED;
+    return NBP_OK;
 }
 
 /* The forward pass into y and the statistics (var into var). */
-static nb_status run_forward(onednn_entry *e, const nb_problem *p, const nb_args *a, float *mean,
-                             float *var)
+static int run_forward(onednn_entry *e, const nbp_problem *p, const nbp_buffers *a, float *mean,
+                       float *var)
 {
-    const int64_t nstat = p->layer == NB_LN ? p->n : p->c;
-    if (p->layer == NB_BN && !p->training) {
+    const int64_t nstat = p->layer == NBP_LAYERNORM ? p->n : p->c;
+    if (p->layer == NBP_BATCHNORM && !training_of(p)) {
         memcpy(mean, a->running_mean, (size_t)nstat * sizeof(float));
         memcpy(var, a->running_var, (size_t)nstat * sizeof(float));
     }
@@ -295,9 +319,9 @@ static nb_status run_forward(onednn_entry *e, const nb_problem *p, const nb_args
 
 /* The backward pass: dx (and dgamma, dbeta for bwd) from x, dy, gamma and
  * the saved mean and rstd, the variance rebuilt from rstd. */
-static nb_status run_backward(onednn_entry *e, const nb_problem *p, const nb_args *a)
+static int run_backward(onednn_entry *e, const nbp_problem *p, const nbp_buffers *a)
 {
-    const int64_t nstat = p->layer == NB_LN ? p->n : p->c;
+    const int64_t nstat = p->layer == NBP_LAYERNORM ? p->n : p->c;
     float *var = a->var;
     if (!var) {
         const float *rstd = a->rstd;
@@ -327,7 +351,7 @@ static nb_status run_backward(onednn_entry *e, const nb_problem *p, const nb_arg
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SHIFT, e->shift};
     }
     if (e->key.scale) {
-        const bool grads = e->key.dir == NB_BWD;
+        const bool grads = e->key.dir == NBP_BWD;
         dnnl_memory_set_data_handle(e->diff_scale, grads ? a->dgamma : e->dparams);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_SCALE, e->diff_scale};
         if (e->key.shift) {
@@ -340,17 +364,17 @@ static nb_status run_backward(onednn_entry *e, const nb_problem *p, const nb_arg
 
 /* What oneDNN's forward leaves out: rstd per group and BatchNorm's
  * running-statistics update. */
-static void forward_extras(const nb_problem *p, const nb_args *a, const float *mean,
+static void forward_extras(const nbp_problem *p, const nbp_buffers *a, const float *mean,
                            const float *var)
 {
-    const int64_t nstat = p->layer == NB_LN ? p->n : p->c;
+    const int64_t nstat = p->layer == NBP_LAYERNORM ? p->n : p->c;
     if (a->rstd)
         for (int64_t i = 0; i < nstat; i++)
             ((float *)a->rstd)[i] = (float)(1.0 / sqrt((double)var[i] + p->eps));
-    if (p->layer == NB_BN && p->training) {
+    if (training_of(p) && a->running_mean && a->running_var) { /* RUNNING_UPDATE */
         /* running = (1 - m) * running + m * batch, running_var unbiased. */
-        const double m = nb_running_factor(p);
-        const double cnt = (double)p->n * (double)nb_problem_spatial(p);
+        const double m = p->momentum;
+        const double cnt = (double)p->n * spatial_count(p);
         float *rm = a->running_mean, *rv = a->running_var;
         for (int64_t c = 0; c < p->c; c++) {
             rm[c] = (float)((1.0 - m) * rm[c] + m * mean[c]);
@@ -359,28 +383,77 @@ static void forward_extras(const nb_problem *p, const nb_args *a, const float *m
     }
 }
 
-nb_status nb_onednn_entry(const nb_kernel *kern, const nb_problem *p, const nb_args *a)
+/* The kernel entry of both layers. */
+static int onednn_run(const nbp_problem *p, const nbp_buffers *a, void *user)
 {
-    (void)kern;
-    if (p->dtype != NB_F32)
-        return NB_ERR_UNSUPPORTED;
-    if (p->layer != NB_BN && p->layer != NB_LN)
-        return NB_ERR_UNSUPPORTED;
-    if (p->dir != NB_FWD && !nb_problem_uses_batch_stats(p))
-        return NB_ERR_UNSUPPORTED; /* see the top of the file */
+    (void)user;
+    if (p->dtype != NBP_F32)
+        return NBP_UNSUPPORTED;
+    if (p->layer != NBP_BATCHNORM && p->layer != NBP_LAYERNORM)
+        return NBP_UNSUPPORTED;
+    if (p->direction != NBP_FWD && !training_of(p))
+        return NBP_UNSUPPORTED; /* see the top of the file */
     const onednn_key k = key_of(p);
     pthread_mutex_lock(&lock);
     onednn_entry *e = engine_ready() ? entry_get(&k) : NULL;
     if (!e) {
         pthread_mutex_unlock(&lock);
-        return NB_ERR_UNSUPPORTED;
+        return NBP_UNSUPPORTED;
     }
     float *mean = a->mean ? (float *)a->mean : e->mean_buf;
     float *var = a->var ? (float *)a->var : e->var_buf;
-    const nb_status ret =
-        p->dir == NB_FWD ? run_forward(e, p, a, mean, var) : run_backward(e, p, a);
+    const int ret =
+        p->direction == NBP_FWD ? run_forward(e, p, a, mean, var) : run_backward(e, p, a);
     pthread_mutex_unlock(&lock);
-    if (!ret && p->dir == NB_FWD)
+    if (!ret && p->direction == NBP_FWD)
         forward_extras(p, a, mean, var);
     return ret;
+}
+
+#define ONEDNN_DIRS (NBP_DIR_FWD | NBP_DIR_BWD | NBP_DIR_BWD_D)
+
+static const nbp_kernel kernels[] = {
+    {.algo = "onednn",
+     .isa = "native",
+     .layer = NBP_BATCHNORM,
+     .directions = ONEDNN_DIRS,
+     .dtypes = NBP_DTYPE_F32,
+     .layouts = NBP_LAYOUT_NCHW | NBP_LAYOUT_NHWC,
+     .modes = NBP_MODE_BATCH_STATS | NBP_MODE_RUNNING_STATS | NBP_MODE_RUNNING_UPDATE |
+              NBP_MODE_AFFINE | NBP_MODE_PLAIN,
+     .reduction = NBP_RED_SEQUENTIAL,
+     .flags = NBP_KF_THREADED, /* oneDNN's OpenMP threads */
+     .run = onednn_run},
+    {.algo = "onednn",
+     .isa = "native",
+     .layer = NBP_LAYERNORM,
+     .directions = ONEDNN_DIRS,
+     .dtypes = NBP_DTYPE_F32,
+     .layouts = NBP_LAYOUT_NCHW,
+     .modes = NBP_MODE_BATCH_STATS | NBP_MODE_AFFINE | NBP_MODE_PLAIN | NBP_MODE_NO_BETA,
+     .reduction = NBP_RED_SEQUENTIAL,
+     .flags = NBP_KF_THREADED, /* oneDNN's OpenMP threads */
+     .run = onednn_run},
+};
+
+/* The version: oneDNN's own, as the runtime library reports it. */
+static char version[96];
+
+static const nbp_plugin plugin = {
+    .abi_version = NBP_ABI_VERSION,
+    .name = "onednn",
+    .version = version,
+    .kernels = kernels,
+    .kernel_count = sizeof kernels / sizeof kernels[0],
+    .kernel_size = sizeof(nbp_kernel),
+};
+
+const nbp_plugin *normbench_plugin_init(uint32_t host_abi)
+{
+    (void)host_abi;
+    const dnnl_version_t *dv = dnnl_version();
+    snprintf(version, sizeof version, "%d.%d.%d (%.12s, cpu runtime %s)", dv->major, dv->minor,
+             dv->patch, dv->hash ? dv->hash : "?",
+             dv->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other");
+    return &plugin;
 }
