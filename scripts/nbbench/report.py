@@ -87,6 +87,10 @@ class Data:
                     continue
                 r["_doc"] = i
                 r.setdefault("source", d.get("source", "normbench"))
+                if r["source"] == "torch":
+                    # the libtorch plug-in (plugins/libtorch): PyTorch measured
+                    # in normbench's own run and process, not by bench-pytorch
+                    r["source"], r["_same_run"] = "pytorch", True
                 self.all.append(r)
                 if r.get("status") == "ok" and med(r) > 0:
                     self.ok.append(r)
@@ -753,8 +757,9 @@ def main():
       "same-run copy roof, and the speedup of the best normbench kernel over the naive "
       "`twopass/scalar` (1 thread) and over each peer at the same thread count and mode. "
       "The naive kernel and oneDNN are taken from the best kernel's own run (the same "
-      "JSON file); †: PyTorch runs in another process (`scripts/bench-pytorch`), so "
-      "that ratio crosses two runs. "
+      "JSON file); PyTorch too when it ran as the libtorch plug-in in the same run; †: "
+      "PyTorch ran in another process (`scripts/bench-pytorch`), so that ratio crosses two "
+      "runs. "
       "The negative control `onepass` never counts as best.\n")
     for layer in LAYERS:
         probs = [p for p in data.problems if any(r.get("layer") == layer and
@@ -775,13 +780,16 @@ def main():
                     # always another process and run: marked with a dagger
                     nv = data.naive(p, m, doc=b.get("_doc"))
                     od = sorted(data.sel(p, "onednn", t, m, doc=b.get("_doc")), key=med)
-                    pt = sorted(data.sel(p, "pytorch", t, m), key=med)
+                    pt = sorted(data.sel(p, "pytorch", t, m), key=lambda r: (
+                        r.get("_doc") != b.get("_doc"), med(r)))
                     w("| `%s` | %s | %d | `%s` | %s | %s | %s | %s | %s | %s | %s |" % (
                         short(p), m, t, b.get("kernel"), fmt_t(med(b)), f2(num(b.get("gbps"))),
                         f2(frac_at(b, docs, t)), f2(num(b.get("elem_per_ns")), 3),
                         "%.2fx" % (med(nv) / med(b)) if nv else "-",
                         "%.2fx" % (med(od[0]) / med(b)) if od else "-",
-                        "%.2fx†" % (med(pt[0]) / med(b)) if pt else "-"))
+                        "%.2fx%s" % (med(pt[0]) / med(b),
+                                     "" if pt[0].get("_doc") == b.get("_doc") else "†")
+                        if pt else "-"))
         w("")
 
     # ---- thread scaling
