@@ -6,7 +6,8 @@ BatchNorm (train and eval, both layouts), InstanceNorm and the composed
 RMSNorm on plain data, statistics checked; PyTorch's channels_last
 GroupNorm (its one-pass E[x^2] - E[x]^2 path) fails at mean offset 1e3 and
 the stability sweep calls it quadratic-in-K, like the one-pass negative
-control, while its NCHW path is linear-in-K. It loads only when named
+control, while its NCHW path is linear-in-K; backward, BatchNorm passes
+at mean offset 1e4 and LayerNorm (its expanded formula) fails there. It loads only when named
 (NBP_PF_ON_REQUEST), not from the default plug-in directory. Exit 77 (skip) when the
 plug-in was not built (no libtorch-dev)."""
 import re
@@ -56,9 +57,22 @@ if not re.search(r"^FAIL  torch:groupnorm/aten_cl/native gn:n2c8h4w4:g2:nhwc", p
 if not re.search(r"^PASS  torch:groupnorm/aten/native gn:n2c8h4w4:g2:nchw", p.stdout, re.M):
     bad.append("NCHW GroupNorm at offset 1e3 did not pass: " + p.stdout[-600:])
 
+# backward through ATen's native_*_backward: BatchNorm's centred form passes
+# at a large offset, LayerNorm's expanded form (uncentred x) does not
+p = run(["verify", "--kernels", "torch:*", "--problems", "bn:n8c4h4w4:train:bwd:data=offset1e4",
+         "ln:rows16:cols256:bwd:data=offset1e4", "in:n2c4h8w8:affine:bwd", "gn:n2c8h4w4:g2:bwd"])
+for want in (r"^PASS  torch:batchnorm/aten/native bn:n8c4h4w4:nchw:train:bwd",
+             r"^FAIL  torch:layernorm/aten/native ln:rows16:cols256:bwd",
+             r"^PASS  torch:instancenorm/aten/native in:n2c4h8w8:nchw:bwd",
+             r"^PASS  torch:groupnorm/aten/native gn:n2c8h4w4:g2:nchw:bwd"):
+    if not re.search(want, p.stdout, re.M):
+        bad.append("backward: no line %s in %s" % (want, p.stdout[-800:]))
+
 p = run(["verify", "--sweep", "stability", "--kernels", "torch:groupnorm/*"])
 rows = {}
 for line in p.stdout.splitlines():
+    if line.startswith("backward (dx):"):
+        break  # the forward table only
     f = line.split()
     if len(f) >= 10 and f[0].startswith("torch:") and f[1] == "f32":
         rows[f[0]] = f[9]
