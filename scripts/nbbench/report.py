@@ -88,7 +88,7 @@ class Data:
                 r["_doc"] = i
                 r.setdefault("source", d.get("source", "normbench"))
                 if r["source"] == "torch":
-                    # the libtorch plug-in (plugins/libtorch): PyTorch measured
+                    # the libtorch plug-in (plugins/on-request/libtorch): PyTorch measured
                     # in normbench's own run and process, not by bench-pytorch
                     r["source"], r["_same_run"] = "pytorch", True
                 self.all.append(r)

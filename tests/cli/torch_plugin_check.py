@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """tests/cli/torch_plugin_check.py NORMBENCH PLUGIN|not-built: the libtorch
-plug-in (plugins/libtorch) as the README says it behaves. `list` shows
+plug-in (plugins/on-request/libtorch) as the README says it behaves. `list` shows
 PyTorch's kernels; `verify` passes LayerNorm, GroupNorm (both layouts),
 BatchNorm (train and eval, both layouts), InstanceNorm and the composed
 RMSNorm on plain data, statistics checked; PyTorch's channels_last
@@ -10,6 +10,7 @@ control, while its NCHW path is linear-in-K; backward, BatchNorm passes
 at mean offset 1e4 and LayerNorm (its expanded formula) fails there. It loads only when named
 (NBP_PF_ON_REQUEST), not from the default plug-in directory. Exit 77 (skip) when the
 plug-in was not built (no libtorch-dev)."""
+import os
 import re
 import subprocess
 import sys
@@ -35,11 +36,16 @@ for k in kernels:
     if not re.search(r"^%s .* available" % re.escape(k), p.stdout, re.M):
         bad.append("list: no available row for " + k)
 
-# on request only: the default plug-in directory (build/plugins) holds it,
-# but a plain `list` does not load it
+# on request only: outside the default scan (build/plugins/on-request is
+# two levels down), and a scanned directory that holds it skips it too
+# (NBP_PF_ON_REQUEST)
 p = subprocess.run([nb, "list"], capture_output=True, text=True, timeout=300)
 if "torch:" in p.stdout:
     bad.append("list without --plugin loaded the torch plug-in (it asks to be loaded on request)")
+env = dict(os.environ, NORMBENCH_PLUGIN_DIRS=os.path.dirname(os.path.abspath(plugin)))
+p = subprocess.run([nb, "list"], capture_output=True, text=True, timeout=300, env=env)
+if "torch:" in p.stdout or p.returncode != 0:
+    bad.append("a scanned directory holding it loaded the torch plug-in (exit %d)" % p.returncode)
 
 plain = ["ln:rows16:cols100", "ln:rows8:cols64:nobeta:f64", "gn:n2c8h4w4:g2",
          "gn:n2c8h4w4:g2:nhwc", "bn:n8c4h4w4:train", "bn:n8c4h4w4:nhwc:train",
