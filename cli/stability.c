@@ -290,13 +290,12 @@ static int add_series(series *ss, int ns, const sweep_bases *sb, size_t l, nb_dt
             !(k->dtypes & (1u << dt)) || !(k->directions & (1u << sb->dir[l])) ||
             !nb_kernel_available(k))
             continue;
-        ss[ns++] = (series){
-            .k = k,
-            .dtype = dt,
-            .base = l,
-            .shape = sb->shapes.items[l],
-            .backward = sb->dir[l] != NB_FWD,
-            .npts = npts};
+        ss[ns++] = (series){.k = k,
+                            .dtype = dt,
+                            .base = l,
+                            .shape = sb->shapes.items[l],
+                            .backward = sb->dir[l] != NB_FWD,
+                            .npts = npts};
     }
     return ns;
 }
