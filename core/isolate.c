@@ -151,11 +151,17 @@ static intptr_t spare_written(const guarded *g)
     const char *lo = g->region + g->page;
     const char *hi = g->region + g->region_bytes - g->page;
     for (const char *c = lo; c < g->data; c++) /* farthest first */
-        if ((unsigned char)*c != CANARY)
+        if ((unsigned char)*c != CANARY) {
+            /* NB_FAILURE_PATH_START: the kernel wrote before its buffer */
             return -(intptr_t)(g->data - c);
+            /* NB_FAILURE_PATH_STOP */
+        }
     for (const char *c = hi - 1; c >= g->data + g->bytes; c--)
-        if ((unsigned char)*c != CANARY)
+        if ((unsigned char)*c != CANARY) {
+            /* NB_FAILURE_PATH_START: the kernel wrote past its buffer */
             return (intptr_t)(c - (g->data + g->bytes)) + 1;
+            /* NB_FAILURE_PATH_STOP */
+        }
     return 0;
 }
 
@@ -245,10 +251,12 @@ static int wait_child(pid_t pid, double limit, int *status)
         if (w < 0 && errno != EINTR)
             return -2;
         if (now_seconds() > deadline) {
+            /* NB_FAILURE_PATH_START: the kernel did not return in time */
             kill(pid, SIGKILL);
             while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
             }
             return -1;
+            /* NB_FAILURE_PATH_STOP */
         }
         struct timespec ts = {0, nap_ns};
         nanosleep(&ts, NULL);
@@ -367,8 +375,10 @@ nb_status nb_isolated_run(const nb_kernel *k, const nb_problem *p, const nb_args
     reason[0] = 0;
     nb_status st = nb_args_check(p, a);
     if (st) {
+        /* NB_FAILURE_PATH_START: buffers the problem needs are missing */
         *kernel_status = st;
         return NB_OK;
+        /* NB_FAILURE_PATH_STOP */
     }
     isolation iso;
     memset(&iso, 0, sizeof iso);
@@ -380,18 +390,25 @@ nb_status nb_isolated_run(const nb_kernel *k, const nb_problem *p, const nb_args
     fflush(NULL); /* nothing buffered is written twice */
     active = &iso;
     const pid_t pid = fork();
-    if (pid == 0)
+    if (pid == 0) {
+        /* NB_FAILURE_PATH_START: runs in the forked child, which leaves by
+         * _exit without writing its coverage counters */
         child_main(k, p, a);
+        /* NB_FAILURE_PATH_STOP */
+    }
     int status = 0;
     const int waited = pid < 0 ? -2 : wait_child(pid, limit, &status);
     judge_child(&iso, waited, status, limit, reason, len);
     if (!reason[0]) {
         const int code = WIFEXITED(status) ? WEXITSTATUS(status) - CHILD_STATUS_BASE : -1;
-        if (code >= 0 && code < NB_STATUS_COUNT)
+        if (code >= 0 && code < NB_STATUS_COUNT) {
             *kernel_status = (nb_status)code;
-        else
+        } else {
+            /* NB_FAILURE_PATH_START: the child left with a status no kernel returns */
             snprintf(reason, len, "crashed: the child exited with status %d",
                      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+            /* NB_FAILURE_PATH_STOP */
+        }
     }
     if (!reason[0] && *kernel_status == NB_OK)
         copy_back(&iso, a);

@@ -40,12 +40,15 @@ compiles are not counted. Sources in impls/ that the build did not compile
 for this machine at all (another architecture, a missing optional library)
 are listed as such.
 
-Failure paths, recognised in the source: (1) a statement that returns a
-call of the file's error helper (`return fail(...)`, `return fail_...(...)`)
-and the body of a function named `fail`; (2) `return st;` (or s, rc,
-status) directly under `if (st)` or `if (st != NB_OK)`: an error passed
-up; (3) the lines between /* NB_FAILURE_PATH_START: <reason> */ and
-/* NB_FAILURE_PATH_STOP */, each block listed with its reason.
+Failure paths, recognised in the source: (1) a statement that returns (or
+assigns) a call of the file's error helper (`fail(...)`, `fail_...(...)`,
+`..._error(...)`) and the body of a function named `fail`; (2) an `if`
+whose block or single statement ends in returning an error status
+(`return NB_ERR_...;`, `return st;`, `return -1;`); (3) an `if` whose block
+or statement records a failure (`verdict = NB_FAIL`, a `*_fail` or `->bad`
+reason, `snprintf(reason, ...)`); (4) `if (!p) return ...;` for a pointer
+parameter p; (5) the lines between /* NB_FAILURE_PATH_START: <reason> */
+and /* NB_FAILURE_PATH_STOP */, each block listed with its reason.
 
 Lines that run only where a file or directory exists (sysfs's description
 of the caches, which some virtual machines lack) are marked between
@@ -245,10 +248,10 @@ def restrict_to_entered(run, files, scope):
     return left_out
 
 
-FAIL_CALL = re.compile(r"(^|[^\w])fail(_\w+)?\(")
+FAIL_CALL = re.compile(r"(^|[^\w])(fail(_\w+)?|\w+_error)\(")
 FAIL_DEFINITION = re.compile(r"^static \w+ \*?fail(_\w+)?\(")
-ERROR_RETURN = re.compile(r"^\s*return (NB_ERR_\w+|st|s|rc|status);")
-FAIL_RECORD = re.compile(r"(verdict = NB_FAIL|\w_fail =(\s|$)|->bad =(\s|$))")
+ERROR_RETURN = re.compile(r"^\s*return (NB_ERR_\w+|st|s|rc|status|-[0-9]+);")
+FAIL_RECORD = re.compile(r"(verdict = NB_FAIL|\w_fail =(\s|$)|->bad =(\s|$)|snprintf\(reason,)")
 
 
 def statement_end(text, start):
