@@ -319,11 +319,16 @@ static void print_determinism(verify_run *v)
         if (!d->ran)
             continue;
         const bool claims = kn->flags & NB_KF_DETERMINISTIC;
+        /* without the fork server an isolated call runs on one thread */
+        const char *one_thread = kn->omp && nb_kernel_isolated(kn) && !nb_isolation_server_running()
+                                     ? " (isolated on one thread: no fork server)"
+                                     : "";
         if (d->same)
-            printf("  %-36s bitwise identical%s\n", kn->name, claims ? " (claimed: ok)" : "");
+            printf("  %-36s bitwise identical%s%s\n", kn->name, claims ? " (claimed: ok)" : "",
+                   one_thread);
         else
-            printf("  %-36s differs, max |diff| %.3g%s\n", kn->name, d->max_diff,
-                   claims ? " (claims determinism: FAIL)" : "");
+            printf("  %-36s differs, max |diff| %.3g%s%s\n", kn->name, d->max_diff,
+                   claims ? " (claims determinism: FAIL)" : "", one_thread);
         if (claims && !d->same)
             v->nfail++;
     }

@@ -1,13 +1,20 @@
 /* isolate.c: one kernel call in a child process (docs/DESIGN.md section
- * 9.3). Every buffer the call uses is copied into shared memory between two
- * inaccessible guard pages; the child runs the kernel twice, first with each
- * buffer's end against the guard after it, then with its start against the
- * guard before it, and the parent waits with a time limit. A fault in a
- * guard page is named by buffer and side, a write into the spare bytes of a
- * page (filled with a pattern) likewise, any other signal by its name, and
- * a call that does not return in time is killed. The outputs of the second
- * run are copied back when the call was clean. */
+ * 9.3). Every buffer the call uses is copied into one shared memory file
+ * (a memfd), each copy between two guard pages the child makes
+ * inaccessible; the child runs the kernel twice, first with each buffer's
+ * end against the guard after it, then with its start against the guard
+ * before it, and is waited for with a time limit. The child comes from the
+ * fork server (core/isolate_server.c), which never ran a thread, so that
+ * it runs at the caller's thread count, or, when no server can take the
+ * call, from this process on one thread. A fault in a guard page is named
+ * by buffer and side, a write into the spare bytes of a page (filled with
+ * a pattern) likewise, any other signal by its name, and a call that does
+ * not return in time is killed. The outputs of the second run are copied
+ * back when the call was clean. */
+#define _GNU_SOURCE /* memfd_create */
+#include "nb_isolate.h"
 #include "nb_plugin.h"
+#include "nb_tune.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,20 +92,12 @@ void nb_set_isolation_timeout(double base, double per_element)
     timeout_per_element = reset ? 1e-7 : per_element >= 0 ? per_element : 0;
 }
 
-/* ---- guarded copies ---------------------------------------------------------------- */
+/* ---- the call's shared memory ------------------------------------------------------ */
 
 #define CANARY 0xA5
-enum { TAIL_RUN, HEAD_RUN, RUNS };
-/* The child's exit status is this plus the kernel's nb_status. */
-#define CHILD_STATUS_BASE 64 /* end against the guard after it; start against the one before */
 
-typedef struct guarded {
-    char *region; /* guard page, pages of data, guard page */
-    size_t region_bytes, bytes, page;
-    char *data; /* bytes of the buffer, at one end of the data pages */
-} guarded;
-
-/* What the child's fault handler records for the parent (shared memory). */
+/* What the child's fault handler records for the parent: the first page of
+ * the call's shared file. */
 typedef struct fault_note {
     volatile sig_atomic_t faulted;
     volatile int signo, run, buffer, after; /* after: past the end (else before the start) */
@@ -105,61 +105,112 @@ typedef struct fault_note {
     volatile uintptr_t addr;
 } fault_note;
 
-/* The call's state, visible to the child's handler (set before the fork). */
+/* One process's view of a call: the layout and where this process mapped
+ * the shared file (the parent, and the child at another address). */
 typedef struct isolation {
-    guarded g[RUNS][NB_BUF_COUNT];
-    fault_note *note;
+    nb_iso_call call;
+    char *base;
+    int fd;
 } isolation;
 
-static isolation *active;
-
-static int guarded_alloc(guarded *g, const void *src, size_t bytes, int run)
+static const nb_iso_slot *slot_of(const isolation *iso, int r, int b)
 {
-    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    const size_t data_pages = (bytes + page - 1) / page;
-    g->page = page;
-    g->bytes = bytes;
-    g->region_bytes = (data_pages + 2) * page;
-    void *m =
-        mmap(NULL, g->region_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) {
-        g->region = NULL;
+    return &iso->call.slot[r][b];
+}
+
+/* The region of guarded copy (r, b): guard page, data pages, guard page. */
+static char *region_of(const isolation *iso, int r, int b)
+{
+    return iso->base + slot_of(iso, r, b)->offset;
+}
+
+static char *data_of(const isolation *iso, int r, int b)
+{
+    return region_of(iso, r, b) + slot_of(iso, r, b)->data_offset;
+}
+
+static fault_note *note_of(const isolation *iso)
+{
+    return (fault_note *)(void *)iso->base;
+}
+
+/* Lay out the guarded copies of every buffer a uses for p, twice (one set
+ * per run), after the fault note's page. */
+static void layout(nb_iso_call *c, const nb_problem *p, const nb_args *a)
+{
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), es = nb_dtype_size(p->dtype);
+    nb_args src = *a;
+    size_t offset = page;
+    c->page = page;
+    for (int r = 0; r < NB_ISO_RUNS; r++)
+        for (int b = 0; b < NB_BUF_COUNT; b++) {
+            nb_iso_slot *s = &c->slot[r][b];
+            const int64_t n = nb_buffer_count(p, b);
+            if (!*nb_args_slot(&src, b) || n <= 0)
+                continue;
+            const size_t bytes = (size_t)n * es, data_pages = (bytes + page - 1) / page;
+            s->bytes = bytes;
+            s->offset = offset;
+            s->region_bytes = (data_pages + 2) * page;
+            s->data_offset = r == NB_ISO_TAIL_RUN ? page + data_pages * page - bytes : page;
+            offset += s->region_bytes;
+        }
+    c->total_bytes = offset;
+}
+
+/* The shared file of the call: a memfd (so that the fork server, which
+ * did not inherit this mapping, can be given it), every copy's pages
+ * filled with the pattern and the buffer's bytes at their place. */
+static int isolation_prepare(isolation *iso, const nb_problem *p, const nb_args *a)
+{
+    layout(&iso->call, p, a);
+    iso->fd = memfd_create("normbench-isolated-call", MFD_CLOEXEC);
+    if (iso->fd < 0 || ftruncate(iso->fd, (off_t)iso->call.total_bytes))
         return -1;
-    }
-    g->region = m;
-    memset(g->region + page, CANARY, data_pages * page);
-    g->data = run == TAIL_RUN ? g->region + page + data_pages * page - bytes : g->region + page;
-    memcpy(g->data, src, bytes);
-    if (mprotect(g->region, page, PROT_NONE) ||
-        mprotect(g->region + page + data_pages * page, page, PROT_NONE))
+    void *m = mmap(NULL, iso->call.total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, iso->fd, 0);
+    if (m == MAP_FAILED)
         return -1;
+    iso->base = m;
+    nb_args src = *a;
+    const size_t page = iso->call.page;
+    for (int r = 0; r < NB_ISO_RUNS; r++)
+        for (int b = 0; b < NB_BUF_COUNT; b++) {
+            const nb_iso_slot *s = slot_of(iso, r, b);
+            if (!s->bytes)
+                continue;
+            memset(region_of(iso, r, b) + page, CANARY, s->region_bytes - 2 * page);
+            memcpy(data_of(iso, r, b), *nb_args_slot(&src, b), s->bytes);
+        }
     return 0;
 }
 
-static void guarded_free(guarded *g)
+static void isolation_release(isolation *iso)
 {
-    if (g->region)
-        munmap(g->region, g->region_bytes);
-    g->region = NULL;
+    if (iso->base)
+        munmap(iso->base, iso->call.total_bytes);
+    if (iso->fd >= 0)
+        close(iso->fd);
 }
 
-/* How far a call wrote into a guarded copy's spare bytes: 0 not at all,
+/* How far a call wrote into the spare bytes of copy (r, b): 0 not at all,
  * else the distance of the farthest changed byte from the data (negative
  * before its start). */
-static intptr_t spare_written(const guarded *g)
+static intptr_t spare_written(const isolation *iso, int r, int b)
 {
-    const char *lo = g->region + g->page;
-    const char *hi = g->region + g->region_bytes - g->page;
-    for (const char *c = lo; c < g->data; c++) /* farthest first */
+    const nb_iso_slot *s = slot_of(iso, r, b);
+    const char *lo = region_of(iso, r, b) + iso->call.page;
+    const char *hi = region_of(iso, r, b) + s->region_bytes - iso->call.page;
+    const char *data = data_of(iso, r, b);
+    for (const char *c = lo; c < data; c++) /* farthest first */
         if ((unsigned char)*c != CANARY) {
             /* NB_FAILURE_PATH_START: the kernel wrote before its buffer */
-            return -(intptr_t)(g->data - c);
+            return -(intptr_t)(data - c);
             /* NB_FAILURE_PATH_STOP */
         }
-    for (const char *c = hi - 1; c >= g->data + g->bytes; c--)
+    for (const char *c = hi - 1; c >= data + s->bytes; c--)
         if ((unsigned char)*c != CANARY) {
             /* NB_FAILURE_PATH_START: the kernel wrote past its buffer */
-            return (intptr_t)(c - (g->data + g->bytes)) + 1;
+            return (intptr_t)(c - (data + s->bytes)) + 1;
             /* NB_FAILURE_PATH_STOP */
         }
     return 0;
@@ -167,24 +218,31 @@ static intptr_t spare_written(const guarded *g)
 
 /* ---- the child ------------------------------------------------------------------------ */
 
+/* NB_FAILURE_PATH_START: runs only in the isolated child, which leaves by
+ * _exit without writing its coverage counters */
+
+/* The child's view of its call, for its fault handler. */
+static isolation child_view = {.fd = -1};
+
 /* A fault: find the guard page it hit, note it, leave. */
 static void on_fault(int signo, siginfo_t *info, void *ctx)
 {
     (void)ctx;
-    fault_note *n = active->note;
+    fault_note *n = note_of(&child_view);
     const char *addr = info->si_addr;
     n->signo = signo;
     n->addr = (uintptr_t)addr;
     n->buffer = -1;
-    for (int r = 0; r < RUNS; r++)
+    for (int r = 0; r < NB_ISO_RUNS; r++)
         for (int b = 0; b < NB_BUF_COUNT; b++) {
-            const guarded *g = &active->g[r][b];
-            if (!g->region || addr < g->region || addr >= g->region + g->region_bytes)
+            const nb_iso_slot *s = slot_of(&child_view, r, b);
+            const char *region = region_of(&child_view, r, b), *data = data_of(&child_view, r, b);
+            if (!s->bytes || addr < region || addr >= region + s->region_bytes)
                 continue;
             n->run = r;
             n->buffer = b;
-            n->after = addr >= g->data + g->bytes;
-            n->distance = n->after ? addr - (g->data + g->bytes) : g->data - addr;
+            n->after = addr >= data + s->bytes;
+            n->distance = n->after ? addr - (data + s->bytes) : data - addr;
         }
     bool after;
     intptr_t distance;
@@ -211,24 +269,58 @@ static void child_handlers(void)
     sigaction(SIGBUS, &sa, NULL);
 }
 
-/* The child: both runs; the exit status carries the kernel's status. */
-static void child_main(const nb_kernel *k, const nb_problem *p, const nb_args *a)
+/* Make the first and last page of every copy inaccessible. */
+static int child_guard(const isolation *iso)
 {
-    child_handlers();
-    /* libgomp cannot start a team in a child forked after the parent ran a
-     * parallel region (its pool threads are not copied: the child would
-     * wait for them forever), so an isolated call runs on one thread. */
-    nb_set_threads(1);
-    nb_status st = NB_OK;
-    for (int r = 0; r < RUNS && st == NB_OK; r++) {
-        nb_args c = *a;
-        for (int b = 0; b < NB_BUF_COUNT; b++)
-            if (*nb_args_slot(&c, b))
-                *nb_args_slot(&c, b) = active->g[r][b].data;
-        st = nb_kernel_run(k, p, &c);
-    }
-    _exit(CHILD_STATUS_BASE + (int)st);
+    const size_t page = iso->call.page;
+    for (int r = 0; r < NB_ISO_RUNS; r++)
+        for (int b = 0; b < NB_BUF_COUNT; b++) {
+            const nb_iso_slot *s = slot_of(iso, r, b);
+            char *region = region_of(iso, r, b);
+            if (s->bytes && (mprotect(region, page, PROT_NONE) ||
+                             mprotect(region + s->region_bytes - page, page, PROT_NONE)))
+                return -1;
+        }
+    return 0;
 }
+
+/* The caller's settings: tuning knobs, the ISA cap and the thread count. */
+static void child_settings(const nb_iso_call *c)
+{
+    nb_tune_use(&c->tune);
+    if (c->has_isa_cap)
+        setenv("NORMBENCH_ISA", c->isa_cap, 1);
+    else
+        unsetenv("NORMBENCH_ISA");
+    nb_set_threads(c->threads);
+}
+
+_Noreturn void nb_iso_child(const nb_kernel *k, const nb_iso_call *c, int fd)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a child left behind would run on */
+    child_view.call = *c;
+    void *m = mmap(NULL, c->total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED || !k)
+        _exit(NB_ISO_SETUP_FAILED);
+    child_view.base = m;
+    if (child_guard(&child_view))
+        _exit(NB_ISO_SETUP_FAILED);
+    child_handlers();
+    child_settings(c);
+    nb_status st = NB_OK;
+    for (int r = 0; r < NB_ISO_RUNS && st == NB_OK; r++) {
+        nb_args a;
+        memset(&a, 0, sizeof a);
+        for (int b = 0; b < NB_BUF_COUNT; b++)
+            if (slot_of(&child_view, r, b)->bytes)
+                *nb_args_slot(&a, b) = data_of(&child_view, r, b);
+        st = nb_kernel_run(k, &c->problem, &a);
+    }
+    _exit(NB_ISO_STATUS_BASE + (int)st);
+}
+
+/* NB_FAILURE_PATH_STOP */
 
 /* ---- the parent ------------------------------------------------------------------------ */
 
@@ -239,8 +331,7 @@ static double now_seconds(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Wait for the child until the deadline; -1 when it was killed for it. */
-static int wait_child(pid_t pid, double limit, int *status)
+int nb_iso_wait(pid_t pid, double limit, int *status)
 {
     const double deadline = now_seconds() + limit;
     long nap_ns = 50000;
@@ -265,8 +356,8 @@ static int wait_child(pid_t pid, double limit, int *status)
     }
 }
 
-static const char *const run_names[RUNS] = {"ends against a guard page",
-                                            "starts against a guard page"};
+static const char *const run_names[NB_ISO_RUNS] = {"ends against a guard page",
+                                                   "starts against a guard page"};
 
 /* The reason of a fault the handler noted. */
 static void fault_reason(const fault_note *n, char *reason, size_t len)
@@ -292,21 +383,22 @@ static void fault_reason(const fault_note *n, char *reason, size_t len)
 }
 
 /* The reason of a child that died or exited unexpectedly, or wrote into
- * spare bytes; empty when the call was clean. */
-static void judge_child(const isolation *iso, int waited, int status, double limit, char *reason,
+ * spare bytes; empty when the call was clean. err: the errno of a failed
+ * wait. */
+static void judge_child(const isolation *iso, int waited, int status, int err, char *reason,
                         size_t len)
 {
     reason[0] = 0;
     if (waited == -1) {
-        snprintf(reason, len, "timeout: no return within %.3g s (killed)", limit);
+        snprintf(reason, len, "timeout: no return within %.3g s (killed)", iso->call.limit);
         return;
     }
-    if (iso->note->faulted) {
-        fault_reason(iso->note, reason, len);
+    if (note_of(iso)->faulted) {
+        fault_reason(note_of(iso), reason, len);
         return;
     }
     if (waited < 0) {
-        snprintf(reason, len, "crashed: the child process was lost (%s)", strerror(errno));
+        snprintf(reason, len, "crashed: the child process was lost (%s)", strerror(err));
         return;
     }
     if (WIFSIGNALED(status)) {
@@ -314,10 +406,9 @@ static void judge_child(const isolation *iso, int waited, int status, double lim
         snprintf(reason, len, "crashed: signal %d (%s)", s, strsignal(s));
         return;
     }
-    for (int r = 0; r < RUNS; r++)
+    for (int r = 0; r < NB_ISO_RUNS; r++)
         for (int b = 0; b < NB_BUF_COUNT; b++) {
-            const guarded *g = &iso->g[r][b];
-            const intptr_t w = g->region ? spare_written(g) : 0;
+            const intptr_t w = slot_of(iso, r, b)->bytes ? spare_written(iso, r, b) : 0;
             if (w)
                 snprintf(reason, len,
                          "overrun: wrote up to %" PRIdPTR
@@ -327,45 +418,70 @@ static void judge_child(const isolation *iso, int waited, int status, double lim
         }
 }
 
-static int isolation_prepare(isolation *iso, const nb_problem *p, const nb_args *a)
+/* The kernel's status from the child's exit status, or a reason. */
+static nb_status child_status(int status, char *reason, size_t len)
 {
-    iso->note =
-        mmap(NULL, sizeof *iso->note, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (iso->note == MAP_FAILED) {
-        iso->note = NULL;
-        return -1;
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) - NB_ISO_STATUS_BASE : -1;
+    if (code >= 0 && code < NB_STATUS_COUNT)
+        return (nb_status)code;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == NB_ISO_SETUP_FAILED) {
+        /* NB_FAILURE_PATH_START: the child could not map or guard its copies */
+        snprintf(reason, len, "crashed: the child could not map or guard the buffers' copies");
+        return NB_OK;
+        /* NB_FAILURE_PATH_STOP */
     }
-    memset((void *)iso->note, 0, sizeof *iso->note);
-    nb_args src = *a;
-    const size_t es = nb_dtype_size(p->dtype);
-    for (int r = 0; r < RUNS; r++)
-        for (int b = 0; b < NB_BUF_COUNT; b++) {
-            const void *from = *nb_args_slot(&src, b);
-            const int64_t n = nb_buffer_count(p, b);
-            if (from && n > 0 && guarded_alloc(&iso->g[r][b], from, (size_t)n * es, r))
-                return -1;
-        }
-    return 0;
-}
-
-static void isolation_release(isolation *iso)
-{
-    for (int r = 0; r < RUNS; r++)
-        for (int b = 0; b < NB_BUF_COUNT; b++)
-            guarded_free(&iso->g[r][b]);
-    if (iso->note)
-        munmap((void *)iso->note, sizeof *iso->note);
+    /* NB_FAILURE_PATH_START: the child left with a status no kernel returns */
+    snprintf(reason, len, "crashed: the child exited with status %d",
+             WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return NB_OK;
+    /* NB_FAILURE_PATH_STOP */
 }
 
 /* Copy the second run's buffers back (inputs are unchanged copies). */
 static void copy_back(const isolation *iso, const nb_args *a)
 {
     nb_args dst = *a;
-    for (int b = 0; b < NB_BUF_COUNT; b++) {
-        const guarded *g = &iso->g[HEAD_RUN][b];
-        if (g->region && b != NB_BUF_X && b != NB_BUF_DY)
-            memcpy(*nb_args_slot(&dst, b), g->data, g->bytes);
+    for (int b = 0; b < NB_BUF_COUNT; b++)
+        if (slot_of(iso, NB_ISO_HEAD_RUN, b)->bytes && b != NB_BUF_X && b != NB_BUF_DY)
+            memcpy(*nb_args_slot(&dst, b), data_of(iso, NB_ISO_HEAD_RUN, b),
+                   slot_of(iso, NB_ISO_HEAD_RUN, b)->bytes);
+}
+
+/* The settings the child takes from the caller. */
+static void call_settings(nb_iso_call *c, const nb_problem *p)
+{
+    c->problem = *p;
+    c->limit = timeout_base + timeout_per_element * (double)nb_problem_numel(p);
+    c->threads = 1;
+    c->tune = *nb_tune_get();
+    const char *cap = getenv("NORMBENCH_ISA");
+    c->has_isa_cap = cap != NULL;
+    snprintf(c->isa_cap, sizeof c->isa_cap, "%s", cap ? cap : "");
+}
+
+/* Fork the child from this process: on one thread, since libgomp cannot
+ * start a team in a child forked after this process ran a parallel region
+ * (its pool threads are not copied: the child would wait for them). */
+static int fork_child(const nb_kernel *k, nb_iso_call *c, int fd, int *status, int *err)
+{
+    c->threads = 1;
+    fflush(NULL); /* nothing buffered is written twice */
+    const pid_t pid = fork();
+    if (pid == 0) {
+        /* NB_FAILURE_PATH_START: runs in the forked child, which leaves by
+         * _exit without writing its coverage counters */
+        nb_iso_child(k, c, fd);
+        /* NB_FAILURE_PATH_STOP */
     }
+    if (pid < 0) {
+        /* NB_FAILURE_PATH_START: fork failed */
+        *err = errno;
+        return -2;
+        /* NB_FAILURE_PATH_STOP */
+    }
+    const int waited = nb_iso_wait(pid, c->limit, status);
+    *err = errno;
+    return waited;
 }
 
 nb_status nb_isolated_run(const nb_kernel *k, const nb_problem *p, const nb_args *a,
@@ -382,37 +498,23 @@ nb_status nb_isolated_run(const nb_kernel *k, const nb_problem *p, const nb_args
     }
     isolation iso;
     memset(&iso, 0, sizeof iso);
+    iso.fd = -1;
     if (isolation_prepare(&iso, p, a)) {
         isolation_release(&iso);
         return NB_ERR_NOMEM;
     }
-    const double limit = timeout_base + timeout_per_element * (double)nb_problem_numel(p);
-    fflush(NULL); /* nothing buffered is written twice */
-    active = &iso;
-    const pid_t pid = fork();
-    if (pid == 0) {
-        /* NB_FAILURE_PATH_START: runs in the forked child, which leaves by
-         * _exit without writing its coverage counters */
-        child_main(k, p, a);
-        /* NB_FAILURE_PATH_STOP */
-    }
-    int status = 0;
-    const int waited = pid < 0 ? -2 : wait_child(pid, limit, &status);
-    judge_child(&iso, waited, status, limit, reason, len);
-    if (!reason[0]) {
-        const int code = WIFEXITED(status) ? WEXITSTATUS(status) - CHILD_STATUS_BASE : -1;
-        if (code >= 0 && code < NB_STATUS_COUNT) {
-            *kernel_status = (nb_status)code;
-        } else {
-            /* NB_FAILURE_PATH_START: the child left with a status no kernel returns */
-            snprintf(reason, len, "crashed: the child exited with status %d",
-                     WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-            /* NB_FAILURE_PATH_STOP */
-        }
-    }
+    call_settings(&iso.call, p);
+    int status = 0, err = 0, waited = -2;
+    const int served =
+        nb_iso_server_call(k, &iso.call, iso.fd, &waited, &status, &err, reason, len);
+    if (served == 0)
+        waited = fork_child(k, &iso.call, iso.fd, &status, &err);
+    if (served >= 0)
+        judge_child(&iso, waited, status, err, reason, len);
+    if (!reason[0])
+        *kernel_status = child_status(status, reason, len);
     if (!reason[0] && *kernel_status == NB_OK)
         copy_back(&iso, a);
-    active = NULL;
     isolation_release(&iso);
     return reason[0] ? NB_ERR_KERNEL : NB_OK;
 }

@@ -398,7 +398,8 @@ const char *nb_kernel_plugin_path(const nb_kernel *k);
  * page, a write into the spare bytes, or no return within the limit is a
  * FAIL naming the signal, the buffer and the side, or the timeout.
  * Plug-in kernels always run isolated; NB_ISOLATE_ALL isolates the
- * built-in ones too (tests). */
+ * built-in ones too (tests). The child runs the kernel on one thread,
+ * or at nb_get_threads() when the fork server forks it (below). */
 typedef enum nb_isolation { NB_ISOLATE_PLUGINS = 0, NB_ISOLATE_ALL } nb_isolation;
 void nb_set_isolation(nb_isolation mode);
 bool nb_kernel_isolated(const nb_kernel *k);
@@ -413,6 +414,23 @@ void nb_set_isolation_timeout(double base, double per_element);
  * in reason. */
 nb_status nb_isolated_run(const nb_kernel *k, const nb_problem *p, const nb_args *a,
                           nb_status *kernel_status, char *reason, size_t len);
+/* The fork server of the isolated calls: a helper process forked when this
+ * is called, which forks the child of every isolated call of a kernel
+ * registered by then. A child forked from this process once it has run
+ * OpenMP threads gets one thread (libgomp's pool is not copied into it: a
+ * team would wait for threads that do not exist), so an isolated call that
+ * forks directly runs its kernel on one thread; one forked by the server,
+ * a process that never ran a thread, runs it at nb_get_threads(), as
+ * verify --threads asks. Start it after registering the plug-ins and
+ * before anything starts a thread: it refuses (NB_ERR_UNSUPPORTED, one
+ * line in err) when this process runs more than one thread already.
+ * Starting it again restarts it, knowing the kernels registered since.
+ * Calls it cannot take (a kernel registered after it started, a kernel
+ * that is no registry entry) fork directly, on one thread. It leaves when
+ * this process closes its socket (nb_isolation_server_stop, or exit). */
+nb_status nb_isolation_server_start(char *err, size_t errlen);
+void nb_isolation_server_stop(void);
+bool nb_isolation_server_running(void);
 
 /* ---- SyncBatchNorm transport ------------------------------------------- */
 

@@ -1,0 +1,260 @@
+/* isolate_server.c: the fork server of the isolated calls (docs/DESIGN.md
+ * section 9.3). A process forked from the caller before any thread starts
+ * (the command line forks it right after loading the plug-ins) waits on a
+ * socket for calls; for each it forks the isolated child, waits for it
+ * with the call's time limit and answers with the child's exit status. A
+ * child forked from it starts single-threaded with an untouched OpenMP
+ * runtime, so a threaded kernel can build its own team at the requested
+ * thread count, which a child forked from a process whose OpenMP pool runs
+ * cannot. The call's buffers travel as a memfd (SCM_RIGHTS); the kernel
+ * as its registry index, valid in the server because the server is a copy
+ * of the caller taken after the kernel was registered. */
+#include "nb_isolate.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* The server as the caller knows it; pid < 0: none. */
+static struct {
+    pid_t pid;
+    int sock;
+    size_t kernels; /* registry entries when it was forked: those it knows */
+} server = {-1, -1, 0};
+
+/* Its answer to one call. */
+typedef struct server_reply {
+    int waited, status, err;
+} server_reply;
+
+/* ---- the server process ---------------------------------------------------------- */
+
+/* NB_FAILURE_PATH_START: runs only in the fork server, which leaves by
+ * _exit without writing its coverage counters */
+
+/* Receive one call and its file; 0 at the end of the stream (the caller
+ * closed it or died), -1 on a malformed message. */
+static int receive_call(int sock, nb_iso_call *c, int *fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {.iov_base = c, .iov_len = sizeof *c};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
+    ssize_t n;
+    while ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+    }
+    if (n <= 0)
+        return 0;
+    const struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    if ((size_t)n != sizeof *c || !cm || cm->cmsg_type != SCM_RIGHTS ||
+        cm->cmsg_len != CMSG_LEN(sizeof(int)))
+        return -1;
+    memcpy(fd, CMSG_DATA(cm), sizeof *fd);
+    return 1;
+}
+
+/* The caller's handlers (e.g. the atomic file's clean-up) are not the
+ * server's: signals it may get take their default action. */
+static void server_signals(void)
+{
+    static const int sigs[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGPIPE,
+                               SIGXFSZ, SIGUSR1, SIGUSR2, SIGALRM, SIGCHLD};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
+}
+
+/* Serve calls until the caller closes the socket or dies. */
+_Noreturn static void server_main(int sock, pid_t caller)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != caller)
+        _exit(0); /* the caller died before the line above */
+    server_signals();
+    for (;;) {
+        nb_iso_call c;
+        int fd = -1;
+        const int got = receive_call(sock, &c, &fd);
+        if (got == 0)
+            _exit(0);
+        server_reply reply = {.waited = -2, .err = EPROTO};
+        const pid_t pid = got > 0 ? fork() : -1;
+        if (pid == 0) {
+            close(sock);
+            nb_iso_child(c.kernel_index < nb_kernel_count() ? nb_kernel_at(c.kernel_index) : NULL,
+                         &c, fd);
+        }
+        if (got > 0)
+            reply.err = errno;
+        if (pid > 0) {
+            reply.waited = nb_iso_wait(pid, c.limit, &reply.status);
+            reply.err = errno;
+        }
+        if (fd >= 0)
+            close(fd);
+        if (send(sock, &reply, sizeof reply, MSG_NOSIGNAL) != (ssize_t)sizeof reply)
+            _exit(0);
+    }
+}
+
+/* NB_FAILURE_PATH_STOP */
+
+/* ---- the caller's side ---------------------------------------------------------- */
+
+/* The threads of this process (the entries of /proc/self/task); 0 when
+ * that cannot be read. */
+static int thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return 0;
+    int n = 0;
+    for (const struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+void nb_isolation_server_stop(void)
+{
+    if (server.pid < 0)
+        return;
+    close(server.sock);
+    kill(server.pid, SIGKILL);
+    while (waitpid(server.pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    server.pid = -1;
+    server.sock = -1;
+}
+
+bool nb_isolation_server_running(void)
+{
+    return server.pid >= 0;
+}
+
+nb_status nb_isolation_server_start(char *err, size_t len)
+{
+    nb_isolation_server_stop();
+    const int threads = thread_count();
+    if (threads != 1) {
+        snprintf(err, len,
+                 threads ? "this process runs %d threads already: a fork server copied from it "
+                           "would carry their OpenMP pool without the threads"
+                         : "cannot count the threads of this process (no /proc/self/task)",
+                 threads);
+        return NB_ERR_UNSUPPORTED;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+        snprintf(err, len, "socketpair: %s", strerror(errno));
+        return NB_ERR_IO;
+    }
+    fflush(NULL); /* nothing buffered is written twice */
+    const pid_t caller = getpid();
+    const pid_t pid = fork();
+    if (pid == 0) {
+        /* NB_FAILURE_PATH_START: runs in the fork server (see server_main) */
+        close(sv[0]);
+        server_main(sv[1], caller);
+        /* NB_FAILURE_PATH_STOP */
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        snprintf(err, len, "fork: %s", strerror(errno));
+        close(sv[0]);
+        return NB_ERR_IO;
+    }
+    server.pid = pid;
+    server.sock = sv[0];
+    server.kernels = nb_kernel_count();
+    return NB_OK;
+}
+
+/* The registry index of k if the server knows it, else SIZE_MAX. */
+static size_t known_index(const nb_kernel *k)
+{
+    for (size_t i = 0; i < server.kernels; i++)
+        if (nb_kernel_at(i) == k)
+            return i;
+    return SIZE_MAX;
+}
+
+/* Send call c with its file fd; 0 when sent whole. */
+static int send_call(const nb_iso_call *c, int fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {.iov_base = (void *)c, .iov_len = sizeof *c};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    ssize_t n;
+    while ((n = sendmsg(server.sock, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+    }
+    return n == (ssize_t)sizeof *c ? 0 : -1;
+}
+
+/* Wait for the server's answer: the call's limit and a minute more. */
+static int receive_reply(double limit, server_reply *reply)
+{
+    const double ms = (limit + 60.0) * 1000.0;
+    struct pollfd pfd = {.fd = server.sock, .events = POLLIN};
+    int ready;
+    while ((ready = poll(&pfd, 1, ms < INT_MAX ? (int)ms : INT_MAX)) < 0 && errno == EINTR) {
+    }
+    if (ready != 1)
+        return -1;
+    ssize_t n;
+    while ((n = recv(server.sock, reply, sizeof *reply, 0)) < 0 && errno == EINTR) {
+    }
+    return n == (ssize_t)sizeof *reply ? 0 : -1;
+}
+
+int nb_iso_server_call(const nb_kernel *k, nb_iso_call *c, int fd, int *waited, int *status,
+                       int *err, char *reason, size_t len)
+{
+    const size_t index = server.pid >= 0 ? known_index(k) : SIZE_MAX;
+    if (index == SIZE_MAX)
+        return 0;
+    c->kernel_index = index;
+    c->threads = nb_get_threads();
+    if (send_call(c, fd)) {
+        /* NB_FAILURE_PATH_START: the server is gone; this call forks directly */
+        nb_isolation_server_stop();
+        return 0;
+        /* NB_FAILURE_PATH_STOP */
+    }
+    server_reply reply;
+    if (receive_reply(c->limit, &reply)) {
+        /* NB_FAILURE_PATH_START: the server died or hung during the call */
+        snprintf(reason, len, "crashed: the fork server was lost during the call");
+        nb_isolation_server_stop();
+        return -1;
+        /* NB_FAILURE_PATH_STOP */
+    }
+    *waited = reply.waited;
+    *status = reply.status;
+    *err = reply.err;
+    return 1;
+}
