@@ -6,14 +6,17 @@
  * child forked from it starts single-threaded with an untouched OpenMP
  * runtime, so a threaded kernel can build its own team at the requested
  * thread count, which a child forked from a process whose OpenMP pool runs
- * cannot. The call's buffers travel as a memfd (SCM_RIGHTS); the kernel
+ * cannot; the server checks this at its start by running a team of two
+ * in a first child. The call's buffers travel as a memfd (SCM_RIGHTS); the kernel
  * as its registry index, valid in the server because the server is a copy
  * of the caller taken after the kernel was registered. */
 #include "nb_isolate.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -76,13 +79,43 @@ static void server_signals(void)
         signal(sigs[i], SIG_DFL);
 }
 
-/* Serve calls until the caller closes the socket or dies. */
+/* Whether a child of the server can start an OpenMP team: it cannot when
+ * the caller ran a parallel region before forking the server (libgomp's
+ * pool was copied without its threads, and a team waits for them), so the
+ * probe then hangs and is killed. */
+static bool openmp_works(void)
+{
+#ifdef _OPENMP
+    const pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int team = 0;
+#pragma omp parallel num_threads(2)
+        {
+#pragma omp single
+            team = omp_get_num_threads();
+        }
+        _exit(team >= 1 ? 0 : 1);
+    }
+    int status = 0;
+    return pid > 0 && nb_iso_wait(pid, 3.0, &status) == 0 && WIFEXITED(status) &&
+           WEXITSTATUS(status) == 0;
+#else
+    return true;
+#endif
+}
+
+/* Serve calls until the caller closes the socket or dies; first say
+ * whether its children can run OpenMP teams (one byte, 1: yes). */
 _Noreturn static void server_main(int sock, pid_t caller)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != caller)
         _exit(0); /* the caller died before the line above */
     server_signals();
+    const char ready = openmp_works() ? 1 : 0;
+    if (send(sock, &ready, 1, MSG_NOSIGNAL) != 1 || !ready)
+        _exit(0);
     for (;;) {
         nb_iso_call c;
         int fd = -1;
@@ -113,20 +146,6 @@ _Noreturn static void server_main(int sock, pid_t caller)
 
 /* ---- the caller's side ---------------------------------------------------------- */
 
-/* The threads of this process (the entries of /proc/self/task); 0 when
- * that cannot be read. */
-static int thread_count(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
-        return 0;
-    int n = 0;
-    for (const struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 void nb_isolation_server_stop(void)
 {
     if (server.pid < 0)
@@ -144,18 +163,23 @@ bool nb_isolation_server_running(void)
     return server.pid >= 0;
 }
 
+/* The server's first byte: 1 when its children can run OpenMP teams; 0
+ * when not, or when it does not answer within 30 s. */
+static char server_ready(void)
+{
+    struct pollfd pfd = {.fd = server.sock, .events = POLLIN};
+    int got;
+    while ((got = poll(&pfd, 1, 30000)) < 0 && errno == EINTR) {
+    }
+    char ready = 0;
+    if (got == 1 && recv(server.sock, &ready, 1, 0) != 1)
+        ready = 0;
+    return ready;
+}
+
 nb_status nb_isolation_server_start(char *err, size_t len)
 {
     nb_isolation_server_stop();
-    const int threads = thread_count();
-    if (threads != 1) {
-        snprintf(err, len,
-                 threads ? "this process runs %d threads already: a fork server copied from it "
-                           "would carry their OpenMP pool without the threads"
-                         : "cannot count the threads of this process (no /proc/self/task)",
-                 threads);
-        return NB_ERR_UNSUPPORTED;
-    }
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
         snprintf(err, len, "socketpair: %s", strerror(errno));
@@ -179,6 +203,13 @@ nb_status nb_isolation_server_start(char *err, size_t len)
     server.pid = pid;
     server.sock = sv[0];
     server.kernels = nb_kernel_count();
+    if (!server_ready()) {
+        nb_isolation_server_stop();
+        snprintf(err, len,
+                 "a child of this process cannot start an OpenMP team (this process ran one "
+                 "already): the fork server must start before any parallel region");
+        return NB_ERR_UNSUPPORTED;
+    }
     return NB_OK;
 }
 

@@ -422,8 +422,9 @@ nb_status nb_isolated_run(const nb_kernel *k, const nb_problem *p, const nb_args
  * forks directly runs its kernel on one thread; one forked by the server,
  * a process that never ran a thread, runs it at nb_get_threads(), as
  * verify --threads asks. Start it after registering the plug-ins and
- * before anything starts a thread: it refuses (NB_ERR_UNSUPPORTED, one
- * line in err) when this process runs more than one thread already.
+ * before any OpenMP parallel region: it refuses (NB_ERR_UNSUPPORTED, one
+ * line in err) when its first child cannot start an OpenMP team of two
+ * (tried at once, killed after 3 s), as after a parallel region.
  * Starting it again restarts it, knowing the kernels registered since.
  * Calls it cannot take (a kernel registered after it started, a kernel
  * that is no registry entry) fork directly, on one thread. It leaves when

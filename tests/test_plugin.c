@@ -13,7 +13,12 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -385,45 +390,179 @@ static void outputs(const nb_data *d, unsigned char *out, size_t cap, size_t *n)
     }
 }
 
+/* Kernel name's outputs on problem ps, in-process and isolated: the same
+ * verdict and the very same bits. */
+static void expect_same_bits(const char *name, const char *ps)
+{
+    static unsigned char a[1 << 16], b[1 << 16];
+    const nb_kernel *k = nb_kernel_find(name);
+    cr_assert(k != NULL, "%s", name);
+    nb_problem p = problem(ps);
+    nb_data d;
+    nb_ref r;
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
+    nb_check in_process, isolated;
+    size_t na, nb;
+    nb_verify_one(k, &d, &r, &in_process);
+    outputs(&d, a, sizeof a, &na);
+    nb_set_isolation(NB_ISOLATE_ALL);
+    cr_expect(nb_kernel_isolated(k));
+    nb_verify_one(k, &d, &r, &isolated);
+    nb_set_isolation(NB_ISOLATE_PLUGINS);
+    outputs(&d, b, sizeof b, &nb);
+    cr_expect_eq(in_process.verdict, NB_PASS, "%s %s: %s", name, ps, in_process.reason);
+    cr_expect_eq(isolated.verdict, in_process.verdict, "%s %s: %s", name, ps, isolated.reason);
+    cr_expect(na == nb && !memcmp(a, b, na), "%s %s: the isolated outputs differ", name, ps);
+    nb_ref_free(&r);
+    nb_data_free(&d);
+}
+
+static const char *const same_bits_cases[][2] = {
+    {"batchnorm/welford/scalar", "bn:n3c4h5w5:nhwc:train"},
+    {"batchnorm/twopass/scalar", "bn:n3c4h5w5:infer:f64"},
+    {"instancenorm/twopass/scalar", "in:n2c3l17:track:affine"},
+    {"groupnorm/twopass/scalar", "gn:n2c8h3w3:g4:nhwc"},
+    {"layernorm/twopass/scalar", "ln:rows4:cols33:bwd"},
+    {"layernorm/twopass/scalar", "ln:rows4:cols33:bwd_d:f64"},
+    {"rmsnorm/default/auto", "rms:rows5:cols77"},
+};
+
 Test(isolate, builtin_kernels_give_the_same_bits)
 {
-    const char *cases[][2] = {
-        {"batchnorm/welford/scalar", "bn:n3c4h5w5:nhwc:train"},
-        {"batchnorm/twopass/scalar", "bn:n3c4h5w5:infer:f64"},
-        {"instancenorm/twopass/scalar", "in:n2c3l17:track:affine"},
-        {"groupnorm/twopass/scalar", "gn:n2c8h3w3:g4:nhwc"},
-        {"layernorm/twopass/scalar", "ln:rows4:cols33:bwd"},
-        {"layernorm/twopass/scalar", "ln:rows4:cols33:bwd_d:f64"},
-        {"rmsnorm/default/auto", "rms:rows5:cols77"},
-    };
-    static unsigned char a[1 << 16], b[1 << 16];
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const nb_kernel *k = nb_kernel_find(cases[i][0]);
-        cr_assert(k != NULL, "%s", cases[i][0]);
-        nb_problem p = problem(cases[i][1]);
-        nb_data d;
-        nb_ref r;
-        cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
-        cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
-        nb_check in_process, isolated;
-        size_t na, nb;
-        nb_verify_one(k, &d, &r, &in_process);
-        outputs(&d, a, sizeof a, &na);
-        nb_set_isolation(NB_ISOLATE_ALL);
-        cr_expect(nb_kernel_isolated(k));
-        nb_verify_one(k, &d, &r, &isolated);
-        nb_set_isolation(NB_ISOLATE_PLUGINS);
-        outputs(&d, b, sizeof b, &nb);
-        cr_expect_eq(in_process.verdict, NB_PASS, "%s %s: %s", cases[i][0], cases[i][1],
-                     in_process.reason);
-        cr_expect_eq(isolated.verdict, in_process.verdict, "%s %s: %s", cases[i][0], cases[i][1],
-                     isolated.reason);
-        cr_expect(na == nb && !memcmp(a, b, na), "%s %s: the isolated outputs differ", cases[i][0],
-                  cases[i][1]);
-        nb_ref_free(&r);
-        nb_data_free(&d);
-    }
+    for (size_t i = 0; i < sizeof same_bits_cases / sizeof same_bits_cases[0]; i++)
+        expect_same_bits(same_bits_cases[i][0], same_bits_cases[i][1]);
 }
+
+/* ---- the fork server (docs/DESIGN.md section 9.3) ------------------------------------ */
+
+Test(isolate_server, builtin_kernels_give_the_same_bits_through_it)
+{
+    char err[256];
+    cr_assert_eq(nb_isolation_server_start(err, sizeof err), NB_OK, "%s", err);
+    for (size_t i = 0; i < sizeof same_bits_cases / sizeof same_bits_cases[0]; i++)
+        expect_same_bits(same_bits_cases[i][0], same_bits_cases[i][1]);
+    cr_expect(nb_isolation_server_running(), "every call went through the server");
+    nb_isolation_server_stop();
+    cr_expect(!nb_isolation_server_running());
+}
+
+/* The server is a copy of this process taken at its start; the caller's
+ * settings of the moment still reach the child: an ISA cap set later
+ * makes an AVX2 kernel unavailable there as here. */
+Test(isolate_server, the_callers_isa_cap_reaches_the_child)
+{
+    const nb_kernel *k = nb_kernel_find("layernorm/twopass/avx2");
+    if (!k || !nb_kernel_available(k))
+        cr_skip_test("no AVX2 kernel runs on this CPU");
+    char err[256], reason[256];
+    cr_assert_eq(nb_isolation_server_start(err, sizeof err), NB_OK, "%s", err);
+    nb_problem p = problem("ln:rows2:cols8");
+    nb_data d;
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    nb_args a = nb_data_args(&d);
+    nb_status st;
+    cr_expect_eq(nb_isolated_run(k, &p, &a, &st, reason, sizeof reason), NB_OK, "%s", reason);
+    cr_expect_eq(st, NB_OK);
+    setenv("NORMBENCH_ISA", "scalar", 1);
+    cr_expect_eq(nb_kernel_run(k, &p, &a), NB_ERR_UNAVAILABLE);
+    cr_expect_eq(nb_isolated_run(k, &p, &a, &st, reason, sizeof reason), NB_OK, "%s", reason);
+    cr_expect_eq(st, NB_ERR_UNAVAILABLE, "the child ran under the cap");
+    unsetenv("NORMBENCH_ISA");
+    cr_expect(nb_isolation_server_running());
+    nb_data_free(&d);
+}
+
+#ifdef _OPENMP
+/* A THREADED kernel that writes into every y the number of distinct
+ * threads its OpenMP team of p->threads ran on (not a LayerNorm: it is
+ * run through nb_isolated_run, never verified). */
+static int team_run(const nbp_problem *p, const nbp_buffers *b, void *user)
+{
+    (void)user;
+    enum { MAX_TEAM = 64 };
+    pthread_t who[MAX_TEAM];
+    int team = 1;
+#pragma omp parallel num_threads(p->threads < MAX_TEAM ? p->threads : MAX_TEAM)
+    {
+        who[omp_get_thread_num()] = pthread_self();
+#pragma omp barrier
+#pragma omp single
+        team = omp_get_num_threads();
+    }
+    int distinct = 0;
+    for (int t = 0; t < team; t++) {
+        bool seen = false;
+        for (int u = 0; u < t; u++)
+            seen = seen || pthread_equal(who[u], who[t]);
+        distinct += !seen;
+    }
+    for (int64_t i = 0; i < p->numel; i++)
+        ((float *)b->y)[i] = (float)distinct;
+    return NBP_OK;
+}
+
+/* The distinct threads the isolated call of k ran on at threads threads. */
+static int isolated_threads(const nb_kernel *k, int threads)
+{
+    nb_problem p = problem("ln:rows2:cols8");
+    nb_data d;
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    nb_args a = nb_data_args(&d);
+    nb_set_threads(threads);
+    nb_status st;
+    char reason[256];
+    cr_assert_eq(nb_isolated_run(k, &p, &a, &st, reason, sizeof reason), NB_OK, "%s", reason);
+    cr_assert_eq(st, NB_OK);
+    nb_set_threads(0);
+    const int n = (int)((const float *)d.y)[0];
+    nb_data_free(&d);
+    return n;
+}
+
+static const nb_kernel *add_team_plugin(const char *name, nbp_kernel *desc)
+{
+    *desc = ln_desc("team");
+    desc->run = team_run;
+    desc->flags = NBP_KF_THREADED;
+    desc->dtypes = NBP_DTYPE_F32;
+    const nbp_plugin info = info_of(name, desc, 1);
+    char err[256], kernel[64];
+    cr_assert_eq(nb_plugin_add(&info, name, NULL, err, sizeof err), NB_OK, "%s", err);
+    snprintf(kernel, sizeof kernel, "%s:layernorm/team/scalar", name);
+    const nb_kernel *k = nb_kernel_find(kernel);
+    cr_assert(k != NULL);
+    return k;
+}
+
+/* Through the server a THREADED kernel runs on the team it asks for, though
+ * this process's OpenMP pool runs; forked directly, on one thread. */
+Test(isolate_server, threaded_kernel_runs_on_its_team)
+{
+    static nbp_kernel first_desc, late_desc;
+    const nb_kernel *first = add_team_plugin("first", &first_desc);
+    char err[256];
+    cr_assert_eq(nb_isolation_server_start(err, sizeof err), NB_OK, "%s", err);
+    /* registered after the server started: it does not know the kernel */
+    const nb_kernel *late = add_team_plugin("late", &late_desc);
+    cr_expect_eq(isolated_threads(late, 2), 1, "a kernel the server lacks: forked directly");
+    cr_assert_eq(nb_isolation_server_start(err, sizeof err), NB_OK, "%s", err);
+    cr_expect_eq(isolated_threads(late, 2), 2, "the restarted server knows it");
+    int team = 0;
+#pragma omp parallel num_threads(2) /* this process's pool, as /omp kernels start it */
+#pragma omp single
+    team = omp_get_num_threads();
+    cr_assert_eq(team, 2);
+    cr_expect_eq(isolated_threads(first, 2), 2, "through the server: a team of two threads");
+    cr_expect_eq(isolated_threads(first, 1), 1);
+    cr_expect_eq(isolated_threads(late, 2), 2);
+    /* a server forked now would carry the pool without its threads */
+    cr_expect_eq(nb_isolation_server_start(err, sizeof err), NB_ERR_UNSUPPORTED);
+    cr_expect(strstr(err, "a child of this process cannot start an OpenMP team") == err, "%s", err);
+    cr_expect(!nb_isolation_server_running());
+    cr_expect_eq(isolated_threads(first, 2), 1, "forked directly: one thread");
+}
+#endif
 
 Test(plugin, load_errors_are_one_line)
 {
