@@ -18,6 +18,7 @@
 #include <omp.h>
 #endif
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -146,7 +147,10 @@ _Noreturn static void server_main(int sock, pid_t caller)
 
 /* ---- the caller's side ---------------------------------------------------------- */
 
-void nb_isolation_server_stop(void)
+/* One call at a time on the socket (calls from several threads queue). */
+static pthread_mutex_t server_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void server_stop(void)
 {
     if (server.pid < 0)
         return;
@@ -158,9 +162,19 @@ void nb_isolation_server_stop(void)
     server.sock = -1;
 }
 
+void nb_isolation_server_stop(void)
+{
+    pthread_mutex_lock(&server_lock);
+    server_stop();
+    pthread_mutex_unlock(&server_lock);
+}
+
 bool nb_isolation_server_running(void)
 {
-    return server.pid >= 0;
+    pthread_mutex_lock(&server_lock);
+    const bool running = server.pid >= 0;
+    pthread_mutex_unlock(&server_lock);
+    return running;
 }
 
 /* The server's first byte: 1 when its children can run OpenMP teams; 0
@@ -177,9 +191,9 @@ static char server_ready(void)
     return ready;
 }
 
-nb_status nb_isolation_server_start(char *err, size_t len)
+static nb_status server_start(char *err, size_t len)
 {
-    nb_isolation_server_stop();
+    server_stop();
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
         snprintf(err, len, "socketpair: %s", strerror(errno));
@@ -204,13 +218,21 @@ nb_status nb_isolation_server_start(char *err, size_t len)
     server.sock = sv[0];
     server.kernels = nb_kernel_count();
     if (!server_ready()) {
-        nb_isolation_server_stop();
+        server_stop();
         snprintf(err, len,
                  "a child of this process cannot start an OpenMP team (this process ran one "
                  "already): the fork server must start before any parallel region");
         return NB_ERR_UNSUPPORTED;
     }
     return NB_OK;
+}
+
+nb_status nb_isolation_server_start(char *err, size_t len)
+{
+    pthread_mutex_lock(&server_lock);
+    const nb_status st = server_start(err, len);
+    pthread_mutex_unlock(&server_lock);
+    return st;
 }
 
 /* The registry index of k if the server knows it, else SIZE_MAX. */
@@ -262,7 +284,7 @@ static int receive_reply(double limit, server_reply *reply)
     return n == (ssize_t)sizeof *reply ? 0 : -1;
 }
 
-int nb_iso_server_call(const nb_kernel *k, nb_iso_call *c, int fd, int *waited, int *status,
+static int server_call(const nb_kernel *k, nb_iso_call *c, int fd, int *waited, int *status,
                        int *err, char *reason, size_t len)
 {
     const size_t index = server.pid >= 0 ? known_index(k) : SIZE_MAX;
@@ -272,7 +294,7 @@ int nb_iso_server_call(const nb_kernel *k, nb_iso_call *c, int fd, int *waited, 
     c->threads = nb_get_threads();
     if (send_call(c, fd)) {
         /* NB_FAILURE_PATH_START: the server is gone; this call forks directly */
-        nb_isolation_server_stop();
+        server_stop();
         return 0;
         /* NB_FAILURE_PATH_STOP */
     }
@@ -280,7 +302,7 @@ int nb_iso_server_call(const nb_kernel *k, nb_iso_call *c, int fd, int *waited, 
     if (receive_reply(c->limit, &reply)) {
         /* NB_FAILURE_PATH_START: the server died or hung during the call */
         snprintf(reason, len, "crashed: the fork server was lost during the call");
-        nb_isolation_server_stop();
+        server_stop();
         return -1;
         /* NB_FAILURE_PATH_STOP */
     }
@@ -288,4 +310,13 @@ int nb_iso_server_call(const nb_kernel *k, nb_iso_call *c, int fd, int *waited, 
     *status = reply.status;
     *err = reply.err;
     return 1;
+}
+
+int nb_iso_server_call(const nb_kernel *k, nb_iso_call *c, int fd, int *waited, int *status,
+                       int *err, char *reason, size_t len)
+{
+    pthread_mutex_lock(&server_lock);
+    const int served = server_call(k, c, fd, waited, status, err, reason, len);
+    pthread_mutex_unlock(&server_lock);
+    return served;
 }
