@@ -406,6 +406,7 @@ static int run_command(const struct command *c, int argc, char **argv)
                 return rc;
         }
     const int rc = c->fn(argc, argv);
+    nb_isolation_server_stop(); /* the fork server cli_take_plugins started, if any */
     if (rc == CLI_HELP_SHOWN)
         return CLI_EXIT_OK;
     return rc == CLI_EXIT_OK && failed ? CLI_EXIT_PLUGIN : rc;
