@@ -394,8 +394,10 @@ static void judge_child(const isolation *iso, int waited, int status, int err, c
         return;
     }
     if (note_of(iso)->faulted) {
+        /* NB_FAILURE_PATH_START: the kernel faulted */
         fault_reason(note_of(iso), reason, len);
         return;
+        /* NB_FAILURE_PATH_STOP */
     }
     if (waited < 0) {
         snprintf(reason, len, "crashed: the child process was lost (%s)", strerror(err));
@@ -424,15 +426,12 @@ static nb_status child_status(int status, char *reason, size_t len)
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) - NB_ISO_STATUS_BASE : -1;
     if (code >= 0 && code < NB_STATUS_COUNT)
         return (nb_status)code;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == NB_ISO_SETUP_FAILED) {
-        /* NB_FAILURE_PATH_START: the child could not map or guard its copies */
-        snprintf(reason, len, "crashed: the child could not map or guard the buffers' copies");
-        return NB_OK;
-        /* NB_FAILURE_PATH_STOP */
-    }
     /* NB_FAILURE_PATH_START: the child left with a status no kernel returns */
-    snprintf(reason, len, "crashed: the child exited with status %d",
-             WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == NB_ISO_SETUP_FAILED)
+        snprintf(reason, len, "crashed: the child could not map or guard the buffers' copies");
+    else
+        snprintf(reason, len, "crashed: the child exited with status %d",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     return NB_OK;
     /* NB_FAILURE_PATH_STOP */
 }

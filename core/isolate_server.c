@@ -186,8 +186,11 @@ static char server_ready(void)
     while ((got = poll(&pfd, 1, 30000)) < 0 && errno == EINTR) {
     }
     char ready = 0;
-    if (got == 1 && recv(server.sock, &ready, 1, 0) != 1)
+    if (got == 1 && recv(server.sock, &ready, 1, 0) != 1) {
+        /* NB_FAILURE_PATH_START: the server died before it answered */
         ready = 0;
+        /* NB_FAILURE_PATH_STOP */
+    }
     return ready;
 }
 
