@@ -25,17 +25,17 @@
 void **nb_args_slot(nb_args *a, int b)
 {
     void **slots[NB_BUF_COUNT] = {
-        (void **)&a->x, &a->y,      (void **)&a->gamma, (void **)&a->beta, &a->mean,
-        &a->var,        &a->rstd,   &a->running_mean,   &a->running_var,   (void **)&a->dy,
-        &a->dx,         &a->dgamma, &a->dbeta};
+        (void **)&a->x, &a->y,      (void **)&a->gamma, (void **)&a->beta,     &a->mean,
+        &a->var,        &a->rstd,   &a->running_mean,   &a->running_var,       (void **)&a->dy,
+        &a->dx,         &a->dgamma, &a->dbeta,          (void **)&a->residual, &a->h};
     return b >= 0 && b < NB_BUF_COUNT ? slots[b] : NULL;
 }
 
 const char *nb_buffer_name(int b)
 {
     static const char *const names[NB_BUF_COUNT] = {
-        "x",           "y",  "gamma", "beta",   "mean", "var", "rstd", "running_mean",
-        "running_var", "dy", "dx",    "dgamma", "dbeta"};
+        "x",           "y",  "gamma", "beta",   "mean",  "var",      "rstd", "running_mean",
+        "running_var", "dy", "dx",    "dgamma", "dbeta", "residual", "h"};
     return b >= 0 && b < NB_BUF_COUNT ? names[b] : "?";
 }
 
@@ -58,7 +58,23 @@ int64_t nb_buffer_count(const nb_problem *p, int b)
     case NB_BUF_DBETA:
         return nb_problem_has_param_grads(p) && nb_problem_uses_beta(p) ? nb_problem_param_count(p)
                                                                         : 0;
+    case NB_BUF_RESIDUAL:
+    case NB_BUF_H: return p->add ? nb_problem_numel(p) : 0;
     default: return 0;
+    }
+}
+
+nb_dtype nb_buffer_dtype(const nb_problem *p, int b)
+{
+    switch (b) {
+    case NB_BUF_MEAN:
+    case NB_BUF_VAR:
+    case NB_BUF_RSTD:
+    case NB_BUF_RUNNING_MEAN:
+    case NB_BUF_RUNNING_VAR: return nb_problem_stat_dtype(p);
+    case NB_BUF_GAMMA:
+    case NB_BUF_BETA: return nb_problem_param_dtype(p);
+    default: return p->dtype;
     }
 }
 
@@ -337,11 +353,11 @@ static int isolation_prepare(isolation *iso, const nb_problem *p, const nb_args 
     }
     memset((void *)iso->note, 0, sizeof *iso->note);
     nb_args src = *a;
-    const size_t es = nb_dtype_size(p->dtype);
     for (int r = 0; r < RUNS; r++)
         for (int b = 0; b < NB_BUF_COUNT; b++) {
             const void *from = *nb_args_slot(&src, b);
             const int64_t n = nb_buffer_count(p, b);
+            const size_t es = nb_dtype_size(nb_buffer_dtype(p, b));
             if (from && n > 0 && guarded_alloc(&iso->g[r][b], from, (size_t)n * es, r))
                 return -1;
         }
@@ -363,7 +379,7 @@ static void copy_back(const isolation *iso, const nb_args *a)
     nb_args dst = *a;
     for (int b = 0; b < NB_BUF_COUNT; b++) {
         const guarded *g = &iso->g[HEAD_RUN][b];
-        if (g->region && b != NB_BUF_X && b != NB_BUF_DY)
+        if (g->region && b != NB_BUF_X && b != NB_BUF_DY && b != NB_BUF_RESIDUAL)
             memcpy(*nb_args_slot(&dst, b), g->data, g->bytes);
     }
 }

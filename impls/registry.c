@@ -133,7 +133,7 @@ bool nb_kernel_runs(const nb_kernel *k, const nb_problem *p)
 {
     return k && p && k->layer == p->layer && (k->dtypes & (1u << p->dtype)) &&
            (unsigned)p->dir < NB_DIRECTION_COUNT && (k->directions & (1u << p->dir)) &&
-           is_sync(k) == (p->ranks > 0);
+           is_sync(k) == (p->ranks > 0) && (!nb_problem_is_fused(p) || (k->flags & NB_KF_FUSED));
 }
 
 const nb_kernel *nb_default_resolve(const nb_kernel *k)
@@ -188,6 +188,8 @@ nb_status nb_kernel_run(const nb_kernel *k, const nb_problem *p, const nb_args *
         return NB_ERR_DTYPE;
     if (!(k->directions & (1u << p->dir)))
         return NB_ERR_DIRECTION;
+    if (nb_problem_is_fused(p) && !(k->flags & NB_KF_FUSED))
+        return NB_ERR_UNSUPPORTED;
     if (!nb_kernel_available(k))
         return NB_ERR_UNAVAILABLE;
     return k->fn(k, p, a);
