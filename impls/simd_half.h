@@ -49,7 +49,7 @@ static void half_narrow(bool bf16, const float *s, uint16_t *d, int64_t n)
 
 /* The fused add over n storage values: h = RN(x + residual), the sum
  * exact in f32 (fused.c says why one rounding of it is the correct one),
- * and its widened values in d for the f32 driver. */
+ * and its widened values in d for the f32 driver (d NULL: h only). */
 static void half_add(bool bf16, const uint16_t *x, const uint16_t *r, uint16_t *h, float *d,
                      int64_t n)
 {
@@ -57,19 +57,19 @@ static void half_add(bool bf16, const uint16_t *x, const uint16_t *r, uint16_t *
     for (; i + nb_lanes_f32 <= n; i += nb_lanes_f32) {
         const nb_vec_f32 s = bf16 ? nb_vadd_f32(nb_vcvt_bf16_f32(x + i), nb_vcvt_bf16_f32(r + i))
                                   : nb_vadd_f32(nb_vcvt_f16_f32(x + i), nb_vcvt_f16_f32(r + i));
-        if (bf16) {
+        if (bf16)
             nb_vcvt_f32_bf16(h + i, s);
-            nb_vstore_f32(d + i, nb_vcvt_bf16_f32(h + i));
-        } else {
+        else
             nb_vcvt_f32_f16(h + i, s);
-            nb_vstore_f32(d + i, nb_vcvt_f16_f32(h + i));
-        }
+        if (d)
+            nb_vstore_f32(d + i, bf16 ? nb_vcvt_bf16_f32(h + i) : nb_vcvt_f16_f32(h + i));
     }
     for (; i < n; i++) {
         const float v = bf16 ? nb_bf16_to_f32(x[i]) + nb_bf16_to_f32(r[i])
                              : nb_f16_to_f32(x[i]) + nb_f16_to_f32(r[i]);
         h[i] = bf16 ? nb_f32_to_bf16(v) : nb_f32_to_f16(v);
-        d[i] = bf16 ? nb_bf16_to_f32(h[i]) : nb_f16_to_f32(h[i]);
+        if (d)
+            d[i] = bf16 ? nb_bf16_to_f32(h[i]) : nb_f16_to_f32(h[i]);
     }
 }
 

@@ -300,6 +300,7 @@ typedef enum nb_algo {
     NB_ALGO_SQSTORE,    /* statistics accumulated, the sum of squares held, */
     NB_ALGO_COUNTSTORE, /* the element count held in the storage dtype, */
     NB_ALGO_PARAMROUND, /* f32 gamma/beta rounded to the storage dtype */
+    NB_ALGO_UNFUSED,    /* fused add as two passes: the bench's baseline (simd_fused.h) */
     NB_ALGO_PLUGIN,
     NB_ALGO_COUNT
 } nb_algo;
