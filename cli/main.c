@@ -60,6 +60,8 @@ static void print_kernel(const nb_kernel *k)
         strcat(flags, " prescaled");
     if (k->flags & NB_KF_DETERMINISTIC)
         strcat(flags, " deterministic");
+    if (k->flags & NB_KF_FUSED)
+        strcat(flags, " fused");
     /* status stays the eighth column: scripts read it there */
     printf("%-36s %-12s %-8s %-7s %-6s %-10s %-16s %-11s %s%s\n", k->name, nb_layer_name(k->layer),
            nb_kernel_algo(k), nb_kernel_isa(k), k->omp ? "yes" : "no", red[k->reduction], dt,

@@ -1,6 +1,6 @@
 /* args.c: the library's checks that need no kernel: a call's problem and
- * buffers, forward or backward (nb_args_check, used by nb_kernel_run), and
- * the shell-style glob that selects kernels by name (nb_glob_match). */
+ * buffers, forward (with the fused add's residual and h) or backward (nb_args_check, used by
+ * nb_kernel_run), and the shell-style glob that selects kernels by name (nb_glob_match). */
 #include "normbench.h"
 
 #include <stddef.h>
@@ -55,6 +55,8 @@ nb_status nb_args_check(const nb_problem *p, const nb_args *a)
     if (p->affine && (!a->gamma || (nb_problem_uses_beta(p) && !a->beta)))
         return NB_ERR_NULL;
     if (nb_problem_has_running(p) && (!a->running_mean || !a->running_var))
+        return NB_ERR_NULL;
+    if (p->add && (!a->residual || !a->h))
         return NB_ERR_NULL;
     return NB_OK;
 }

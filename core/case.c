@@ -49,8 +49,10 @@ static int snapshot_parts(const nb_data *d, snap_part part[6])
     part[1] = (snap_part){d->mean, G, ts};
     part[2] = (snap_part){d->var, G, ts};
     part[3] = (snap_part){d->rstd, G, ts};
+    if (p->add) /* the fused add's h (add is ln/rms: no running statistics) */
+        part[4] = (snap_part){d->h, N, t};
     if (!nb_problem_has_running(p))
-        return 4;
+        return p->add ? 5 : 4;
     part[4] = (snap_part){d->running_mean, P, ts};
     part[5] = (snap_part){d->running_var, P, ts};
     return 6;

@@ -120,6 +120,8 @@ typedef struct check_ctx {
     double u, tmax, tiny; /* unit roundoff, largest finite, 4 x smallest normal */
     int64_t N, G, m;      /* elements, groups, group size */
     bool batch, affine, has_beta;
+    const void *src; /* the values normalised: x, or the reference's h (fused add) */
+    nb_act act;
     grp_info *gi;
 
     /* element tallies */
@@ -131,6 +133,9 @@ typedef struct check_ctx {
     double best_use;
     /* statistics */
     const char *stat_fail;
+    /* fused add: h is not the correctly rounded x + residual */
+    bool h_fail;
+    char h_reason[160];
     /* bf16/f16 affine: elements outside the range of the other rounding
      * semantics (which fits better) */
     int64_t nfail_other;
@@ -174,6 +179,8 @@ static void check_ctx_init(check_ctx *k, double C, unsigned flags, const nb_data
     k->batch = nb_problem_uses_batch_stats(p);
     k->affine = p->affine;
     k->has_beta = nb_problem_uses_beta(p);
+    k->src = p->add && r->h ? r->h : d->x;
+    k->act = p->act;
     k->fail_at = -1;
     k->best_use = -1;
 }
@@ -192,7 +199,7 @@ static void groups_scan_range(check_ctx *k)
     int64_t gidx, pidx, coord[5];
     for (int64_t i = 0; i < k->N; i++) {
         nb_check_locate(k->p, i, &gidx, &pidx, coord);
-        const double xv = getv(d->x, k->tx, i);
+        const double xv = getv(k->src, k->tx, i);
         const double a = fabs(xv), dev = fabs(xv - k->r->mean[gidx].hi);
         if (a > gi[gidx].maxabs)
             gi[gidx].maxabs = a;
@@ -237,8 +244,11 @@ static double element_tol(const check_ctx *k, const elem_check *e)
     const double rs = r->rstd[e->g].hi, var = r->var[e->g].hi;
     const double K = r->rms[e->g] * rs, tt = var * rs * rs;
     const double z = r->z[e->i], y = r->y[e->i].hi, ag = fabs(e->gam);
-    return u * ag * (C * K + fabs(z) * (4.0 + C * (tt + K * sqrt(tt)) / 2.0)) +
-           u * (fabs(e->gam * z) + 2.0 * fabs(y)) + k->tiny;
+    /* act=: the bound of w = gamma z + beta, carried through the activation */
+    const double w = k->act == NB_ACT_NONE ? y : e->gam * z + e->bet;
+    const double tol_w = u * ag * (C * K + fabs(z) * (4.0 + C * (tt + K * sqrt(tt)) / 2.0)) +
+                         u * (fabs(e->gam * z) + 2.0 * fabs(w)) + k->tiny;
+    return nb_check_act_tol(k->act, tol_w, u, y);
 }
 
 /* A finite element of a finite group: its error against the bound, the
@@ -265,7 +275,7 @@ static void element_bound(check_ctx *k, elem_check *e)
     k->nsum++;
     /* ULPs mean something only where neither y = gamma z + beta nor
      * x - mean cancelled (|x - mean| >= |x| / 2, i.e. |z| >= |x| rstd / 2). */
-    const double xi = getv(k->d->x, k->tx, i);
+    const double xi = getv(k->src, k->tx, i);
     if (fabs(y) >= 0.5 * (fabs(gam * z) + fabs(bet)) && y != 0 && fabs(z) >= 0.5 * fabs(xi) * rs) {
         double ulps = err / ulp_of(y, k->t);
         if (ulps > o->max_ulp)
@@ -348,11 +358,11 @@ static void element_check_half(check_ctx *k, elem_check *e)
     }
     /* storage ulps from the correctly rounded y, where they mean something
      * (as element_bound: neither the affine step nor x - mean cancelled) */
-    const double xi = getv(k->d->x, k->tx, i);
+    const double xi = getv(k->src, k->tx, i);
     if (fabs(y) >= 0.5 * (fabs(e->gam * z) + fabs(e->bet)) && y != 0 &&
         fabs(z) >= 0.5 * fabs(xi) * rs)
         o->max_ulp = fmax(o->max_ulp, nb_half_ulps(k->tx, got, r->y_round[i]));
-    if (k->affine) {
+    if (k->affine && k->act == NB_ACT_NONE) {
         const nb_rounding other =
             k->p->rounding == NB_ROUND_ONCE ? NB_ROUND_BEFORE_GAMMA : NB_ROUND_ONCE;
         half_range(k, e, other, &lo, &hi);
@@ -409,7 +419,7 @@ static void element_record(check_ctx *k, const elem_check *e)
         o->worst = e->i;
         o->worst_got = e->got;
         o->worst_want = k->r->y[e->i].hi;
-        o->worst_x = getv(k->d->x, k->tx, e->i);
+        o->worst_x = getv(k->src, k->tx, e->i);
         o->worst_gamma = e->gam;
         o->worst_beta = e->bet;
         o->worst_tol = e->tol;
@@ -656,10 +666,13 @@ static void semantics_note(const check_ctx *k)
 static void verdict_set(const check_ctx *k)
 {
     nb_check *o = k->o;
-    if (k->nfail) {
+    if (k->h_fail) {
+        o->verdict = NB_FAIL;
+        snprintf(o->reason, sizeof o->reason, "%s", k->h_reason);
+    } else if (k->nfail) {
         o->verdict = NB_FAIL;
         element_fail_reason(k);
-        if (k->half && k->affine)
+        if (k->half && k->affine && k->act == NB_ACT_NONE)
             semantics_note(k);
     } else if (k->stat_fail) {
         o->verdict = NB_FAIL;
@@ -705,6 +718,7 @@ void nb_check_result_depth(double C, unsigned flags, const nb_data *d, const nb_
     groups_mark_limited(&k);
     elements_check(&k);
     stats_check(&k);
+    k.h_fail = !nb_check_fused_h(d, r, k.h_reason, sizeof k.h_reason);
     const nb_problem *p = &d->prob;
     const bool bn_inference = p->layer == NB_BN && !p->training;
     if (r->running_mean && bn_inference)

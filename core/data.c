@@ -123,13 +123,16 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static nb_status fill_x(const nb_problem *p, void *x)
+/* x (random stream 1), or the residual of a fused add (stream 5): the
+ * problem's distribution, so that h = x + residual keeps its character (a
+ * constant stays constant, an offset doubles, NaN stays in its place). */
+static nb_status fill_x(const nb_problem *p, void *x, uint64_t stream)
 {
     const nb_dtype t = p->dtype;
     const int64_t N = nb_problem_numel(p), G = nb_problem_stat_count(p);
     const double mu = p->dist_param;
     rng r;
-    rng_init(&r, p->seed, 1);
+    rng_init(&r, p->seed, stream);
     const double big = sqrt(nb_dtype_max(t));
     const double sub = subnormal_scale(t);
     for (int64_t i = 0; i < N; i++) {
@@ -400,10 +403,13 @@ double nb_data_memory(const nb_problem *p)
      * simd_bwd_drive.h: two per row block of 4 or more rows and column, or
      * per segment, at most 2 N when every segment holds one value) */
     const double bwd = nb_problem_is_backward(p) ? 4 * N + 4 * P : 0;
+    /* fused add: the residual and h (the SIMD kernels' f32 blocks of h are
+     * within the scratch counted below) */
+    const double add = p->add ? 2 * N * (double)nb_dtype_size(p->dtype) : 0;
     if (nb_dtype_is_half(p->dtype)) /* x, y in 2 bytes; the rest and a kernel's scratch f32:
                                        the SIMD kernels widen x and y (BatchNorm: all of them) */
-        return 2 * N * 2.0 + (2 * N + 3 * G + 8 * P + 3 * m + 3 * G) * 4.0;
-    return (2 * N + 3 * G + 6 * P + 3 * m + 3 * G + bwd) * (double)nb_dtype_size(p->dtype);
+        return add + 2 * N * 2.0 + (2 * N + 3 * G + 8 * P + 3 * m + 3 * G) * 4.0;
+    return add + (2 * N + 3 * G + 6 * P + 3 * m + 3 * G + bwd) * (double)nb_dtype_size(p->dtype);
 }
 
 /* The transient index arrays of the group-aware distributions (fill_x). */
@@ -483,7 +489,9 @@ void nb_data_free(nb_data *d)
                      &d->dy,
                      &d->dx,
                      &d->dgamma,
-                     &d->dbeta};
+                     &d->dbeta,
+                     &d->residual,
+                     &d->h};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         free(*bufs[i]);
         *bufs[i] = NULL;
@@ -522,7 +530,15 @@ nb_status nb_data_alloc(nb_data *d, const nb_problem *p)
         nb_data_free(d);
         return NB_ERR_NOMEM;
     }
-    if ((st = fill_x(p, d->x))) {
+    if (p->add) {
+        d->residual = alloc_buf(N, t);
+        d->h = alloc_buf(N, t);
+        if (!d->residual || !d->h || (st = fill_x(p, d->residual, 5))) {
+            nb_data_free(d);
+            return d->residual && d->h ? st : NB_ERR_NOMEM;
+        }
+    }
+    if ((st = fill_x(p, d->x, 1))) {
         nb_data_free(d);
         return st;
     }
@@ -563,6 +579,8 @@ void nb_data_reset(nb_data *d)
     const nb_dtype ts = nb_problem_stat_dtype(p);
     for (int64_t i = 0; i < N; i++)
         put(d->y, t, i, NAN);
+    for (int64_t i = 0; d->h && i < N; i++)
+        put(d->h, t, i, NAN);
     for (int64_t i = 0; i < G; i++) {
         put(d->mean, ts, i, NAN);
         put(d->var, ts, i, NAN);
@@ -606,6 +624,10 @@ nb_args nb_data_args(const nb_data *d)
     if (nb_problem_has_running(p)) {
         a.running_mean = d->running_mean;
         a.running_var = d->running_var;
+    }
+    if (p->add) {
+        a.residual = d->residual;
+        a.h = d->h;
     }
     return a;
 }

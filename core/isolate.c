@@ -33,17 +33,17 @@
 void **nb_args_slot(nb_args *a, int b)
 {
     void **slots[NB_BUF_COUNT] = {
-        (void **)&a->x, &a->y,      (void **)&a->gamma, (void **)&a->beta, &a->mean,
-        &a->var,        &a->rstd,   &a->running_mean,   &a->running_var,   (void **)&a->dy,
-        &a->dx,         &a->dgamma, &a->dbeta};
+        (void **)&a->x, &a->y,      (void **)&a->gamma, (void **)&a->beta,     &a->mean,
+        &a->var,        &a->rstd,   &a->running_mean,   &a->running_var,       (void **)&a->dy,
+        &a->dx,         &a->dgamma, &a->dbeta,          (void **)&a->residual, &a->h};
     return b >= 0 && b < NB_BUF_COUNT ? slots[b] : NULL;
 }
 
 const char *nb_buffer_name(int b)
 {
     static const char *const names[NB_BUF_COUNT] = {
-        "x",           "y",  "gamma", "beta",   "mean", "var", "rstd", "running_mean",
-        "running_var", "dy", "dx",    "dgamma", "dbeta"};
+        "x",           "y",  "gamma", "beta",   "mean",  "var",      "rstd", "running_mean",
+        "running_var", "dy", "dx",    "dgamma", "dbeta", "residual", "h"};
     return b >= 0 && b < NB_BUF_COUNT ? names[b] : "?";
 }
 
@@ -66,7 +66,23 @@ int64_t nb_buffer_count(const nb_problem *p, int b)
     case NB_BUF_DBETA:
         return nb_problem_has_param_grads(p) && nb_problem_uses_beta(p) ? nb_problem_param_count(p)
                                                                         : 0;
+    case NB_BUF_RESIDUAL:
+    case NB_BUF_H: return p->add ? nb_problem_numel(p) : 0;
     default: return 0;
+    }
+}
+
+nb_dtype nb_buffer_dtype(const nb_problem *p, int b)
+{
+    switch (b) {
+    case NB_BUF_MEAN:
+    case NB_BUF_VAR:
+    case NB_BUF_RSTD:
+    case NB_BUF_RUNNING_MEAN:
+    case NB_BUF_RUNNING_VAR: return nb_problem_stat_dtype(p);
+    case NB_BUF_GAMMA:
+    case NB_BUF_BETA: return nb_problem_param_dtype(p);
+    default: return p->dtype;
     }
 }
 
@@ -138,7 +154,7 @@ static fault_note *note_of(const isolation *iso)
  * per run), after the fault note's page. */
 static void layout(nb_iso_call *c, const nb_problem *p, const nb_args *a)
 {
-    const size_t page = (size_t)sysconf(_SC_PAGESIZE), es = nb_dtype_size(p->dtype);
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
     nb_args src = *a;
     size_t offset = page;
     c->page = page;
@@ -148,7 +164,8 @@ static void layout(nb_iso_call *c, const nb_problem *p, const nb_args *a)
             const int64_t n = nb_buffer_count(p, b);
             if (!*nb_args_slot(&src, b) || n <= 0)
                 continue;
-            const size_t bytes = (size_t)n * es, data_pages = (bytes + page - 1) / page;
+            const size_t bytes = (size_t)n * nb_dtype_size(nb_buffer_dtype(p, b));
+            const size_t data_pages = (bytes + page - 1) / page;
             s->bytes = bytes;
             s->offset = offset;
             s->region_bytes = (data_pages + 2) * page;
@@ -441,7 +458,8 @@ static void copy_back(const isolation *iso, const nb_args *a)
 {
     nb_args dst = *a;
     for (int b = 0; b < NB_BUF_COUNT; b++)
-        if (slot_of(iso, NB_ISO_HEAD_RUN, b)->bytes && b != NB_BUF_X && b != NB_BUF_DY)
+        if (slot_of(iso, NB_ISO_HEAD_RUN, b)->bytes && b != NB_BUF_X && b != NB_BUF_DY &&
+            b != NB_BUF_RESIDUAL)
             memcpy(*nb_args_slot(&dst, b), data_of(iso, NB_ISO_HEAD_RUN, b),
                    slot_of(iso, NB_ISO_HEAD_RUN, b)->bytes);
 }

@@ -81,6 +81,7 @@ typedef struct nb_rotation {
     size_t arena_bytes, stride, xbytes;
     int count;
     bool backward;
+    bool add; /* fused add: each copy holds x, residual, h, y */
 } nb_rotation;
 
 /* Fill at least target_bytes (and two copies) from d's x; reuses the arena

@@ -1,5 +1,6 @@
 /* nb_check_private.h: what the forward checker (check.c) shares with the
- * backward checker (check_bwd.c): the location of an element (its
+ * backward checker (check_bwd.c) and the fused variants' part
+ * (check_fused.c): the location of an element (its
  * statistics group, parameter index and coordinates) by the layout rules,
  * computed independently of the kernels' descriptions. */
 #ifndef NB_CHECK_PRIVATE_H
@@ -26,5 +27,14 @@ double nb_half_ulps(nb_dtype t, double a, double b);
 void nb_half_range_once(nb_dtype t, double y, double E, double *lo, double *hi);
 void nb_half_range_before_gamma(nb_dtype t, double z, double Ez, double g, double b, bool has_beta,
                                 double *lo, double *hi);
+
+/* Fused variants (core/check_fused.c, docs/DESIGN.md section 4.9). */
+/* The fused add's h equals the reference's bit for bit (true also when the
+ * problem has no add); otherwise a one-line reason. */
+bool nb_check_fused_h(const nb_data *d, const nb_ref *r, char *reason, size_t len);
+/* The bound of y = act(w) from the bound tol_w of w = gamma xhat + beta: the
+ * activation's Lipschitz constant times tol_w plus its evaluation, in units
+ * u of the accumulation type, of the exact y. */
+double nb_check_act_tol(nb_act a, double tol_w, double u, double y);
 
 #endif

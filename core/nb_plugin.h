@@ -29,6 +29,8 @@ enum nb_buffer {
     NB_BUF_DX,
     NB_BUF_DGAMMA,
     NB_BUF_DBETA,
+    NB_BUF_RESIDUAL,
+    NB_BUF_H,
     NB_BUF_COUNT
 };
 
@@ -40,6 +42,10 @@ const char *nb_buffer_name(int b);
 /* The elements buffer b holds for problem p (numel, stat_count or
  * param_count); 0 for a buffer the problem has no use for. */
 int64_t nb_buffer_count(const nb_problem *p, int b);
+/* The dtype of buffer b: the statistics' (f32 for bf16/f16 problems) for
+ * mean, var, rstd and the running statistics, the parameters' for gamma
+ * and beta, the problem's for the rest. */
+nb_dtype nb_buffer_dtype(const nb_problem *p, int b);
 
 /* A plug-in kernel that never writes the statistics (NBP_KF_NO_STATS):
  * after its call, the statistics are set to the reference's, so they are

@@ -23,7 +23,9 @@ _Static_assert(SAME(NBP_BATCHNORM, NB_BN) && SAME(NBP_INSTANCENORM, NB_IN) &&
                    SAME(NBP_LAYERNORM, NB_LN) && SAME(NBP_GROUPNORM, NB_GN) &&
                    SAME(NBP_RMSNORM, NB_RMS) && SAME(NBP_LAYER_COUNT, NB_LAYER_COUNT),
                "plug-in layers are normbench's");
-_Static_assert(SAME(NBP_F32, NB_F32) && SAME(NBP_F64, NB_F64), "plug-in dtypes are normbench's");
+_Static_assert(SAME(NBP_F32, NB_F32) && SAME(NBP_F64, NB_F64) && SAME(NBP_BF16, NB_BF16) &&
+                   SAME(NBP_F16, NB_F16),
+               "plug-in dtypes are normbench's");
 _Static_assert(SAME(NBP_FWD, NB_FWD) && SAME(NBP_BWD, NB_BWD) && SAME(NBP_BWD_D, NB_BWD_D),
                "plug-in directions are normbench's");
 _Static_assert(SAME(NBP_NCHW, NB_NCHW) && SAME(NBP_NHWC, NB_NHWC),
@@ -169,7 +171,8 @@ static const char *descriptor_problem(const nbp_kernel *d)
         return "layer is not one of enum nbp_layer";
     if (!d->directions || (d->directions & ~dirs))
         return "directions is empty or has bits of no direction";
-    if (!d->dtypes || (d->dtypes & ~(NBP_DTYPE_F32 | NBP_DTYPE_F64)))
+    if (!d->dtypes ||
+        (d->dtypes & ~(NBP_DTYPE_F32 | NBP_DTYPE_F64 | NBP_DTYPE_BF16 | NBP_DTYPE_F16)))
         return "dtypes is empty or has bits of no dtype";
     if (!d->layouts || (d->layouts & ~(NBP_LAYOUT_NCHW | NBP_LAYOUT_NHWC)))
         return "layouts is empty or has bits of no layout";
@@ -406,6 +409,10 @@ static uint32_t problem_modes(const nb_problem *p)
     m |= NBP_MODE_AFFINE;
     if (p->layer == NB_LN && !p->has_beta)
         m |= NBP_MODE_NO_BETA;
+    if (nb_dtype_is_half(p->dtype) && p->params == NB_PARAMS_SAME)
+        m |= NBP_MODE_PARAMS_SAME;
+    if (nb_dtype_is_half(p->dtype) && p->rounding == NB_ROUND_BEFORE_GAMMA)
+        m |= NBP_MODE_ROUND_BEFORE_GAMMA;
     return m;
 }
 
@@ -554,12 +561,12 @@ static void put_value(void *buf, nb_dtype t, int64_t i, double v)
 void nb_plugin_fill_var(nb_data *d, const nb_ref *r)
 {
     for (int64_t g = 0; g < r->groups; g++)
-        put_value(d->var, d->prob.dtype, g, r->var[g].hi + r->var[g].lo);
+        put_value(d->var, nb_problem_stat_dtype(&d->prob), g, r->var[g].hi + r->var[g].lo);
 }
 
 void nb_plugin_fill_stats(nb_data *d, const nb_ref *r)
 {
-    const nb_dtype t = d->prob.dtype;
+    const nb_dtype t = nb_problem_stat_dtype(&d->prob); /* f32 for bf16/f16 */
     for (int64_t g = 0; g < r->groups; g++) {
         put_value(d->mean, t, g, r->mean[g].hi + r->mean[g].lo);
         put_value(d->var, t, g, r->var[g].hi + r->var[g].lo);

@@ -53,6 +53,12 @@ static const char *const dist_names[NB_DIST_COUNT] = {
 
 static const char *const direction_names[NB_DIRECTION_COUNT] = {"fwd", "bwd", "bwd_d"};
 static const char *const dy_names[NB_DY_COUNT] = {"normal", "const", "prop", "sparse", "offset"};
+static const char *const act_names[NB_ACT_COUNT] = {"none", "relu", "silu"};
+
+const char *nb_act_name(nb_act a)
+{
+    return (unsigned)a < NB_ACT_COUNT ? act_names[a] : "?";
+}
 
 const char *nb_direction_name(nb_direction d)
 {
@@ -211,6 +217,11 @@ bool nb_problem_is_backward(const nb_problem *p)
     return p->dir != NB_FWD;
 }
 
+bool nb_problem_is_fused(const nb_problem *p)
+{
+    return p->add || p->act != NB_ACT_NONE;
+}
+
 bool nb_problem_has_param_grads(const nb_problem *p)
 {
     return p->dir == NB_BWD && p->affine;
@@ -346,6 +357,30 @@ static nb_status half_check(const nb_problem *p, char *err, size_t len)
                             : NB_OK;
 }
 
+/* The fused variants: add on ln/rms, act on gn/bn, both forward only;
+ * act rounds once (round=before_gamma defines no place for it); no
+ * SyncBatchNorm. */
+static nb_status fused_check(const nb_problem *p, char *err, size_t len)
+{
+    if ((unsigned)p->act >= NB_ACT_COUNT)
+        return fail(err, len, NB_ERR_ARG, "unknown activation %d", (int)p->act);
+    if (!nb_problem_is_fused(p))
+        return NB_OK;
+    if (p->add && !is_rowwise(p))
+        return fail(err, len, NB_ERR_ARG, "add (residual) is defined for ln and rms, not %s",
+                    layer_short[p->layer]);
+    if (p->act != NB_ACT_NONE && p->layer != NB_GN && p->layer != NB_BN)
+        return fail(err, len, NB_ERR_ARG, "act= is defined for gn and bn, not %s",
+                    layer_short[p->layer]);
+    if (p->dir != NB_FWD)
+        return fail(err, len, NB_ERR_ARG, "the fused variants are forward only");
+    if (p->act != NB_ACT_NONE && p->affine && p->rounding == NB_ROUND_BEFORE_GAMMA)
+        return fail(err, len, NB_ERR_ARG, "act= rounds once: not with round=before_gamma");
+    if (p->ranks)
+        return fail(err, len, NB_ERR_ARG, "act= is not defined for SyncBatchNorm (ranks)");
+    return NB_OK;
+}
+
 nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
 {
     if (!p)
@@ -425,6 +460,8 @@ nb_status nb_problem_check(const nb_problem *p, char *err, size_t len)
     nb_status st = ranks_check(p, err, len);
     if (!st)
         st = direction_check(p, err, len);
+    if (!st)
+        st = fused_check(p, err, len);
     if (st)
         return st;
     if (!isfinite(p->dist_param))
@@ -582,6 +619,8 @@ typedef enum tok_kind {
     TK_SPLIT,
     TK_PARAMS,
     TK_ROUND,
+    TK_ADD,
+    TK_ACT,
     TK_KIND_COUNT
 } tok_kind;
 
@@ -606,7 +645,9 @@ static const char *const tok_kind_name[TK_KIND_COUNT] = {"shape",
                                                          "rank count",
                                                          "rank split",
                                                          "parameter dtype",
-                                                         "rounding"};
+                                                         "rounding",
+                                                         "residual add",
+                                                         "activation"};
 
 static bool is_token(const char *tok, const char *a, const char *b)
 {
@@ -726,6 +767,12 @@ static nb_status parse_token(char *tok, nb_problem *p, tok_kind *kind, char *err
                     "bad token '%s': expected params=f32, params=same, round=once or "
                     "round=before_gamma",
                     tok);
+    } else if (rowwise && !strcmp(tok, "add")) {
+        *kind = TK_ADD, p->add = true;
+    } else if ((bn || p->layer == NB_GN) && is_token(tok, "act=relu", "act=silu")) {
+        *kind = TK_ACT, p->act = tok[4] == 'r' ? NB_ACT_RELU : NB_ACT_SILU;
+    } else if ((bn || p->layer == NB_GN) && !strncmp(tok, "act=", 4)) {
+        return fail(err, len, NB_ERR_PARSE, "bad token '%s': expected act=relu or act=silu", tok);
     } else if (!strncmp(tok, "seed", 4) && parse_i64(tok + 4, end, &iv)) {
         *kind = TK_SEED, p->seed = (uint64_t)iv;
     } else if (!strncmp(tok, "data=", 5)) {
@@ -961,6 +1008,10 @@ int nb_problem_format(const nb_problem *p, char *buf, size_t len)
     }
     if (p->dir != NB_FWD) /* fwd, the default, is not printed */
         PUT(":%s", nb_direction_name(p->dir));
+    if (p->add)
+        PUT(":add");
+    if (p->act != NB_ACT_NONE)
+        PUT(":act=%s", nb_act_name(p->act));
     fmt_double(num, sizeof num, p->eps);
     PUT(":eps%s:%s", num, nb_dtype_name(p->dtype));
     /* The eps convention only when it differs from the layer's (f32). */

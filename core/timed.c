@@ -70,6 +70,8 @@ void nb_traffic_model(const nb_problem *p, long long l2_bytes, nb_traffic *out)
     b += 3.0 * (double)nb_problem_stat_count(p) * sz; /* mean, var, rstd written */
     if (nb_problem_has_running(p))
         b += 4.0 * (double)p->c * sz;
+    if (p->add) /* the residual read, h written (its re-reads are x's passes) */
+        b += 2.0 * (double)numel * sz;
     out->bytes = b;
 }
 
@@ -79,8 +81,8 @@ int nb_rotation_prepare(nb_rotation *r, const nb_data *d, size_t target_bytes)
 {
     const size_t sz = nb_dtype_size(d->prob.dtype);
     const size_t xb = (size_t)nb_problem_numel(&d->prob) * sz;
-    const bool bwd = nb_problem_is_backward(&d->prob);
-    const size_t stride = (((bwd ? 3 : 2) * xb + 4095) / 4096) * 4096;
+    const bool bwd = nb_problem_is_backward(&d->prob), add = d->prob.add;
+    const size_t stride = (((bwd ? 3 : add ? 4 : 2) * xb + 4095) / 4096) * 4096;
     size_t count = (target_bytes + stride - 1) / stride;
     if (count < 2)
         count = 2;
@@ -97,12 +99,16 @@ int nb_rotation_prepare(nb_rotation *r, const nb_data *d, size_t target_bytes)
     r->xbytes = xb;
     r->count = (int)count;
     r->backward = bwd;
+    r->add = add;
     for (size_t i = 0; i < count; i++) {
         char *slot = r->arena + i * stride;
         memcpy(slot, d->x, xb);
         if (bwd) {
             memcpy(slot + xb, d->dy, xb);
             memset(slot + 2 * xb, 0, xb);
+        } else if (add) { /* residual, h, y */
+            memcpy(slot + xb, d->residual, xb);
+            memset(slot + 2 * xb, 0, 2 * xb);
         } else {
             memset(slot + xb, 0, xb);
         }
@@ -135,6 +141,10 @@ static void call_once(call_site *cs)
         if (cs->rot->backward) {
             cs->a.dy = base + cs->rot->xbytes;
             cs->a.dx = base + 2 * cs->rot->xbytes;
+        } else if (cs->rot->add) {
+            cs->a.residual = base + cs->rot->xbytes;
+            cs->a.h = base + 2 * cs->rot->xbytes;
+            cs->a.y = base + 3 * cs->rot->xbytes;
         } else {
             cs->a.y = base + cs->rot->xbytes;
         }

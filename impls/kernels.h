@@ -50,6 +50,17 @@ nb_status nb_scalar_backward(const nb_kernel *k, const nb_problem *p, const nb_a
  * welford and the low-precision negative controls. */
 nb_status nb_scalar_half_run(const nb_kernel *k, const nb_problem *p, const nb_args *a);
 
+/* The fused variants (impls/fused.c, docs/DESIGN.md section 2.9). */
+/* act applied to one f32 value, and in place to n values (OpenMP threads
+ * when omp and n is large). */
+float nb_act_f32(nb_act a, float v);
+void nb_act_apply_f32(nb_act a, float *y, int64_t n, bool omp);
+/* Run driver inner on fused problem p whole-tensor: h = x + residual first
+ * (into a->h) and inner on h; for f32/f64 inner without the activation,
+ * then the activation over y (bf16/f16 drivers apply it before rounding). */
+nb_status nb_fused_run(const nb_kernel *k, const nb_problem *p, const nb_args *a,
+                       nb_kernel_fn inner);
+
 /* The kernel `<layer>/default/auto` kernel k runs, chosen among the n
  * candidates (impls/dispatch.c); NULL if none runs here. */
 const nb_kernel *nb_dispatch_pick(const nb_kernel *k, const nb_kernel *candidates, size_t n);

@@ -32,6 +32,7 @@
 #define NB_ALGO_sqstore NB_ALGO_SQSTORE
 #define NB_ALGO_countstore NB_ALGO_COUNTSTORE
 #define NB_ALGO_paramround NB_ALGO_PARAMROUND
+#define NB_ALGO_unfused NB_ALGO_UNFUSED
 /* Kernel-name isa tokens to enum values: the ISA table's rows, then the rest. */
 #define NB_ISA_TOKEN(X, ID, name, ...) NB_ISA_##name = NB_ISA_##ID,
 enum {
@@ -112,8 +113,9 @@ const char *nb_kernel_isa(const nb_kernel *k)
 const char *nb_algo_name(nb_algo a)
 {
     static const char *const n[NB_ALGO_COUNT] = {
-        "twopass",   "welford",    "onepass",  "onednn",  "default",    "expanded",   "sync_chan",
-        "sync_sums", "sync_torch", "accstore", "sqstore", "countstore", "paramround", "plugin"};
+        "twopass",  "welford",    "onepass",    "onednn",     "default",
+        "expanded", "sync_chan",  "sync_sums",  "sync_torch", "accstore",
+        "sqstore",  "countstore", "paramround", "unfused",    "plugin"};
     return (unsigned)a < NB_ALGO_COUNT ? n[a] : "?";
 }
 
@@ -133,7 +135,8 @@ bool nb_kernel_runs(const nb_kernel *k, const nb_problem *p)
 {
     return k && p && k->layer == p->layer && (k->dtypes & (1u << p->dtype)) &&
            (unsigned)p->dir < NB_DIRECTION_COUNT && (k->directions & (1u << p->dir)) &&
-           is_sync(k) == (p->ranks > 0);
+           is_sync(k) == (p->ranks > 0) && (!nb_problem_is_fused(p) || (k->flags & NB_KF_FUSED)) &&
+           (k->algo != NB_ALGO_UNFUSED || p->add);
 }
 
 const nb_kernel *nb_default_resolve(const nb_kernel *k)
@@ -188,6 +191,8 @@ nb_status nb_kernel_run(const nb_kernel *k, const nb_problem *p, const nb_args *
         return NB_ERR_DTYPE;
     if (!(k->directions & (1u << p->dir)))
         return NB_ERR_DIRECTION;
+    if (nb_problem_is_fused(p) && !(k->flags & NB_KF_FUSED))
+        return NB_ERR_UNSUPPORTED;
     if (!nb_kernel_available(k))
         return NB_ERR_UNAVAILABLE;
     return k->fn(k, p, a);

@@ -91,10 +91,11 @@ static nb_status HFN(params_f32)(const nb_kernel *k, const nb_problem *p, const 
     return NB_OK;
 }
 
-/* y of one group under the problem's rounding semantics. */
-static void HFN(group_normalize)(const nb_desc *d, bool before_gamma, const uint16_t *gx,
-                                 uint16_t *gy, const float *gamma, const float *beta, int64_t pbase,
-                                 float mean, float rstd)
+/* y of one group under the problem's rounding semantics (act=, which
+ * rounds once, applied in f32 before the rounding). */
+static void HFN(group_normalize)(const nb_desc *d, bool before_gamma, nb_act act,
+                                 const uint16_t *gx, uint16_t *gy, const float *gamma,
+                                 const float *beta, int64_t pbase, float mean, float rstd)
 {
     for (int64_t s = 0; s < d->nseg; s++) {
         const uint16_t *xr = gx + s * d->seg_stride;
@@ -112,7 +113,7 @@ static void HFN(group_normalize)(const nb_desc *d, bool before_gamma, const uint
                 if (beta)
                     z = z + beta[pi];
             }
-            yr[o] = STOREH(z);
+            yr[o] = STOREH(nb_act_f32(act, z));
         }
     }
 }
@@ -155,7 +156,7 @@ static nb_status HFN(run)(const nb_kernel *k, const nb_problem *p, const nb_args
     for (int64_t g = 0; g < G; g++) {
         const int64_t inner = g % d.ninner, off = (g / d.ninner) * d.xo + inner * d.xi;
         HFN(group_normalize)
-        (&d, before_gamma, x + off, y + off, gamma, beta, inner * d.pi, mean[g], rstd[g]);
+        (&d, before_gamma, p->act, x + off, y + off, gamma, beta, inner * d.pi, mean[g], rstd[g]);
     }
     if (nb_problem_has_running(p) && !(p->layer == NB_BN && !p->training))
         HFN(nb_running_update)(p, a, d.m, mean, var);

@@ -65,6 +65,13 @@ static void FN(brow_one)(const FN(bjob) * jb, int64_t row, T *pg, T *pb)
     const FN(bsums) S = FN(bsum_run)(x, dy, jb->gamma, n, mu, r);
     const T A = jb->rms ? (T)0 : S.s / (T)n, B = S.t / (T)n;
     const FN(bcoef) c = FN(bcoef_make)(mu, r, A, B, jb->gamma, (T)1, false);
+    /* streaming (a tensor far beyond the caches): the next row's x and dy
+     * are asked for now, while this row's dx pass runs from L1 */
+    if (jb->nt && row + 1 < jb->d.ngroups)
+        for (int64_t o = 0; o < n; o += 64 / (int64_t)sizeof(T)) {
+            __builtin_prefetch(x + n + o, 0, 3);
+            __builtin_prefetch(dy + n + o, 0, 3);
+        }
     FN(bdx_run)(&c, x, dy, jb->dx + off, n, jb->nt, pg, pb);
 }
 

@@ -604,10 +604,11 @@ static nb_status FN(run_chan)(const FN(job) * jb)
 
 /* ---- the entry for one dtype ------------------------------------------ */
 
-static nb_status FN(simd_run)(const nb_kernel *k, const nb_problem *p, const nb_args *a)
+/* The forward pass with the given tuning (simd_fused.h runs blocks of a
+ * larger tensor and decides the streaming of y for the whole). */
+static nb_status FN(simd_run_tuned)(const nb_kernel *k, const nb_problem *p, const nb_args *a,
+                                    const nb_tune *tune)
 {
-    if (nb_problem_is_backward(p))
-        return FN(bwd_run)(k, p, a);
     nb_desc d;
     nb_desc_make(p, &d);
     FN(job) jb;
@@ -619,7 +620,7 @@ static nb_status FN(simd_run)(const nb_kernel *k, const nb_problem *p, const nb_
     jb.y = a->y;
     jb.eps = (T)p->eps;
     jb.infer = p->layer == NB_BN && !p->training;
-    jb.tune = nb_tune_get();
+    jb.tune = tune;
     T *scratch;
     if (FN(nb_stat_buffers)(a, d.ngroups, &jb.mean, &jb.var, &jb.rstd, &scratch))
         return NB_ERR_NOMEM;
@@ -632,6 +633,13 @@ static nb_status FN(simd_run)(const nb_kernel *k, const nb_problem *p, const nb_
         FN(nb_running_update)(p, a, d.m, jb.mean, jb.var);
     free(scratch);
     return st;
+}
+
+static nb_status FN(simd_run)(const nb_kernel *k, const nb_problem *p, const nb_args *a)
+{
+    if (nb_problem_is_backward(p))
+        return FN(bwd_run)(k, p, a);
+    return FN(simd_run_tuned)(k, p, a, nb_tune_get());
 }
 
 #undef FN

@@ -47,6 +47,32 @@ static void half_narrow(bool bf16, const float *s, uint16_t *d, int64_t n)
         d[i] = bf16 ? nb_f32_to_bf16(s[i]) : nb_f32_to_f16(s[i]);
 }
 
+/* The fused add over n storage values: h = RN(x + residual), the sum
+ * exact in f32 (fused.c says why one rounding of it is the correct one),
+ * and its widened values in d for the f32 driver (d NULL: h only). */
+static void half_add(bool bf16, const uint16_t *x, const uint16_t *r, uint16_t *h, float *d,
+                     int64_t n)
+{
+    int64_t i = 0;
+    for (; i + nb_lanes_f32 <= n; i += nb_lanes_f32) {
+        const nb_vec_f32 s = bf16 ? nb_vadd_f32(nb_vcvt_bf16_f32(x + i), nb_vcvt_bf16_f32(r + i))
+                                  : nb_vadd_f32(nb_vcvt_f16_f32(x + i), nb_vcvt_f16_f32(r + i));
+        if (bf16)
+            nb_vcvt_f32_bf16(h + i, s);
+        else
+            nb_vcvt_f32_f16(h + i, s);
+        if (d)
+            nb_vstore_f32(d + i, bf16 ? nb_vcvt_bf16_f32(h + i) : nb_vcvt_f16_f32(h + i));
+    }
+    for (; i < n; i++) {
+        const float v = bf16 ? nb_bf16_to_f32(x[i]) + nb_bf16_to_f32(r[i])
+                             : nb_f16_to_f32(x[i]) + nb_f16_to_f32(r[i]);
+        h[i] = bf16 ? nb_f32_to_bf16(v) : nb_f32_to_f16(v);
+        if (d)
+            d[i] = bf16 ? nb_bf16_to_f32(h[i]) : nb_f16_to_f32(h[i]);
+    }
+}
+
 /* v rounded to the storage type, in registers (through a small buffer). */
 static inline nb_vec_f32 half_vround(bool bf16, nb_vec_f32 v)
 {
@@ -150,8 +176,9 @@ static int64_t half_block_n(const nb_problem *p)
     return nb < 1 ? 1 : nb > p->n ? p->n : nb;
 }
 
-/* One block: samples [n0, n0 + q->n) widened, run by the f32 driver, y
- * narrowed (or rounded before gamma). */
+/* One block: samples [n0, n0 + q->n) widened (fused add: h formed and
+ * widened), run by the f32 driver, the activation applied in f32 (act=),
+ * y narrowed (or rounded before gamma). */
 static nb_status half_block(const nb_kernel *k, const nb_problem *p, const nb_args *a,
                             nb_problem *q, int64_t n0, const float *g, const float *b, float *xs,
                             float *ys)
@@ -159,7 +186,11 @@ static nb_status half_block(const nb_kernel *k, const nb_problem *p, const nb_ar
     const bool bf16 = p->dtype == NB_BF16, bg = p->affine && p->rounding == NB_ROUND_BEFORE_GAMMA;
     const int64_t per = nb_problem_numel(p) / p->n, gper = nb_problem_stat_count(p) / p->n;
     const int64_t cnt = q->n * per, off = n0 * per, soff = n0 * gper;
-    half_widen(bf16, (const uint16_t *)a->x + off, xs, cnt);
+    if (p->add)
+        half_add(bf16, (const uint16_t *)a->x + off, (const uint16_t *)a->residual + off,
+                 (uint16_t *)a->h + off, xs, cnt);
+    else
+        half_widen(bf16, (const uint16_t *)a->x + off, xs, cnt);
     nb_args f = *a;
     f.x = xs;
     f.y = ys;
@@ -171,6 +202,8 @@ static nb_status half_block(const nb_kernel *k, const nb_problem *p, const nb_ar
     const nb_status st = simd_run_f32(k, q, &f);
     if (st)
         return st;
+    if (p->act != NB_ACT_NONE)
+        nb_act_apply_f32(p->act, ys, cnt, false);
     uint16_t *y = (uint16_t *)a->y + off;
     if (bg)
         half_before_gamma(bf16, q, ys, y, g, b);
@@ -241,6 +274,8 @@ static nb_status simd_run_half(const nb_kernel *k, const nb_problem *p, const nb
     q.dtype = NB_F32;
     q.params = NB_PARAMS_F32;
     q.rounding = NB_ROUND_ONCE;
+    q.add = false; /* formed and applied by half_block */
+    q.act = NB_ACT_NONE;
     if (p->affine && p->rounding == NB_ROUND_BEFORE_GAMMA)
         q.affine = false; /* the driver returns xhat */
     const int64_t nb = half_block_n(p), per = nb_problem_numel(p) / p->n;

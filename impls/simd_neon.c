@@ -212,10 +212,9 @@ static inline void nb_vcvt_f32_f16(uint16_t *p, float32x4_t v)
 #include "simd_drive.h"
 
 #include "simd_half.h"
+#include "simd_fused.h"
 
 nb_status nb_neon_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
-    if (nb_dtype_is_half(p->dtype))
-        return simd_run_half(k, p, a);
-    return p->dtype == NB_F64 ? simd_run_f64(k, p, a) : simd_run_f32(k, p, a);
+    return simd_run_any(k, p, a);
 }

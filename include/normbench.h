@@ -62,6 +62,11 @@ typedef enum nb_params { NB_PARAMS_F32, NB_PARAMS_SAME, NB_PARAMS_COUNT } nb_par
  * rounded to the storage type, then multiplied by gamma and the product
  * rounded, then beta added and the sum rounded (Hugging Face Llama). */
 typedef enum nb_rounding { NB_ROUND_ONCE, NB_ROUND_BEFORE_GAMMA, NB_ROUND_COUNT } nb_rounding;
+
+/* Fused activation after the affine step (the `act=` token; gn and bn
+ * forward, docs/DESIGN.md section 2.9): y = act(gamma xhat + beta), rounded
+ * once. relu: max(v, 0); silu: v / (1 + exp(-v)). */
+typedef enum nb_act { NB_ACT_NONE, NB_ACT_RELU, NB_ACT_SILU, NB_ACT_COUNT } nb_act;
 typedef enum nb_layout { NB_NCHW, NB_NHWC } nb_layout;
 
 /* Input distributions (the `data=` token of a problem string). */
@@ -153,6 +158,12 @@ typedef struct nb_problem {
     int ranks;
     int nsplit;
     int64_t split[NB_MAX_SPLIT];
+    /* Fused variants (docs/DESIGN.md section 2.9), forward only:
+     * add (ln, rms; the `add` token): h = x + residual rounded to the
+     * dtype is a second output, and the layer normalises h;
+     * act (gn, bn; `act=relu|silu`): the activation after the affine. */
+    bool add;
+    nb_act act;
 } nb_problem;
 
 /* Fill *p with the defaults of a layer (eps 1e-5, f32, nchw, training for
@@ -183,6 +194,7 @@ bool nb_problem_uses_beta(
 bool nb_problem_has_running(const nb_problem *p);      /* running_mean/var are read or written */
 bool nb_problem_uses_batch_stats(const nb_problem *p); /* false only for bn inference */
 bool nb_problem_is_backward(const nb_problem *p);      /* bwd or bwd_d */
+bool nb_problem_is_fused(const nb_problem *p);         /* add or act */
 /* The backward pass computes dgamma (and, with nb_problem_uses_beta, dbeta):
  * bwd (not bwd_d) of an affine problem. */
 bool nb_problem_has_param_grads(const nb_problem *p);
@@ -218,6 +230,7 @@ const char *nb_dtype_name(nb_dtype t);  /* "f32", "f64", "bf16", "f16" */
 const char *nb_dist_name(nb_dist d);
 const char *nb_direction_name(nb_direction d); /* "fwd", "bwd", "bwd_d" */
 const char *nb_dy_dist_name(nb_dy_dist d);     /* "normal", "const", ... */
+const char *nb_act_name(nb_act a);             /* "none", "relu", "silu" */
 
 /* ---- kernel arguments -------------------------------------------------- */
 
@@ -240,7 +253,11 @@ const char *nb_dy_dist_name(nb_dy_dist d);     /* "normal", "const", ... */
  *   1/sqrt(running_var + eps)). var, y and the running statistics unused.
  * dx: output, numel elements.
  * dgamma, dbeta: outputs, param_count elements, written by bwd on an affine
- *   problem (dbeta when the problem has beta); unused by bwd_d. */
+ *   problem (dbeta when the problem has beta); unused by bwd_d.
+ *
+ * Fused add (p->add): residual, an input of numel elements; h, an output
+ * of numel elements, h = x + residual rounded to the dtype; y normalises
+ * h. Unused otherwise. */
 typedef struct nb_args {
     const void *x;
     void *y;
@@ -255,6 +272,8 @@ typedef struct nb_args {
     void *dx;
     void *dgamma;
     void *dbeta;
+    const void *residual;
+    void *h;
 } nb_args;
 
 /* ---- registry ---------------------------------------------------------- */
@@ -281,6 +300,7 @@ typedef enum nb_algo {
     NB_ALGO_SQSTORE,    /* statistics accumulated, the sum of squares held, */
     NB_ALGO_COUNTSTORE, /* the element count held in the storage dtype, */
     NB_ALGO_PARAMROUND, /* f32 gamma/beta rounded to the storage dtype */
+    NB_ALGO_UNFUSED,    /* fused add as two passes: the bench's baseline (simd_fused.h) */
     NB_ALGO_PLUGIN,
     NB_ALGO_COUNT
 } nb_algo;
@@ -315,7 +335,8 @@ typedef enum nb_reduction {
 enum {
     NB_KF_NEGATIVE_CONTROL = 1u << 0, /* known unstable; expected to fail */
     NB_KF_PRESCALED = 1u << 1,        /* survives |x| near sqrt(max finite) */
-    NB_KF_DETERMINISTIC = 1u << 2     /* bitwise identical across runs/threads */
+    NB_KF_DETERMINISTIC = 1u << 2,    /* bitwise identical across runs/threads */
+    NB_KF_FUSED = 1u << 3             /* computes the fused variants (add, act=) */
 };
 
 struct nb_kernel;
@@ -464,6 +485,7 @@ typedef struct nb_data {
     void *running_mean, *running_var;   /* state given to the kernel */
     void *running_mean0, *running_var0; /* copies of the initial state */
     void *dy, *dx, *dgamma, *dbeta;     /* backward only, else NULL */
+    void *residual, *h;                 /* fused add only, else NULL */
 } nb_data;
 
 /* True when `bytes` fit in half of this machine's physical memory: the
@@ -516,6 +538,9 @@ typedef struct nb_ref {
     nb_dd *dx;                /* per element */
     nb_dd *dgamma, *dbeta;    /* per parameter, when the problem computes them */
     double *g_mean, *gz_mean; /* per group: mean(gamma dy), mean(gamma dy xhat) */
+    /* Fused add only (else NULL): h = x + residual correctly rounded to the
+     * dtype, numel elements in the dtype; y's reference normalises it. */
+    void *h;
 } nb_ref;
 
 /* Compute the reference for the inputs in d (x, gamma, beta, initial running

@@ -42,7 +42,10 @@ extern "C" {
 #endif
 
 #define NBP_ABI_MAJOR 1
-#define NBP_ABI_MINOR 1 /* 1.1: NBP_KF_NO_VAR, NBP_KF_THREADED, nbp_plugin.flags */
+#define NBP_ABI_MINOR                                           \
+    2 /* 1.1: NBP_KF_NO_VAR, NBP_KF_THREADED, nbp_plugin.flags; \
+         1.2: NBP_BF16, NBP_F16, NBP_MODE_PARAMS_SAME,          \
+         NBP_MODE_ROUND_BEFORE_GAMMA */
 /* major in the upper 16 bits, minor in the lower 16 */
 #define NBP_ABI_VERSION (((uint32_t)NBP_ABI_MAJOR << 16) | (uint32_t)NBP_ABI_MINOR)
 #define NBP_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
@@ -67,13 +70,17 @@ enum nbp_layer {
     NBP_LAYER_COUNT
 };
 
-enum nbp_dtype { NBP_F32 = 0, NBP_F64 = 1 }; /* float, double: every buffer of a call */
+/* float, double; (1.2) bf16 and f16: 16-bit storage for x, y, dy, dx (raw
+ * bits, uint16_t), with f32 statistics and accumulation (nbp_buffers) */
+enum nbp_dtype { NBP_F32 = 0, NBP_F64 = 1, NBP_BF16 = 2, NBP_F16 = 3 };
 enum nbp_direction { NBP_FWD = 0, NBP_BWD = 1, NBP_BWD_D = 2 };
 enum nbp_layout { NBP_NCHW = 0, NBP_NHWC = 1 }; /* ln and rms: always NCHW (rows x cols) */
 
 /* Bits of nbp_kernel.dtypes, .directions, .layouts: 1u << the enum value. */
 #define NBP_DTYPE_F32 (1u << NBP_F32)
 #define NBP_DTYPE_F64 (1u << NBP_F64)
+#define NBP_DTYPE_BF16 (1u << NBP_BF16) /* (1.2) */
+#define NBP_DTYPE_F16 (1u << NBP_F16)   /* (1.2) */
 #define NBP_DIR_FWD (1u << NBP_FWD)
 #define NBP_DIR_BWD (1u << NBP_BWD)     /* dx, dgamma, dbeta */
 #define NBP_DIR_BWD_D (1u << NBP_BWD_D) /* dx only */
@@ -89,7 +96,12 @@ enum nbp_layout { NBP_NCHW = 0, NBP_NHWC = 1 }; /* ln and rms: always NCHW (rows
 #define NBP_MODE_AFFINE (1u << 3)         /* gamma (and beta unless NO_BETA) are read */
 #define NBP_MODE_PLAIN (1u << 4)          /* no affine: y = (x - mean) rstd */
 #define NBP_MODE_NO_BETA (1u << 5)        /* ln affine without beta (rms never has beta) */
-#define NBP_MODES_ALL ((1u << 6) - 1u)
+/* (1.2) bf16/f16 affine problems: gamma and beta in the storage dtype (else
+ * f32), and y rounded as RN(RN(RN(xhat) gamma) + beta) (else once, after
+ * gamma xhat + beta in f32): docs/DESIGN.md section 2.4 */
+#define NBP_MODE_PARAMS_SAME (1u << 6)
+#define NBP_MODE_ROUND_BEFORE_GAMMA (1u << 7)
+#define NBP_MODES_ALL ((1u << 8) - 1u)
 
 /* How the kernel reduces a group of m values: the depth C of the error
  * bound (docs/DESIGN.md section 4.3). Unknown is judged as sequential
@@ -133,7 +145,9 @@ typedef struct nbp_problem {
     int32_t threads;      /* threads the kernel may use (normbench's thread count) */
 } nbp_problem;
 
-/* One call's buffers, all of the problem's dtype, each exactly its length
+/* One call's buffers, all of the problem's dtype (bf16/f16: x, y, dy, dx in
+ * it, gamma and beta in it under NBP_MODE_PARAMS_SAME else f32, the
+ * statistics and running statistics f32), each exactly its length
  * (between guard pages in verification: one element past the end or before
  * the start is a fault).
  * Forward: x in, y out (numel); gamma, beta in (param_count; NULL when the

@@ -73,6 +73,7 @@ typedef struct stats {
     mpfr_t s; /* sqrt(W) */
     mpfr_t t; /* rms: N_k * s, exact */
     mpfr_t z, y;
+    mpfr_t ya; /* act= problems: act(y), swapped into y */
 } stats;
 
 /* Everything one nb_ref_compute call works on: the problem's shape, the
@@ -87,6 +88,7 @@ typedef struct ctx {
     nb_dtype tx, tp, ts;    /* dtypes of x, of gamma/beta, of the running statistics */
     bool half;              /* bf16/f16: y is rounded to the storage type */
     bool before_gamma;      /* ... under round=before_gamma */
+    nb_act act;             /* the fused activation after the affine step */
     int64_t N, C, S, G, Cg; /* batch, channels (cols), spatial, groups, channels per group */
     int64_t ngroups, mmax;
     bool use_gamma, use_beta;
@@ -226,12 +228,12 @@ static void stats_init(stats *s)
     s->prec = 0;
     s->group = -1;
     s->exact = false;
-    mpfr_inits2(NB_REF_PREC0, s->mean, s->var, s->rstd, s->s, s->t, s->z, s->y, (mpfr_ptr)0);
+    mpfr_inits2(NB_REF_PREC0, s->mean, s->var, s->rstd, s->s, s->t, s->z, s->y, s->ya, (mpfr_ptr)0);
 }
 
 static void stats_clear(stats *s)
 {
-    mpfr_clears(s->mean, s->var, s->rstd, s->s, s->t, s->z, s->y, (mpfr_ptr)0);
+    mpfr_clears(s->mean, s->var, s->rstd, s->s, s->t, s->z, s->y, s->ya, (mpfr_ptr)0);
 }
 
 /* Clears the first n values of an array of MPFR numbers, then frees it
@@ -478,6 +480,8 @@ static bool group_sums(ctx *c)
 /* z and y of member k at the precision of st; N_k, gam, bet already set.
  * Returns true when y is good enough: rounds correctly to the dtype and is
  * known to NB_REF_DD_BITS bits, or is exact. */
+static bool eval_act(ctx *c, stats *st, bool inexact, mpfr_exp_t werr);
+
 static bool eval_elem(ctx *c, stats *st)
 {
     const mpfr_prec_t P = st->prec;
@@ -519,10 +523,12 @@ static bool eval_elem(ctx *c, stats *st)
         return false;
     const bool z_term = !(st->exact && tz == 0) && !mpfr_zero_p(c->gam) && !mpfr_zero_p(st->z);
     const bool y_term = ty != 0;
-    if (mpfr_zero_p(st->y))
-        return !z_term; /* exact zero, or cancellation of an inexact z: retry */
+    if (mpfr_zero_p(st->y) && z_term)
+        return false; /* cancellation of an inexact z: retry */
     if (!z_term && !y_term)
-        return true; /* y exact */
+        return c->act == NB_ACT_NONE || eval_act(c, st, false, 0); /* y exact */
+    if (mpfr_zero_p(st->y))
+        return true; /* an exact zero */
     const mpfr_exp_t ey = mpfr_get_exp(st->y);
     mpfr_exp_t bound = ey - py; /* rounding term (also a safe floor when y is exact) */
     if (z_term) {
@@ -530,10 +536,71 @@ static bool eval_elem(ctx *c, stats *st)
         if (a > bound)
             bound = a;
     }
+    if (c->act != NB_ACT_NONE)
+        return eval_act(c, st, true, bound + 1);
     const mpfr_exp_t err = ey - (bound + 1);
     if (err < NB_REF_DD_BITS)
         return false;
     return mpfr_can_round(st->y, err, MPFR_RNDN, MPFR_RNDZ, c->dt_prec + 1) != 0;
+}
+
+/* Whether v (error below 2^err_exp) rounds correctly to the dtype and to a
+ * double-double (the test eval_elem applies to y). */
+static bool rounds_ok(const ctx *c, mpfr_srcptr v, mpfr_exp_t err_exp)
+{
+    const mpfr_exp_t err = mpfr_get_exp(v) - err_exp;
+    if (err < NB_REF_DD_BITS)
+        return false;
+    return mpfr_can_round(v, err, MPFR_RNDN, MPFR_RNDZ, c->dt_prec + 1) != 0;
+}
+
+/* act= problems (docs/DESIGN.md section 2.9): y = act(w), w = gamma z +
+ * beta in st->y, known to within 2^werr when inexact. Written into st->y;
+ * false when w's precision is not enough to round act(w) correctly.
+ * relu is exact: max(w, 0), +0 below 0, once w's sign is certain.
+ * silu: a = w / (1 + exp(-w)) with three roundings at pa bits, relative
+ * error below 4 2^-pa; w's own error moves silu by at most 1.1 2^werr
+ * (|silu'| <= 1.0999), and for w + 2^werr < -2, where silu'/silu =
+ * (1 + w (1 - s)) / w <= 1.5 in size (s the sigmoid), by at most
+ * 2^(werr + 1) |a| in relative terms (e^(2^werr) <= 1.01 folded in).
+ * exp(-w) beyond MPFR's range (w below about -7e8) leaves -0: the true
+ * value is far below every dtype's smallest subnormal. */
+static bool eval_act(ctx *c, stats *st, bool inexact, mpfr_exp_t werr)
+{
+    mpfr_ptr w = st->y, a = st->ya;
+    const mpfr_prec_t pa = mpfr_get_prec(w) + 16;
+    mpfr_set_prec(a, pa);
+    if (mpfr_zero_p(w) || (c->act == NB_ACT_RELU && mpfr_sgn(w) < 0)) {
+        if (inexact && !mpfr_zero_p(w) && mpfr_get_exp(w) <= werr)
+            return false;    /* w's sign is not certain */
+        mpfr_set_zero(a, 1); /* relu(w <= 0) and silu(0) are +0 */
+        mpfr_swap(st->y, st->ya);
+        return true;
+    }
+    if (c->act == NB_ACT_RELU) {
+        mpfr_set(a, w, MPFR_RNDN); /* exact: pa > w's precision */
+        mpfr_swap(st->y, st->ya);
+        return !inexact || rounds_ok(c, st->y, werr);
+    }
+    mpfr_neg(a, w, MPFR_RNDN);
+    mpfr_exp(a, a, MPFR_RNDN);
+    if (mpfr_inf_p(a)) {
+        mpfr_set_zero(a, -1);
+        mpfr_swap(st->y, st->ya);
+        return true;
+    }
+    mpfr_add_ui(a, a, 1, MPFR_RNDN);
+    mpfr_div(a, w, a, MPFR_RNDN);
+    const mpfr_exp_t ea = mpfr_get_exp(a);
+    mpfr_exp_t bound = ea - pa + 2; /* the three roundings */
+    if (inexact) {
+        const double wd = mpfr_get_d(w, MPFR_RNDN);
+        const bool far_left = wd + ldexp(1.0, (int)(werr < -2000 ? -2000 : werr)) < -2.001;
+        const mpfr_exp_t from_w = far_left ? ea + werr + 1 : werr + 1;
+        bound = from_w > bound ? from_w : bound;
+    }
+    mpfr_swap(st->y, st->ya);
+    return rounds_ok(c, st->y, bound + 1);
 }
 
 /* ---- one group ----------------------------------------------------------- */
@@ -1141,6 +1208,7 @@ static void ctx_shape(ctx *c, const nb_problem *p)
     c->ts = nb_problem_stat_dtype(p);
     c->half = nb_dtype_is_half(p->dtype);
     c->before_gamma = c->half && p->affine && p->rounding == NB_ROUND_BEFORE_GAMMA;
+    c->act = p->act;
     c->N = p->n;
     c->C = p->c;
     c->S = (p->layer == NB_LN || p->layer == NB_RMS) ? 1 : nb_problem_spatial(p);
@@ -1242,7 +1310,42 @@ static bool ref_buffers_present(const nb_data *d, const ctx *c, bool has_running
     const bool bwd = nb_problem_is_backward(c->p), infer = c->mode == MODE_RUNNING;
     return !((c->use_gamma && !d->gamma) || (c->use_beta && !bwd && !d->beta) ||
              (has_running && (!d->running_mean0 || !d->running_var0)) || (bwd && !d->dy) ||
-             (bwd && infer && (!d->running_mean0 || !d->running_var0)));
+             (bwd && infer && (!d->running_mean0 || !d->running_var0)) ||
+             (c->p->add && !d->residual));
+}
+
+/* ---- fused add ----------------------------------------------------------- */
+
+/* The fused add's h = x + residual: the exact sum (MPFR, sized to hold
+ * it), rounded once to the dtype, into r->h; the layer's reference then
+ * normalises these values. False when out of memory or an operation was
+ * not exact. */
+static bool ref_fused_add(const nb_data *d, nb_ref *r)
+{
+    const nb_problem *p = &d->prob;
+    const nb_dtype t = p->dtype;
+    const int64_t n = nb_problem_numel(p);
+    r->h = malloc((size_t)n * nb_dtype_size(t) + 1);
+    if (!r->h)
+        return false;
+    mpfr_t a, b, s, tmp;
+    mpfr_inits2(64, a, b, s, tmp, (mpfr_ptr)0);
+    bool ok = true;
+    for (int64_t i = 0; i < n; i++) {
+        mpfr_set_d(a, load(d->x, t, i), MPFR_RNDN); /* exact: 64 bits */
+        mpfr_set_d(b, load(d->residual, t, i), MPFR_RNDN);
+        ok &= exact_add(s, a, b, +1);
+        switch (t) {
+        case NB_F64: ((double *)r->h)[i] = mpfr_get_d(s, MPFR_RNDN); break;
+        case NB_F32: ((float *)r->h)[i] = mpfr_get_flt(s, MPFR_RNDN); break;
+        case NB_BF16:
+            ((uint16_t *)r->h)[i] = nb_f32_to_bf16((float)round_storage(s, t, tmp)); /* exact */
+            break;
+        default: ((uint16_t *)r->h)[i] = nb_f32_to_f16((float)round_storage(s, t, tmp)); break;
+        }
+    }
+    mpfr_clears(a, b, s, tmp, (mpfr_ptr)0);
+    return ok;
 }
 
 /* ---- public -------------------------------------------------------------- */
@@ -1266,6 +1369,7 @@ void nb_ref_free(nb_ref *r)
     free(r->dbeta);
     free(r->g_mean);
     free(r->gz_mean);
+    free(r->h);
     memset(r, 0, sizeof *r);
 }
 
@@ -1295,6 +1399,8 @@ double nb_ref_memory(const nb_problem *p)
      * parameter */
     if (nb_problem_is_backward(p))
         bytes += 16.0 * N + 16.0 * G + 424.0 * m + 232.0 * C;
+    if (p->add) /* h in the dtype */
+        bytes += N * (double)nb_dtype_size(p->dtype);
     return bytes;
 }
 
@@ -1319,7 +1425,16 @@ nb_status nb_ref_compute(const nb_data *d, nb_ref *r)
     st = ref_alloc(r, c, rs.has);
     if (st != NB_OK)
         return st;
-    c->d = d;
+    /* fused add: the layer's reference reads h for x */
+    nb_data dh = *d;
+    if (d->prob.add) {
+        if (!ref_fused_add(d, r)) {
+            nb_ref_free(r);
+            return NB_ERR_NOMEM;
+        }
+        dh.x = r->h;
+    }
+    c->d = &dh;
     c->r = r;
     c->ok = true;
     st = ctx_alloc(c, c->mode != MODE_RUNNING);

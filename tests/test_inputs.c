@@ -187,7 +187,7 @@ Test(inputs, default_sweep_shape)
     size_t n = 0;
     char **s = nb_sweep_default(&n);
     cr_assert_not_null(s);
-    cr_expect_eq(n, 980);
+    cr_expect_eq(n, 1020);
     cr_expect_str_eq(s[0], "ln:rows7:cols256:f32:data=normal");
     cr_expect_str_eq(s[n - 13], "gn:n2c12h3w3:g2:nhwc:f16:round=before_gamma");
     cr_expect_str_eq(s[n - 4], "bn:n1c32h182w182:nhwc:f64:data=nan");

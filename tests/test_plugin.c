@@ -381,8 +381,9 @@ static void outputs(const nb_data *d, unsigned char *out, size_t cap, size_t *n)
     *n = 0;
     for (int b = 0; b < NB_BUF_COUNT; b++) {
         const void *v = *nb_args_slot(&a, b);
-        const size_t bytes = (size_t)nb_buffer_count(p, b) * nb_dtype_size(p->dtype);
-        if (!v || b == NB_BUF_X || b == NB_BUF_DY || b == NB_BUF_GAMMA || b == NB_BUF_BETA)
+        const size_t bytes = (size_t)nb_buffer_count(p, b) * nb_dtype_size(nb_buffer_dtype(p, b));
+        if (!v || b == NB_BUF_X || b == NB_BUF_DY || b == NB_BUF_GAMMA || b == NB_BUF_BETA ||
+            b == NB_BUF_RESIDUAL)
             continue;
         cr_assert(*n + bytes <= cap);
         memcpy(out + *n, v, bytes);

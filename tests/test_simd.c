@@ -364,7 +364,7 @@ Test(simd, twopass_overflow_fallback, .timeout = 600)
                 nb_set_threads(th);
                 for (size_t i = 0; i < nb_kernel_count(); i++) {
                     const nb_kernel *k = nb_kernel_at(i);
-                    if (k->layer != p.layer || !ours(k) || k->isa == NB_ISA_BLAS ||
+                    if (!nb_kernel_runs(k, &p) || !ours(k) || k->isa == NB_ISA_BLAS ||
                         !(k->flags & NB_KF_PRESCALED) || (th == 2 && !k->omp))
                         continue;
                     nb_check c;

@@ -5,7 +5,13 @@
  * normbench command nor libnormbench links oneDNN. normbench loads it from
  * its default plug-in directories (docs/DESIGN.md section 9).
  *
- * fp32 only; NCHW and NHWC (and their 1d/3d forms); BatchNorm forward
+ * f32, and bf16 and f16 forward (plug-in ABI 1.2: x and y in the storage
+ * type, statistics and scale/shift f32, y rounded once: oneDNN's own
+ * semantics, so problems with round=before_gamma are not declared; with
+ * params=same gamma and beta are widened to f32 first, exactly; where
+ * oneDNN has no implementation for the dtype on this CPU, creating the
+ * primitive fails and the call answers NBP_UNSUPPORTED: SKIP with the
+ * reason); NCHW and NHWC (and their 1d/3d forms); BatchNorm forward
  * training (batch statistics, with or without the running update) and
  * inference (running statistics); LayerNorm forward with statistics written
  * out. Backward: `bwd` (dx, dgamma, dbeta: oneDNN's backward) and `bwd_d`
@@ -56,6 +62,7 @@ static double spatial_count(const nbp_problem *p)
 
 typedef struct onednn_key {
     int32_t layer;
+    int32_t dtype; /* of x and y */
     int32_t layout;
     bool training, scale, shift;
     int32_t dir;
@@ -76,6 +83,7 @@ typedef struct onednn_entry {
     float *mean_buf, *var_buf; /* used when the caller passes no statistics buffers */
     float *zero_shift;         /* backward: oneDNN 2.6 asks for the shift it does not use */
     float *dparams;            /* bwd_d: the dgamma, dbeta oneDNN computes anyway (2 C) */
+    float *params;             /* params=same: gamma and beta widened to f32 (2 C) */
 } onednn_entry;
 
 #define CACHE_SIZE 8
@@ -103,6 +111,7 @@ static void entry_free(onednn_entry *e)
     free(e->var_buf);
     free(e->zero_shift);
     free(e->dparams);
+    free(e->params);
     memset(e, 0, sizeof *e);
 }
 
@@ -150,22 +159,27 @@ static bool mem_1d(dnnl_memory_t *m, int64_t len)
            dnnl_memory_create(m, &md, engine, DNNL_MEMORY_NONE) == dnnl_success;
 }
 
+static dnnl_data_type_t data_type(int32_t dtype)
+{
+    return dtype == NBP_BF16 ? dnnl_bf16 : dtype == NBP_F16 ? dnnl_f16 : dnnl_f32;
+}
+
 /* The data's memory descriptor and the statistics' length of one key. */
 static bool data_md(const onednn_key *k, dnnl_memory_desc_t *md, int64_t *nstat)
 {
+    const dnnl_data_type_t dt = data_type(k->dtype);
     dnnl_dims_t dims;
     dims[0] = k->n;
     dims[1] = k->c;
     if (k->layer == NBP_LAYERNORM) {
         *nstat = k->n;
-        return dnnl_memory_desc_init_by_tag(md, 2, dims, dnnl_f32, dnnl_ab) == dnnl_success;
+        return dnnl_memory_desc_init_by_tag(md, 2, dims, dt, dnnl_ab) == dnnl_success;
     }
     const int nd = 2 + k->spatial_rank;
     for (int i = 0; i < k->spatial_rank; i++)
         dims[2 + i] = k->spatial[i];
     *nstat = k->c;
-    return dnnl_memory_desc_init_by_tag(md, nd, dims, dnnl_f32, data_tag(nd, k->layout)) ==
-           dnnl_success;
+    return dnnl_memory_desc_init_by_tag(md, nd, dims, dt, data_tag(nd, k->layout)) == dnnl_success;
 }
 
 /* The forward primitive descriptor (a backward one's hint: training). */
@@ -241,7 +255,8 @@ static bool entry_make(onednn_entry *e, const onednn_key *k)
     e->var_buf = malloc((size_t)nstat * sizeof(float));
     e->zero_shift = calloc((size_t)k->c, sizeof(float));
     e->dparams = malloc(2 * (size_t)k->c * sizeof(float));
-    return e->mean_buf && e->var_buf && e->zero_shift && e->dparams;
+    e->params = malloc(2 * (size_t)k->c * sizeof(float));
+    return e->mean_buf && e->var_buf && e->zero_shift && e->dparams && e->params;
 }
 
 static onednn_entry *entry_get(const onednn_key *k)
@@ -264,6 +279,7 @@ static onednn_key key_of(const nbp_problem *p)
     onednn_key k;
     memset(&k, 0, sizeof k); /* padding too: the key is compared with memcmp */
     k.layer = p->layer;
+    k.dtype = p->dtype;
     k.layout = p->layer == NBP_LAYERNORM ? NBP_NCHW : p->layout;
     k.training = p->layer == NBP_LAYERNORM || training_of(p);
     k.scale = affine_of(p);
@@ -277,6 +293,41 @@ static onednn_key key_of(const nbp_problem *p)
     k.eps = (float)p->eps;
     k.threads = p->threads;
     return k;
+}
+
+/* A storage value (bf16 or f16 bits) as f32, exactly. */
+static float half_to_f32(int32_t dtype, uint16_t h)
+{
+    uint32_t bits;
+    if (dtype == NBP_BF16) {
+        bits = (uint32_t)h << 16;
+    } else { /* f16: sign, 5-bit exponent, 10-bit fraction */
+        const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, f = h & 0x3ffu;
+        if (e == 0x1f) {
+            bits = sign | 0x7f800000u | (f << 13); /* Inf, NaN */
+        } else if (e) {
+            bits = sign | ((e + 112u) << 23) | (f << 13);
+        } else { /* zero or subnormal: f 2^-24, exact in f32 */
+            const float v = (float)f * 0x1p-24f;
+            memcpy(&bits, &v, sizeof bits);
+            bits |= sign;
+        }
+    }
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+/* gamma and beta as oneDNN takes them (f32): the caller's, or under
+ * params=same widened into the entry's buffer. */
+static const float *param_f32(onednn_entry *e, const nbp_problem *p, const void *v, int which)
+{
+    if (!(p->modes & NBP_MODE_PARAMS_SAME))
+        return v;
+    float *out = e->params + which * p->c;
+    for (int64_t c = 0; c < p->c; c++)
+        out[c] = half_to_f32(p->dtype, ((const uint16_t *)v)[c]);
+    return out;
 }
 
 /* One execution of e's primitive on its arguments; the lock is held. */
@@ -307,11 +358,11 @@ static int run_forward(onednn_entry *e, const nbp_problem *p, const nbp_buffers 
                                {DNNL_ARG_VARIANCE, e->var}};
     int nargs = 4;
     if (e->key.scale) {
-        dnnl_memory_set_data_handle(e->scale, (void *)a->gamma);
+        dnnl_memory_set_data_handle(e->scale, (void *)param_f32(e, p, a->gamma, 0));
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCALE, e->scale};
     }
     if (e->key.shift) {
-        dnnl_memory_set_data_handle(e->shift, (void *)a->beta);
+        dnnl_memory_set_data_handle(e->shift, (void *)param_f32(e, p, a->beta, 1));
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SHIFT, e->shift};
     }
     return execute(e, args, nargs);
@@ -387,7 +438,7 @@ static void forward_extras(const nbp_problem *p, const nbp_buffers *a, const flo
 static int onednn_run(const nbp_problem *p, const nbp_buffers *a, void *user)
 {
     (void)user;
-    if (p->dtype != NBP_F32)
+    if (p->dtype == NBP_F64 || (p->dtype != NBP_F32 && p->direction != NBP_FWD))
         return NBP_UNSUPPORTED;
     if (p->layer != NBP_BATCHNORM && p->layer != NBP_LAYERNORM)
         return NBP_UNSUPPORTED;
@@ -411,16 +462,18 @@ static int onednn_run(const nbp_problem *p, const nbp_buffers *a, void *user)
 }
 
 #define ONEDNN_DIRS (NBP_DIR_FWD | NBP_DIR_BWD | NBP_DIR_BWD_D)
+/* bf16/f16: forward only (normbench has no bf16/f16 backward problem yet) */
+#define ONEDNN_DTYPES (NBP_DTYPE_F32 | NBP_DTYPE_BF16 | NBP_DTYPE_F16)
 
 static const nbp_kernel kernels[] = {
     {.algo = "onednn",
      .isa = "native",
      .layer = NBP_BATCHNORM,
      .directions = ONEDNN_DIRS,
-     .dtypes = NBP_DTYPE_F32,
+     .dtypes = ONEDNN_DTYPES,
      .layouts = NBP_LAYOUT_NCHW | NBP_LAYOUT_NHWC,
      .modes = NBP_MODE_BATCH_STATS | NBP_MODE_RUNNING_STATS | NBP_MODE_RUNNING_UPDATE |
-              NBP_MODE_AFFINE | NBP_MODE_PLAIN,
+              NBP_MODE_AFFINE | NBP_MODE_PLAIN | NBP_MODE_PARAMS_SAME,
      .reduction = NBP_RED_SEQUENTIAL,
      .flags = NBP_KF_THREADED, /* oneDNN's OpenMP threads */
      .run = onednn_run},
@@ -428,9 +481,10 @@ static const nbp_kernel kernels[] = {
      .isa = "native",
      .layer = NBP_LAYERNORM,
      .directions = ONEDNN_DIRS,
-     .dtypes = NBP_DTYPE_F32,
+     .dtypes = ONEDNN_DTYPES,
      .layouts = NBP_LAYOUT_NCHW,
-     .modes = NBP_MODE_BATCH_STATS | NBP_MODE_AFFINE | NBP_MODE_PLAIN | NBP_MODE_NO_BETA,
+     .modes = NBP_MODE_BATCH_STATS | NBP_MODE_AFFINE | NBP_MODE_PLAIN | NBP_MODE_NO_BETA |
+              NBP_MODE_PARAMS_SAME,
      .reduction = NBP_RED_SEQUENTIAL,
      .flags = NBP_KF_THREADED, /* oneDNN's OpenMP threads */
      .run = onednn_run},

@@ -172,7 +172,11 @@ def target_rows(data, docs):
     mode = pick_mode(data)
     tmax = max(data.threads)
     for prefix, label, need_pt in TARGETS:
-        probs = [p for p in data.problems if p and p.startswith(prefix)]
+        # the forward f32 problem itself: the next token after the shape is
+        # eps (not bwd, add, act=) and the dtype f32 (not bf16/f16 runs of
+        # the same shape kept in the same data directory)
+        probs = [p for p in data.problems
+                 if p and p.startswith(prefix + "eps") and ":f32:" in p]
         if not probs:
             rows.append({"label": label, "missing": True})
             continue
