@@ -121,7 +121,9 @@ enum nbp_reduction {
 #define NBP_KF_NO_STATS (1u << 3)         /* never writes mean/var/rstd (they are not checked) */
 #define NBP_KF_NO_VAR (1u << 4) /* (1.1) writes mean and rstd, not var (var is not checked) */
 /* (1.1) uses up to nbp_problem.threads threads: run at every thread count of
- * verify --threads and bench (else at one, as a serial kernel) */
+ * verify --threads and bench (else at one, as a serial kernel). The isolated
+ * child of a verify call starts single-threaded from normbench's fork
+ * server, so the kernel may start its own OpenMP team there. */
 #define NBP_KF_THREADED (1u << 5)
 #define NBP_KF_ALL ((1u << 6) - 1u)
 
