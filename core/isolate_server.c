@@ -294,7 +294,7 @@ static int server_call(const nb_kernel *k, nb_iso_call *c, int fd, int *waited, 
     if (index == SIZE_MAX)
         return 0;
     c->kernel_index = index;
-    c->threads = nb_get_threads();
+    c->threads = k->omp ? nb_get_threads() : 1; /* a serial kernel gets one, as in bench */
     if (send_call(c, fd)) {
         /* NB_FAILURE_PATH_START: the server is gone; this call forks directly */
         server_stop();

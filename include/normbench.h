@@ -420,7 +420,8 @@ const char *nb_kernel_plugin_path(const nb_kernel *k);
  * FAIL naming the signal, the buffer and the side, or the timeout.
  * Plug-in kernels always run isolated; NB_ISOLATE_ALL isolates the
  * built-in ones too (tests). The child runs the kernel on one thread,
- * or at nb_get_threads() when the fork server forks it (below). */
+ * or a threaded one at nb_get_threads() when the fork server forks it
+ * (below). */
 typedef enum nb_isolation { NB_ISOLATE_PLUGINS = 0, NB_ISOLATE_ALL } nb_isolation;
 void nb_set_isolation(nb_isolation mode);
 bool nb_kernel_isolated(const nb_kernel *k);
@@ -441,11 +442,13 @@ nb_status nb_isolated_run(const nb_kernel *k, const nb_problem *p, const nb_args
  * OpenMP threads gets one thread (libgomp's pool is not copied into it: a
  * team would wait for threads that do not exist), so an isolated call that
  * forks directly runs its kernel on one thread; one forked by the server,
- * a process that never ran a thread, runs it at nb_get_threads(), as
- * verify --threads asks. Start it after registering the plug-ins and
- * before any OpenMP parallel region: it refuses (NB_ERR_UNSUPPORTED, one
- * line in err) when its first child cannot start an OpenMP team of two
- * (tried at once, killed after 3 s), as after a parallel region.
+ * a process that never ran a thread, runs a threaded kernel (omp: the
+ * /omp kernels, a plug-in's NBP_KF_THREADED) at nb_get_threads(), as
+ * verify --threads asks (a serial kernel at one, as bench does). Start it
+ * after registering the plug-ins and before any OpenMP parallel region: it
+ * refuses (NB_ERR_UNSUPPORTED, one line in err) when its first child
+ * cannot start an OpenMP team of two (tried at once, killed after 3 s), as
+ * after a parallel region.
  * Starting it again restarts it, knowing the kernels registered since.
  * Calls it cannot take (a kernel registered after it started, a kernel
  * that is no registry entry) fork directly, on one thread. It leaves when

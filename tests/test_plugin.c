@@ -521,11 +521,11 @@ static int isolated_threads(const nb_kernel *k, int threads)
     return n;
 }
 
-static const nb_kernel *add_team_plugin(const char *name, nbp_kernel *desc)
+static const nb_kernel *add_team_plugin(const char *name, nbp_kernel *desc, bool threaded)
 {
     *desc = ln_desc("team");
     desc->run = team_run;
-    desc->flags = NBP_KF_THREADED;
+    desc->flags = threaded ? NBP_KF_THREADED : 0;
     desc->dtypes = NBP_DTYPE_F32;
     const nbp_plugin info = info_of(name, desc, 1);
     char err[256], kernel[64];
@@ -541,11 +541,11 @@ static const nb_kernel *add_team_plugin(const char *name, nbp_kernel *desc)
 Test(isolate_server, threaded_kernel_runs_on_its_team)
 {
     static nbp_kernel first_desc, late_desc;
-    const nb_kernel *first = add_team_plugin("first", &first_desc);
+    const nb_kernel *first = add_team_plugin("first", &first_desc, true);
     char err[256];
     cr_assert_eq(nb_isolation_server_start(err, sizeof err), NB_OK, "%s", err);
     /* registered after the server started: it does not know the kernel */
-    const nb_kernel *late = add_team_plugin("late", &late_desc);
+    const nb_kernel *late = add_team_plugin("late", &late_desc, true);
     cr_expect_eq(isolated_threads(late, 2), 1, "a kernel the server lacks: forked directly");
     cr_assert_eq(nb_isolation_server_start(err, sizeof err), NB_OK, "%s", err);
     cr_expect_eq(isolated_threads(late, 2), 2, "the restarted server knows it");
@@ -562,6 +562,19 @@ Test(isolate_server, threaded_kernel_runs_on_its_team)
     cr_expect(strstr(err, "a child of this process cannot start an OpenMP team") == err, "%s", err);
     cr_expect(!nb_isolation_server_running());
     cr_expect_eq(isolated_threads(first, 2), 1, "forked directly: one thread");
+}
+
+/* A kernel not flagged threaded gets one thread through the server too, as
+ * bench runs it. */
+Test(isolate_server, serial_kernel_gets_one_thread)
+{
+    static nbp_kernel serial_desc, threaded_desc;
+    const nb_kernel *serial = add_team_plugin("serial", &serial_desc, false);
+    const nb_kernel *threaded = add_team_plugin("threaded", &threaded_desc, true);
+    char err[256];
+    cr_assert_eq(nb_isolation_server_start(err, sizeof err), NB_OK, "%s", err);
+    cr_expect_eq(isolated_threads(serial, 2), 1);
+    cr_expect_eq(isolated_threads(threaded, 2), 2);
 }
 #endif
 
