@@ -69,8 +69,8 @@ for name, reason in faults.items():
 
 # ---- plug-ins refused at load time: one line each, the rest runs, exit 4
 refused = {
-    "abi_major": "built against plug-in ABI 2.0, this normbench has 1.1 (the major versions differ)",
-    "newer_minor": "built against plug-in ABI 1.2, this normbench has 1.1 (a newer minor version)",
+    "abi_major": "built against plug-in ABI 2.0, this normbench has 1.2 (the major versions differ)",
+    "newer_minor": "built against plug-in ABI 1.3, this normbench has 1.2 (a newer minor version)",
     "duplicate": "kernel 1: the name duplicate:layernorm/twopass/scalar is declared twice",
     "no_symbol": "does not export normbench_plugin_init (not a normbench plug-in)",
     "impossible": "kernel 0: layernorm and rmsnorm are rows x cols: layouts must hold "
