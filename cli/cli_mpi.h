@@ -39,29 +39,67 @@ int cli_mpi_worst_checks(nb_verify_result *res);
 int cli_mpi_gather_bytes(const void *mine, size_t len, char **all, size_t **offsets,
                          size_t **lengths);
 
-/* ---- sharded runs (cli/shard.c) ----------------------------------------------- */
+/* ---- sharded runs (cli/shard.c): verify, search and bench --shard ----------- */
 
-/* The rank running each of n cases: the longest first (cost: the
- * reference's elements), each to the least loaded rank (the lowest on a
- * tie), so every rank computes the same assignment. */
+/* The rank running each of n cases: the costliest first, each to the least
+ * loaded rank (the lowest on a tie), so every rank computes the same
+ * assignment. */
 void cli_shard_assign(const double *cost, size_t n, int size, int *owner);
+/* cli_shard_assign over this run's ranks into a malloc'd array; NULL when
+ * out of memory. */
+int *cli_shard_owners(const double *cost, size_t n);
 
-/* A growable byte buffer of a rank's serialised case results. */
+/* A growable byte buffer of a rank's case records. */
 typedef struct cli_shard_buf {
     char *data;
     size_t len, cap;
     bool failed; /* out of memory */
 } cli_shard_buf;
 
-/* Append case `index`: its status, message, runs (kernels as indices into
- * kernels[0..nkernels)) and determinism (nkernels entries, or none). */
-void cli_shard_put(cli_shard_buf *b, size_t index, const nb_verify_result *res,
-                   const nb_kernel *const *kernels, size_t nkernels);
+/* Append n bytes of the current record's payload. */
+void cli_shard_put(cli_shard_buf *b, const void *p, size_t n);
+/* Start the record of case `index` (returns where it starts), put its
+ * payload, then close it with cli_shard_end(b, where). */
+size_t cli_shard_begin(cli_shard_buf *b, size_t index);
+void cli_shard_end(cli_shard_buf *b, size_t at);
 
-/* Rebuild the results of a gathered buffer: for each record, at_case[its
- * index] = the result (runs malloc'd, free with nb_verify_result_free) and
- * from_rank[index] = r. Returns 0, or -1 when the bytes are malformed. */
-int cli_shard_take(const char *data, size_t len, int rank, const nb_kernel *const *kernels,
-                   size_t nkernels, size_t ncases, nb_verify_result *at_case, int *from_rank);
+/* Rank 0's view of one record's payload. */
+typedef struct cli_shard_reader {
+    const char *data;
+    size_t len, at;
+    bool bad; /* read past the end */
+} cli_shard_reader;
+
+/* The next n bytes into p; false (and bad set, p zeroed) past the end. */
+bool cli_shard_get(cli_shard_reader *r, void *p, size_t n);
+
+/* How rank 0 takes the gathered records: take(ctx, i, r) decodes case i's
+ * payload (0, or -1 when malformed); from_rank[0..ncases) receives the
+ * rank that returned each case, -1 for none. */
+typedef struct cli_shard_gather_req {
+    const char *command; /* in messages: "verify" */
+    size_t ncases;
+    int (*take)(void *ctx, size_t index, cli_shard_reader *r);
+    void *ctx;
+    int *from_rank;
+} cli_shard_gather_req;
+
+/* The end of a rank's share: rc is its exit code (0 when it ran all its
+ * cases; otherwise a record says it stopped after `done` of them), b its
+ * records. Every rank must call it. On rank 0 every rank's records are
+ * decoded through q->take and each rank that stopped is one line on
+ * stderr; returns 0 there unless the bytes cannot be gathered or decoded
+ * (an exit code, after a one-line error). Other ranks return rc. */
+int cli_shard_gather(const cli_shard_gather_req *q, cli_shard_buf *b, int rc, size_t done);
+/* The line for a case no rank returned (what: the problem, or more). */
+void cli_shard_report_missing(const char *command, const char *what);
+
+/* verify's payload: case `index`'s status, message, runs (kernels as
+ * indices into kernels[0..nkernels)) and determinism (nkernels entries, or
+ * none), and its decoding (runs malloc'd: nb_verify_result_free). */
+void cli_shard_put_verify(cli_shard_buf *b, size_t index, const nb_verify_result *res,
+                          const nb_kernel *const *kernels, size_t nkernels);
+int cli_shard_take_verify(cli_shard_reader *r, const nb_kernel *const *kernels, size_t nkernels,
+                          nb_verify_result *out);
 
 #endif

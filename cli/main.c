@@ -202,7 +202,10 @@ static const struct command {
      "    --time S             seconds per kernel at most (default 10)\n"
      "    --seed S             seed of the problem and of the search (default 1)\n"
      "    --objective scaled|bound   maximise the scaled error (default) or the bound use\n"
-     "    --out DIR            write each kernel's worst input there (created if missing)\n"},
+     "    --out DIR            write each kernel's worst input there (created if missing)\n"
+     "    --json FILE          write one record per (problem, kernel) searched, and a summary\n"
+     "    --shard              under mpirun: split the (problem, kernel) cases across the\n"
+     "                         processes; rank 0 writes the output (as one process would)\n"},
     /* further subcommands: add a row here and declare the entry in cli.h */
 };
 
