@@ -39,6 +39,32 @@ int cli_mpi_worst_checks(nb_verify_result *res);
 int cli_mpi_gather_bytes(const void *mine, size_t len, char **all, size_t **offsets,
                          size_t **lengths);
 
+/* ---- bench --sync-merge (cli/sync_merge.c) ---------------------------------- */
+
+/* One exchange of the SyncBatchNorm transport: its seconds (MPI_Wtime
+ * around the all-gather) and the bytes every rank's parts add up to. */
+typedef struct cli_mpi_exchange {
+    double seconds;
+    size_t bytes;
+} cli_mpi_exchange;
+
+/* Forget the exchanges logged so far; then the log of those since, in
+ * order (the first max of them into out; returns how many there were). */
+void cli_mpi_exchanges_reset(void);
+int cli_mpi_exchanges(cli_mpi_exchange *out, int max);
+/* Collectives over every rank (nothing alone): a barrier, the maximum of
+ * n values in place, and the gather of n values of each rank into all
+ * (rank r's at all[r * n], on rank 0). */
+void cli_mpi_barrier(void);
+void cli_mpi_max(double *v, int n);
+void cli_mpi_gather_doubles(const double *mine, int n, double *all);
+
+/* bench --sync-merge: time the batchnorm/sync_* kernels under mpirun -np K
+ * on ranksK problems (c->problems, or a default set), the local compute
+ * and the merge's exchange apart. 0 or an exit code. */
+typedef struct cli_common cli_common;
+int cli_bench_sync_merge(const cli_common *c, double min_time, long long min_reps);
+
 /* ---- sharded runs (cli/shard.c): verify, search and bench --shard ----------- */
 
 /* The rank running each of n cases: the costliest first, each to the least
@@ -101,5 +127,13 @@ void cli_shard_put_verify(cli_shard_buf *b, size_t index, const nb_verify_result
                           const nb_kernel *const *kernels, size_t nkernels);
 int cli_shard_take_verify(cli_shard_reader *r, const nb_kernel *const *kernels, size_t nkernels,
                           nb_verify_result *out);
+
+/* bench --shard (cli/bench_shard.c): run is set up as for a single
+ * process; each rank times the problems cli_shard_assign gives it (cost:
+ * cases x (min time + min reps x elements)), and on rank 0 the run then
+ * holds every rank's records in the single-process order (printed). 0 or
+ * an exit code; other ranks return 0 after the gather. */
+struct bench_run;
+int cli_bench_sharded(struct bench_run *run);
 
 #endif

@@ -186,7 +186,14 @@ static const struct command {
      "                         takes --kernels, --threads, --cold, --cold-only, --min-time,\n"
      "                         --min-reps, --cold-mib, --json\n"
      "    --knobs LIST         with --tune, only these knobs (nt_bytes, pf_bytes, chb_min,\n"
-     "                         chb_bytes, split_groups)\n"},
+     "                         chb_bytes, split_groups)\n"
+     "    --shard              under mpirun: split the problems across the processes, each\n"
+     "                         timing its own (default --threads 1); rank 0 writes every\n"
+     "                         record. Ranks sharing a machine's cores time each other's load\n"
+     "    --sync-merge         under mpirun -np K: time the batchnorm/sync_* kernels on ranksK\n"
+     "                         problems (default: three), the merge's exchange apart from the\n"
+     "                         local compute, per rank (takes --problems, --kernels, --min-time,\n"
+     "                         --min-reps, --json)\n"},
     {"sysinfo", cmd_sysinfo,
      "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id, and the tuning\n"
      "    values in use (derived from the caches; NORMBENCH_TUNE overrides them)\n"},

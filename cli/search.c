@@ -311,8 +311,8 @@ static int write_entry(const search_opts *o, const nb_kernel *k, const nb_proble
 
 /* What the search of one (problem, kernel) case found. */
 typedef struct search_outcome {
-    int status;      /* 0, or the exit code of the error in `error` */
-    char error[256]; /* "<problem>: out of memory" */
+    int status;       /* 0, or the exit code of the error in `error` */
+    char error[1024]; /* "<problem>: out of memory" */
     long evaluations, restarts;
     bool by_time;   /* the --time limit stopped it before --iters */
     double seconds; /* CPU time it took */
@@ -325,8 +325,8 @@ typedef struct search_outcome {
 /* Hill-climb kernel k (index ki) on problem p: best keeps the worst input
  * found, out its check, counts and the objective value (negative when no
  * evaluation could be checked). */
-static void climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data *cur,
-                  nb_data *best, search_outcome *out)
+static void climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data *cur, nb_data *best,
+                  search_outcome *out)
 {
     const int64_t n = nb_problem_numel(&cur->prob);
     const size_t xb = state_bytes(cur);
@@ -535,7 +535,7 @@ static int search_alone(search_run *s)
 /* The fixed part of a case's record; the state's bytes follow. */
 typedef struct search_wire {
     int32_t status, by_time;
-    char error[256];
+    char error[1024];
     int64_t evaluations, restarts;
     double seconds, worst;
     nb_check check;

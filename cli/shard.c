@@ -209,9 +209,8 @@ void cli_shard_put_verify(cli_shard_buf *b, size_t index, const nb_verify_result
                           const nb_kernel *const *kernels, size_t nkernels)
 {
     const size_t at = cli_shard_begin(b, index);
-    verify_head h = {.status = (int32_t)res->status,
-                     .has_det = res->determinism != NULL,
-                     .nruns = res->nruns};
+    verify_head h = {
+        .status = (int32_t)res->status, .has_det = res->determinism != NULL, .nruns = res->nruns};
     memcpy(h.error, res->error, sizeof h.error);
     cli_shard_put(b, &h, sizeof h);
     for (size_t i = 0; i < res->nruns; i++) {
