@@ -100,9 +100,9 @@ static void print_case(const nb_kernel *k, const char *ps, const double *all, in
     printf("  %-28s %s\n", k->name, ps);
     for (int r = 0; r < size; r++) {
         const double *m = all + (size_t)r * M_COUNT;
-        printf("    rank %d (%3.0f samples): call %9.2f us = local %9.2f us + merge %8.2f us + "
-               "y gather %8.2f us (merge %.1f%% of the call; exchanged %.0f B of partials, "
-               "%.0f B of y)\n",
+        printf("    rank %d (%3.0f samples): call %9.2f us, local %9.2f us, merge %8.2f us, "
+               "y gather %8.2f us (medians; merge %.1f%% of the call; exchanged %.0f B of "
+               "partials, %.0f B of y)\n",
                r, m[M_SAMPLES], 1e6 * m[M_CALL], 1e6 * m[M_LOCAL], 1e6 * m[M_MERGE],
                1e6 * m[M_YGATHER], m[M_CALL] > 0 ? 100 * m[M_MERGE] / m[M_CALL] : 0,
                m[M_MERGE_BYTES], m[M_Y_BYTES]);
