@@ -249,6 +249,12 @@ static int validate_mpi(const bench_opts *o)
     if ((o->shard || o->sync_merge) && (o->tune || o->list_only || o->roof_only))
         return cli_error("bench: --%s does not take --tune, --list or --roof-only",
                          o->shard ? "shard" : "sync-merge");
+    if (o->sync_merge && (o->set_arg || o->cold || o->cold_only || o->c.nthreads || o->c.csv_path ||
+                          o->roof_mib > 0 || o->cold_mib > 0 || o->knobs_arg))
+        return cli_error("bench --sync-merge takes only --problems, --batch, --kernels, "
+                         "--min-time, --min-reps, --json and --quiet");
+    if (o->shard) /* a ranks<K> problem is simulated in the process that times it */
+        cli_mpi_use_transport(false);
     if (cli_mpi_size() < 2 || o->shard || o->sync_merge)
         return 0;
     if (cli_mpi_rank() != 0)

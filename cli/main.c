@@ -192,8 +192,8 @@ static const struct command {
      "                         record. Ranks sharing a machine's cores time each other's load\n"
      "    --sync-merge         under mpirun -np K: time the batchnorm/sync_* kernels on ranksK\n"
      "                         problems (default: three), the merge's exchange apart from the\n"
-     "                         local compute, per rank (takes --problems, --kernels, --min-time,\n"
-     "                         --min-reps, --json)\n"},
+     "                         local compute, per rank (takes --problems, --batch, --kernels,\n"
+     "                         --min-time, --min-reps, --json, --quiet)\n"},
     {"sysinfo", cmd_sysinfo,
      "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id, and the tuning\n"
      "    values in use (derived from the caches; NORMBENCH_TUNE overrides them)\n"},

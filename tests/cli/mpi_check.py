@@ -12,10 +12,12 @@ bounded in time. CHECK is one of:
   shard         verify --shard under -np 4 writes the JSON a single
                 process writes, record for record (scripts/compare-shard)
   search-shard  search --shard under -np 4 prints the lines, writes the
-                corpus files and the JSON a single process writes
+                corpus files and the JSON a single process writes (a
+                ranks2 problem among them: simulated where it is searched)
   bench-shard   bench --shard under -np 4 on tiny problems writes the JSON
                 of a single process's bench --threads 1, timing fields
-                aside, with the rank count and each case's rank in it
+                aside, with the rank count and each case's rank in it (a
+                ranks4 problem among them, timed simulated by one rank)
   rank-killed   a rank of search --shard killed mid-run (SIGKILL) is
                 reported (mpirun names it, the exit is non-zero) and the
                 --json file is left as it was
@@ -133,7 +135,7 @@ def check_shard(nb, compare, tmp):
 def check_search_shard(nb, compare, tmp):
     batch = os.path.join(tmp, "problems.txt")
     with open(batch, "w") as f:
-        f.write("rms:rows2:cols48:f64\nbn:n4c2h3w3:train\n")
+        f.write("rms:rows2:cols48:f64\nbn:n4c2h3w3:train\nbn:n4c2h3w3:train:ranks2:split=3,1\n")
     args = ["search", "--layer", "ln", "--batch", batch, "--kernels",
             "layernorm/*/scalar,rmsnorm/*/scalar,batchnorm/*/scalar", "--iters", "120",
             "--time", "1000", "--objective", "bound"]
@@ -163,7 +165,8 @@ def check_search_shard(nb, compare, tmp):
 
 def check_bench_shard(nb, compare, tmp):
     args = ["bench", "--problems", "ln:rows64:cols256", "bn:n4c8h5w5:nhwc", "gn:n2c8h4w4:g4",
-            "rms:rows8:cols96:f64", "in:n2c3h5w5", "--kernels", "*/twopass/scalar,*/welford/scalar",
+            "rms:rows8:cols96:f64", "in:n2c3h5w5", "bn:n8c16h7w7:train:ranks4:split=3,0,1,4",
+            "--kernels", "*/twopass/scalar,*/welford/scalar,batchnorm/sync_chan/scalar",
             "--min-time", "0.001", "--min-reps", "2", "--roof-mib", "1", "--quiet"]
     sharded, single = os.path.join(tmp, "bs.json"), os.path.join(tmp, "b1.json")
     p1 = run(mpirun(4, nb, *args, "--shard", "--json", sharded))
