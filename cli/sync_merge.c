@@ -246,6 +246,17 @@ static void restore_stderr(int saved)
     close(saved);
 }
 
+/* Whether some selected kernel runs some of the problems. */
+static bool selection_runs(const nb_problem *problems, size_t np, const nb_kernel **kernels,
+                           size_t nk)
+{
+    for (size_t i = 0; i < np; i++)
+        for (size_t k = 0; k < nk; k++)
+            if (nb_kernel_runs(kernels[k], &problems[i]))
+                return true;
+    return false;
+}
+
 int cli_bench_sync_merge(const cli_common *c, double min_time, long long min_reps)
 {
     if (cli_mpi_size() < 2)
@@ -278,6 +289,11 @@ int cli_bench_sync_merge(const cli_common *c, double min_time, long long min_rep
         nb_json_begin(&w, out.f);
         json_head(&w, &mc);
     }
+    if (!rc && !selection_runs(problems, np, kernels, nk)) /* every rank alike: 0 says it */
+        rc = cli_mpi_rank() ? CLI_EXIT_USAGE
+                            : cli_error("bench --sync-merge: no selected kernel runs these "
+                                        "problems (the batchnorm/sync_* kernels run bn training "
+                                        "problems with a ranks<K> token)");
     rc = agree(rc);
     if (!rc && cli_mpi_rank() == 0)
         printf("bench --sync-merge: %d ranks (rank 0's host has %ld CPUs); ranks sharing a "

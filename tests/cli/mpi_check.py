@@ -22,8 +22,9 @@ bounded in time. CHECK is one of:
                 reported (mpirun names it, the exit is non-zero) and the
                 --json file is left as it was
   sync-merge    bench --sync-merge under -np 2 prints, per rank, the call
-                split into local compute and the merge's exchange, and a
-                ranks4 problem under -np 2 is one clear error
+                split into local compute and the merge's exchange; a
+                ranks4 problem under -np 2, or no sync kernel selected, is
+                one clear error
 
 Exits 77 (meson's skip) with a message when mpirun is missing or
 normbench was built without MPI."""
@@ -280,8 +281,12 @@ def check_sync_merge(nb, tmp):
     errors = [l for l in wrong.stderr.splitlines() if l.startswith("normbench:")]
     if wrong.returncode != 2 or len(errors) != 1 or "ranks2" not in errors[0]:
         fail("bench --sync-merge with ranks4 under -np 2: expected exit 2 and one line", wrong)
+    other = run(mpirun(2, nb, "bench", "--sync-merge", "--kernels", "batchnorm/twopass/scalar"))
+    lines = [l for l in other.stderr.splitlines() if l.startswith("normbench:")]
+    if other.returncode != 2 or len(lines) != 1 or "no selected kernel" not in lines[0]:
+        fail("bench --sync-merge with no sync kernel: expected exit 2 and one line", other)
     print(f"bench --sync-merge -np 2: {len(doc['results'])} cases split per rank; "
-          f"ranks4 under -np 2: {errors[0]}")
+          f"ranks4 under -np 2: {errors[0]}; {lines[0]}")
 
 
 def main():
