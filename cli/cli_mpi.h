@@ -58,6 +58,9 @@ int cli_mpi_exchanges(cli_mpi_exchange *out, int max);
 void cli_mpi_barrier(void);
 void cli_mpi_max(double *v, int n);
 void cli_mpi_gather_doubles(const double *mine, int n, double *all);
+/* An in-place all-gather of part bytes from every rank (buf holds size
+ * parts); 0, or -1 when MPI refused it. */
+int cli_mpi_allgather_equal(void *buf, size_t part);
 
 /* bench --sync-merge: time the batchnorm/sync_* kernels under mpirun -np K
  * on ranksK problems (c->problems, or a default set), the local compute

@@ -6,8 +6,10 @@
  * logs its exchanges (cli/mpi.c): the first of a call is the merge's
  * all-gather of every rank's partials, the second gathers the slices of y
  * (so every rank holds the whole y for the checker: real SyncBatchNorm has
- * no such exchange). local = the call minus both. Per rank the median of
- * each over the calls; rank 0 prints and records every rank's. */
+ * no such exchange). local = the call minus both. The merge's exchange
+ * includes waiting for the slowest rank, so the same all-gather is timed
+ * alone too, the ranks started together by a barrier. Per rank the median
+ * of each over the calls; rank 0 prints and records every rank's. */
 #include "cli.h"
 #include "cli_mpi.h"
 #include "nb_atomic_file.h"
@@ -35,7 +37,17 @@ static char *const default_kernels[] = {"batchnorm/sync_chan/scalar", "batchnorm
 
 /* Per rank, per case: the medians over the calls, its samples and the
  * bytes its partials and its slice of y take in the exchanges. */
-enum { M_CALL, M_LOCAL, M_MERGE, M_YGATHER, M_SAMPLES, M_MERGE_BYTES, M_Y_BYTES, M_COUNT };
+enum {
+    M_CALL,
+    M_LOCAL,
+    M_MERGE,
+    M_YGATHER,
+    M_ALONE, /* the merge's all-gather alone, the ranks started together */
+    M_SAMPLES,
+    M_MERGE_BYTES,
+    M_Y_BYTES,
+    M_COUNT
+};
 
 typedef struct merge_case {
     const nb_kernel *k;
@@ -60,6 +72,29 @@ static nb_status timed_call(merge_case *mc, double part[3], double bytes[2])
     part[1] = ex[0].seconds, part[2] = ex[1].seconds;
     bytes[0] = (double)ex[0].bytes, bytes[1] = (double)ex[1].bytes;
     return st;
+}
+
+/* The median seconds of the merge's all-gather alone (bytes: every rank's
+ * parts together), reps times after a barrier: the protocol's cost without
+ * the wait for a rank still computing. Negative when it failed. */
+static double exchange_alone(double bytes, long long reps)
+{
+    const size_t part = (size_t)bytes / (size_t)cli_mpi_size();
+    char *buf = calloc((size_t)bytes + 1, 1);
+    double *v = malloc((size_t)reps * sizeof *v);
+    int bad = !buf || !v;
+    for (long long i = 0; i < reps; i++) {
+        cli_mpi_barrier();
+        const double t0 = nb_now();
+        bad |= cli_mpi_allgather_equal(buf ? buf : (char[1]){0}, buf ? part : 0);
+        if (v)
+            v[i] = nb_now() - t0;
+    }
+    nb_stats s = {0};
+    if (v)
+        nb_stats_compute(v, (size_t)reps, &s);
+    free(buf), free(v);
+    return bad ? -1 : s.median;
 }
 
 /* The medians of one case on this rank (out[M_COUNT]); 0, or -1 when the
@@ -92,7 +127,8 @@ static int measure(merge_case *mc, double out[M_COUNT])
     nb_problem_rank_slice(&mc->d->prob, cli_mpi_rank(), &first, &count);
     out[M_SAMPLES] = (double)count;
     out[M_MERGE_BYTES] = bytes[0], out[M_Y_BYTES] = bytes[1];
-    return st ? -1 : 0;
+    out[M_ALONE] = exchange_alone(bytes[0], reps);
+    return st || out[M_ALONE] < 0 ? -1 : 0;
 }
 
 static void print_case(const nb_kernel *k, const char *ps, const double *all, int size)
@@ -100,12 +136,12 @@ static void print_case(const nb_kernel *k, const char *ps, const double *all, in
     printf("  %-28s %s\n", k->name, ps);
     for (int r = 0; r < size; r++) {
         const double *m = all + (size_t)r * M_COUNT;
-        printf("    rank %d (%3.0f samples): call %9.2f us, local %9.2f us, merge %8.2f us, "
-               "y gather %8.2f us (medians; merge %.1f%% of the call; exchanged %.0f B of "
-               "partials, %.0f B of y)\n",
+        printf("    rank %d (%3.0f samples): call %9.2f us, local %9.2f us, merge %8.2f us "
+               "(alone %7.2f us), y gather %8.2f us (medians; merge %.1f%% of the call; %.0f B "
+               "of partials, %.0f B of y)\n",
                r, m[M_SAMPLES], 1e6 * m[M_CALL], 1e6 * m[M_LOCAL], 1e6 * m[M_MERGE],
-               1e6 * m[M_YGATHER], m[M_CALL] > 0 ? 100 * m[M_MERGE] / m[M_CALL] : 0,
-               m[M_MERGE_BYTES], m[M_Y_BYTES]);
+               1e6 * m[M_ALONE], 1e6 * m[M_YGATHER],
+               m[M_CALL] > 0 ? 100 * m[M_MERGE] / m[M_CALL] : 0, m[M_MERGE_BYTES], m[M_Y_BYTES]);
     }
 }
 
@@ -125,6 +161,7 @@ static void json_case(nb_json_writer *w, const nb_kernel *k, const char *ps, con
         nb_json_number(w, "call_s", m[M_CALL]);
         nb_json_number(w, "local_s", m[M_LOCAL]);
         nb_json_number(w, "merge_s", m[M_MERGE]);
+        nb_json_number(w, "merge_alone_s", m[M_ALONE]);
         nb_json_number(w, "y_gather_s", m[M_YGATHER]);
         nb_json_int(w, "merge_bytes", (long long)m[M_MERGE_BYTES]);
         nb_json_int(w, "y_bytes", (long long)m[M_Y_BYTES]);
@@ -216,8 +253,9 @@ static void json_head(nb_json_writer *w, const merge_case *mc)
                    "every rank calls the kernel together (a barrier before each call); per "
                    "call merge_s is the all-gather of the ranks' partials, y_gather_s the "
                    "all-gather of the slices of y (for checking only), local_s the rest; "
-                   "medians over the calls, per rank. Ranks sharing a machine's cores show "
-                   "the protocol's cost, not scaling");
+                   "merge_alone_s the same all-gather alone, after a barrier (no wait for a "
+                   "rank still computing); medians over the calls, per rank. Ranks sharing a "
+                   "machine's cores show the protocol's cost, not scaling");
     nb_json_array(w, "results");
 }
 
