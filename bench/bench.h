@@ -101,6 +101,7 @@ typedef struct bench_run {
      * not printed as they complete (rank 0 prints the gathered run) */
     const int *owner;
     int rank, shard_ranks; /* shard_ranks: 0 when not sharded */
+    int ranks_per_host;    /* processes sharing this host's memory (0: this one) */
     bool deferred;
     /* results */
     size_t roof_bytes, cold_bytes;

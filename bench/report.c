@@ -277,6 +277,7 @@ static void json_header(nb_json_writer *w, const bench_run *run)
     if (run->shard_ranks) {
         nb_json_object(w, "shard");
         nb_json_int(w, "ranks", run->shard_ranks);
+        nb_json_int(w, "ranks_on_rank0_host", run->ranks_per_host);
         nb_json_string(w, "timing",
                        "each rank timed its own problems (the record's rank) against its own "
                        "roof; the roof above is rank 0's. Ranks on one machine share its cores "

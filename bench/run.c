@@ -82,19 +82,29 @@ static void choose_thread_counts(bench_run *run)
 }
 
 /* Roof arrays of 4 x LLC each (STREAM's rule), at least 64 MiB, at most an
- * eighth of memory; the cold rotation 2 x LLC. */
+ * eighth of memory; the cold rotation 2 x LLC. Processes of a sharded
+ * bench on one host share its memory: their default sizes are capped at
+ * an eighth of it divided among them. */
 static void choose_sizes(bench_run *run)
 {
     const nb_sysinfo *si = run->si;
+    const size_t share = si->mem_total_bytes > 0
+                             ? (size_t)si->mem_total_bytes / 8 /
+                                   (size_t)(run->ranks_per_host > 1 ? run->ranks_per_host : 1)
+                             : 0;
     size_t roof = run->roof_mib > 0
                       ? (size_t)(run->roof_mib * 1048576.0)
                       : (size_t)(4 * si->llc_bytes > (64ll << 20) ? 4 * si->llc_bytes : 64ll << 20);
-    if (si->mem_total_bytes > 0 && roof > (size_t)si->mem_total_bytes / 8)
+    if (share && run->roof_mib <= 0 && roof > share)
+        roof = share;
+    else if (si->mem_total_bytes > 0 && roof > (size_t)si->mem_total_bytes / 8)
         roof = (size_t)si->mem_total_bytes / 8;
     run->roof_bytes = roof;
     run->roof_reps = 5;
     run->cold_bytes =
         run->cold_mib > 0 ? (size_t)(run->cold_mib * 1048576.0) : (size_t)(2 * si->llc_bytes);
+    if (share && run->cold_mib <= 0 && run->cold_bytes > share)
+        run->cold_bytes = share;
 }
 
 static void print_header(const bench_run *run)

@@ -164,6 +164,7 @@ int cli_bench_sharded(bench_run *run)
     run->owner = owner;
     run->rank = cli_mpi_rank();
     run->shard_ranks = cli_mpi_size();
+    run->ranks_per_host = cli_mpi_local_size(); /* the roof and cold sizes share memory */
     run->deferred = true;
     rc = rc ? rc : bench_run_all(run);
     cli_shard_buf b = {0};

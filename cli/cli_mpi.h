@@ -22,6 +22,9 @@ int cli_mpi_start(void);
 int cli_mpi_finish(int rc);
 int cli_mpi_rank(void);
 int cli_mpi_size(void);
+/* The processes of this run on this host (sharing its memory), this one
+ * included: a collective, every rank calls it. */
+int cli_mpi_local_size(void);
 /* Whether MPI support was built in. */
 bool cli_mpi_built(void);
 /* Uninstall (or reinstall) the SyncBatchNorm transport: a sharded run

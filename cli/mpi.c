@@ -282,3 +282,20 @@ int cli_mpi_allgather_equal(void *buf, size_t part)
     (void)buf, (void)part;
     return 0;
 }
+
+int cli_mpi_local_size(void)
+{
+#if NB_HAVE_MPI
+    if (started && world_size > 1) {
+        MPI_Comm local;
+        int n = 1;
+        if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) ==
+            MPI_SUCCESS) {
+            MPI_Comm_size(local, &n);
+            MPI_Comm_free(&local);
+        }
+        return n;
+    }
+#endif
+    return 1;
+}
