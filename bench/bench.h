@@ -78,6 +78,7 @@ enum bench_problem_outcome {
     BENCH_PROBLEM_RAN,     /* its cases are records */
     BENCH_PROBLEM_REFUSED, /* more memory than available (counted in nrefused) */
     BENCH_PROBLEM_ERROR,   /* its data could not be made (counted in nerrors) */
+    BENCH_PROBLEM_MISSING, /* --shard: no rank returned it (counted in nerrors) */
 };
 
 #define BENCH_MAX_ROOFS 18

@@ -283,6 +283,14 @@ static void json_header(nb_json_writer *w, const bench_run *run)
                        "roof; the roof above is rank 0's. Ranks on one machine share its cores "
                        "and memory bandwidth: their timings are not comparable with a "
                        "single-process run's");
+        nb_json_array(w, "missing"); /* problems no rank returned: none in a whole run */
+        for (size_t i = 0; run->outcome && i < run->nproblems; i++)
+            if (run->outcome[i] == BENCH_PROBLEM_MISSING) {
+                char ps[512];
+                nb_problem_format(&run->problems[i].p, ps, sizeof ps);
+                nb_json_string(w, NULL, ps);
+            }
+        nb_json_end_array(w);
         nb_json_end_object(w);
     }
 }

@@ -412,10 +412,12 @@ int bench_run_all(bench_run *run)
 
 void bench_print_summary(const bench_run *run)
 {
+    size_t measured = 0; /* errors also count problems that have no record */
+    for (size_t i = 0; i < run->nrecords; i++)
+        measured += run->records[i].m.status == NB_TIMED_OK;
     printf("bench: %zu cases measured, %zu skipped, %zu errors in %.1f s; load average %.2f at "
            "start, %.2f at end\n",
-           run->nrecords - run->nskipped - run->nerrors, run->nskipped, run->nerrors, run->seconds,
-           run->load_start, run->load_end);
+           measured, run->nskipped, run->nerrors, run->seconds, run->load_start, run->load_end);
     if (run->nrefused)
         printf("bench: %zu problem%s not run: more memory than available\n", run->nrefused,
                run->nrefused == 1 ? "" : "s");

@@ -116,6 +116,7 @@ static int merge_problems(bench_run *run, const bench_gathered *g, const int *fr
             char ps[512];
             nb_problem_format(&run->problems[i].p, ps, sizeof ps);
             cli_shard_report_missing("bench", ps);
+            run->outcome[i] = BENCH_PROBLEM_MISSING;
             run->nerrors++;
             continue;
         }

@@ -21,6 +21,10 @@ bounded in time. CHECK is one of:
   rank-killed   a rank of search --shard killed mid-run (SIGKILL) is
                 reported (mpirun names it, the exit is non-zero) and the
                 --json file is left as it was
+  rank-fails    a rank of bench --shard that cannot allocate its roof (its
+                own ulimit -v) stops: rank 0 names it, reports each of its
+                problems as missing (also in the JSON), exits 1, and
+                compare-shard finds the run incomplete
   sync-merge    bench --sync-merge under -np 2 prints, per rank, the call
                 split into local compute and the merge's exchange; a
                 ranks4 problem under -np 2, or no sync kernel selected, is
@@ -250,6 +254,40 @@ def check_rank_killed(nb, tmp):
     print(f"rank 1 killed: exit {proc.returncode}; {said[0]}; the JSON left as it was")
 
 
+def check_rank_fails(nb, compare, tmp):
+    with open(nb, "rb") as f:
+        if b"__asan_init" in f.read():
+            print("SKIP: a sanitizer build cannot start under ulimit -v (its shadow memory)")
+            sys.exit(77)
+    problems = ["ln:rows64:cols256", "bn:n4c8h5w5:nhwc", "gn:n2c8h4w4:g4", "rms:rows8:cols96:f64"]
+    args = ["bench", "--shard", "--problems", *problems, "--kernels", "*/twopass/scalar",
+            "--min-time", "0.001", "--min-reps", "2", "--quiet"]
+    out = os.path.join(tmp, "f.json")
+    # MPMD: rank 0 with a 1 MiB roof; rank 1 asks 2 x 1000 MiB under a 1 GB limit
+    rank1 = " ".join(["ulimit -v 1000000; exec", nb, *[f"'{a}'" for a in args], "--roof-mib",
+                      "1000", "--json", out])
+    cmd = mpirun(1, nb, *args, "--roof-mib", "1", "--json", out)
+    proc = run(cmd + [":", "-np", "1", "sh", "-c", rank1])
+    said = [l for l in proc.stderr.splitlines() if l.startswith("normbench: bench: rank 1 stopped")]
+    missing = [l for l in proc.stderr.splitlines() if l.endswith("no rank returned this case")]
+    if proc.returncode != 1 or len(said) != 1 or not missing:
+        fail("a rank that cannot allocate its roof: expected exit 1, one line naming rank 1 and "
+             "its problems reported missing", proc)
+    with open(out) as f:
+        doc = json.load(f)
+    if len(doc["shard"]["missing"]) != len(missing) or \
+            len(doc["results"]) + len(missing) != len(problems):
+        fail(f"the JSON's missing problems {doc['shard']['missing']} and {len(doc['results'])} "
+             f"records do not match the {len(missing)} reported missing")
+    single = os.path.join(tmp, "single.json")
+    p2 = run([nb, *args[:1], *args[2:], "--threads", "1", "--roof-mib", "1", "--json", single])
+    cmp = run([compare, out, single])
+    if p2.returncode != 0 or cmp.returncode != 1 or "no rank returned" not in cmp.stdout:
+        fail("compare-shard must find the sharded run incomplete", cmp)
+    print(said[0], f"({len(missing)} problems reported missing; compare-shard: "
+          f"{cmp.stdout.strip().splitlines()[-1]})")
+
+
 def check_sync_merge(nb, tmp):
     out = os.path.join(tmp, "m.json")
     proc = run(mpirun(2, nb, "bench", "--sync-merge", "--problems", "bn:n8c16h7w7:train:ranks2",
@@ -304,6 +342,7 @@ def main():
          "search-shard": lambda: check_search_shard(nb, compare, tmp),
          "bench-shard": lambda: check_bench_shard(nb, compare, tmp),
          "rank-killed": lambda: check_rank_killed(nb, tmp),
+         "rank-fails": lambda: check_rank_fails(nb, compare, tmp),
          "sync-merge": lambda: check_sync_merge(nb, tmp)}[check]()
     return 0
 
