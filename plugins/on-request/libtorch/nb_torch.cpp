@@ -238,10 +238,9 @@ int batch_norm_infer_bwd(const nbp_problem *p, const nbp_buffers *b)
 {
     if (!b->var)
         return NBP_UNSUPPORTED;
-    put_grads(at::native_batch_norm_backward(over(b->dy, p), over(b->x, p), weight_of(p, b),
-                                             vec(b->mean, p->c, p), vec(b->var, p->c, p),
-                                             at::Tensor(), at::Tensor(), false, p->eps,
-                                             grads_wanted(b)),
+    put_grads(at::native_batch_norm_backward(
+                  over(b->dy, p), over(b->x, p), weight_of(p, b), vec(b->mean, p->c, p),
+                  vec(b->var, p->c, p), at::Tensor(), at::Tensor(), false, p->eps, grads_wanted(b)),
               p, b);
     return NBP_OK;
 }
