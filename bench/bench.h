@@ -68,7 +68,18 @@ typedef struct bench_record {
     const char *set;
     char problem[512];
     double frac_copy, frac_read;
+    size_t problem_index; /* into the run's problems */
+    int rank;             /* bench --shard: the MPI rank that timed it */
 } bench_record;
+
+/* What became of one problem of a run. */
+enum bench_problem_outcome {
+    BENCH_PROBLEM_NOT_RUN, /* not this rank's (--shard), or no selected kernel runs it */
+    BENCH_PROBLEM_RAN,     /* its cases are records */
+    BENCH_PROBLEM_REFUSED, /* more memory than available (counted in nrefused) */
+    BENCH_PROBLEM_ERROR,   /* its data could not be made (counted in nerrors) */
+    BENCH_PROBLEM_MISSING, /* --shard: no rank returned it (counted in nerrors) */
+};
 
 #define BENCH_MAX_ROOFS 18
 
@@ -86,6 +97,13 @@ typedef struct bench_run {
     nb_timing_opts timing;
     double roof_mib, cold_mib; /* 0: 4 x LLC (at least 64 MiB), 2 x LLC */
     const char *command, *sets;
+    /* bench --shard: owner[i] is the rank timing problem i (NULL: this
+     * process times every problem); deferred: cases and the summary are
+     * not printed as they complete (rank 0 prints the gathered run) */
+    const int *owner;
+    int rank, shard_ranks; /* shard_ranks: 0 when not sharded */
+    int ranks_per_host;    /* processes sharing this host's memory (0: this one) */
+    bool deferred;
     /* results */
     size_t roof_bytes, cold_bytes;
     int roof_reps;
@@ -98,7 +116,8 @@ typedef struct bench_run {
     bool oversubscribed; /* a thread count above cpus_available (warned) */
     bench_record *records;
     size_t nrecords, nskipped, nerrors;
-    size_t nrefused; /* problems not run: more memory than available */
+    unsigned char *outcome; /* per problem: enum bench_problem_outcome */
+    size_t nrefused;        /* problems not run: more memory than available */
     double load_start, load_end, seconds;
 } bench_run;
 
@@ -113,6 +132,11 @@ double bench_load_average(void);
  * problems too large for this machine in run->nrefused. */
 int bench_run_all(bench_run *run);
 void bench_run_free(bench_run *run);
+/* The cases of problem i in the run: its kernels x thread counts x modes. */
+size_t bench_problem_cases(const bench_run *run, size_t i);
+/* The line that opens a problem's cases, and the run's closing lines. */
+void bench_print_problem(const bench_run *run, const bench_problem *bp);
+void bench_print_summary(const bench_run *run);
 
 /* ---- reports --------------------------------------------------------------- */
 

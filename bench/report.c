@@ -224,7 +224,7 @@ static void json_measurement(nb_json_writer *w, const bench_record *r)
     nb_json_number(w, "elem_per_ns", m->elem_per_ns);
 }
 
-static void json_record(nb_json_writer *w, const bench_record *r)
+static void json_record(nb_json_writer *w, const bench_run *run, const bench_record *r)
 {
     const nb_timed_result *m = &r->m;
     const nb_kernel *k = m->kernel;
@@ -248,6 +248,8 @@ static void json_record(nb_json_writer *w, const bench_record *r)
     else
         json_measurement(w, r);
     nb_json_string(w, "repro", rp);
+    if (run->shard_ranks)
+        nb_json_int(w, "rank", r->rank); /* where it was timed: part of its timing */
     nb_json_end_object(w);
 }
 
@@ -272,6 +274,25 @@ static void json_header(nb_json_writer *w, const bench_run *run)
     nb_json_int(w, "logical_cpus", run->si->logical_cpus);
     nb_json_end_object(w);
     nb_json_number(w, "seconds", run->seconds);
+    if (run->shard_ranks) {
+        nb_json_object(w, "shard");
+        nb_json_int(w, "ranks", run->shard_ranks);
+        nb_json_int(w, "ranks_on_rank0_host", run->ranks_per_host);
+        nb_json_string(w, "timing",
+                       "each rank timed its own problems (the record's rank) against its own "
+                       "roof; the roof above is rank 0's. Ranks on one machine share its cores "
+                       "and memory bandwidth: their timings are not comparable with a "
+                       "single-process run's");
+        nb_json_array(w, "missing"); /* problems no rank returned: none in a whole run */
+        for (size_t i = 0; run->outcome && i < run->nproblems; i++)
+            if (run->outcome[i] == BENCH_PROBLEM_MISSING) {
+                char ps[512];
+                nb_problem_format(&run->problems[i].p, ps, sizeof ps);
+                nb_json_string(w, NULL, ps);
+            }
+        nb_json_end_array(w);
+        nb_json_end_object(w);
+    }
 }
 
 void bench_write_json(FILE *f, const bench_run *run)
@@ -285,7 +306,7 @@ void bench_write_json(FILE *f, const bench_run *run)
     json_roof(&w, run);
     nb_json_array(&w, "results");
     for (size_t i = 0; i < run->nrecords; i++)
-        json_record(&w, &run->records[i]);
+        json_record(&w, run, &run->records[i]);
     nb_json_end_array(&w);
     nb_json_end_object(&w);
     nb_json_finish(&w);

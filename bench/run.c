@@ -82,19 +82,29 @@ static void choose_thread_counts(bench_run *run)
 }
 
 /* Roof arrays of 4 x LLC each (STREAM's rule), at least 64 MiB, at most an
- * eighth of memory; the cold rotation 2 x LLC. */
+ * eighth of memory; the cold rotation 2 x LLC. Processes of a sharded
+ * bench on one host share its memory: their default sizes are capped at
+ * an eighth of it divided among them. */
 static void choose_sizes(bench_run *run)
 {
     const nb_sysinfo *si = run->si;
+    const size_t share = si->mem_total_bytes > 0
+                             ? (size_t)si->mem_total_bytes / 8 /
+                                   (size_t)(run->ranks_per_host > 1 ? run->ranks_per_host : 1)
+                             : 0;
     size_t roof = run->roof_mib > 0
                       ? (size_t)(run->roof_mib * 1048576.0)
                       : (size_t)(4 * si->llc_bytes > (64ll << 20) ? 4 * si->llc_bytes : 64ll << 20);
-    if (si->mem_total_bytes > 0 && roof > (size_t)si->mem_total_bytes / 8)
+    if (share && run->roof_mib <= 0 && roof > share)
+        roof = share;
+    else if (si->mem_total_bytes > 0 && roof > (size_t)si->mem_total_bytes / 8)
         roof = (size_t)si->mem_total_bytes / 8;
     run->roof_bytes = roof;
     run->roof_reps = 5;
     run->cold_bytes =
         run->cold_mib > 0 ? (size_t)(run->cold_mib * 1048576.0) : (size_t)(2 * si->llc_bytes);
+    if (share && run->cold_mib <= 0 && run->cold_bytes > share)
+        run->cold_bytes = share;
 }
 
 static void print_header(const bench_run *run)
@@ -216,14 +226,27 @@ static bool kernel_runs(const nb_kernel *k, const nb_problem *p)
     return nb_kernel_runs(k, p);
 }
 
+size_t bench_problem_cases(const bench_run *run, size_t i)
+{
+    size_t total = 0;
+    for (size_t k = 0; k < run->nkernels; k++)
+        if (kernel_runs(run->kernels[k], &run->problems[i].p))
+            total += (size_t)(bench_kernel_threaded(run->kernels[k]) ? run->nthreads : 1) *
+                     (size_t)(run->warm + run->cold);
+    return total;
+}
+
+/* Whether this process times problem i (all of them unless sharded). */
+static bool problem_mine(const bench_run *run, size_t i)
+{
+    return !run->owner || run->owner[i] == run->rank;
+}
+
 static size_t count_cases(const bench_run *run)
 {
     size_t total = 0;
     for (size_t i = 0; i < run->nproblems && !run->roof_only; i++)
-        for (size_t k = 0; k < run->nkernels; k++)
-            if (kernel_runs(run->kernels[k], &run->problems[i].p))
-                total += (size_t)(bench_kernel_threaded(run->kernels[k]) ? run->nthreads : 1) *
-                         (size_t)(run->warm + run->cold);
+        total += problem_mine(run, i) ? bench_problem_cases(run, i) : 0;
     return total;
 }
 
@@ -253,6 +276,8 @@ static void time_kernel(bench_run *run, problem_cases *pc, size_t ki, bool cold)
             fflush(stderr);
         }
         nb_timed_status gated;
+        r->problem_index = (size_t)(pc->bp - run->problems);
+        r->rank = run->rank;
         const char *why = bench_gate_check(&pc->gate, ki, k, &pc->d, &gated);
         if (why) {
             r->m = (nb_timed_result){.kernel = k, .threads = th, .cold = cold, .status = gated};
@@ -265,24 +290,26 @@ static void time_kernel(bench_run *run, problem_cases *pc, size_t ki, bool cold)
         run->nerrors += r->m.status == NB_TIMED_ERROR;
         if (run->progress)
             fputs("\r\033[K", stderr);
-        bench_print_record(r);
+        if (!run->deferred)
+            bench_print_record(r);
         fflush(stdout);
     }
 }
 
 /* The problem's line: size, traffic and which side of the L2 its group is. */
-static void print_problem(const bench_run *run, const problem_cases *pc)
+void bench_print_problem(const bench_run *run, const bench_problem *bp)
 {
-    const nb_problem *p = &pc->bp->p;
+    const nb_problem *p = &bp->p;
+    char ps[512];
+    nb_problem_format(p, ps, sizeof ps);
     nb_traffic t;
     nb_traffic_model(p, run->si->l2_bytes, &t);
     const double numel = (double)nb_problem_numel(p);
     printf("== %s [%s] %.4g MiB x, traffic %.4g MiB (%s read %s: group working set %lld KiB "
            "%s L2)\n",
-           pc->ps, pc->bp->set, numel * (double)nb_dtype_size(p->dtype) / 1048576.0,
-           t.bytes / 1048576.0, nb_problem_is_backward(p) ? "x and dy" : "x",
-           t.x_passes == 2 ? "twice" : "once", t.group_bytes >> 10,
-           t.group_bytes > run->si->l2_bytes ? ">" : "<=");
+           ps, bp->set, numel * (double)nb_dtype_size(p->dtype) / 1048576.0, t.bytes / 1048576.0,
+           nb_problem_is_backward(p) ? "x and dy" : "x", t.x_passes == 2 ? "twice" : "once",
+           t.group_bytes >> 10, t.group_bytes > run->si->l2_bytes ? ">" : "<=");
 }
 
 /* Every case of one problem: warm, then cold. */
@@ -295,20 +322,25 @@ static void time_problem(bench_run *run, problem_cases *pc)
     if (!any)
         return;
     nb_problem_format(p, pc->ps, sizeof pc->ps);
+    unsigned char *outcome = &run->outcome[pc->bp - run->problems];
     char why[256];
     nb_status st = nb_memory_check(p, false, why, sizeof why);
     if (st) {
         fprintf(stderr, "normbench: %s: %s\n", pc->ps, why);
         run->nrefused++;
+        *outcome = BENCH_PROBLEM_REFUSED;
         return;
     }
     if ((st = nb_data_alloc(&pc->d, p))) {
         fprintf(stderr, "normbench: %s: %s\n", pc->ps, nb_strerror(st));
         run->nrefused += st == NB_ERR_NOMEM;
         run->nerrors += st != NB_ERR_NOMEM;
+        *outcome = st == NB_ERR_NOMEM ? BENCH_PROBLEM_REFUSED : BENCH_PROBLEM_ERROR;
         return;
     }
-    print_problem(run, pc);
+    *outcome = BENCH_PROBLEM_RAN;
+    if (!run->deferred)
+        bench_print_problem(run, pc->bp);
     bench_gate_init(&pc->gate, run->nkernels);
     for (int mode = 0; mode < 2; mode++) {
         const bool cold = mode == 1;
@@ -317,6 +349,7 @@ static void time_problem(bench_run *run, problem_cases *pc)
         if (cold && nb_rotation_prepare(pc->rotation, &pc->d, run->cold_bytes)) {
             fprintf(stderr, "normbench: %s: cannot allocate the cold rotation\n", pc->ps);
             run->nrefused++;
+            *outcome = BENCH_PROBLEM_REFUSED;
             break;
         }
         for (size_t k = 0; k < run->nkernels; k++)
@@ -331,7 +364,8 @@ static int time_all_cases(bench_run *run)
 {
     const size_t total = count_cases(run);
     run->records = calloc(total ? total : 1, sizeof *run->records);
-    if (!run->records) {
+    run->outcome = calloc(run->nproblems + 1, sizeof *run->outcome);
+    if (!run->records || !run->outcome) {
         fprintf(stderr, "normbench: out of memory\n");
         return 2;
     }
@@ -340,6 +374,8 @@ static int time_all_cases(bench_run *run)
                run->cold_mib > 0 ? " (--cold-mib; may not exceed the LLC)" : " (2 x LLC)");
     nb_rotation rotation = {0};
     for (size_t i = 0; i < run->nproblems && !run->roof_only; i++) {
+        if (!problem_mine(run, i))
+            continue;
         problem_cases pc = {.bp = &run->problems[i], .rotation = &rotation, .total = total};
         time_problem(run, &pc);
     }
@@ -369,19 +405,29 @@ int bench_run_all(bench_run *run)
     measure_end_roof(run);
     run->load_end = bench_load_average();
     run->seconds = nb_now() - t_start;
+    if (!run->deferred)
+        bench_print_summary(run);
+    return 0;
+}
+
+void bench_print_summary(const bench_run *run)
+{
+    size_t measured = 0; /* errors also count problems that have no record */
+    for (size_t i = 0; i < run->nrecords; i++)
+        measured += run->records[i].m.status == NB_TIMED_OK;
     printf("bench: %zu cases measured, %zu skipped, %zu errors in %.1f s; load average %.2f at "
            "start, %.2f at end\n",
-           run->nrecords - run->nskipped - run->nerrors, run->nskipped, run->nerrors, run->seconds,
-           run->load_start, run->load_end);
+           measured, run->nskipped, run->nerrors, run->seconds, run->load_start, run->load_end);
     if (run->nrefused)
         printf("bench: %zu problem%s not run: more memory than available\n", run->nrefused,
                run->nrefused == 1 ? "" : "s");
-    return 0;
 }
 
 void bench_run_free(bench_run *run)
 {
     free(run->records);
+    free(run->outcome);
     run->records = NULL;
+    run->outcome = NULL;
     run->nrecords = 0;
 }

@@ -1,9 +1,12 @@
 /* bench.c: `normbench bench`: the command line of the benchmark harness:
  * options, the problem list (named sets and --problems), the kernel
  * selection and the output files; the run itself is bench_run_all
- * (bench/run.c), each case nb_timed_case (core/timed.c). */
+ * (bench/run.c), each case nb_timed_case (core/timed.c). Under mpirun,
+ * --shard splits the problems across the processes (cli/bench_shard.c)
+ * and --sync-merge times the SyncBatchNorm merge (cli/sync_merge.c). */
 #include "../bench/bench.h"
 #include "cli.h"
+#include "cli_mpi.h"
 #include "nb_atomic_file.h"
 
 #include <inttypes.h>
@@ -18,6 +21,8 @@ typedef struct bench_opts {
     cli_common c;
     const char *set_arg, *knobs_arg;
     bool cold, cold_only, quiet, roof_only, list_only, tune;
+    bool shard;      /* under mpirun: the problems split across the processes */
+    bool sync_merge; /* under mpirun: the SyncBatchNorm merge's cost (cli/sync_merge.c) */
     double min_time, roof_mib, cold_mib;
     long long min_reps;
     char command[2048]; /* the command line, recorded in the JSON */
@@ -111,6 +116,8 @@ static int parse_bench_options(int argc, char **argv, bench_opts *o)
         {.name = "--roof-only", .kind = CLI_OPT_FLAG, .dest = &o->roof_only},
         {.name = "--list", .kind = CLI_OPT_FLAG, .dest = &o->list_only},
         {.name = "--tune", .kind = CLI_OPT_FLAG, .dest = &o->tune},
+        {.name = "--shard", .kind = CLI_OPT_FLAG, .dest = &o->shard},
+        {.name = "--sync-merge", .kind = CLI_OPT_FLAG, .dest = &o->sync_merge},
         {.name = "--knobs", .kind = CLI_OPT_STRING, .dest = &o->knobs_arg, .value = "knob names"},
         {.name = "--min-time",
          .kind = CLI_OPT_DOUBLE,
@@ -231,6 +238,32 @@ static int validate_tune(const bench_opts *o, unsigned *knobs)
     return parse_knobs(o->knobs_arg, knobs);
 }
 
+/* Under mpirun: --shard (times the cases once, split across the
+ * processes) or --sync-merge (every process together), not with the modes
+ * that measure no cases or their own; alone, --shard is one process's run. */
+static int validate_mpi(const bench_opts *o)
+{
+    if (o->shard && o->sync_merge)
+        return cli_error("bench: --shard and --sync-merge are two ways to run under mpirun: "
+                         "give one");
+    if ((o->shard || o->sync_merge) && (o->tune || o->list_only || o->roof_only))
+        return cli_error("bench: --%s does not take --tune, --list or --roof-only",
+                         o->shard ? "shard" : "sync-merge");
+    if (o->sync_merge && (o->set_arg || o->cold || o->cold_only || o->c.nthreads || o->c.csv_path ||
+                          o->roof_mib > 0 || o->cold_mib > 0 || o->knobs_arg))
+        return cli_error("bench --sync-merge takes only --problems, --batch, --kernels, "
+                         "--min-time, --min-reps, --json and --quiet");
+    if (o->shard) /* a ranks<K> problem is simulated in the process that times it */
+        cli_mpi_use_transport(false);
+    if (cli_mpi_size() < 2 || o->shard || o->sync_merge)
+        return 0;
+    if (cli_mpi_rank() != 0)
+        return CLI_EXIT_USAGE; /* rank 0 says it once */
+    return cli_error("bench: started as %d MPI processes: give --shard to split the cases "
+                     "across them, or --sync-merge to time the SyncBatchNorm merge",
+                     cli_mpi_size());
+}
+
 /* Checks of the options that need no measurement; the problem list. */
 static int validate(const bench_opts *o, problem_list *l, bool *is_quick)
 {
@@ -262,6 +295,8 @@ static void settings(const bench_opts *o, const problem_list *l, bool is_quick, 
     run->nproblems = l->n;
     memcpy(run->threads, o->c.threads, sizeof run->threads);
     run->nthreads = o->c.nthreads;
+    if (o->shard && !run->nthreads) /* the same on every rank: not each one's CPUs */
+        run->threads[run->nthreads++] = 1;
     run->warm = !o->cold_only;
     run->cold = o->cold || o->cold_only;
     run->roof_only = o->roof_only;
@@ -280,8 +315,13 @@ static int run_and_write(const bench_opts *o, bench_run *run)
 {
     bench_outputs out = {0};
     char err[512];
-    int rc = open_outputs(o, &out);
-    rc = rc ? rc : bench_run_all(run);
+    int rc = cli_mpi_rank() == 0 ? open_outputs(o, &out) : 0; /* rank 0 writes */
+    if (!rc && o->shard)
+        rc = cli_bench_sharded(run);
+    else if (!rc)
+        rc = bench_run_all(run);
+    if (cli_mpi_rank() != 0)
+        return rc;
     if (!rc && out.json.f)
         bench_write_json(out.json.f, run);
     if (!rc && out.csv.f)
@@ -342,7 +382,13 @@ int cmd_bench(int argc, char **argv)
     bool is_quick = false;
     unsigned knobs = 0;
     int rc = parse_bench_options(argc, argv, &o);
+    rc = rc ? rc : validate_mpi(&o);
     rc = rc ? rc : validate_tune(&o, &knobs);
+    if (!rc && o.sync_merge) {
+        rc = cli_bench_sync_merge(&o.c, o.min_time, o.min_reps);
+        cli_common_free(&o.c);
+        return rc;
+    }
     if (!rc && o.tune) {
         nb_sysinfo_collect(&si);
         run.si = &si;

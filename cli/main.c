@@ -186,7 +186,14 @@ static const struct command {
      "                         takes --kernels, --threads, --cold, --cold-only, --min-time,\n"
      "                         --min-reps, --cold-mib, --json\n"
      "    --knobs LIST         with --tune, only these knobs (nt_bytes, pf_bytes, chb_min,\n"
-     "                         chb_bytes, split_groups)\n"},
+     "                         chb_bytes, split_groups)\n"
+     "    --shard              under mpirun: split the problems across the processes, each\n"
+     "                         timing its own (default --threads 1); rank 0 writes every\n"
+     "                         record. Ranks sharing a machine's cores time each other's load\n"
+     "    --sync-merge         under mpirun -np K: time the batchnorm/sync_* kernels on ranksK\n"
+     "                         problems (default: three), the merge's exchange apart from the\n"
+     "                         local compute, per rank (takes --problems, --batch, --kernels,\n"
+     "                         --min-time, --min-reps, --json, --quiet)\n"},
     {"sysinfo", cmd_sysinfo,
      "sysinfo [--json]: CPU, caches, memory, compiler, libraries, target id, and the tuning\n"
      "    values in use (derived from the caches; NORMBENCH_TUNE overrides them)\n"},
@@ -202,7 +209,10 @@ static const struct command {
      "    --time S             seconds per kernel at most (default 10)\n"
      "    --seed S             seed of the problem and of the search (default 1)\n"
      "    --objective scaled|bound   maximise the scaled error (default) or the bound use\n"
-     "    --out DIR            write each kernel's worst input there (created if missing)\n"},
+     "    --out DIR            write each kernel's worst input there (created if missing)\n"
+     "    --json FILE          write one record per (problem, kernel) searched, and a summary\n"
+     "    --shard              under mpirun: split the (problem, kernel) cases across the\n"
+     "                         processes; rank 0 writes the output (as one process would)\n"},
     /* further subcommands: add a row here and declare the entry in cli.h */
 };
 

@@ -2,7 +2,8 @@
  * launcher started the process (its environment says so), the in-place
  * all-gather the SyncBatchNorm kernels exchange partials and slices of y
  * through, the worst check of a case over the ranks and the gather of
- * every rank's records of a sharded run. Every rank is assumed to run the
+ * every rank's records of a sharded run, and the few collectives and the
+ * exchange log of bench --sync-merge. Every rank is assumed to run the
  * same binary on the same kind of machine (records travel as bytes). */
 #include "cli_mpi.h"
 
@@ -49,10 +50,29 @@ static int launcher_size(void)
     return getenv("PMIX_RANK") ? 1 : 0;
 }
 
+/* The transport's exchanges since the last reset (bench --sync-merge). */
+#define MAX_EXCHANGES 8
+static cli_mpi_exchange exchanges[MAX_EXCHANGES];
+static int nexchanges;
+
+void cli_mpi_exchanges_reset(void)
+{
+    nexchanges = 0;
+}
+
+int cli_mpi_exchanges(cli_mpi_exchange *out, int max)
+{
+    const int n = nexchanges < max ? nexchanges : max;
+    memcpy(out, exchanges, (size_t)n * sizeof *out);
+    return nexchanges;
+}
+
 #if NB_HAVE_MPI
 static nb_status mpi_allgatherv(void *ctx, void *buf, const size_t *counts, const size_t *displs)
 {
     (void)ctx;
+    const double t0 = MPI_Wtime();
+    size_t bytes = 0;
     int *c = malloc(2 * (size_t)world_size * sizeof *c);
     if (!c)
         return NB_ERR_NOMEM;
@@ -63,9 +83,13 @@ static nb_status mpi_allgatherv(void *ctx, void *buf, const size_t *counts, cons
             return NB_ERR_OVERFLOW; /* MPI counts are int: 2 GiB per exchange */
         }
         c[r] = (int)counts[r], d[r] = (int)displs[r];
+        bytes += counts[r];
     }
     const int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, buf, c, d, MPI_BYTE, MPI_COMM_WORLD);
     free(c);
+    if (nexchanges < MAX_EXCHANGES)
+        exchanges[nexchanges] = (cli_mpi_exchange){MPI_Wtime() - t0, bytes};
+    nexchanges++;
     return rc == MPI_SUCCESS ? NB_OK : NB_ERR_IO;
 }
 #endif
@@ -212,4 +236,66 @@ int cli_mpi_gather_bytes(const void *mine, size_t len, char **all, size_t **offs
     memcpy(*all, mine, len);
     (*lengths)[0] = len;
     return 0;
+}
+
+void cli_mpi_barrier(void)
+{
+#if NB_HAVE_MPI
+    if (started && world_size > 1)
+        MPI_Barrier(MPI_COMM_WORLD);
+#endif
+}
+
+void cli_mpi_max(double *v, int n)
+{
+#if NB_HAVE_MPI
+    if (started && world_size > 1)
+        MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+#else
+    (void)v, (void)n;
+#endif
+}
+
+void cli_mpi_gather_doubles(const double *mine, int n, double *all)
+{
+#if NB_HAVE_MPI
+    if (started && world_size > 1) {
+        MPI_Gather(mine, n, MPI_DOUBLE, all, n, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        return;
+    }
+#endif
+    memcpy(all, mine, (size_t)n * sizeof *all);
+}
+
+int cli_mpi_allgather_equal(void *buf, size_t part)
+{
+#if NB_HAVE_MPI
+    if (started && world_size > 1) {
+        if (part > INT_MAX)
+            return -1;
+        return MPI_Allgather(MPI_IN_PLACE, 0, MPI_BYTE, buf, (int)part, MPI_BYTE, MPI_COMM_WORLD) ==
+                       MPI_SUCCESS
+                   ? 0
+                   : -1;
+    }
+#endif
+    (void)buf, (void)part;
+    return 0;
+}
+
+int cli_mpi_local_size(void)
+{
+#if NB_HAVE_MPI
+    if (started && world_size > 1) {
+        MPI_Comm local;
+        int n = 1;
+        if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) ==
+            MPI_SUCCESS) {
+            MPI_Comm_size(local, &n);
+            MPI_Comm_free(&local);
+        }
+        return n;
+    }
+#endif
+    return 1;
 }

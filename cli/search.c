@@ -31,9 +31,21 @@
  * and half of the perturbations move dy (scale or copy one element, shift
  * it all, nudge one by ulps). The saved mean and rstd the kernel is given
  * are the reference's, rounded to the dtype (as `check` takes them when not
- * given); the corpus entry adds <name>-dy.npy and a `dy` line. */
+ * given); the corpus entry adds <name>-dy.npy and a `dy` line.
+ *
+ * A case is one (problem, kernel); --json FILE records each case (counts,
+ * what stopped it, the worst found, its corpus entry) and a summary.
+ * --shard under mpirun splits the cases across the processes (cli/shard.c):
+ * each searches its own, the outcomes (with the worst inputs) travel to
+ * rank 0, which prints, writes the corpus entries and the JSON in the
+ * single-process order. A case's search depends only on the seed and the
+ * kernel, so the outcome is the same on any rank when --iters, not
+ * --time, ends it. */
 #include "cli.h"
+#include "cli_mpi.h"
 #include "nb_atomic_file.h"
+#include "nb_config.h"
+#include "nb_json.h"
 
 #include <errno.h>
 #include <float.h>
@@ -247,21 +259,24 @@ typedef struct search_opts {
     long iters;
     double tmax;
     unsigned long long seed;
+    bool shard; /* --shard: under mpirun, the cases split across the processes */
 } search_opts;
 
-/* Write the corpus entry <out>/<name>.npy and .txt; 0 or a cli_error status. */
-static int write_entry(const search_opts *o, const nb_kernel *k, const nb_data *best,
-                       const nb_check *c, const char *canon, const char *name, bool from_layer)
+/* Write the corpus entry <out>/<name>.npy and .txt from the searched state
+ * (x, then dy for a backward problem); 0 or a cli_error status. */
+static int write_entry(const search_opts *o, const nb_kernel *k, const nb_problem *p,
+                       const char *state, const nb_check *c, const char *canon, const char *name,
+                       bool from_layer)
 {
-    const nb_problem *p = &best->prob;
     char path[4096], err[512];
     int64_t shape[1] = {nb_problem_numel(p)};
+    const size_t xb = (size_t)shape[0] * nb_dtype_size(p->dtype);
     snprintf(path, sizeof path, "%s/%s.npy", o->out, name);
-    if (nb_npy_write(path, p->dtype, 1, shape, best->x, err, sizeof err))
+    if (nb_npy_write(path, p->dtype, 1, shape, state, err, sizeof err))
         return cli_error("%s", err);
     const bool bwd = nb_problem_is_backward(p);
     snprintf(path, sizeof path, "%s/%s-dy.npy", o->out, name);
-    if (bwd && nb_npy_write(path, p->dtype, 1, shape, best->dy, err, sizeof err))
+    if (bwd && nb_npy_write(path, p->dtype, 1, shape, state + xb, err, sizeof err))
         return cli_error("%s", err);
     snprintf(path, sizeof path, "%s/%s.txt", o->out, name);
     nb_atomic_file out;
@@ -294,22 +309,40 @@ static int write_entry(const search_opts *o, const nb_kernel *k, const nb_data *
     return 0;
 }
 
+/* What the search of one (problem, kernel) case found. */
+typedef struct search_outcome {
+    int status;       /* 0, or the exit code of the error in `error` */
+    char error[1024]; /* "<problem>: out of memory" */
+    long evaluations, restarts;
+    bool by_time;   /* the --time limit stopped it before --iters */
+    double seconds; /* CPU time it took */
+    double worst;   /* the worst objective value; negative: nothing was checkable */
+    nb_check check; /* of the worst input */
+    char *state;    /* the worst input: x, then dy for a backward problem */
+    size_t state_len;
+} search_outcome;
+
 /* Hill-climb kernel k (index ki) on problem p: best keeps the worst input
- * found and best_c its check. Returns the worst objective value, negative
- * when no evaluation could be checked. */
-static double climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data *cur,
-                    nb_data *best, nb_check *best_c)
+ * found, out its check, counts and the objective value (negative when no
+ * evaluation could be checked). */
+static void climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data *cur, nb_data *best,
+                  search_outcome *out)
 {
     const int64_t n = nb_problem_numel(&cur->prob);
     const size_t xb = state_bytes(cur);
     const bool bwd = nb_problem_is_backward(&cur->prob);
     rs = o->seed * 0x9E3779B97F4A7C15ull + ki + 1;
     double best_v = -1, cur_v = -1;
-    nb_check c;
+    nb_check c, *best_c = &out->check;
     memset(best_c, 0, sizeof *best_c);
     const clock_t t0 = clock();
     long it = 0, restarts = 0;
-    for (; it < o->iters && (double)(clock() - t0) / CLOCKS_PER_SEC < o->tmax; it++) {
+    bool by_time = false;
+    for (; it < o->iters; it++) {
+        if ((double)(clock() - t0) / CLOCKS_PER_SEC >= o->tmax) {
+            by_time = true;
+            break;
+        }
         /* restart every 200 steps without progress */
         if (cur_v < 0 || it % 200 == 0) {
             restart(cur, n);
@@ -344,16 +377,11 @@ static double climb(const search_opts *o, const nb_kernel *k, size_t ki, nb_data
             evaluate(k, best, best_c);
         }
     }
-    printf("%-32s %s: %ld evaluations, %ld restarts, worst: max scaled error %.4g, bound use %.3g "
-           "(%s)\n",
-           k->name, nb_dtype_name(cur->prob.dtype), it, restarts, best_c->max_scaled,
-           best_c->max_bound_use, nb_verdict_name(best_c->verdict));
-    return best_v;
+    out->evaluations = it, out->restarts = restarts, out->by_time = by_time;
+    out->seconds = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    out->worst = best_v;
 }
 
-/* Search every selected kernel of the problem's layer. tag: the corpus
- * name suffix ("" for the --layer problem). 0 or a cli_error status;
- * *found counts the corpus entries written. */
 /* The problem searched for ps_in: with --dtype and --seed appended. 0 or
  * a cli_error status. */
 static int search_parse(const search_opts *o, const char *ps_in, nb_problem *p)
@@ -366,44 +394,244 @@ static int search_parse(const search_opts *o, const char *ps_in, nb_problem *p)
     return 0;
 }
 
-static int search_problem(const search_opts *o, const char *ps_in, const char *tag, int *found)
-{
-    char canon[512], why[256];
+/* One problem of the run: the --layer line or a --batch problem, parsed
+ * with --dtype and --seed, and the tag of its corpus names. */
+typedef struct search_problem {
     nb_problem p;
-    int prc = search_parse(o, ps_in, &p);
-    if (prc)
-        return prc;
-    nb_problem_format(&p, canon, sizeof canon);
-    if (nb_memory_check(&p, true, why, sizeof why))
-        return cli_resource_error("%s: %s", canon, why);
-    for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
-        const nb_kernel *k = nb_kernel_at(ki);
-        if (!nb_kernel_runs(k, &p) || !cli_kernel_selected(k, (char **)o->globs, o->ng) ||
-            !nb_kernel_available(k))
-            continue;
-        nb_data cur = {0}, best = {0};
-        nb_check best_c;
-        int rc = nb_data_alloc(&cur, &p) || nb_data_alloc(&best, &p)
-                     ? cli_resource_error("%s: out of memory", canon)
-                     : 0;
-        const double worst = rc ? -1 : climb(o, k, ki, &cur, &best, &best_c);
-        if (o->out && worst >= 0) {
-            char name[256];
-            const char *plugin = nb_kernel_plugin(k); /* its files apart from ours */
-            snprintf(name, sizeof name, "%s%s%s%s-%s-%s-%s%s-%s%s", plugin ? plugin : "",
-                     plugin ? "-" : "", nb_layer_short(k->layer),
-                     nb_problem_is_backward(&p) ? "-bwd" : "", nb_dtype_name(p.dtype),
-                     nb_kernel_algo(k), nb_kernel_isa(k), k->omp ? "-omp" : "",
-                     by_bound_use ? "bound" : "scaled", tag);
-            rc = write_entry(o, k, &best, &best_c, canon, name, !*tag);
-            *found += !rc;
-        }
-        nb_data_free(&cur);
-        nb_data_free(&best);
+    char canon[512];
+    char tag[32]; /* "" for the --layer problem, "-p<i>" for --batch problem i */
+} search_problem;
+
+/* One case: a problem and a selected kernel that runs it. */
+typedef struct search_case {
+    size_t problem; /* index into the run's problems */
+    size_t ki;      /* registry index of the kernel */
+} search_case;
+
+/* A whole search: its problems and cases, the counts of what it found and
+ * the --json report (on rank 0 only under --shard). */
+typedef struct search_run {
+    const search_opts *o;
+    search_problem *problems;
+    size_t nproblems;
+    search_case *cases;
+    size_t ncases;
+    int found, findings;
+    nb_atomic_file json_out;
+    nb_json_writer json;
+    bool have_json;
+} search_run;
+
+/* The search of one case into out (out->state malloc'd). */
+static void run_search_case(const search_run *s, const search_case *sc, search_outcome *out)
+{
+    const search_problem *sp = &s->problems[sc->problem];
+    memset(out, 0, sizeof *out);
+    out->worst = -1;
+    char why[256];
+    if (nb_memory_check(&sp->p, true, why, sizeof why)) {
+        out->status = CLI_EXIT_RESOURCES;
+        snprintf(out->error, sizeof out->error, "%s: %s", sp->canon, why);
+        return;
+    }
+    nb_data cur = {0}, best = {0};
+    if (nb_data_alloc(&cur, &sp->p) || nb_data_alloc(&best, &sp->p)) {
+        out->status = CLI_EXIT_RESOURCES;
+        snprintf(out->error, sizeof out->error, "%s: out of memory", sp->canon);
+    } else {
+        climb(s->o, nb_kernel_at(sc->ki), sc->ki, &cur, &best, out);
+        out->state_len = state_bytes(&best);
+        out->state = out->worst >= 0 ? malloc(out->state_len) : NULL;
+        if (out->state)
+            state_save(&best, out->state);
+        else
+            out->state_len = 0;
+    }
+    nb_data_free(&cur);
+    nb_data_free(&best);
+}
+
+/* The corpus name of a case's entry. */
+static void entry_name(const search_problem *sp, const nb_kernel *k, char *name, size_t len)
+{
+    const char *plugin = nb_kernel_plugin(k); /* its files apart from ours */
+    snprintf(name, len, "%s%s%s%s-%s-%s-%s%s-%s%s", plugin ? plugin : "", plugin ? "-" : "",
+             nb_layer_short(k->layer), nb_problem_is_backward(&sp->p) ? "-bwd" : "",
+             nb_dtype_name(sp->p.dtype), nb_kernel_algo(k), nb_kernel_isa(k), k->omp ? "-omp" : "",
+             by_bound_use ? "bound" : "scaled", sp->tag);
+}
+
+/* The case's JSON record; entry: its corpus name, or NULL. */
+static void json_case(search_run *s, const search_case *sc, const search_outcome *out,
+                      const char *entry)
+{
+    const search_problem *sp = &s->problems[sc->problem];
+    const nb_kernel *k = nb_kernel_at(sc->ki);
+    nb_json_writer *w = &s->json;
+    nb_json_object_inline(w, NULL);
+    nb_json_string(w, "kernel", k->name);
+    nb_json_string(w, "problem", sp->canon);
+    nb_json_string(w, "dtype", nb_dtype_name(sp->p.dtype));
+    nb_json_int(w, "evaluations", out->evaluations);
+    nb_json_int(w, "restarts", out->restarts);
+    nb_json_string(w, "stopped_by", out->by_time ? "time" : "iters");
+    nb_json_number(w, "seconds", out->seconds);
+    if (out->worst >= 0) {
+        nb_json_string(w, "verdict", nb_verdict_name(out->check.verdict));
+        nb_json_number_exact(w, "max_scaled", out->check.max_scaled);
+        nb_json_number_exact(w, "bound_use", out->check.max_bound_use);
+    } else
+        nb_json_string(w, "verdict", "unchecked");
+    if (entry)
+        nb_json_string(w, "corpus_entry", entry);
+    nb_json_end_object(w);
+}
+
+/* Print, write the corpus entry of and record one case's outcome; 0 or
+ * the exit code of its error (the search stops there, as it did alone). */
+static int report_search_case(search_run *s, const search_case *sc, const search_outcome *out)
+{
+    if (out->status)
+        return out->status == CLI_EXIT_RESOURCES ? cli_resource_error("%s", out->error)
+                                                 : cli_error("%s", out->error);
+    const search_problem *sp = &s->problems[sc->problem];
+    const nb_kernel *k = nb_kernel_at(sc->ki);
+    const nb_check *c = &out->check;
+    printf("%-32s %s: %ld evaluations, %ld restarts, worst: max scaled error %.4g, bound use %.3g "
+           "(%s)\n",
+           k->name, nb_dtype_name(sp->p.dtype), out->evaluations, out->restarts, c->max_scaled,
+           c->max_bound_use, nb_verdict_name(c->verdict));
+    char name[256];
+    const bool entry = s->o->out && out->worst >= 0 && out->state;
+    if (entry) {
+        entry_name(sp, k, name, sizeof name);
+        const int rc = write_entry(s->o, k, &sp->p, out->state, c, sp->canon, name, !*sp->tag);
         if (rc)
             return rc;
+        s->found++;
+        s->findings += c->verdict == NB_FAIL && !(k->flags & NB_KF_NEGATIVE_CONTROL);
     }
+    if (s->have_json)
+        json_case(s, sc, out, entry ? name : NULL);
+    fflush(stdout);
     return 0;
+}
+
+/* Every case in order, each searched and reported at once. */
+static int search_alone(search_run *s)
+{
+    int rc = 0;
+    for (size_t i = 0; i < s->ncases && !rc; i++) {
+        search_outcome out;
+        run_search_case(s, &s->cases[i], &out);
+        rc = report_search_case(s, &s->cases[i], &out);
+        free(out.state);
+    }
+    return rc;
+}
+
+/* ---- search --shard ------------------------------------------------------------ */
+
+/* The fixed part of a case's record; the state's bytes follow. */
+typedef struct search_wire {
+    int32_t status, by_time;
+    char error[1024];
+    int64_t evaluations, restarts;
+    double seconds, worst;
+    nb_check check;
+    uint64_t state_len;
+} search_wire;
+
+static void put_outcome(cli_shard_buf *b, size_t index, const search_outcome *out)
+{
+    search_wire w = {.status = out->status,
+                     .by_time = out->by_time,
+                     .evaluations = out->evaluations,
+                     .restarts = out->restarts,
+                     .seconds = out->seconds,
+                     .worst = out->worst,
+                     .check = out->check,
+                     .state_len = out->state_len};
+    memcpy(w.error, out->error, sizeof w.error);
+    const size_t at = cli_shard_begin(b, index);
+    cli_shard_put(b, &w, sizeof w);
+    if (out->state_len)
+        cli_shard_put(b, out->state, out->state_len);
+    cli_shard_end(b, at);
+}
+
+static int take_outcome(void *ctx, size_t index, cli_shard_reader *r)
+{
+    search_outcome *out = (search_outcome *)ctx + index;
+    search_wire w;
+    if (!cli_shard_get(r, &w, sizeof w) || w.state_len > r->len - r->at)
+        return -1;
+    free(out->state);
+    *out = (search_outcome){.status = w.status,
+                            .evaluations = (long)w.evaluations,
+                            .restarts = (long)w.restarts,
+                            .by_time = w.by_time != 0,
+                            .seconds = w.seconds,
+                            .worst = w.worst,
+                            .check = w.check,
+                            .state_len = (size_t)w.state_len};
+    memcpy(out->error, w.error, sizeof out->error);
+    out->error[sizeof out->error - 1] = 0;
+    out->state = w.state_len ? malloc((size_t)w.state_len) : NULL;
+    if (w.state_len && !out->state)
+        return -1;
+    return cli_shard_get(r, out->state, out->state_len) ? 0 : -1;
+}
+
+/* This rank's cases, searched and serialised into b; returns how many. */
+static size_t search_my_shard(const search_run *s, const int *owner, cli_shard_buf *b)
+{
+    size_t done = 0;
+    for (size_t i = 0; i < s->ncases && !b->failed; i++) {
+        if (owner[i] != cli_mpi_rank())
+            continue;
+        search_outcome out;
+        run_search_case(s, &s->cases[i], &out);
+        put_outcome(b, i, &out);
+        free(out.state);
+        done++;
+    }
+    return done;
+}
+
+/* --shard: the cases split across the MPI processes by their elements
+ * (each costs --iters evaluations of the MPFR reference), gathered on rank
+ * 0, which prints, writes and records them in the single-process order. */
+static int search_sharded(search_run *s)
+{
+    double *cost = malloc((s->ncases + 1) * sizeof *cost);
+    for (size_t i = 0; cost && i < s->ncases; i++)
+        cost[i] = (double)nb_problem_numel(&s->problems[s->cases[i].problem].p);
+    int *owner = cost ? cli_shard_owners(cost, s->ncases) : NULL;
+    search_outcome *outs = calloc(s->ncases + 1, sizeof *outs);
+    int *from = malloc((s->ncases + 1) * sizeof *from);
+    cli_shard_buf b = {0};
+    int rc = owner && outs && from ? 0 : cli_error("search: out of memory");
+    const size_t done = rc ? 0 : search_my_shard(s, owner, &b);
+    if (!rc && b.failed)
+        rc = cli_error("search: out of memory holding rank %d's results", cli_mpi_rank());
+    const cli_shard_gather_req q = {"search", s->ncases, take_outcome, outs, outs ? from : NULL};
+    rc = cli_shard_gather(&q, &b, rc, done); /* every rank, even after an error */
+    for (size_t i = 0; !rc && cli_mpi_rank() == 0 && i < s->ncases; i++) {
+        if (from[i] >= 0) {
+            rc = report_search_case(s, &s->cases[i], &outs[i]);
+            continue;
+        }
+        char what[1024];
+        snprintf(what, sizeof what, "%s on %s", nb_kernel_at(s->cases[i].ki)->name,
+                 s->problems[s->cases[i].problem].canon);
+        cli_shard_report_missing("search", what);
+        rc = CLI_EXIT_FAIL;
+    }
+    for (size_t i = 0; outs && i < s->ncases; i++)
+        free(outs[i].state);
+    free(cost), free(owner), free(outs), free(from), free(b.data);
+    return rc;
 }
 
 /* The line of the --layer's layer and the --dir's direction in the
@@ -475,8 +703,115 @@ static int require_kernels(const search_opts *o, int layer, const nb_problem_lis
     return cli_require_selection("search", o->globs, o->ng, kinds);
 }
 
-/* The --layer problem, then every --batch problem. */
-static int search_all(const char *layer_s, const search_opts *o, const nb_problem_list *batch)
+/* Add one problem (ps_in parsed with o's --dtype and --seed) and a case for
+ * every selected kernel that runs it. 0 or a cli_error status. */
+static int add_problem(search_run *s, const search_opts *o, const char *ps_in, const char *tag)
+{
+    search_problem *sp = &s->problems[s->nproblems];
+    int rc = search_parse(o, ps_in, &sp->p);
+    if (rc)
+        return rc;
+    nb_problem_format(&sp->p, sp->canon, sizeof sp->canon);
+    snprintf(sp->tag, sizeof sp->tag, "%s", tag);
+    for (size_t ki = 0; ki < nb_kernel_count(); ki++) {
+        const nb_kernel *k = nb_kernel_at(ki);
+        if (!nb_kernel_runs(k, &sp->p) || !cli_kernel_selected(k, (char **)o->globs, o->ng) ||
+            !nb_kernel_available(k))
+            continue;
+        search_case *grown = realloc(s->cases, (s->ncases + 1) * sizeof *grown);
+        if (!grown)
+            return cli_error("search: out of memory");
+        s->cases = grown;
+        s->cases[s->ncases++] = (search_case){s->nproblems, ki};
+    }
+    s->nproblems++;
+    return 0;
+}
+
+/* The run's problems and cases: the --layer problem, then every --batch
+ * problem. */
+static int list_cases(search_run *s, int layer, const nb_problem_list *batch)
+{
+    const search_opts *o = s->o;
+    s->problems = calloc(batch->count + 2, sizeof *s->problems);
+    if (!s->problems)
+        return cli_error("search: out of memory");
+    int rc = 0;
+    if (layer >= 0) {
+        char *shape = layer_problem((nb_layer)layer, strcmp(o->dir_s, "bwd") ? NB_FWD : NB_BWD);
+        search_opts lo = *o;
+        lo.dtype_s = o->dtype_s ? o->dtype_s : "f32";
+        rc = shape ? add_problem(s, &lo, shape, "") : CLI_EXIT_USAGE;
+        free(shape);
+    }
+    for (size_t i = 0; !rc && i < batch->count; i++) {
+        char tag[32];
+        snprintf(tag, sizeof tag, "-p%zu", i + 1);
+        rc = add_problem(s, o, batch->items[i], tag);
+    }
+    return rc;
+}
+
+/* --json: the document's head (its records follow, one per case). */
+static int open_json(search_run *s, const char *path)
+{
+    char err[512];
+    if (nb_atomic_open(&s->json_out, path, NB_ATOMIC_FOLLOW, err, sizeof err))
+        return cli_error("search: %s", err);
+    s->have_json = true;
+    nb_json_writer *w = &s->json;
+    nb_json_begin(w, s->json_out.f);
+    nb_json_object(w, NULL);
+    nb_json_string(w, "kind", "search");
+    nb_json_string(w, "normbench_version", NB_VERSION);
+    nb_json_string(w, "objective", by_bound_use ? "bound" : "scaled");
+    nb_json_int(w, "iters", s->o->iters);
+    nb_json_number(w, "time_limit_s", s->o->tmax);
+    nb_json_uint(w, "seed", s->o->seed);
+    nb_json_int(w, "ranks", cli_mpi_size());
+    nb_json_array(w, "results");
+    return 0;
+}
+
+/* The summary line, the JSON's tail, and the JSON put in place. */
+static int finish_search(search_run *s)
+{
+    if (s->o->out)
+        printf("search: %d corpus entr%s written to %s\n", s->found, s->found == 1 ? "y" : "ies",
+               s->o->out);
+    if (!s->have_json)
+        return 0;
+    nb_json_writer *w = &s->json;
+    nb_json_end_array(w);
+    nb_json_object_inline(w, "summary");
+    nb_json_int(w, "cases", (long long)s->ncases);
+    nb_json_int(w, "corpus_entries", s->found);
+    nb_json_int(w, "findings", s->findings);
+    nb_json_end_object(w);
+    nb_json_end_object(w);
+    nb_json_finish(w);
+    char err[512];
+    return nb_atomic_commit(&s->json_out, err, sizeof err) ? cli_error("search: %s", err) : 0;
+}
+
+/* Under mpirun, search runs only with --shard (every process would
+ * otherwise search the same cases and write the same files). */
+static int check_mpi(bool shard)
+{
+    if (shard) /* a ranks<K> problem is simulated in the process that searches it */
+        cli_mpi_use_transport(false);
+    if (cli_mpi_size() < 2 || shard)
+        return 0;
+    if (cli_mpi_rank() != 0)
+        return CLI_EXIT_USAGE; /* rank 0 says it once */
+    return cli_error("search: started as %d MPI processes: give --shard to split the cases "
+                     "across them",
+                     cli_mpi_size());
+}
+
+/* The --layer problem, then every --batch problem; alone or --shard. */
+static int search_all(const char *layer_s, const search_opts *o, const nb_problem_list *batch,
+                      const char *json_path)
 {
     int layer = -1;
     for (int l = 0; l < NB_LAYER_COUNT; l++)
@@ -487,26 +822,24 @@ static int search_all(const char *layer_s, const search_opts *o, const nb_proble
         return cli_error("search needs --layer bn|in|ln|gn|rms or --batch FILE");
     if (o->dtype_s && strcmp(o->dtype_s, "f32") && strcmp(o->dtype_s, "f64"))
         return cli_error("--dtype must be f32 or f64");
-    int rc = require_kernels(o, layer, batch);
+    int rc = check_mpi(o->shard);
+    rc = rc ? rc : require_kernels(o, layer, batch);
     if (rc)
         return rc;
-    if (o->out && make_dirs(o->out))
+    const bool writes = cli_mpi_rank() == 0; /* rank 0 writes every file */
+    if (writes && o->out && make_dirs(o->out))
         return cli_error("cannot create '%s': %s", o->out, strerror(errno));
-    int found = 0;
-    if (layer >= 0) {
-        char *shape = layer_problem((nb_layer)layer, strcmp(o->dir_s, "bwd") ? NB_FWD : NB_BWD);
-        search_opts lo = *o;
-        lo.dtype_s = o->dtype_s ? o->dtype_s : "f32";
-        rc = shape ? search_problem(&lo, shape, "", &found) : 2;
-        free(shape);
-    }
-    for (size_t i = 0; !rc && i < batch->count; i++) {
-        char tag[32];
-        snprintf(tag, sizeof tag, "-p%zu", i + 1);
-        rc = search_problem(o, batch->items[i], tag, &found);
-    }
-    if (!rc && o->out)
-        printf("search: %d corpus entr%s written to %s\n", found, found == 1 ? "y" : "ies", o->out);
+    search_run s = {.o = o};
+    rc = list_cases(&s, layer, batch);
+    if (!rc && writes && json_path)
+        rc = open_json(&s, json_path);
+    if (!rc)
+        rc = o->shard ? search_sharded(&s) : search_alone(&s);
+    if (!rc && writes)
+        rc = finish_search(&s);
+    nb_atomic_abort(&s.json_out);
+    free(s.problems);
+    free(s.cases);
     return rc;
 }
 
@@ -547,16 +880,17 @@ static int parse_search_options(int argc, char **argv, const char **layer_s, sea
          .dest = &objective,
          .value = "scaled or bound",
          .range = "scaled|bound"},
+        {.name = "--shard", .kind = CLI_OPT_FLAG, .dest = &o->shard},
     };
     const cli_spec spec = {
         .command = "search",
-        .common = CLI_KERNELS | CLI_SEED | CLI_BATCH,
+        .common = CLI_KERNELS | CLI_SEED | CLI_BATCH | CLI_JSON,
         .opts = opts,
         .nopts = sizeof opts / sizeof opts[0],
         .hint = " (usage: normbench search --layer bn|in|ln|gn|rms "
                 "[--dtype f32|f64] [--dir fwd|bwd] [--batch FILE ...] [--kernels GLOB] "
                 "[--iters N] [--time SECONDS] [--seed S] [--out DIR] "
-                "[--objective scaled|bound])"};
+                "[--objective scaled|bound] [--json FILE] [--shard])"};
     const int rc = cli_parse_options(&spec, argc, argv, c);
     o->iters = (long)iters;
     o->globs = c->globs;
@@ -574,7 +908,7 @@ int cmd_search(int argc, char **argv)
     cli_common c;
     int rc = parse_search_options(argc, argv, &layer_s, &o, &c);
     if (!rc)
-        rc = search_all(layer_s, &o, &c.problems);
+        rc = search_all(layer_s, &o, &c.problems, c.json_path);
     cli_common_free(&c);
     return rc;
 }

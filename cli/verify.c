@@ -396,53 +396,53 @@ static int run_all(verify_run *v, const nb_problem *problems, size_t n)
     return finish(v);
 }
 
-/* This rank's cases, run and serialised; the buffer is gathered on rank 0. */
-static int run_my_shard(verify_run *v, const nb_problem *problems, size_t ncases, const int *owner,
-                        cli_shard_buf *b)
+/* Rank 0's side of a sharded verify: the gathered results by case. */
+typedef struct verify_gathered {
+    const verify_run *v;
+    nb_verify_result *res;
+} verify_gathered;
+
+static int take_verify(void *ctx, size_t index, cli_shard_reader *r)
 {
-    for (size_t i = 0; i < ncases; i++) {
-        if (owner[i] != cli_mpi_rank())
-            continue;
-        const nb_problem p = case_problem(&v->o->c, problems, i);
-        nb_verify_result res;
-        run_case(v, &p, &res);
-        cli_shard_put(b, i, &res, v->kernels, v->nkernels);
-        nb_verify_result_free(&res);
-    }
-    return b->failed ? cli_error("verify: out of memory holding rank %d's results", cli_mpi_rank())
-                     : 0;
+    verify_gathered *g = ctx;
+    nb_verify_result_free(&g->res[index]);
+    return cli_shard_take_verify(r, g->v->kernels, g->v->nkernels, &g->res[index]);
 }
 
-/* Rank 0: read every rank's records and report the cases in order; a case
- * no rank returned is reported and counts as failed. */
-static int report_shards(verify_run *v, const nb_problem *problems, size_t ncases, const char *all,
-                         const size_t *offsets, const size_t *lengths)
+/* Rank 0: report the gathered cases in order; a case no rank returned is
+ * reported and counts as failed. */
+static void report_shards(verify_run *v, const nb_problem *problems, size_t ncases,
+                          const nb_verify_result *res, const int *from)
 {
-    nb_verify_result *res = calloc(ncases + 1, sizeof *res);
-    int *from = malloc((ncases + 1) * sizeof *from);
-    int rc = res && from ? 0 : cli_error("out of memory");
-    for (size_t i = 0; !rc && i < ncases; i++)
-        from[i] = -1;
-    for (int r = 0; !rc && r < cli_mpi_size(); r++)
-        if (cli_shard_take(all + offsets[r], lengths[r], r, v->kernels, v->nkernels, ncases, res,
-                           from))
-            rc = cli_error("verify: the records of rank %d are malformed", r);
-    for (size_t i = 0; !rc && i < ncases; i++) {
+    for (size_t i = 0; i < ncases; i++) {
         const nb_problem p = case_problem(&v->o->c, problems, i);
         if (from[i] < 0) {
             char ps[1024];
             nb_problem_format(&p, ps, sizeof ps);
-            fprintf(stderr, "normbench: %s: no rank returned this case\n", ps);
+            cli_shard_report_missing("verify", ps);
             v->nfail++;
             continue;
         }
         report_outcome(v, &p, &res[i]);
     }
-    for (size_t i = 0; res && i < ncases; i++)
-        nb_verify_result_free(&res[i]);
-    free(res);
-    free(from);
-    return rc;
+}
+
+/* This rank's cases, run and serialised into b; returns how many ran. */
+static size_t run_my_shard(verify_run *v, const nb_problem *problems, size_t ncases,
+                           const int *owner, cli_shard_buf *b)
+{
+    size_t done = 0;
+    for (size_t i = 0; i < ncases && !b->failed; i++) {
+        if (owner[i] != cli_mpi_rank())
+            continue;
+        const nb_problem p = case_problem(&v->o->c, problems, i);
+        nb_verify_result res;
+        run_case(v, &p, &res);
+        cli_shard_put_verify(b, i, &res, v->kernels, v->nkernels);
+        nb_verify_result_free(&res);
+        done++;
+    }
+    return done;
 }
 
 /* --shard: the cases split across the MPI processes by the reference's
@@ -452,23 +452,23 @@ static int run_sharded(verify_run *v, const nb_problem *problems, size_t n)
 {
     const size_t ncases = n * (size_t)v->o->c.seeds;
     double *cost = malloc((ncases + 1) * sizeof *cost);
-    int *owner = malloc((ncases + 1) * sizeof *owner);
-    cli_shard_buf b = {0};
-    char *all = NULL;
-    size_t *offsets = NULL, *lengths = NULL;
-    int rc = cost && owner ? 0 : cli_error("out of memory");
-    for (size_t i = 0; !rc && i < ncases; i++)
+    for (size_t i = 0; cost && i < ncases; i++)
         cost[i] = (double)nb_problem_numel(&problems[i / (size_t)v->o->c.seeds]);
-    if (!rc) {
-        cli_shard_assign(cost, ncases, cli_mpi_size(), owner);
-        rc = run_my_shard(v, problems, ncases, owner, &b);
-    }
-    /* every rank takes part in the gather, even after an error of its own */
-    const int grc = cli_mpi_gather_bytes(b.data, rc ? 0 : b.len, &all, &offsets, &lengths);
-    rc = rc ? rc : grc;
+    int *owner = cost ? cli_shard_owners(cost, ncases) : NULL;
+    verify_gathered g = {v, calloc(ncases + 1, sizeof *g.res)};
+    int *from = malloc((ncases + 1) * sizeof *from);
+    cli_shard_buf b = {0};
+    int rc = owner && g.res && from ? 0 : cli_error("verify: out of memory");
+    const size_t done = rc ? 0 : run_my_shard(v, problems, ncases, owner, &b);
+    if (!rc && b.failed)
+        rc = cli_error("verify: out of memory holding rank %d's results", cli_mpi_rank());
+    const cli_shard_gather_req q = {"verify", ncases, take_verify, &g, g.res ? from : NULL};
+    rc = cli_shard_gather(&q, &b, rc, done); /* every rank, even after an error */
     if (!rc && cli_mpi_rank() == 0)
-        rc = report_shards(v, problems, ncases, all, offsets, lengths);
-    free(cost), free(owner), free(b.data), free(all), free(offsets), free(lengths);
+        report_shards(v, problems, ncases, g.res, from);
+    for (size_t i = 0; g.res && i < ncases; i++)
+        nb_verify_result_free(&g.res[i]);
+    free(cost), free(owner), free(g.res), free(from), free(b.data);
     if (rc || cli_mpi_rank() != 0)
         return rc;
     if (v->o->c.nthreads)

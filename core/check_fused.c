@@ -24,8 +24,10 @@ bool nb_check_fused_h(const nb_data *d, const nb_ref *r, char *reason, size_t le
     if (!p->add)
         return true;
     if (!d->h || !r->h) {
+        /* NB_FAILURE_PATH_START: a caller that built its data by hand */
         snprintf(reason, len, "fused add: h or its reference is missing");
         return false;
+        /* NB_FAILURE_PATH_STOP */
     }
     const int64_t n = nb_problem_numel(p);
     int64_t bad = 0, first = -1;
@@ -36,12 +38,14 @@ bool nb_check_fused_h(const nb_data *d, const nb_ref *r, char *reason, size_t le
         }
     if (!bad)
         return true;
+    /* NB_FAILURE_PATH_START: a kernel whose h is wrong */
     snprintf(reason, len,
              "%lld element(s) of h = x + residual not correctly rounded: h[%lld]=%.9g, "
              "expected %.9g",
              (long long)bad, (long long)first, nb_dtype_get(d->h, p->dtype, first),
              nb_dtype_get(r->h, p->dtype, first));
     return false;
+    /* NB_FAILURE_PATH_STOP */
 }
 
 /* |act'| over the reals: relu 1, silu at most 1.0998 (at v near 2.40). */

@@ -57,7 +57,7 @@ int64_t nb_buffer_count(const nb_problem *p, int b)
     case NB_BUF_BETA: return !bwd && nb_problem_uses_beta(p) ? nb_problem_param_count(p) : 0;
     case NB_BUF_MEAN:
     case NB_BUF_RSTD: return nb_problem_stat_count(p);
-    case NB_BUF_VAR: return bwd ? 0 : nb_problem_stat_count(p);
+    case NB_BUF_VAR: return nb_problem_stat_count(p); /* backward: the saved var, an input */
     case NB_BUF_RUNNING_MEAN:
     case NB_BUF_RUNNING_VAR: return !bwd && nb_problem_has_running(p) ? p->c : 0;
     case NB_BUF_DY:

@@ -463,7 +463,9 @@ static void buffers_make(const nb_args *a, bool stats, bool var, nbp_buffers *b)
                        .gamma = a->gamma,
                        .beta = a->beta,
                        .mean = a->mean,
-                       .var = stats && var ? a->var : NULL,
+                       /* backward: the saved var is an input (given when the
+                          caller has it, NO_VAR or not) */
+                       .var = (stats && var) || a->dy ? a->var : NULL,
                        .rstd = a->rstd,
                        .running_mean = a->running_mean,
                        .running_var = a->running_var,

@@ -217,6 +217,37 @@ static inline void nb_vcvt_f32_bf16(uint16_t *p, __m512 v)
 #endif
     _mm256_storeu_si256((__m256i *)p, nb_bf16_shift16(v));
 }
+#ifdef NB_HAVE_BF16_INSN
+/* A run of narrowings to bf16 in one function of the AVX512-BF16 target, so
+ * that nb_bf16_insn is inlined into the loop (a call per vector from code
+ * of the base target cost a tenth of a bf16 LayerNorm); stream: non-
+ * temporal stores once d is 32-byte aligned (then fenced). Returns the
+ * values done, 0 when the CPU lacks the instruction (the caller does all). */
+__attribute__((target("avx512bf16"))) static int64_t nb_bf16_insn_run(const float *s, uint16_t *d,
+                                                                      int64_t n, bool stream)
+{
+    int64_t i = 0;
+    if (stream) {
+        for (; i + 16 <= n && (uintptr_t)(d + i) % 32 != 0; i += 16)
+            _mm256_storeu_si256((__m256i *)(d + i), nb_bf16_insn(_mm512_loadu_ps(s + i)));
+        for (; i + 16 <= n; i += 16)
+            _mm256_stream_si256((__m256i *)(d + i), nb_bf16_insn(_mm512_loadu_ps(s + i)));
+        _mm_sfence();
+        return i;
+    }
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(d + i), nb_bf16_insn(_mm512_loadu_ps(s + i)));
+    return i;
+}
+#define NB_HAVE_VNARROW_BF16_RUN 1
+static inline int64_t nb_vnarrow_bf16_run(const float *s, uint16_t *d, int64_t n, bool stream)
+{
+    static int has = -1;
+    if (has < 0)
+        has = __builtin_cpu_supports("avx512bf16");
+    return has ? nb_bf16_insn_run(s, d, n, stream) : 0;
+}
+#endif
 static inline __m512 nb_vcvt_f16_f32(const uint16_t *p)
 {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
@@ -225,6 +256,22 @@ static inline void nb_vcvt_f32_f16(uint16_t *p, __m512 v)
 {
     _mm256_storeu_si256((__m256i *)p,
                         _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+/* A run of narrowings to f16, streamed as nb_bf16_insn_run does. */
+#define NB_HAVE_VNARROW_F16_RUN 1
+static inline int64_t nb_vnarrow_f16_run(const float *s, uint16_t *d, int64_t n, bool stream)
+{
+    int64_t i = 0;
+    if (!stream)
+        return 0; /* the caller's loop */
+    for (; i + 16 <= n && (uintptr_t)(d + i) % 32 != 0; i += 16)
+        nb_vcvt_f32_f16(d + i, _mm512_loadu_ps(s + i));
+    for (; i + 16 <= n; i += 16)
+        _mm256_stream_si256(
+            (__m256i *)(d + i),
+            _mm512_cvtps_ph(_mm512_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    _mm_sfence();
+    return i;
 }
 
 /* ---- the passes and drivers for both dtypes ----------------------------- */

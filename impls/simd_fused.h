@@ -34,12 +34,12 @@ static void fused_add_f64(const double *x, const double *r, double *h, int64_t n
         h[i] = x[i] + r[i];
 }
 
-/* dst = src over n values, with non-temporal stores where the ISA has
- * them (dst aligned to a vector first), then ordered. */
-static void fused_stream_f32(float *dst, const float *src, int64_t n)
+/* dst = src over n values; stream: with non-temporal stores where the ISA
+ * has them (dst aligned to a vector first), then ordered. */
+static void fused_stream_f32(float *dst, const float *src, int64_t n, bool stream)
 {
     int64_t i = 0;
-    if (nb_has_stream) {
+    if (nb_has_stream && stream) {
         for (; i < n && ((uintptr_t)(dst + i) % sizeof(nb_vec_f32)) != 0; i++)
             dst[i] = src[i];
         for (; i + nb_lanes_f32 <= n; i += nb_lanes_f32)
@@ -50,10 +50,10 @@ static void fused_stream_f32(float *dst, const float *src, int64_t n)
         dst[i] = src[i];
 }
 
-static void fused_stream_f64(double *dst, const double *src, int64_t n)
+static void fused_stream_f64(double *dst, const double *src, int64_t n, bool stream)
 {
     int64_t i = 0;
-    if (nb_has_stream) {
+    if (nb_has_stream && stream) {
         for (; i < n && ((uintptr_t)(dst + i) % sizeof(nb_vec_f64)) != 0; i++)
             dst[i] = src[i];
         for (; i + nb_lanes_f64 <= n; i += nb_lanes_f64)
@@ -90,9 +90,9 @@ static nb_status fused_add_block(const nb_kernel *k, const nb_problem *p, const 
     const nb_status st = p->dtype == NB_F64 ? simd_run_tuned_f64(k, q, &f, tune)
                                             : simd_run_tuned_f32(k, q, &f, tune);
     if (p->dtype == NB_F64)
-        fused_stream_f64((double *)h, hs, cnt);
+        fused_stream_f64((double *)h, hs, cnt, tune->nt_bytes == 0);
     else
-        fused_stream_f32((float *)h, hs, cnt);
+        fused_stream_f32((float *)h, hs, cnt, tune->nt_bytes == 0);
     return st;
 }
 

@@ -34,9 +34,20 @@ static void half_widen(bool bf16, const uint16_t *s, float *d, int64_t n)
         d[i] = bf16 ? nb_bf16_to_f32(s[i]) : nb_f16_to_f32(s[i]);
 }
 
-static void half_narrow(bool bf16, const float *s, uint16_t *d, int64_t n)
+/* stream: y is large (the whole of it at least the tuning's streaming
+ * threshold): non-temporal stores where the ISA's run has them. */
+static void half_narrow(bool bf16, const float *s, uint16_t *d, int64_t n, bool stream)
 {
     int64_t i = 0;
+    (void)stream;
+#ifdef NB_HAVE_VNARROW_BF16_RUN /* a whole run in one call where the ISA has it */
+    if (bf16)
+        i = nb_vnarrow_bf16_run(s, d, n, stream);
+#endif
+#ifdef NB_HAVE_VNARROW_F16_RUN
+    if (!bf16)
+        i = nb_vnarrow_f16_run(s, d, n, stream);
+#endif
     for (; i + nb_lanes_f32 <= n; i += nb_lanes_f32) {
         if (bf16)
             nb_vcvt_f32_bf16(d + i, nb_vload_f32(s + i));
@@ -208,7 +219,8 @@ static nb_status half_block(const nb_kernel *k, const nb_problem *p, const nb_ar
     if (bg)
         half_before_gamma(bf16, q, ys, y, g, b);
     else
-        half_narrow(bf16, ys, y, cnt);
+        half_narrow(bf16, ys, y, cnt,
+                    nb_problem_numel(p) * (int64_t)sizeof(uint16_t) >= nb_tune_get()->nt_bytes);
     return NB_OK;
 }
 

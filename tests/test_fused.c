@@ -229,3 +229,20 @@ Test(fused, checker_bites_on_the_activation)
     nb_ref_free(&r);
     nb_data_free(&d);
 }
+
+/* silu far left: w near -1e9 (beta set so), where exp(-w) leaves MPFR's
+ * range: the reference gives -0, the value every dtype rounds silu to. */
+Test(fused, reference_silu_far_left_is_minus_zero)
+{
+    nb_problem p = parse("gn:n1c2h2w2:g1:act=silu:f64");
+    nb_data d;
+    nb_ref r;
+    cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+    ((double *)d.beta)[0] = ((double *)d.beta)[1] = -1e9;
+    cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
+    for (int64_t i = 0; i < 8; i++)
+        cr_expect(r.y[i].hi == 0 && signbit(r.y[i].hi) && r.y_round[i] == 0, "y[%lld] %g",
+                  (long long)i, r.y[i].hi);
+    nb_ref_free(&r);
+    nb_data_free(&d);
+}

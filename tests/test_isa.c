@@ -67,7 +67,8 @@ Test(isa, cap_allows_levels_up_to_it)
     expect_capped("bogus", NB_ISA_SCALAR, NB_ISA_SCALAR);
 }
 
-/* Every SIMD level registers the same five rows per layer, or none. */
+/* Every SIMD level registers the same five rows per layer (seven for ln
+ * and rms), or none. */
 Test(isa, simd_rows_per_level)
 {
     for (int isa = NB_ISA_AVX2; isa < NB_ISA_LEVELS; isa++) {
@@ -84,9 +85,10 @@ Test(isa, simd_rows_per_level)
                 cr_expect_eq(k->reduction, NB_RED_LANES, "%s", k->name);
             }
         }
+        /* ln and rms: also the fused add's two unfused baseline rows */
         for (int l = 0; l < NB_LAYER_COUNT && total; l++)
-            cr_expect_eq(rows[l], 5, "%s has %d %s rows", nb_layer_name((nb_layer)l), rows[l],
-                         nb_isa_name((nb_isa)isa));
+            cr_expect_eq(rows[l], l == NB_LN || l == NB_RMS ? 7 : 5, "%s has %d %s rows",
+                         nb_layer_name((nb_layer)l), rows[l], nb_isa_name((nb_isa)isa));
     }
 }
 
@@ -125,7 +127,8 @@ Test(isa, dtypes_column)
     for (size_t i = 0; i < nb_kernel_count(); i++) {
         const nb_kernel *k = nb_kernel_at(i);
         const bool stable =
-            k->isa < NB_ISA_LEVELS && (k->algo == NB_ALGO_TWOPASS || k->algo == NB_ALGO_WELFORD);
+            k->isa < NB_ISA_LEVELS && (k->algo == NB_ALGO_TWOPASS || k->algo == NB_ALGO_WELFORD ||
+                                       k->algo == NB_ALGO_UNFUSED);
         unsigned want = k->algo == NB_ALGO_ONEDNN     ? 1u << NB_F32
                         : stable                      ? f32_f64 | half
                         : k->algo == NB_ALGO_SQSTORE  ? 1u << NB_F16

@@ -62,12 +62,14 @@ ParameterizedTestParameters(kernels, sweep)
 }
 
 /* The SyncBatchNorm kernels run the training problems spread over three
- * ranks (uneven, some empty on small batches). */
+ * ranks (uneven, some empty on small batches); not act= problems, which
+ * SyncBatchNorm does not define. */
 static void sync_variant(const nb_kernel *k, nb_problem *p)
 {
     const bool sync = k->algo == NB_ALGO_SYNC_CHAN || k->algo == NB_ALGO_SYNC_SUMS ||
                       k->algo == NB_ALGO_SYNC_TORCH;
-    if (sync && p->ranks == 0 && p->layer == NB_BN && p->training && p->dir == NB_FWD)
+    if (sync && p->ranks == 0 && p->layer == NB_BN && p->training && p->dir == NB_FWD &&
+        p->act == NB_ACT_NONE)
         p->ranks = 3;
 }
 

@@ -10,7 +10,10 @@
  * problem's thread count. Forward, f32 and f64; backward (dx, dgamma,
  * dbeta from the saved mean and rstd) through the matching
  * native_*_backward entries for LayerNorm, GroupNorm (NCHW), BatchNorm
- * training and InstanceNorm.
+ * (training; inference with the running statistics, whose variance
+ * normbench passes as the saved var) and InstanceNorm, and through
+ * PyTorch's autograd where a user's gradient comes from it: the composed
+ * RMSNorm and channels_last GroupNorm (at::group_norm, as F.group_norm).
  *
  * Statistics: mean and rstd as the ATen entry returns them (rstd is its
  * saved invstd); no entry returns var, so these kernels declare
@@ -20,6 +23,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <torch/version.h> /* TORCH_VERSION (torch/csrc/api/include) */
 
 #include <array>
@@ -228,10 +232,23 @@ int group_norm_bwd(const nbp_problem *p, const nbp_buffers *b)
     return NBP_OK;
 }
 
+/* BatchNorm inference: ATen's eval-mode backward takes the running mean
+ * and variance (normbench passes them as the saved mean and var). */
+int batch_norm_infer_bwd(const nbp_problem *p, const nbp_buffers *b)
+{
+    if (!b->var)
+        return NBP_UNSUPPORTED;
+    put_grads(at::native_batch_norm_backward(
+                  over(b->dy, p), over(b->x, p), weight_of(p, b), vec(b->mean, p->c, p),
+                  vec(b->var, p->c, p), at::Tensor(), at::Tensor(), false, p->eps, grads_wanted(b)),
+              p, b);
+    return NBP_OK;
+}
+
 int batch_norm_bwd(const nbp_problem *p, const nbp_buffers *b)
 {
     if (!(p->modes & NBP_MODE_BATCH_STATS))
-        return NBP_UNSUPPORTED; /* inference backward: not wrapped */
+        return batch_norm_infer_bwd(p, b);
     put_grads(at::native_batch_norm_backward(over(b->dy, p), over(b->x, p), weight_of(p, b),
                                              at::Tensor(), at::Tensor(), vec(b->mean, p->c, p),
                                              vec(b->rstd, p->c, p), true, p->eps, grads_wanted(b)),
@@ -261,6 +278,51 @@ int instance_norm_bwd(const nbp_problem *p, const nbp_buffers *b)
     return NBP_OK;
 }
 
+/* A leaf for autograd: a copy of v (keeping its strides) that records the
+ * gradient; undefined stays undefined. */
+at::Tensor leaf(const at::Tensor &v)
+{
+    return v.defined() ? v.clone().requires_grad_(true) : v;
+}
+
+/* The gradient autograd left in t into buf (when both exist). */
+void put_grad(const at::Tensor &t, void *buf, int64_t count, const nbp_problem *p)
+{
+    if (buf && t.defined() && t.grad().defined())
+        vec(buf, count, p).copy_(t.grad().reshape({-1}));
+}
+
+/* RMSNorm's gradients as PyTorch's autograd gives them on the composition
+ * the forward uses (it recomputes from x; the saved statistics unused). */
+int rms_norm_bwd(const nbp_problem *p, const nbp_buffers *b)
+{
+    c10::AutoGradMode grad_mode(true);
+    const at::Tensor x = leaf(over(b->x, p)), g = leaf(weight_of(p, b));
+    at::Tensor y = x * at::rsqrt(x.pow(2).mean({-1}, true) + p->eps);
+    if (g.defined())
+        y = y * g;
+    y.backward(over(b->dy, p));
+    over(b->dx, p).copy_(x.grad());
+    put_grad(g, b->dgamma, p->param_count, p);
+    return NBP_OK;
+}
+
+/* channels_last GroupNorm's gradients as a user gets them: autograd
+ * through at::group_norm (F.group_norm) on channels_last tensors. */
+int group_norm_cl_bwd(const nbp_problem *p, const nbp_buffers *b)
+{
+    c10::AutoGradMode grad_mode(true);
+    const bool affine = p->modes & NBP_MODE_AFFINE;
+    const at::Tensor x = leaf(over(b->x, p)), g = leaf(weight_of(p, b));
+    const at::Tensor bt = affine ? leaf(at::zeros_like(vec(b->gamma, p->c, p))) : at::Tensor();
+    const at::Tensor y = at::group_norm(x, p->groups, g, bt, p->eps, false);
+    y.backward(over(b->dy, p));
+    over(b->dx, p).copy_(x.grad());
+    put_grad(g, b->dgamma, p->param_count, p);
+    put_grad(bt, b->dbeta, p->param_count, p);
+    return NBP_OK;
+}
+
 /* One entry for every kernel: user names the layer's forward and backward
  * functions (backward NULL: forward only). */
 using layer_fn = int (*)(const nbp_problem *, const nbp_buffers *);
@@ -286,14 +348,13 @@ constexpr uint32_t modes_norm = NBP_MODE_BATCH_STATS | NBP_MODE_AFFINE | NBP_MOD
 
 const layer_fns ln_fns = {layer_norm, layer_norm_bwd}, gn_fns = {group_norm, group_norm_bwd},
                 bn_fns = {batch_norm, batch_norm_bwd}, in_fns = {instance_norm, instance_norm_bwd},
-                rms_fns = {rms_norm, nullptr},
-                /* channels_last GroupNorm: forward only. ATen 1.13's
-                 * native_group_norm_backward called on channels_last tensors
-                 * returns a wrong dx (max |diff| 8.4 against the NCHW call on
-                 * the same values, while autograd through F.group_norm
-                 * agrees with NCHW), so this wrapper could not stand for what
-                 * a PyTorch user gets */
-    gn_cl_fns = {group_norm, nullptr};
+                rms_fns = {rms_norm, rms_norm_bwd},
+                /* channels_last GroupNorm: backward through autograd.
+                 * ATen 1.13's native_group_norm_backward called directly on
+                 * channels_last tensors returns a wrong dx (max |diff| 8.4
+                 * against the NCHW call on the same values), while autograd
+                 * through at::group_norm, what a user runs, agrees */
+    gn_cl_fns = {group_norm, group_norm_cl_bwd};
 
 nbp_kernel kernel(const char *algo, int32_t layer, uint32_t layouts, uint32_t modes,
                   const layer_fns &f, uint32_t flags = NBP_KF_NO_VAR | NBP_KF_THREADED)
