@@ -285,8 +285,8 @@ typedef struct SFN(bwd_in) {
 
 /* Tree node (level, index) of channel c: the sums of dy and dy xhat over
  * the node's values, added pairwise as the forward's node merges moments. */
-static SFN(bsums) SFN(bsum_node)(const sync_ctx *s, const SFN(bwd_in) * in, int64_t c, int level,
-                                 int64_t index)
+static SFN(bsums)
+    SFN(bsum_node)(const sync_ctx *s, const SFN(bwd_in) * in, int64_t c, int level, int64_t index)
 {
     if (level == 0) {
         const T d = SFN(xat)(s, in->dy, c, index);
@@ -353,8 +353,8 @@ static nb_status SFN(bsum_get)(const sync_ctx *s, const sync_nodes *t, int level
 
 /* dx of the samples [first, first + count) from the whole batch's sums:
  * dx = gamma rstd ((dy - A) - xhat B), A = sum dy / m, B = sum dy xhat / m. */
-static void SFN(sync_dx)(const sync_ctx *s, const nb_args *a, const SFN(bwd_in) * in,
-                         int64_t first, int64_t count, const SFN(bsums) * sum, bool affine)
+static void SFN(sync_dx)(const sync_ctx *s, const nb_args *a, const SFN(bwd_in) * in, int64_t first,
+                         int64_t count, const SFN(bsums) * sum, bool affine)
 {
     const T *gamma = a->gamma;
     T *dx = a->dx;
