@@ -270,3 +270,108 @@ Test(syncbn_strategies, transport_of_another_size_is_refused)
     cr_expect_eq(st, NB_ERR_ARG);
     nb_data_free(&d);
 }
+
+/* ---- the distributed path in one process ---------------------------------------- */
+
+/* A transport that plays rank `rank` of K: the parts each rank sends to
+ * exchange e are kept in store[e]; while some rank has not sent its part
+ * yet, the exchange records this rank's and stops the run (NB_ERR_IO),
+ * and once all K have, it hands every rank's part over as MPI_Allgatherv
+ * would. Running every rank once per exchange, then once more, is the
+ * distributed run, each process computing its own slice alone. */
+typedef struct replay {
+    int rank, K, call;
+    char *store[2];
+    int sent[2]; /* ranks whose part of exchange e is stored */
+} replay;
+
+static nb_status replay_allgatherv(void *ctx, void *buf, const size_t *counts, const size_t *displs)
+{
+    replay *r = ctx;
+    const int e = r->call++;
+    cr_assert(e < 2, "more than two exchanges");
+    size_t bytes = 0;
+    for (int k = 0; k < r->K; k++)
+        bytes = displs[k] + counts[k] > bytes ? displs[k] + counts[k] : bytes;
+    if (!r->store[e])
+        cr_assert((r->store[e] = calloc(bytes ? bytes : 1, 1)) != NULL);
+    if (r->sent[e] < r->K) {
+        memcpy(r->store[e] + displs[r->rank], (char *)buf + displs[r->rank], counts[r->rank]);
+        r->sent[e]++;
+        return NB_ERR_IO;
+    }
+    for (int k = 0; k < r->K; k++)
+        if (k != r->rank)
+            memcpy((char *)buf + displs[k], r->store[e] + displs[k], counts[k]);
+    return NB_OK;
+}
+
+/* Run kernel k on problem s with transport comm (NULL: simulated); the
+ * status, and in *o the outputs (dx, dgamma, dbeta, or y, mean, rstd). */
+static nb_status run_with(const nb_kernel *k, const char *s, const nb_sync_comm *comm, char **o,
+                          size_t *bytes)
+{
+    nb_problem p = problem(s);
+    nb_data d;
+    cr_assert_eq(nb_data_alloc(&d, &p), 0);
+    nb_data_reset(&d);
+    nb_args a = nb_data_args(&d);
+    nb_sync_set_comm(comm);
+    const nb_status st = nb_kernel_run(k, &p, &a);
+    nb_sync_set_comm(NULL);
+    const bool bwd = nb_problem_is_backward(&p);
+    const size_t es = nb_dtype_size(p.dtype), ny = (size_t)nb_problem_numel(&p) * es,
+                 nc = (size_t)p.c * es;
+    const void *parts[] = {bwd ? d.dx : d.y, d.dgamma, d.dbeta};
+    *bytes = ny + 2 * nc;
+    *o = malloc(*bytes);
+    cr_assert(*o);
+    memcpy(*o, parts[0], ny);
+    memcpy(*o + ny, bwd ? parts[1] : d.mean, nc);
+    memcpy(*o + ny + nc, bwd ? parts[2] : d.rstd, nc);
+    nb_data_free(&d);
+    return st;
+}
+
+/* As rank `rank` through the replay transport. */
+static nb_status run_as_rank(const nb_kernel *k, const char *s, replay *r, int rank, char **o,
+                             size_t *bytes)
+{
+    r->rank = rank, r->call = 0;
+    const nb_sync_comm comm = {
+        .rank = rank, .size = r->K, .allgatherv = replay_allgatherv, .ctx = r};
+    return run_with(k, s, &comm, o, bytes);
+}
+
+Test(syncbn_chan_bwd, each_rank_alone_gives_the_simulated_bits)
+{
+    const nb_kernel *k = kernel("batchnorm/sync_chan/scalar");
+    const char *cases[] = {"bn:n8c5h3w3:nchw:f32:bwd:data=offset1e3:ranks4:split=3,0,1,4",
+                           "bn:n8c5h3w3:nhwc:f64:bwd_d:ranks7",
+                           "bn:n8c5h3w3:nhwc:f32:ranks5:split=0,1,0,6,1"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const nb_problem p = problem(cases[i]);
+        replay r = {.K = p.ranks};
+        size_t n0, n;
+        char *o, *sim = NULL;
+        for (int e = 0; e < 2; e++)
+            for (int rank = 0; rank < r.K; rank++) {
+                cr_expect_eq(run_as_rank(k, cases[i], &r, rank, &o, &n), NB_ERR_IO);
+                free(o);
+            }
+        for (int rank = 0; rank < r.K; rank++) {
+            cr_expect_eq(run_as_rank(k, cases[i], &r, rank, &o, &n), NB_OK, "%s rank %d", cases[i],
+                         rank);
+            if (!sim) {
+                cr_assert_eq(run_with(k, cases[i], NULL, &sim, &n0), NB_OK);
+                cr_assert_eq(n, n0);
+            }
+            cr_expect(memcmp(o, sim, n) == 0, "%s: rank %d differs from the simulation", cases[i],
+                      rank);
+            free(o);
+        }
+        free(sim);
+        free(r.store[0]);
+        free(r.store[1]);
+    }
+}
