@@ -236,7 +236,7 @@ Test(syncbn_strategies, only_ranks_problems_run_the_sync_kernels)
     cr_expect(!nb_kernel_runs(kernel("batchnorm/sync_chan/scalar"), &plain));
     cr_expect(nb_kernel_runs(kernel("batchnorm/sync_chan/scalar"), &ranked));
     cr_expect(!nb_kernel_runs(kernel("batchnorm/twopass/scalar"), &ranked));
-    /* the backward: sync_chan alone (section 10.4), never the plain kernels */
+    /* the backward: sync_chan alone (section 10.6), never the plain kernels */
     const nb_problem bwd = problem("bn:n8c4h3w3:ranks2:bwd"),
                      bwd_d = problem("bn:n8c4:ranks3:bwd_d");
     const nb_problem plain_bwd = problem("bn:n8c4h3w3:bwd");
