@@ -291,7 +291,7 @@ static nb_status direction_check(const nb_problem *p, char *err, size_t len)
     return NB_OK;
 }
 
-/* SyncBatchNorm: a forward bn training problem, 1..NB_MAX_RANKS ranks,
+/* SyncBatchNorm: a bn training problem (fwd, bwd or bwd_d), 1..NB_MAX_RANKS ranks,
  * and an explicit split of one non-negative count per rank summing to n. */
 static nb_status ranks_check(const nb_problem *p, char *err, size_t len)
 {
@@ -300,8 +300,8 @@ static nb_status ranks_check(const nb_problem *p, char *err, size_t len)
     if (p->ranks < 1 || p->ranks > NB_MAX_RANKS)
         return fail(err, len, NB_ERR_ARG, "ranks must lie in 1..%d, got %d", NB_MAX_RANKS,
                     p->ranks);
-    if (p->layer != NB_BN || !p->training || p->dir != NB_FWD)
-        return fail(err, len, NB_ERR_ARG, "ranks needs a forward bn training problem");
+    if (p->layer != NB_BN || !p->training)
+        return fail(err, len, NB_ERR_ARG, "ranks needs a bn training problem");
     if (p->nsplit == 0)
         return NB_OK;
     if (p->nsplit != p->ranks || p->nsplit > NB_MAX_SPLIT)
@@ -889,9 +889,8 @@ static nb_status parse_finish(nb_problem *p, char *const seen[TK_KIND_COUNT], ch
     if (seen[TK_SPLIT] && p->nsplit != p->ranks)
         return fail(err, len, NB_ERR_PARSE, "'%s' lists %d ranks, '%s' says %d", seen[TK_SPLIT],
                     p->nsplit, seen[TK_RANKS], p->ranks);
-    if (seen[TK_RANKS] && (!p->training || p->dir != NB_FWD))
-        return fail(err, len, NB_ERR_PARSE,
-                    "'%s' needs a forward training problem (SyncBatchNorm: train, fwd)",
+    if (seen[TK_RANKS] && !p->training)
+        return fail(err, len, NB_ERR_PARSE, "'%s' needs a training problem (SyncBatchNorm: train)",
                     seen[TK_RANKS]);
     if (p->nsplit) { /* the even split is the default, not printed */
         bool even = true;

@@ -1,10 +1,12 @@
-/* sync_body.h: the SyncBatchNorm forward training kernels (sync_chan,
- * sync_sums, sync_torch), written once and included by syncbn.c for each
- * dtype with T, SFX and SQRT defined (dtype_f32.h, dtype_f64.h). Every
- * rank turns its slice of the batch into a block of partials (stored as
- * doubles, exact for T), the blocks are all-gathered, and every rank
- * merges all blocks with the same arithmetic into the batch statistics,
- * then normalises its slice (docs/DESIGN.md section 10). Arithmetic is in T
+/* sync_body.h: the SyncBatchNorm training kernels (forward: sync_chan,
+ * sync_sums, sync_torch; backward: sync_chan), written once and included
+ * by syncbn.c for each dtype with T, SFX and SQRT defined (dtype_f32.h,
+ * dtype_f64.h). Every rank turns its slice of the batch into a block of
+ * partials (stored as doubles, exact for T), the blocks are all-gathered,
+ * and every rank merges all blocks with the same arithmetic into the batch
+ * statistics (backward: the batch's sums of dy and dy xhat), then
+ * normalises its slice (backward: computes its slice of dx), and the
+ * slices are all-gathered (docs/DESIGN.md section 10). Arithmetic is in T
  * throughout; counts are exact integers held in doubles. */
 
 #define NB_SCAT_(a, b) a##_##b
@@ -259,12 +261,162 @@ static nb_status SFN(sync_run)(const nb_kernel *k, const nb_problem *p, const nb
         const int64_t first = s.first[s.rank_lo];
         const int64_t last = s.first[s.rank_hi - 1] + s.count[s.rank_hi - 1];
         SFN(sync_apply)(&s, a, first, last - first, mean, rstd, p->affine);
-        st = sync_gather_y(&s, a->y);
+        st = sync_gather_samples(&s, a->y);
     }
     if (!st && p->training)
         SFN(nb_running_update)(p, a, s.m, mean, var);
     free(all);
     free(scratch);
+    sync_ctx_free(&s);
+    return st;
+}
+
+/* ---- backward (sync_chan): (sum dy, sum dy xhat) in the same fixed tree ---------- */
+
+/* A node's two backward sums of one channel. */
+typedef struct SFN(bsums) {
+    T dy, dyxh;
+} SFN(bsums);
+
+/* The backward's inputs: x, dy and the forward's saved mean and rstd. */
+typedef struct SFN(bwd_in) {
+    const T *x, *dy, *mean, *rstd;
+} SFN(bwd_in);
+
+/* Tree node (level, index) of channel c: the sums of dy and dy xhat over
+ * the node's values, added pairwise as the forward's node merges moments. */
+static SFN(bsums)
+    SFN(bsum_node)(const sync_ctx *s, const SFN(bwd_in) * in, int64_t c, int level, int64_t index)
+{
+    if (level == 0) {
+        const T d = SFN(xat)(s, in->dy, c, index);
+        const T xh = (SFN(xat)(s, in->x, c, index) - in->mean[c]) * in->rstd[c];
+        const SFN(bsums) leaf = {d, d * xh};
+        return leaf;
+    }
+    SFN(bsums) left = SFN(bsum_node)(s, in, c, level - 1, 2 * index);
+    if (((2 * index + 1) << (level - 1)) >= s->m)
+        return left;
+    const SFN(bsums) right = SFN(bsum_node)(s, in, c, level - 1, 2 * index + 1);
+    left.dy = left.dy + right.dy;
+    left.dyxh = left.dyxh + right.dyxh;
+    return left;
+}
+
+/* Rank r's backward block: the nodes covering its values, each with the
+ * two sums of every channel. */
+static void SFN(bsum_block)(const sync_ctx *s, const SFN(bwd_in) * in, int r, double *blk)
+{
+    int levels[2 * 64];
+    int64_t index[2 * 64];
+    const int64_t a = s->first[r] * s->S, b = (s->first[r] + s->count[r]) * s->S;
+    const int nodes = sync_tree_cover(a, b, s->m, s->L, levels, index);
+    blk[0] = nodes;
+    double *o = blk + 1;
+    for (int k = 0; k < nodes; k++) {
+        o[0] = levels[k], o[1] = (double)index[k];
+        for (int64_t c = 0; c < s->C; c++) {
+            const SFN(bsums) v = SFN(bsum_node)(s, in, c, levels[k], index[k]);
+            o[2 + 2 * c] = v.dy, o[3 + 2 * c] = v.dyxh;
+        }
+        o += 2 + 2 * s->C;
+    }
+}
+
+/* Node (level, index) of every channel from the gathered nodes, as
+ * chan_get: a sent node as sent, any other the sum of its children. */
+static nb_status SFN(bsum_get)(const sync_ctx *s, const sync_nodes *t, int level, int64_t index,
+                               SFN(bsums) * out)
+{
+    const double *sent = sync_nodes_find(t, level, index);
+    if (sent) {
+        for (int64_t c = 0; c < s->C; c++)
+            out[c] = (SFN(bsums)){(T)sent[2 * c], (T)sent[2 * c + 1]};
+        return NB_OK;
+    }
+    if (level == 0)
+        return NB_ERR_ARG; /* a value no rank holds: the blocks are inconsistent */
+    nb_status st = SFN(bsum_get)(s, t, level - 1, 2 * index, out);
+    if (st || ((2 * index + 1) << (level - 1)) >= s->m)
+        return st;
+    SFN(bsums) *right = malloc((size_t)s->C * sizeof *right);
+    if (!right)
+        return NB_ERR_NOMEM;
+    st = SFN(bsum_get)(s, t, level - 1, 2 * index + 1, right);
+    for (int64_t c = 0; !st && c < s->C; c++) {
+        out[c].dy = out[c].dy + right[c].dy;
+        out[c].dyxh = out[c].dyxh + right[c].dyxh;
+    }
+    free(right);
+    return st;
+}
+
+/* dx of the samples [first, first + count) from the whole batch's sums:
+ * dx = gamma rstd ((dy - A) - xhat B), A = sum dy / m, B = sum dy xhat / m. */
+static void SFN(sync_dx)(const sync_ctx *s, const nb_args *a, const SFN(bwd_in) * in, int64_t first,
+                         int64_t count, const SFN(bsums) * sum, bool affine)
+{
+    const T *gamma = a->gamma;
+    T *dx = a->dx;
+    for (int64_t c = 0; c < s->C; c++) {
+        const T A = sum[c].dy / (T)s->m, B = sum[c].dyxh / (T)s->m;
+        const T scale = affine ? gamma[c] * in->rstd[c] : in->rstd[c];
+        for (int64_t e = first * s->S; e < (first + count) * s->S; e++) {
+            const int64_t n = e / s->S, j = e % s->S;
+            const int64_t i = s->nhwc ? (n * s->S + j) * s->C + c : (n * s->C + c) * s->S + j;
+            const T xh = (in->x[i] - in->mean[c]) * in->rstd[c];
+            dx[i] = scale * ((in->dy[i] - A) - xh * B);
+        }
+    }
+}
+
+/* The whole batch's sums on every rank: this process's blocks, the
+ * all-gather, the tree's root. */
+static nb_status SFN(sync_bsums)(const sync_ctx *s, const SFN(bwd_in) * in, double *all,
+                                 SFN(bsums) * root)
+{
+    for (int r = s->rank_lo; r < s->rank_hi; r++)
+        SFN(bsum_block)(s, in, r, all + (size_t)r * s->words);
+    nb_status st = sync_gather_blocks(s, all);
+    sync_nodes t;
+    if (!st)
+        st = sync_nodes_index(s, all, &t);
+    if (st)
+        return st;
+    st = SFN(bsum_get)(s, &t, s->L, 0, root);
+    sync_nodes_free(&t);
+    return st;
+}
+
+/* SyncBatchNorm backward, training (bwd, bwd_d): every rank ends with the
+ * whole dx and, for bwd on an affine problem, dgamma = sum dy xhat and
+ * dbeta = sum dy of the whole batch. */
+static nb_status SFN(sync_backward)(const nb_kernel *k, const nb_problem *p, const nb_args *a)
+{
+    sync_ctx s;
+    nb_status st = sync_ctx_make(k->algo, p, sizeof(T), &s);
+    double *all = NULL;
+    SFN(bsums) *root = NULL;
+    if (!st && (!(all = calloc((size_t)s.K * s.words, sizeof *all)) ||
+                !(root = malloc((size_t)s.C * sizeof *root))))
+        st = NB_ERR_NOMEM;
+    const SFN(bwd_in) in = {a->x, a->dy, a->mean, a->rstd};
+    if (!st)
+        st = SFN(sync_bsums)(&s, &in, all, root);
+    if (!st) {
+        const int64_t first = s.first[s.rank_lo];
+        const int64_t last = s.first[s.rank_hi - 1] + s.count[s.rank_hi - 1];
+        SFN(sync_dx)(&s, a, &in, first, last - first, root, p->affine);
+        st = sync_gather_samples(&s, a->dx);
+    }
+    T *dgamma = a->dgamma, *dbeta = a->dbeta;
+    for (int64_t c = 0; !st && nb_problem_has_param_grads(p) && c < s.C; c++) {
+        dgamma[c] = root[c].dyxh;
+        if (nb_problem_uses_beta(p))
+            dbeta[c] = root[c].dy;
+    }
+    free(root);
+    free(all);
     sync_ctx_free(&s);
     return st;
 }

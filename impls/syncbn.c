@@ -1,4 +1,5 @@
-/* syncbn.c: SyncBatchNorm forward training (the batchnorm/sync_* kernels):
+/* syncbn.c: SyncBatchNorm training, forward (the batchnorm/sync_* kernels)
+ * and backward (sync_chan):
  * the batch spread over the ranks of a problem's `ranks<K>` token, per-rank
  * partials merged by one of three strategies (sync_body.h), exchanged
  * through the transport the caller installs (nb_sync_set_comm; the CLI's
@@ -35,6 +36,7 @@ typedef struct sync_ctx {
     int64_t *first, *count; /* samples of each rank */
     int64_t C, S, m;        /* channels, spatial size, values per channel */
     int L;                  /* tree levels: 2^L >= m */
+    int vals;               /* values per channel in a chan tree node */
     bool nhwc;
     size_t words; /* doubles per rank block */
     size_t es;    /* bytes per element */
@@ -53,10 +55,12 @@ static nb_status sync_ctx_make(nb_algo algo, const nb_problem *p, size_t es, syn
     s->K = p->ranks > 0 ? p->ranks : 1;
     s->C = p->c, s->S = nb_problem_spatial(p), s->m = p->n * s->S;
     s->nhwc = p->layout == NB_NHWC, s->es = es;
+    s->vals = nb_problem_is_backward(p) ? 2 : 3; /* (sum dy, sum dy xhat) or (n, mean, M2) */
     while ((INT64_C(1) << s->L) < s->m)
         s->L++;
-    s->words = algo == NB_ALGO_SYNC_CHAN ? 1 + (size_t)max_cover(s->L) * (2 + 3 * (size_t)s->C)
-                                         : 3 * (size_t)s->C;
+    s->words = algo == NB_ALGO_SYNC_CHAN
+                   ? 1 + (size_t)max_cover(s->L) * (2 + (size_t)s->vals * (size_t)s->C)
+                   : 3 * (size_t)s->C;
     const nb_sync_comm *c = nb_sync_get_comm();
     s->comm = c && c->size > 1 ? c : NULL;
     if (s->comm && (s->comm->size != s->K || s->comm->rank < 0 || s->comm->rank >= s->K))
@@ -99,7 +103,7 @@ static int sync_tree_cover(int64_t a, int64_t b, int64_t m, int L, int *levels, 
 /* The gathered tree nodes, sorted by (level, index) for lookup. */
 typedef struct sync_node_ref {
     int64_t key;
-    const double *values; /* C triples (n, mean, M2) */
+    const double *values; /* C groups of s->vals values */
 } sync_node_ref;
 
 typedef struct sync_nodes {
@@ -132,7 +136,7 @@ static nb_status sync_nodes_index(const sync_ctx *s, const double *all, sync_nod
             return NB_ERR_ARG;
         }
         for (int k = 0; k < nodes; k++) {
-            const double *e = blk + 1 + (size_t)k * (2 + 3 * (size_t)s->C);
+            const double *e = blk + 1 + (size_t)k * (2 + (size_t)s->vals * (size_t)s->C);
             t->refs[t->n++] = (sync_node_ref){node_key((int)e[0], (int64_t)e[1]), e + 2};
         }
     }
@@ -187,8 +191,9 @@ static nb_status sync_gather_blocks(const sync_ctx *s, double *all)
     return st;
 }
 
-/* Every rank's slice of y, so each process holds (and checks) the whole y. */
-static nb_status sync_gather_y(const sync_ctx *s, void *y)
+/* Every rank's slice of y (or dx), so each process holds (and checks) the
+ * whole tensor. */
+static nb_status sync_gather_samples(const sync_ctx *s, void *y)
 {
     return sync_allgather(s, y, (size_t)(s->C * s->S) * s->es, s->first, s->count);
 }
@@ -201,7 +206,12 @@ static nb_status sync_gather_y(const sync_ctx *s, void *y)
 
 nb_status nb_sync_entry(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
-    if (p->layer != NB_BN || nb_problem_is_backward(p))
+    if (p->layer != NB_BN)
         return NB_ERR_UNSUPPORTED;
+    if (nb_problem_is_backward(p)) { /* sync_chan only, training only */
+        if (k->algo != NB_ALGO_SYNC_CHAN || !p->training)
+            return NB_ERR_UNSUPPORTED;
+        return p->dtype == NB_F64 ? sync_backward_f64(k, p, a) : sync_backward_f32(k, p, a);
+    }
     return p->dtype == NB_F64 ? sync_run_f64(k, p, a) : sync_run_f32(k, p, a);
 }

@@ -179,17 +179,18 @@ Test(inputs, batch_round_trip)
  * extras (32 of them backward, 19 of those edge data), per dtype (bf16
  * and f16: the 21 forward extras and the 16 affine bases with params=same
  * and with round=before_gamma), then the large cases once:
- * 2 x (21 x 9 + 53) + 2 x (21 x 9 + 21 + 32) + 4 + 8 problems (the last
- * three: a streamed backward dx and two bf16/f16 problems of two blocks),
- * every one parsing. */
+ * 2 x (21 x 9 + 53) + 2 x (21 x 9 + 21 + 32) + 4 + 2 + 8 problems (4
+ * SyncBatchNorm forward, 2 its backward; of the 8 the last three: a
+ * streamed backward dx and two bf16/f16 problems of two blocks), every
+ * one parsing. */
 Test(inputs, default_sweep_shape)
 {
     size_t n = 0;
     char **s = nb_sweep_default(&n);
     cr_assert_not_null(s);
-    cr_expect_eq(n, 1020);
+    cr_expect_eq(n, 1022);
     cr_expect_str_eq(s[0], "ln:rows7:cols256:f32:data=normal");
-    cr_expect_str_eq(s[n - 13], "gn:n2c12h3w3:g2:nhwc:f16:round=before_gamma");
+    cr_expect_str_eq(s[n - 15], "gn:n2c12h3w3:g2:nhwc:f16:round=before_gamma");
     cr_expect_str_eq(s[n - 4], "bn:n1c32h182w182:nhwc:f64:data=nan");
     cr_expect_str_eq(s[n - 1], "gn:n8c64h16w16:g8:f16");
     for (size_t i = 0; i < n; i++) {

@@ -62,13 +62,14 @@ ParameterizedTestParameters(kernels, sweep)
 }
 
 /* The SyncBatchNorm kernels run the training problems spread over three
- * ranks (uneven, some empty on small batches); not act= problems, which
- * SyncBatchNorm does not define. */
+ * ranks (uneven, some empty on small batches): forward, and for sync_chan
+ * backward too; not act= problems, which SyncBatchNorm does not define. */
 static void sync_variant(const nb_kernel *k, nb_problem *p)
 {
     const bool sync = k->algo == NB_ALGO_SYNC_CHAN || k->algo == NB_ALGO_SYNC_SUMS ||
                       k->algo == NB_ALGO_SYNC_TORCH;
-    if (sync && p->ranks == 0 && p->layer == NB_BN && p->training && p->dir == NB_FWD &&
+    const bool dir_ok = p->dir == NB_FWD || k->algo == NB_ALGO_SYNC_CHAN;
+    if (sync && dir_ok && p->ranks == 0 && p->layer == NB_BN && p->training &&
         p->act == NB_ACT_NONE)
         p->ranks = 3;
 }

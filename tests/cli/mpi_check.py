@@ -7,6 +7,10 @@ bounded in time. CHECK is one of:
                 same batch, uneven split included) and its outputs' digest
                 (bits=) is the same for every rank count and for the
                 single-process simulation
+  chan-bwd      the same for the backward (bwd, bwd_d): sync_chan passes
+                with -np 1, 2, 4 and 7 (bn:n8c16h7w7:train:ranks4:
+                split=3,0,1,4:bwd among them) and dx, dgamma, dbeta have
+                one digest for every rank count and the simulation
   sums-fails    sync_sums fails at data=offset1e4 under -np 4 (exit 1)
   wrong-np      a ranks4 problem under -np 2 is one clear error (exit 2)
   shard         verify --shard under -np 4 writes the JSON a single
@@ -90,8 +94,9 @@ def chan_digests(nb, np, problem, simulate):
     return m.group(1)
 
 
-def check_chan_bitwise(nb):
-    for base in ("bn:n8c16h7w7:nhwc:f32:data=offset1e3", "bn:n8c5h3w3:nchw:f64:data=offset1e4"):
+def check_chan_bitwise(nb, bases=("bn:n8c16h7w7:nhwc:f32:data=offset1e3",
+                                   "bn:n8c5h3w3:nchw:f64:data=offset1e4")):
+    for base in bases:
         seen = {}
         for np, dist in ((1, "ranks1"), (2, "ranks2"), (4, "ranks4:split=3,0,1,4"), (7, "ranks7")):
             problem = f"{base}:{dist}"
@@ -100,6 +105,10 @@ def check_chan_bitwise(nb):
         if len(set(seen.values())) != 1:
             fail(f"{base}: sync_chan outputs differ: {seen}")
         print(f"{base}: sync_chan bits {next(iter(seen.values()))} for all of {', '.join(seen)}")
+
+
+def check_chan_bwd(nb):
+    check_chan_bitwise(nb, ("bn:n8c16h7w7:train:bwd", "bn:n8c5h3w3:nhwc:f64:bwd_d:data=offset1e4"))
 
 
 def check_sums_fails(nb):
@@ -336,6 +345,7 @@ def main():
     skip_unless_mpi(nb, sys.argv[4])
     with tempfile.TemporaryDirectory() as tmp:
         {"chan-bitwise": lambda: check_chan_bitwise(nb),
+         "chan-bwd": lambda: check_chan_bwd(nb),
          "sums-fails": lambda: check_sums_fails(nb),
          "wrong-np": lambda: check_wrong_np(nb),
          "shard": lambda: check_shard(nb, compare, tmp),
