@@ -319,10 +319,10 @@ _Noreturn void nb_iso_child(const nb_kernel *k, const nb_iso_call *c, int fd)
     void *m = mmap(NULL, c->total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (m == MAP_FAILED || !k)
-        _exit(NB_ISO_SETUP_FAILED);
+        nb_iso_exit(NB_ISO_SETUP_FAILED);
     child_view.base = m;
     if (child_guard(&child_view))
-        _exit(NB_ISO_SETUP_FAILED);
+        nb_iso_exit(NB_ISO_SETUP_FAILED);
     child_handlers();
     child_settings(c);
     nb_status st = NB_OK;
@@ -334,7 +334,7 @@ _Noreturn void nb_iso_child(const nb_kernel *k, const nb_iso_call *c, int fd)
                 *nb_args_slot(&a, b) = data_of(&child_view, r, b);
         st = nb_kernel_run(k, &c->problem, &a);
     }
-    _exit(NB_ISO_STATUS_BASE + (int)st);
+    nb_iso_exit(NB_ISO_STATUS_BASE + (int)st);
 }
 
 /* NB_FAILURE_PATH_STOP */

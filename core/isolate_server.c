@@ -96,7 +96,7 @@ static bool openmp_works(void)
 #pragma omp single
             team = omp_get_num_threads();
         }
-        _exit(team >= 1 ? 0 : 1);
+        nb_iso_exit(team >= 1 ? 0 : 1);
     }
     int status = 0;
     return pid > 0 && nb_iso_wait(pid, 3.0, &status) == 0 && WIFEXITED(status) &&
@@ -112,17 +112,17 @@ _Noreturn static void server_main(int sock, pid_t caller)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != caller)
-        _exit(0); /* the caller died before the line above */
+        nb_iso_exit(0); /* the caller died before the line above */
     server_signals();
     const char ready = openmp_works() ? 1 : 0;
     if (send(sock, &ready, 1, MSG_NOSIGNAL) != 1 || !ready)
-        _exit(0);
+        nb_iso_exit(0);
     for (;;) {
         nb_iso_call c;
         int fd = -1;
         const int got = receive_call(sock, &c, &fd);
         if (got == 0)
-            _exit(0);
+            nb_iso_exit(0);
         server_reply reply = {.waited = -2, .err = EPROTO};
         const pid_t pid = got > 0 ? fork() : -1;
         if (pid == 0) {
@@ -139,7 +139,7 @@ _Noreturn static void server_main(int sock, pid_t caller)
         if (fd >= 0)
             close(fd);
         if (send(sock, &reply, sizeof reply, MSG_NOSIGNAL) != (ssize_t)sizeof reply)
-            _exit(0);
+            nb_iso_exit(0);
     }
 }
 

@@ -7,6 +7,22 @@
 #ifndef NB_ISOLATE_H
 #define NB_ISOLATE_H
 
+#include <unistd.h>
+
+#ifdef NB_COVERAGE
+void __gcov_dump(void); /* libgcov */
+#endif
+/* _exit for the forked processes of isolation (the child, the fork server,
+ * its probe): in a coverage build the line counters are written first,
+ * which _exit would skip, so that what these processes run is measured. */
+_Noreturn static inline void nb_iso_exit(int code)
+{
+#ifdef NB_COVERAGE
+    __gcov_dump();
+#endif
+    _exit(code);
+}
+
 #include "nb_plugin.h"
 #include "nb_tune.h"
 
