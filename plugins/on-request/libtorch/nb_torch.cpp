@@ -13,7 +13,9 @@
  * (training; inference with the running statistics, whose variance
  * normbench passes as the saved var) and InstanceNorm, and through
  * PyTorch's autograd where a user's gradient comes from it: the composed
- * RMSNorm and channels_last GroupNorm (at::group_norm, as F.group_norm).
+ * RMSNorm and channels_last GroupNorm (at::group_norm, as F.group_norm;
+ * in 1.13 that is the NCHW backward entry on contiguous copies, with the
+ * channels_last forward's own statistics: see group_norm_cl_bwd).
  *
  * Statistics: mean and rstd as the ATen entry returns them (rstd is its
  * saved invstd); no entry returns var, so these kernels declare
@@ -232,8 +234,13 @@ int group_norm_bwd(const nbp_problem *p, const nbp_buffers *b)
     return NBP_OK;
 }
 
-/* BatchNorm inference: ATen's eval-mode backward takes the running mean
- * and variance (normbench passes them as the saved mean and var). */
+/* BatchNorm inference: ATen's eval-mode backward (train = false) reads the
+ * running_mean and running_var slots, forming invstd = 1 / sqrt(running_var
+ * + eps) itself, as autograd calls it for a module in eval(); normbench
+ * passes the running statistics as the saved mean and var. The save_mean
+ * and save_invstd slots are read only in training: 1.13 given only those
+ * with train = false dereferences the missing running_var (a segfault,
+ * measured), so they stay undefined here. */
 int batch_norm_infer_bwd(const nbp_problem *p, const nbp_buffers *b)
 {
     if (!b->var)
@@ -308,7 +315,13 @@ int rms_norm_bwd(const nbp_problem *p, const nbp_buffers *b)
 }
 
 /* channels_last GroupNorm's gradients as a user gets them: autograd
- * through at::group_norm (F.group_norm) on channels_last tensors. */
+ * through at::group_norm (F.group_norm) on channels_last tensors. It runs
+ * the forward again (normbench's saved mean and rstd are not used) and,
+ * in 1.13, its backward node calls native_group_norm_backward on
+ * contiguous (NCHW) copies of x and dy: the NCHW backward kernel fed the
+ * channels_last forward's statistics (bitwise the same dx, measured), not a
+ * channels_last backward kernel. So its error is that of those statistics
+ * (the one-pass forward) carried into dx. */
 int group_norm_cl_bwd(const nbp_problem *p, const nbp_buffers *b)
 {
     c10::AutoGradMode grad_mode(true);
@@ -351,9 +364,11 @@ const layer_fns ln_fns = {layer_norm, layer_norm_bwd}, gn_fns = {group_norm, gro
                 rms_fns = {rms_norm, rms_norm_bwd},
                 /* channels_last GroupNorm: backward through autograd.
                  * ATen 1.13's native_group_norm_backward called directly on
-                 * channels_last tensors returns a wrong dx (max |diff| 8.4
-                 * against the NCHW call on the same values), while autograd
-                 * through at::group_norm, what a user runs, agrees */
+                 * channels_last tensors reads them as NCHW: a wrong dx on
+                 * any data (max |dx - exact| 4.42 where max |dx| is 3.06,
+                 * gn:n2c8h5w5:g2 f32 and f64; docs/DESIGN.md 9.6), so it is
+                 * not registered; autograd, what a user runs, converts to
+                 * NCHW first (group_norm_cl_bwd) */
     gn_cl_fns = {group_norm, group_norm_cl_bwd};
 
 nbp_kernel kernel(const char *algo, int32_t layer, uint32_t layouts, uint32_t modes,
