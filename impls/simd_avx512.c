@@ -198,9 +198,7 @@ static inline __m256i nb_bf16_shift16(__m512 v)
 __attribute__((target("avx512bf16"))) static __m256i nb_bf16_insn(__m512 v)
 {
     const __m256i r = (__m256i)_mm512_cvtneps_pbh(v);
-    const __mmask16 sub =
-        _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(0x1p-126f), _CMP_LT_OQ) &
-        _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    const __mmask16 sub = _mm512_fpclass_ps_mask(v, 0x20); /* nonzero subnormals */
     return sub ? nb_bf16_shift16(v) : r;
 }
 #endif
@@ -273,6 +271,67 @@ static inline int64_t nb_vnarrow_f16_run(const float *s, uint16_t *d, int64_t n,
     _mm_sfence();
     return i;
 }
+
+/* The row path's narrowing stores (simd_half_rows.h): 16 values narrowed
+ * in registers, stored plainly or streamed (32-byte aligned), and, for the
+ * fused add, widened back from the register. */
+#define NB_HAVE_VPUT_HALF 1
+enum { nb_half_valign = 32 };
+static inline void nb_hput(uint16_t *p, __m256i h, bool stream)
+{
+    if (stream)
+        _mm256_stream_si256((__m256i *)p, h);
+    else
+        _mm256_storeu_si256((__m256i *)p, h);
+}
+static inline __m512 nb_hwiden_bf16(__m256i h)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+static inline __m256i nb_hnarrow_f16(__m512 v)
+{
+    return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+static inline void nb_vput_bf16(uint16_t *p, __m512 v, bool stream)
+{
+    nb_hput(p, nb_bf16_shift16(v), stream);
+}
+static inline __m512 nb_vputr_bf16(uint16_t *p, __m512 v, bool stream)
+{
+    const __m256i h = nb_bf16_shift16(v);
+    nb_hput(p, h, stream);
+    return nb_hwiden_bf16(h);
+}
+static inline void nb_vput_f16(uint16_t *p, __m512 v, bool stream)
+{
+    nb_hput(p, nb_hnarrow_f16(v), stream);
+}
+static inline __m512 nb_vputr_f16(uint16_t *p, __m512 v, bool stream)
+{
+    const __m256i h = nb_hnarrow_f16(v);
+    nb_hput(p, h, stream);
+    return _mm512_cvtph_ps(h);
+}
+#ifdef NB_HAVE_BF16_INSN
+#define NB_BF16_INSN_TARGET __attribute__((target("avx512bf16")))
+static inline bool nb_cpu_bf16_insn(void)
+{
+    static int has = -1;
+    if (has < 0)
+        has = __builtin_cpu_supports("avx512bf16");
+    return has;
+}
+NB_BF16_INSN_TARGET static inline void nb_vput_bf16x(uint16_t *p, __m512 v, bool stream)
+{
+    nb_hput(p, nb_bf16_insn(v), stream);
+}
+NB_BF16_INSN_TARGET static inline __m512 nb_vputr_bf16x(uint16_t *p, __m512 v, bool stream)
+{
+    const __m256i h = nb_bf16_insn(v);
+    nb_hput(p, h, stream);
+    return nb_hwiden_bf16(h);
+}
+#endif
 
 /* ---- the passes and drivers for both dtypes ----------------------------- */
 

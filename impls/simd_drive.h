@@ -109,15 +109,19 @@ typedef struct FN(stats) {
     T mean, var, rstd;
 } FN(stats);
 
-/* Twopass: pass 1 around x0, pass 2 prescaled by 2^-k. */
+/* Twopass: pass 1 around x0, pass 2 prescaled by 2^-k. p1: pass 1's
+ * result when the caller ran it (simd_half_rows.h fuses it into the
+ * widening; NULL: run here). */
 static nb_status FN(cg_twopass)(const nb_desc *d, const T *x, bool rms, T eps, bool split,
-                                FN(stats) * o)
+                                const FN(part) * p1, FN(stats) * o)
 {
     const T m = (T)d->m, x0 = rms ? 0 : x[0];
     FN(cgroup) g = {d, x, x0, 0};
     FN(part) P;
     nb_status st;
-    if ((st = FN(cg_pass)(&FN(cpass_tp1), &g, split, &P)))
+    if (p1)
+        P = *p1;
+    else if ((st = FN(cg_pass)(&FN(cpass_tp1), &g, split, &P)))
         return st;
     int j = 0; /* pass 1 ran on values scaled by 2^-j */
     if (!(P.a <= TMAX) || P.s - P.s != 0) {
@@ -186,7 +190,7 @@ static nb_status FN(cg_stats)(const FN(job) * jb, const nb_desc *d, const T *x, 
     const bool rms = jb->p->layer == NB_RMS;
     FN(stats) o;
     const nb_status st = jb->k->algo == NB_ALGO_TWOPASS
-                             ? FN(cg_twopass)(d, x, rms, jb->eps, split, &o)
+                             ? FN(cg_twopass)(d, x, rms, jb->eps, split, NULL, &o)
                              : FN(cg_single_pass)(jb->k->algo, d, x, rms, jb->eps, split, &o);
     if (st)
         return st;

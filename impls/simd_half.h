@@ -276,12 +276,19 @@ static nb_status half_run_parallel(const nb_kernel *k, const nb_problem *p, cons
     return (nb_status)worst;
 }
 
+#include "simd_half_rows.h"
+
 static nb_status simd_run_half(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
     const float *g, *b;
     float *own;
     if (half_params(p, a, &g, &b, &own))
         return NB_ERR_NOMEM;
+    if (half_rows_fit(p)) {
+        const nb_status st = half_rows_run(k, p, a, g, b);
+        free(own);
+        return st;
+    }
     nb_problem q = *p;
     q.dtype = NB_F32;
     q.params = NB_PARAMS_F32;
