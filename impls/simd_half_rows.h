@@ -352,7 +352,7 @@ static nb_status half_rows_run(const nb_kernel *k, const nb_problem *p, const nb
         return NB_ERR_NOMEM;
     const int64_t gbytes = r.d.m * (int64_t)sizeof(uint16_t), pfb = r.jb.tune->pf_bytes;
     r.stream = nb_problem_numel(p) * (int64_t)sizeof(uint16_t) >= r.jb.tune->nt_bytes;
-    r.ahead = !r.stream || !pfb ? 0 : gbytes >= pfb ? 1 : (pfb + gbytes - 1) / gbytes;
+    r.ahead = !pfb ? 0 : gbytes >= pfb ? 1 : (pfb + gbytes - 1) / gbytes;
     void (*group)(const half_rows *, float *, int64_t) =
         p->dtype == NB_F16 ? half_group_f16 : half_group_bf16;
 #ifdef NB_HAVE_BF16_INSN
