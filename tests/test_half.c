@@ -469,6 +469,24 @@ static int64_t narrowing_probes(nb_dtype t, float *v, int64_t max)
     return n;
 }
 
+/* From kernel *i on, the next one (not a negative control) that runs h's
+ * problem here, run on fresh data (*i moves past it); NULL after the last. */
+static const nb_kernel *run_next_kernel(hand *h, size_t *i)
+{
+    for (; *i < nb_kernel_count(); (*i)++) {
+        const nb_kernel *k = nb_kernel_at(*i);
+        if (!nb_kernel_runs(k, &h->d.prob) || !nb_kernel_available(k) ||
+            (k->flags & NB_KF_NEGATIVE_CONTROL))
+            continue;
+        nb_data_reset(&h->d);
+        nb_args a = nb_data_args(&h->d);
+        cr_assert_eq(nb_kernel_run(k, &h->d.prob, &a), NB_OK, "%s", k->name);
+        (*i)++;
+        return k;
+    }
+    return NULL;
+}
+
 /* BatchNorm inference with x = 1, running mean 0, running variance 1,
  * eps 0 and beta 0 gives y = RN(gamma + 0) in every kernel (each product
  * and sum is exact), so y is the narrowing of an f32 gamma chosen at will:
@@ -495,15 +513,8 @@ Test(half, kernels_narrow_bit_exactly)
             ((float *)h.d.running_mean0)[c] = 0.0f;
             ((float *)h.d.running_var0)[c] = 1.0f;
         }
-        size_t ran = 0;
-        for (size_t i = 0; i < nb_kernel_count(); i++) {
-            const nb_kernel *k = nb_kernel_at(i);
-            if (!nb_kernel_runs(k, &h.d.prob) || !nb_kernel_available(k) ||
-                (k->flags & NB_KF_NEGATIVE_CONTROL))
-                continue;
-            nb_data_reset(&h.d);
-            nb_args a = nb_data_args(&h.d);
-            cr_assert_eq(nb_kernel_run(k, &h.d.prob, &a), NB_OK, "%s", k->name);
+        size_t ran = 0, i = 0;
+        for (const nb_kernel *k; (k = run_next_kernel(&h, &i));) {
             const uint16_t *y = h.d.y;
             for (int64_t c = 0; c < n; c++) {
                 const float want = g[c] + 0.0f;
@@ -541,15 +552,8 @@ Test(half, row_kernels_narrow_bit_exactly)
             nb_dtype_put(h.d.x, t, i, i % 2 ? -1.0 : 1.0);
         for (int64_t c = 0; c < C; c++)
             ((float *)h.d.beta)[c] = 0.0f;
-        size_t ran = 0;
-        for (size_t i = 0; i < nb_kernel_count(); i++) {
-            const nb_kernel *k = nb_kernel_at(i);
-            if (!nb_kernel_runs(k, &h.d.prob) || !nb_kernel_available(k) ||
-                (k->flags & NB_KF_NEGATIVE_CONTROL))
-                continue;
-            nb_data_reset(&h.d);
-            nb_args a = nb_data_args(&h.d);
-            cr_assert_eq(nb_kernel_run(k, &h.d.prob, &a), NB_OK, "%s", k->name);
+        size_t ran = 0, i = 0;
+        for (const nb_kernel *k; (k = run_next_kernel(&h, &i));) {
             const uint16_t *y = h.d.y;
             for (int64_t e = 0; e < 3 * C; e++) {
                 const int64_t c = e % C;
