@@ -25,6 +25,9 @@
 #ifndef NB_SIMD_DRIVE_ONCE
 #define NB_SIMD_DRIVE_ONCE
 #include "nb_tune.h"
+#if NB_HAVE_OPENMP
+#include <omp.h>
+#endif
 /* Fixed: the summation order of the /omp split reductions (the depth of
  * docs/DESIGN.md section 4.3 counts on blocks of at least 2L values). */
 #define NB_BLK 16384   /* values per block of a split contiguous group */
@@ -42,6 +45,20 @@
 #define NB_OMP_FOR_IN
 #define NB_OMP_ATOMIC_W
 #endif
+
+/* Inside a parallel region: this thread's contiguous share [lo, hi) of n
+ * items, as schedule(static) would give it (all of them without OpenMP or
+ * outside a team). */
+static inline void nb_omp_span(int64_t n, int64_t *lo, int64_t *hi)
+{
+#if NB_HAVE_OPENMP
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+    const int64_t t = 0, nt = 1;
+#endif
+    *lo = n * t / nt;
+    *hi = n * (t + 1) / nt;
+}
 #endif
 
 /* One call: the kernel, the problem, its tensors and statistics buffers. */

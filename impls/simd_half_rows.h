@@ -85,9 +85,12 @@ typedef struct half_rows {
     const nb_problem *p;
     const nb_args *a;
     nb_desc d;
-    job_f32 jb;    /* statistics arrays, eps, algorithm; no x or y */
-    int64_t ahead; /* groups between a group and the one prefetched (0: none) */
-    bool stream;   /* y (and h) by non-temporal stores */
+    job_f32 jb;      /* statistics arrays, eps, algorithm; no x or y */
+    int64_t ahead;   /* groups between a group and the one prefetched (0: none) */
+    bool stream;     /* y (and h) by non-temporal stores */
+    bool fused;      /* twopass over one segment: pass 1 fused into the widening */
+    int64_t lag;     /* pipeline lag of half_span: 1 when three buffers fit in half the L1 */
+    int64_t bstride; /* floats per buffer (a multiple of 16) */
 } half_rows;
 
 /* Values before p reaches the streaming alignment (at most n). */
@@ -234,57 +237,69 @@ static inline __attribute__((always_inline)) void half_norm(const int how, const
     }
 }
 
-/* Group gi's statistics, its values widened into buf on the way (add: h
- * formed and stored): twopass with pass 1 fused into the widening, other
- * algorithms on buf (the f32 kernel's own code either way). */
-static inline __attribute__((always_inline)) void half_stats(const half_rows *r, float *buf,
-                                                             int64_t gi, int64_t off, const int how,
-                                                             const bool add, const bool sh)
+/* Stage 1 of group gi: its values widened into buf (add: h formed and
+ * stored, sh: streamed); twopass pass 1 fused into the widening when the
+ * statistics are twopass over one segment (r->fused), its result in *P. */
+static inline __attribute__((always_inline)) void half_row_widen(const half_rows *r, float *buf,
+                                                                 int64_t gi, const int how,
+                                                                 const bool add, const bool sh,
+                                                                 part_f32 *P)
 {
-    const nb_desc *d = &r->d;
-    const int64_t m = d->m;
-    const int64_t pfd = r->ahead && gi + r->ahead < d->ngroups ? r->ahead * m : 0;
+    const int64_t m = r->d.m, off = gi * m; /* the groups tile the tensor (half_rows_fit) */
+    const int64_t pfd = r->ahead && gi + r->ahead < r->d.ngroups ? r->ahead * m : 0;
     const uint16_t *x = (const uint16_t *)r->a->x + off;
     const uint16_t *res = add ? (const uint16_t *)r->a->residual + off : NULL;
     uint16_t *h = add ? (uint16_t *)r->a->h + off : NULL;
-    const bool rms = r->p->layer == NB_RMS;
-    if (r->jb.k->algo != NB_ALGO_TWOPASS || d->nseg != 1) {
+    if (!r->fused) {
         if (pfd)
             half_in(how, x, res, h, buf, m, pfd, add, true, sh);
         else
             half_in(how, x, res, h, buf, m, 0, add, false, sh);
-        (void)cg_stats_f32(&r->jb, d, buf, gi, false);
         return;
     }
     /* x0: the group's first value, as cg_twopass takes it from buf */
-    const float x0s = rms ? 0.0f : half_in1(how != HALF_F16, x, res, h, 0);
-    const part_f32 P = pfd ? half_in_tp1(how, x, res, h, buf, m, x0s, pfd, add, true, sh)
-                           : half_in_tp1(how, x, res, h, buf, m, x0s, 0, add, false, sh);
+    const float x0s = r->p->layer == NB_RMS ? 0.0f : half_in1(how != HALF_F16, x, res, h, 0);
+    *P = pfd ? half_in_tp1(how, x, res, h, buf, m, x0s, pfd, add, true, sh)
+             : half_in_tp1(how, x, res, h, buf, m, x0s, 0, add, false, sh);
+}
+
+static inline __attribute__((always_inline)) void
+half_row_widen_any(const half_rows *r, float *buf, int64_t gi, const int how, part_f32 *P)
+{
+    if (!r->p->add) {
+        half_row_widen(r, buf, gi, how, false, false, P);
+        return;
+    }
+    const uint16_t *h = (const uint16_t *)r->a->h + gi * r->d.m;
+    if (r->stream && nb_half_valign && (uintptr_t)h % (nb_half_valign ? nb_half_valign : 1) == 0)
+        half_row_widen(r, buf, gi, how, true, true, P);
+    else
+        half_row_widen(r, buf, gi, how, true, false, P);
+}
+
+/* Stage 2: group gi's statistics from buf (and P), the f32 kernel's own
+ * code: cg_twopass after the fused pass 1, cg_stats otherwise. */
+static inline __attribute__((always_inline)) void half_stats(const half_rows *r, const float *buf,
+                                                             int64_t gi, const part_f32 *P)
+{
+    if (!r->fused) {
+        (void)cg_stats_f32(&r->jb, &r->d, buf, gi, false);
+        return;
+    }
     stats_f32 o;
-    (void)cg_twopass_f32(d, buf, rms, r->jb.eps, false, &P, &o);
+    (void)cg_twopass_f32(&r->d, buf, r->p->layer == NB_RMS, r->jb.eps, false, P, &o);
     r->jb.mean[gi] = o.mean;
     r->jb.var[gi] = o.var;
     r->jb.rstd[gi] = o.rstd;
 }
 
-/* Group gi: statistics, then each segment normalised from buf and
- * narrowed into y. */
+/* Stage 3: each segment of group gi normalised from buf and narrowed
+ * into y. */
 static inline __attribute__((always_inline)) void
-half_group(const half_rows *r, float *buf, int64_t gi, const int how, const bool stream)
+half_normalise(const half_rows *r, const float *buf, int64_t gi, const int how, const bool stream)
 {
     const nb_desc *d = &r->d;
-    const int64_t off = gi * d->m; /* the groups tile the tensor (half_rows_fit) */
-    if (r->p->add) {
-        uint16_t *h = (uint16_t *)r->a->h + off;
-        const uintptr_t va = nb_half_valign ? nb_half_valign : 1;
-        if (stream && nb_half_valign && (uintptr_t)h % va == 0)
-            half_stats(r, buf, gi, off, how, true, true);
-        else
-            half_stats(r, buf, gi, off, how, true, false);
-    } else {
-        half_stats(r, buf, gi, off, how, false, false);
-    }
-    uint16_t *y = (uint16_t *)r->a->y + off;
+    uint16_t *y = (uint16_t *)r->a->y + gi * d->m;
     const float mean = r->jb.mean[gi], rstd = r->jb.rstd[gi];
     for (int64_t s = 0; s < d->nseg; s++) {
         const int64_t pb = (d->ninner == 1 ? 0 : gi % d->ninner * d->pi) + s * d->pseg;
@@ -295,29 +310,53 @@ half_group(const half_rows *r, float *buf, int64_t gi, const int how, const bool
     }
 }
 
-static void half_group_bf16(const half_rows *r, float *buf, int64_t gi)
+/* Groups [lo, hi), software-pipelined with lag r->lag (0 or 1): step s
+ * widens group s, takes the statistics of group s - lag and normalises
+ * group s - 2 lag, so one group's dependent chain (the sums, the division,
+ * the square root) overlaps the next groups' passes instead of stalling
+ * them. Each group goes through the same three stages either way, so its
+ * values do not depend on the lag. bufs: 2 lag + 1 buffers of r->bstride
+ * floats. */
+static inline __attribute__((always_inline)) void
+half_span(const half_rows *r, float *bufs, int64_t lo, int64_t hi, const int how, const bool stream)
 {
-    if (r->stream)
-        half_group(r, buf, gi, HALF_BF16, true);
-    else
-        half_group(r, buf, gi, HALF_BF16, false);
+    const int64_t lag = r->lag, nbuf = 2 * lag + 1;
+    part_f32 P[3] = {{0}};
+    for (int64_t s = lo; s < hi + 2 * lag; s++) {
+        if (s < hi)
+            half_row_widen_any(r, bufs + (s - lo) % nbuf * r->bstride, s, how, &P[(s - lo) % nbuf]);
+        const int64_t t = s - lag, u = s - 2 * lag;
+        if (t >= lo && t < hi)
+            half_stats(r, bufs + (t - lo) % nbuf * r->bstride, t, &P[(t - lo) % nbuf]);
+        if (u >= lo)
+            half_normalise(r, bufs + (u - lo) % nbuf * r->bstride, u, how, stream);
+    }
 }
 
-static void half_group_f16(const half_rows *r, float *buf, int64_t gi)
+static void half_span_bf16(const half_rows *r, float *bufs, int64_t lo, int64_t hi)
 {
     if (r->stream)
-        half_group(r, buf, gi, HALF_F16, true);
+        half_span(r, bufs, lo, hi, HALF_BF16, true);
     else
-        half_group(r, buf, gi, HALF_F16, false);
+        half_span(r, bufs, lo, hi, HALF_BF16, false);
+}
+
+static void half_span_f16(const half_rows *r, float *bufs, int64_t lo, int64_t hi)
+{
+    if (r->stream)
+        half_span(r, bufs, lo, hi, HALF_F16, true);
+    else
+        half_span(r, bufs, lo, hi, HALF_F16, false);
 }
 
 #ifdef NB_HAVE_BF16_INSN
-NB_BF16_INSN_TARGET static void half_group_bf16x(const half_rows *r, float *buf, int64_t gi)
+NB_BF16_INSN_TARGET static void half_span_bf16x(const half_rows *r, float *bufs, int64_t lo,
+                                                int64_t hi)
 {
     if (r->stream)
-        half_group(r, buf, gi, HALF_BF16X, true);
+        half_span(r, bufs, lo, hi, HALF_BF16X, true);
     else
-        half_group(r, buf, gi, HALF_BF16X, false);
+        half_span(r, bufs, lo, hi, HALF_BF16X, false);
 }
 #endif
 
@@ -338,8 +377,9 @@ static bool half_rows_fit(const nb_problem *p)
 }
 
 /* The row path: groups in parallel for /omp (each whole on one thread, so
- * the values do not depend on the thread count), one after the other
- * otherwise. g, b: the f32 parameters. */
+ * the values do not depend on the thread count; a thread takes one
+ * contiguous span), one after the other otherwise. g, b: the f32
+ * parameters. */
 static nb_status half_rows_run(const nb_kernel *k, const nb_problem *p, const nb_args *a,
                                const float *g, const float *b)
 {
@@ -353,27 +393,30 @@ static nb_status half_rows_run(const nb_kernel *k, const nb_problem *p, const nb
     const int64_t gbytes = r.d.m * (int64_t)sizeof(uint16_t), pfb = r.jb.tune->pf_bytes;
     r.stream = nb_problem_numel(p) * (int64_t)sizeof(uint16_t) >= r.jb.tune->nt_bytes;
     r.ahead = !pfb ? 0 : gbytes >= pfb ? 1 : (pfb + gbytes - 1) / gbytes;
-    void (*group)(const half_rows *, float *, int64_t) =
-        p->dtype == NB_F16 ? half_group_f16 : half_group_bf16;
+    r.fused = k->algo == NB_ALGO_TWOPASS && r.d.nseg == 1;
+    r.bstride = (r.d.m + 15) / 16 * 16;
+    r.lag = 3 * r.bstride * (int64_t)sizeof(float) <= r.jb.tune->l1d_bytes / 2;
+    void (*span)(const half_rows *, float *, int64_t, int64_t) =
+        p->dtype == NB_F16 ? half_span_f16 : half_span_bf16;
 #ifdef NB_HAVE_BF16_INSN
     if (p->dtype == NB_BF16 && nb_cpu_bf16_insn())
-        group = half_group_bf16x;
+        span = half_span_bf16x;
 #endif
-    const size_t bytes = ((size_t)r.d.m * sizeof(float) + 63) / 64 * 64;
+    const size_t bytes = (size_t)(2 * r.lag + 1) * (size_t)r.bstride * sizeof(float);
     bool nomem = false;
     NB_OMP_PAR(k->omp)
     {
-        float *buf = aligned_alloc(64, bytes);
-        if (!buf) {
+        float *bufs = aligned_alloc(64, bytes);
+        int64_t lo, hi;
+        nb_omp_span(r.d.ngroups, &lo, &hi);
+        if (bufs)
+            span(&r, bufs, lo, hi);
+        else {
             NB_OMP_ATOMIC_W
             nomem = true;
         }
-        NB_OMP_FOR_IN
-        for (int64_t gi = 0; gi < r.d.ngroups; gi++)
-            if (buf)
-                group(&r, buf, gi);
         nb_vfence();
-        free(buf);
+        free(bufs);
     }
     free(scratch);
     return nomem ? NB_ERR_NOMEM : NB_OK;
