@@ -193,14 +193,15 @@ half_in(const int how, const uint16_t *x, const uint16_t *r, uint16_t *h, float 
 static inline void half_norm_few(bool bf16, const ncoef_f32 *c, const float *x, uint16_t *y,
                                  int64_t i, int64_t n)
 {
+    if (n <= 0)
+        return; /* before the copy of c: a vector load of scalars just stored stalls */
     float t[nb_lanes_f32] = {0};
     ncoef_f32 s = *c;
     if (s.gp)
         s.gp += i;
     if (s.bp)
         s.bp += i;
-    if (n > 0)
-        norm_part_f32(&s, x + i, t, 0, (int)n);
+    norm_part_f32(&s, x + i, t, 0, (int)n);
     for (int64_t j = 0; j < n; j++)
         y[i + j] = bf16 ? nb_f32_to_bf16(t[j]) : nb_f32_to_f16(t[j]);
 }
@@ -211,7 +212,7 @@ static inline __attribute__((always_inline)) void half_norm_loop(const int how, 
                                                                  int64_t n, const int kind,
                                                                  const bool stream)
 {
-    const ncoef_f32 k = *c;
+    const ncoef_f32 k = ncoef_fields_f32(c); /* locals no store to y can alias */
     int64_t i = stream ? half_head(y, n) : 0;
     half_norm_few(how != HALF_F16, c, x, y, 0, i);
     for (; i + 2 * nb_lanes_f32 <= n; i += 2 * nb_lanes_f32) {

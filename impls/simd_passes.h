@@ -658,6 +658,21 @@ static inline __attribute__((always_inline)) VEC FN(norm_vec)(const FN(ncoef) * 
     }
 }
 
+/* A copy of *c made field by field (a copy of the whole struct moves its
+ * scalar tail by vector loads, which stall on the scalar stores that just
+ * made it). */
+static inline __attribute__((always_inline)) FN(ncoef) FN(ncoef_fields)(const FN(ncoef) * c)
+{
+    const FN(ncoef) k = {.mv = c->mv,
+                         .rv = c->rv,
+                         .gv = c->gv,
+                         .bv = c->bv,
+                         .gp = c->gp,
+                         .bp = c->bp,
+                         .kind = c->kind};
+    return k;
+}
+
 /* The n < W values from i (masked loads and store). */
 static inline void FN(norm_part)(const FN(ncoef) * c, const T *x, T *y, int64_t i, int n)
 {
@@ -683,7 +698,7 @@ static inline __attribute__((always_inline)) int64_t FN(norm_loop)(const FN(ncoe
                                                                    int64_t pfd, const int kind,
                                                                    const bool stream)
 {
-    const FN(ncoef) k = *c;
+    const FN(ncoef) k = FN(ncoef_fields)(c);
     for (; i + W <= n; i += W) {
         if (pfd)
             __builtin_prefetch(x + pfd + i, 0, 3);
