@@ -69,8 +69,8 @@ static void FN(brow_one)(const FN(bjob) * jb, int64_t row, T *pg, T *pb)
      * are asked for now, while this row's dx pass runs from L1 */
     if (jb->nt && row + 1 < jb->d.ngroups)
         for (int64_t o = 0; o < n; o += 64 / (int64_t)sizeof(T)) {
-            __builtin_prefetch(x + n + o, 0, 3);
-            __builtin_prefetch(dy + n + o, 0, 3);
+            __builtin_prefetch(x + n + o, 0, 2);
+            __builtin_prefetch(dy + n + o, 0, 2);
         }
     FN(bdx_run)(&c, x, dy, jb->dx + off, n, jb->nt, pg, pb);
 }

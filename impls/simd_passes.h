@@ -701,7 +701,7 @@ static inline __attribute__((always_inline)) int64_t FN(norm_loop)(const FN(ncoe
     const FN(ncoef) k = FN(ncoef_fields)(c);
     for (; i + W <= n; i += W) {
         if (pfd)
-            __builtin_prefetch(x + pfd + i, 0, 3);
+            __builtin_prefetch(x + pfd + i, 0, 2);
         const VEC v = FN(norm_vec)(&k, x, i, kind);
         if (stream)
             V(stream)(y + i, v);
