@@ -574,3 +574,41 @@ Test(half, row_kernels_narrow_bit_exactly)
         hand_free(&h);
     }
 }
+
+/* The row path runs a thread's rows as a pipeline when three row buffers
+ * fit in half the L1 (a 768-value row does on any L1 of 12 KiB or more):
+ * each row must come out bit for bit as it does alone, whatever its place
+ * in the pipeline and whichever thread takes it. Rows of 9 against the
+ * same rows one at a time, every bf16/f16 LayerNorm kernel. */
+Test(half, row_pipeline_gives_each_row_its_own_bits)
+{
+    const nb_dtype types[2] = {NB_BF16, NB_F16};
+    enum { R = 9, C = 768 };
+    for (int ti = 0; ti < 2; ti++) {
+        char ps[128], p1[128];
+        snprintf(ps, sizeof ps, "ln:rows%d:cols%d:%s", R, C, nb_dtype_name(types[ti]));
+        snprintf(p1, sizeof p1, "ln:rows1:cols%d:%s", C, nb_dtype_name(types[ti]));
+        hand h, one;
+        hand_alloc(&h, ps);
+        hand_alloc(&one, p1);
+        memcpy(one.d.gamma, h.d.gamma, C * sizeof(float));
+        memcpy(one.d.beta, h.d.beta, C * sizeof(float));
+        size_t ran = 0, i = 0;
+        for (const nb_kernel *k; (k = run_next_kernel(&h, &i));) {
+            for (int r = 0; r < R; r++) {
+                memcpy(one.d.x, (const uint16_t *)h.d.x + r * C, C * sizeof(uint16_t));
+                nb_args a = nb_data_args(&one.d);
+                cr_assert_eq(nb_kernel_run(k, &one.d.prob, &a), NB_OK, "%s", k->name);
+                const uint16_t *y = (const uint16_t *)h.d.y + r * C, *y1 = one.d.y;
+                for (int c = 0; c < C; c++)
+                    cr_assert_eq(y[c], y1[c],
+                                 "%s: row %d element %d: %04x in the batch, %04x alone", k->name, r,
+                                 c, y[c], y1[c]);
+            }
+            ran++;
+        }
+        cr_expect_geq(ran, 4, "%zu kernels", ran);
+        hand_free(&h);
+        hand_free(&one);
+    }
+}
