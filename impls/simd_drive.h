@@ -241,7 +241,7 @@ static inline FN(gnorm)
 }
 
 /* Many groups: in parallel (k->omp), each reduced then normalised at once.
- * When streaming, the group `ahead` groups on (at least pf_bytes of short
+ * The group `ahead` groups on (at least pf_bytes of short
  * groups, so with 8 KiB a 3 KiB row is asked for three rows before it is
  * needed; pf_bytes 0: none) is prefetched while this one is normalised. */
 static void FN(contig_groups)(const FN(job) * jb, const nb_desc *d, bool nt)
@@ -255,7 +255,7 @@ static void FN(contig_groups)(const FN(job) * jb, const nb_desc *d, bool nt)
         NB_OMP_FOR_IN
         for (int64_t g = 0; g < G; g++) {
             const int64_t off = FN(cg_offset)(d, g);
-            const int64_t pfd = nt && g + ahead < G ? FN(cg_offset)(d, g + ahead) - off : 0;
+            const int64_t pfd = g + ahead < G ? FN(cg_offset)(d, g + ahead) - off : 0;
             const FN(cgroup) grp = {d, jb->x + off, 0, 0};
             if (!jb->infer)
                 (void)FN(cg_stats)(jb, d, grp.x, g, false);
