@@ -21,7 +21,7 @@
 typedef struct nb_tune {
     /* the knobs */
     int64_t nt_bytes;     /* outputs of at least this many bytes: non-temporal stores */
-    int64_t pf_bytes;     /* streaming: x prefetched at least this far ahead; 0: no prefetch */
+    int64_t pf_bytes;     /* x prefetched to L2 at least this far ahead; 0: none */
     int64_t chb_min;      /* across-channel twopass units over this many bytes: blocked */
     int64_t chb_bytes;    /* bytes of positions per block of the blocked statistics */
     int64_t split_groups; /* /omp: fewer groups (NHWC: samples) than this: split reductions */

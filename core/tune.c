@@ -18,7 +18,7 @@
 static const nb_tune_knob_info knobs[NB_TUNE_KNOBS] = {
     [NB_TUNE_NT_BYTES] = {"nt_bytes", "outputs this large: non-temporal stores", "4 x L2", true,
                           false, 0, 1024 * TIB},
-    [NB_TUNE_PF_BYTES] = {"pf_bytes", "streaming: prefetch at least this far ahead",
+    [NB_TUNE_PF_BYTES] = {"pf_bytes", "prefetch (to L2) at least this far ahead",
                           "L1d / 4, rounded down to a power of 2", true, false, 0, 64 * MIB},
     [NB_TUNE_CHB_MIN] = {"chb_min", "NHWC twopass units over this: blocked statistics",
                          "L2 / 2, at most 1M", true, true, 0, 1024 * TIB},

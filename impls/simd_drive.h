@@ -47,7 +47,7 @@
 #endif
 
 /* Inside a parallel region: this thread's contiguous share [lo, hi) of n
- * items, as schedule(static) would give it (all of them without OpenMP or
+ * items, near-equal shares in thread order (all of them without OpenMP or
  * outside a team). */
 static inline void nb_omp_span(int64_t n, int64_t *lo, int64_t *hi)
 {

@@ -2,15 +2,18 @@
  * simd_half.h. A problem whose statistics groups are contiguous and short
  * (LayerNorm and RMSNorm rows, NCHW GroupNorm groups and untracked
  * InstanceNorm planes, fewer than 2 NB_BLK values each), rounded once and
- * without an activation, runs group by group: the group is widened into a
- * per-thread f32 buffer that stays in L1/L2 (the fused add forms h there,
- * writing it out as it goes), the f32 kernel's own statistics run on the
- * buffer (cg_stats_f32, unsplit, as the f32 drivers run a group this
+ * without an activation, runs group by group, each thread over one
+ * contiguous span of groups: a group is widened into a per-thread f32
+ * buffer that stays in L1/L2 (the fused add forms h there, writing it out
+ * as it goes; twopass pass 1 fused into the widening), the f32 kernel's own
+ * statistics run on the buffer (cg_twopass_f32 after the fused pass 1,
+ * cg_stats_f32 otherwise, unsplit, as the f32 drivers run a group this
  * short), and the normalisation reads the buffer and narrows each vector
- * straight into y. x is read once from memory and y written once, with no
- * f32 block going through memory between the passes; the values are those
- * of the block path (same statistics, same FMA, one rounding to the
- * storage type).
+ * straight into y. When three buffers fit in half the L1 the three stages
+ * are pipelined over consecutive groups (half_span), so one group's
+ * dependent chain overlaps the next groups' passes. x is read once from memory and y written once,
+ * with no f32 block going through memory between the passes; the values are those of the block path
+ * (same statistics, same FMA, one rounding to the storage type).
  *
  * The narrowed stores go through three optional hooks of the ISA wrapper:
  *   nb_vput_bf16(p, v, stream), nb_vput_f16(p, v, stream)  narrow and store
@@ -196,7 +199,7 @@ static inline void half_norm_few(bool bf16, const ncoef_f32 *c, const float *x, 
     if (n <= 0)
         return; /* before the copy of c: a vector load of scalars just stored stalls */
     float t[nb_lanes_f32] = {0};
-    ncoef_f32 s = *c;
+    ncoef_f32 s = ncoef_fields_f32(c);
     if (s.gp)
         s.gp += i;
     if (s.bp)
@@ -407,12 +410,12 @@ static nb_status half_rows_run(const nb_kernel *k, const nb_problem *p, const nb
     bool nomem = false;
     NB_OMP_PAR(k->omp)
     {
-        float *bufs = aligned_alloc(64, bytes);
         int64_t lo, hi;
         nb_omp_span(r.d.ngroups, &lo, &hi);
+        float *bufs = lo < hi ? aligned_alloc(64, bytes) : NULL;
         if (bufs)
             span(&r, bufs, lo, hi);
-        else {
+        else if (lo < hi) {
             NB_OMP_ATOMIC_W
             nomem = true;
         }

@@ -8,11 +8,13 @@
  * rounding semantics named); and each negative control failing on its own
  * exposing problem while twopass and welford pass there. */
 #include "nb_half.h"
+#include "nb_tune.h"
 #include "normbench.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -575,40 +577,85 @@ Test(half, row_kernels_narrow_bit_exactly)
     }
 }
 
-/* The row path runs a thread's rows as a pipeline when three row buffers
- * fit in half the L1 (a 768-value row does on any L1 of 12 KiB or more):
- * each row must come out bit for bit as it does alone, whatever its place
- * in the pipeline and whichever thread takes it. Rows of 9 against the
- * same rows one at a time, every bf16/f16 LayerNorm kernel. */
+/* Run kernel k on h's problem (its data as it is now) under tuning t. */
+static void run_tuned(const nb_kernel *k, hand *h, const nb_tune *t)
+{
+    nb_tune_use(t);
+    nb_args a = nb_data_args(&h->d);
+    const nb_status st = nb_kernel_run(k, &h->d.prob, &a);
+    nb_tune_use(NULL);
+    cr_assert_eq(st, NB_OK, "%s", k->name);
+}
+
+/* The row path pipelines a thread's groups when three row buffers fit in
+ * half the L1 (rows of R values: 12 R bytes <= L1d / 2), and runs them one
+ * by one otherwise: each row must come out bit for bit the same either
+ * way, and as it does alone, whatever its place in the pipeline and
+ * whichever thread takes it. LayerNorm (with and without the fused add,
+ * y and h compared) and RMSNorm, 9 rows of 771 values (a tail in every
+ * vector width), every bf16/f16 kernel: with the L1 size the rule reads
+ * set to 64 KiB (pipelined) and to 4 KiB (not), and row by row. */
 Test(half, row_pipeline_gives_each_row_its_own_bits)
 {
-    const nb_dtype types[2] = {NB_BF16, NB_F16};
-    enum { R = 9, C = 768 };
-    for (int ti = 0; ti < 2; ti++) {
-        char ps[128], p1[128];
-        snprintf(ps, sizeof ps, "ln:rows%d:cols%d:%s", R, C, nb_dtype_name(types[ti]));
-        snprintf(p1, sizeof p1, "ln:rows1:cols%d:%s", C, nb_dtype_name(types[ti]));
-        hand h, one;
-        hand_alloc(&h, ps);
-        hand_alloc(&one, p1);
-        memcpy(one.d.gamma, h.d.gamma, C * sizeof(float));
-        memcpy(one.d.beta, h.d.beta, C * sizeof(float));
-        size_t ran = 0, i = 0;
-        for (const nb_kernel *k; (k = run_next_kernel(&h, &i));) {
-            for (int r = 0; r < R; r++) {
-                memcpy(one.d.x, (const uint16_t *)h.d.x + r * C, C * sizeof(uint16_t));
-                nb_args a = nb_data_args(&one.d);
-                cr_assert_eq(nb_kernel_run(k, &one.d.prob, &a), NB_OK, "%s", k->name);
-                const uint16_t *y = (const uint16_t *)h.d.y + r * C, *y1 = one.d.y;
-                for (int c = 0; c < C; c++)
-                    cr_assert_eq(y[c], y1[c],
-                                 "%s: row %d element %d: %04x in the batch, %04x alone", k->name, r,
-                                 c, y[c], y1[c]);
+    enum { R = 9, C = 771 };
+    nb_tune big = *nb_tune_get(), small = big;
+    big.l1d_bytes = 65536;  /* 3 x 784 floats fit in half: pipelined */
+    small.l1d_bytes = 4096; /* they do not: one group at a time */
+    const char *forms[] = {"ln:rows%d:cols%d:%s", "ln:rows%d:cols%d:add:%s",
+                           "rms:rows%d:cols%d:%s"};
+    size_t ran = 0;
+    for (int ti = 0; ti < 2; ti++)
+        for (int fi = 0; fi < 3; fi++) {
+            const char *dt = nb_dtype_name(ti ? NB_F16 : NB_BF16);
+            char ps[128], p1[128];
+            snprintf(ps, sizeof ps, forms[fi], R, C, dt);
+            snprintf(p1, sizeof p1, forms[fi], 1, C, dt);
+            hand h, one;
+            hand_alloc(&h, ps);
+            hand_alloc(&one, p1);
+            const bool add = h.d.prob.add;
+            uint16_t *y0 = malloc(R * C * 2 * sizeof(uint16_t));
+            cr_assert_not_null(y0);
+            size_t i = 0;
+            for (const nb_kernel *k; (k = run_next_kernel(&h, &i));) {
+                run_tuned(k, &h, &big);
+                memcpy(y0, h.d.y, R * C * sizeof(uint16_t));
+                if (add)
+                    memcpy(y0 + R * C, h.d.h, R * C * sizeof(uint16_t));
+                memset(h.d.y, 0xff, R * C * sizeof(uint16_t));
+                if (add)
+                    memset(h.d.h, 0xff, R * C * sizeof(uint16_t));
+                run_tuned(k, &h, &small);
+                const uint16_t *y = h.d.y, *hh = add ? h.d.h : NULL;
+                for (int e = 0; e < R * C; e++) {
+                    cr_assert_eq(y0[e], y[e], "%s %s: element %d: y %04x pipelined, %04x not",
+                                 k->name, ps, e, y0[e], y[e]);
+                    if (add)
+                        cr_assert_eq(y0[R * C + e], hh[e], "%s %s: element %d: h differs", k->name,
+                                     ps, e);
+                }
+                for (int r = 0; r < R; r++) {
+                    memcpy(one.d.x, (const uint16_t *)h.d.x + r * C, C * sizeof(uint16_t));
+                    if (add)
+                        memcpy(one.d.residual, (const uint16_t *)h.d.residual + r * C,
+                               C * sizeof(uint16_t));
+                    if (h.d.gamma)
+                        memcpy(one.d.gamma, h.d.gamma, C * sizeof(float));
+                    if (h.d.beta)
+                        memcpy(one.d.beta, h.d.beta, C * sizeof(float));
+                    memset(one.d.y, 0xff, C * sizeof(uint16_t));
+                    run_tuned(k, &one, NULL);
+                    const uint16_t *y1 = one.d.y;
+                    for (int c = 0; c < C; c++)
+                        cr_assert_eq(y0[r * C + c], y1[c],
+                                     "%s %s: row %d element %d: %04x in the batch, %04x alone",
+                                     k->name, ps, r, c, y0[r * C + c], y1[c]);
+                }
+                ran++;
             }
-            ran++;
+            free(y0);
+            hand_free(&h);
+            hand_free(&one);
         }
-        cr_expect_geq(ran, 4, "%zu kernels", ran);
-        hand_free(&h);
-        hand_free(&one);
-    }
+    cr_expect_geq(ran, 24, "%zu kernel runs", ran);
 }
