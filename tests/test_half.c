@@ -489,6 +489,17 @@ static const nb_kernel *run_next_kernel(hand *h, size_t *i)
     return NULL;
 }
 
+/* h's f32 gamma: the narrowing probes of t first, 1 after them; returns
+ * how many probes. */
+static int64_t gamma_probes(hand *h, nb_dtype t)
+{
+    float *g = h->d.gamma;
+    const int64_t C = h->d.prob.c, n = narrowing_probes(t, g, C);
+    for (int64_t c = n; c < C; c++)
+        g[c] = 1.0f;
+    return n;
+}
+
 /* BatchNorm inference with x = 1, running mean 0, running variance 1,
  * eps 0 and beta 0 gives y = RN(gamma + 0) in every kernel (each product
  * and sum is exact), so y is the narrowing of an f32 gamma chosen at will:
@@ -506,9 +517,7 @@ Test(half, kernels_narrow_bit_exactly)
         hand_alloc(&h, ps);
         const int64_t C = h.d.prob.c;
         float *g = h.d.gamma;
-        const int64_t n = narrowing_probes(t, g, C);
-        for (int64_t c = n; c < C; c++)
-            g[c] = 1.0f;
+        const int64_t n = gamma_probes(&h, t);
         for (int64_t c = 0; c < C; c++) {
             nb_dtype_put(h.d.x, t, c, 1.0);
             ((float *)h.d.beta)[c] = 0.0f;
@@ -547,9 +556,7 @@ Test(half, row_kernels_narrow_bit_exactly)
         hand_alloc(&h, ps);
         const int64_t C = h.d.prob.c;
         float *g = h.d.gamma;
-        const int64_t n = narrowing_probes(t, g, C);
-        for (int64_t c = n; c < C; c++)
-            g[c] = 1.0f;
+        const int64_t n = gamma_probes(&h, t);
         for (int64_t i = 0; i < 3 * C; i++)
             nb_dtype_put(h.d.x, t, i, i % 2 ? -1.0 : 1.0);
         for (int64_t c = 0; c < C; c++)
