@@ -266,6 +266,61 @@ static void FN(contig_groups)(const FN(job) * jb, const nb_desc *d, bool nt)
     }
 }
 
+/* Whether contig_groups can run as contig_pipe: twopass statistics of
+ * one-segment groups (rows) each whole on one thread, three of which fit
+ * in half the L1 (as the bf16/f16 row path's rule, simd_half_rows.h). */
+static bool FN(pipe_fits)(const FN(job) * jb, const nb_desc *d)
+{
+    return !jb->infer && jb->k->algo == NB_ALGO_TWOPASS && d->nseg == 1 &&
+           3 * d->m * (int64_t)sizeof(T) <= jb->tune->l1d_bytes / 2;
+}
+
+/* contig_groups software-pipelined, each thread over one contiguous span
+ * of groups: step s runs pass 1 of group s, pass 2 and the statistics of
+ * group s - 1, and normalises group s - 2, so one group's dependent chain
+ * (the sums, the division, the square root) overlaps the next groups'
+ * passes instead of stalling them. Every group runs tp1_whole_row then
+ * cg_twopass as contig_groups runs it (cg_pass takes the same row
+ * function), so its values are the same. The prefetch runs `ahead` groups
+ * past the one whose pass 1 reads memory. */
+static void FN(contig_pipe)(const FN(job) * jb, const nb_desc *d, bool nt)
+{
+    const int64_t G = d->ngroups, m = d->m, pfb = jb->tune->pf_bytes;
+    const int64_t gbytes = m * (int64_t)sizeof(T);
+    const int64_t ahead = !pfb ? 0 : gbytes >= pfb ? 1 : (pfb + gbytes - 1) / gbytes;
+    const bool rms = jb->p->layer == NB_RMS;
+    NB_OMP_PAR(jb->k->omp)
+    {
+        int64_t lo, hi;
+        nb_omp_span(G, &lo, &hi);
+        FN(part) P[3] = {{0}};
+        for (int64_t s = lo; s < hi + 2; s++) {
+            if (s < hi) {
+                const T *x = jb->x + FN(cg_offset)(d, s);
+                const FN(cgroup) g = {d, x, rms ? (T)0 : x[0], 0};
+                P[(s - lo) % 3] = FN(tp1_whole_row)(&g);
+            }
+            const int64_t t = s - 1, u = s - 2;
+            if (t >= lo && t < hi) {
+                FN(stats) o;
+                (void)FN(cg_twopass)(d, jb->x + FN(cg_offset)(d, t), rms, jb->eps, false,
+                                     &P[(t - lo) % 3], &o);
+                jb->mean[t] = o.mean;
+                jb->var[t] = o.var;
+                jb->rstd[t] = o.rstd;
+            }
+            if (u >= lo) {
+                const int64_t off = FN(cg_offset)(d, u);
+                const int64_t pfd = ahead && s + ahead < G ? FN(cg_offset)(d, s + ahead) - off : 0;
+                const FN(cgroup) grp = {d, jb->x + off, 0, 0};
+                const FN(gnorm) n = FN(gnorm_of)(jb, d, u, off, nt, pfd);
+                FN(cg_norm)(&grp, &n, 0, m);
+            }
+        }
+        nb_vfence(); /* this thread's streamed stores, before the region ends */
+    }
+}
+
 /* Few long groups: one at a time, each reduction and normalisation cut
  * into NB_BLK blocks run in parallel. */
 static nb_status FN(contig_split)(const FN(job) * jb, const nb_desc *d, bool nt)
@@ -294,7 +349,10 @@ static nb_status FN(run_contig)(const FN(job) * jb, const nb_desc *d)
     const bool nt = nb_problem_numel(jb->p) * (int64_t)sizeof(T) >= jb->tune->nt_bytes;
     if (split)
         return FN(contig_split)(jb, d, nt);
-    FN(contig_groups)(jb, d, nt);
+    if (FN(pipe_fits)(jb, d))
+        FN(contig_pipe)(jb, d, nt);
+    else
+        FN(contig_groups)(jb, d, nt);
     return NB_OK;
 }
 

@@ -6,8 +6,10 @@
  * few-groups/long-reduction split at 1 and 2 threads, and bitwise
  * determinism of every kernel that claims it; the backward kernels (dx,
  * dgamma, dbeta) through the same tails, splits and determinism checks.
- * Kernels whose ISA the CPU lacks are skipped, as are peers and negative
+ * The pipelined row driver gives every row the bits it gets unpipelined
+ * and alone. Kernels whose ISA the CPU lacks are skipped, as are peers and negative
  * controls where noted. */
+#include "nb_tune.h"
 #include "normbench.h"
 
 #include <criterion/criterion.h>
@@ -379,4 +381,91 @@ Test(simd, twopass_overflow_fallback, .timeout = 600)
             nb_ref_free(&r);
             nb_data_free(&d);
         }
+}
+
+/* Run kernel k on d's problem (its data as it is now) under tuning t
+ * (NULL: the derived one), its outputs poisoned first. */
+static void run_poisoned(const nb_kernel *k, nb_data *d, const nb_tune *t)
+{
+    memset(d->y, 0xff, (size_t)nb_problem_numel(&d->prob) * nb_dtype_size(d->prob.dtype));
+    nb_tune_use(t);
+    nb_args a = nb_data_args(d);
+    const nb_status st = nb_kernel_run(k, &d->prob, &a);
+    nb_tune_use(NULL);
+    cr_assert_eq(st, NB_OK, "%s", k->name);
+}
+
+/* The f32/f64 twopass rows run software-pipelined (contig_pipe in
+ * simd_drive.h) when three rows fit in half the L1 (12 R bytes <= L1d / 2
+ * in f32), and one by one otherwise: each row must come out bit for bit
+ * the same either way, and as it does alone, whatever its place in the
+ * pipeline and whichever thread takes it. LayerNorm and RMSNorm rows and
+ * NCHW InstanceNorm planes of 771 values (a tail in every vector width),
+ * one row holding +-max/4 (the overflow fallback inside the pipeline),
+ * every twopass kernel of ours, 1 and 2 threads, with the L1 size the rule
+ * reads set to 64 KiB (pipelined) and to 1 KiB (not), and row by row. */
+Test(simd, row_pipeline_gives_each_row_its_own_bits, .timeout = 300)
+{
+    enum { R = 9, C = 771 };
+    nb_tune big = *nb_tune_get(), small = big;
+    big.l1d_bytes = 65536;
+    small.l1d_bytes = 1024;
+    const char *forms[][2] = {{"ln:rows9:cols771:%s", "ln:rows1:cols771:%s"},
+                              {"rms:rows9:cols771:%s", "rms:rows1:cols771:%s"},
+                              {"in:n3c3h3w257:nchw:%s", "in:n1c1h3w257:nchw:%s"}};
+    int ran = 0;
+    for (int ti = 0; ti < 2; ti++)
+        for (int fi = 0; fi < 3; fi++) {
+            const char *dt = ti ? "f64" : "f32";
+            const size_t es = ti ? sizeof(double) : sizeof(float);
+            char ps[128], p1[128], err[256];
+            snprintf(ps, sizeof ps, forms[fi][0], dt);
+            snprintf(p1, sizeof p1, forms[fi][1], dt);
+            nb_problem p, q;
+            cr_assert_eq(nb_problem_parse(ps, &p, err, sizeof err), NB_OK, "%s: %s", ps, err);
+            cr_assert_eq(nb_problem_parse(p1, &q, err, sizeof err), NB_OK, "%s: %s", p1, err);
+            nb_data d, one;
+            cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+            cr_assert_eq(nb_data_alloc(&one, &q), NB_OK);
+            for (int c = 0; c < C; c++) { /* row 4: +-max/4, the overflow fallback */
+                const double v = ((c % 2) ? -1 : 1) * (ti ? DBL_MAX / 4 : FLT_MAX / 4);
+                if (ti)
+                    ((double *)d.x)[4 * C + c] = v;
+                else
+                    ((float *)d.x)[4 * C + c] = (float)v;
+            }
+            char *y0 = malloc(R * C * es);
+            cr_assert_not_null(y0);
+            for (size_t i = 0; i < nb_kernel_count(); i++) {
+                const nb_kernel *k = nb_kernel_at(i);
+                if (!nb_kernel_runs(k, &p) || !ours(k) || k->isa == NB_ISA_BLAS ||
+                    k->algo != NB_ALGO_TWOPASS || (k->flags & NB_KF_NEGATIVE_CONTROL))
+                    continue;
+                for (int th = 1; th <= (k->omp ? 2 : 1); th++) {
+                    nb_set_threads(th);
+                    run_poisoned(k, &d, &big);
+                    memcpy(y0, d.y, R * C * es);
+                    run_poisoned(k, &d, &small);
+                    cr_assert(!memcmp(y0, d.y, R * C * es), "%s %s T=%d: pipelined != not", k->name,
+                              ps, th);
+                    for (int r = 0; r < R; r++) {
+                        memcpy(one.x, (const char *)d.x + r * C * es, C * es);
+                        if (d.gamma)
+                            memcpy(one.gamma, d.gamma, nb_problem_param_count(&q) * es);
+                        if (d.beta)
+                            memcpy(one.beta, d.beta, nb_problem_param_count(&q) * es);
+                        run_poisoned(k, &one, NULL);
+                        cr_assert(!memcmp(y0 + r * C * es, one.y, C * es),
+                                  "%s %s T=%d: row %d differs in the batch and alone", k->name, ps,
+                                  th, r);
+                    }
+                    ran++;
+                }
+            }
+            nb_set_threads(0);
+            free(y0);
+            nb_data_free(&d);
+            nb_data_free(&one);
+        }
+    cr_expect_geq(ran, 12, "%d kernel runs", ran);
 }
