@@ -110,6 +110,18 @@ static int stream_problems(const bench_tune *t, nb_tune_knob k, problem_str *out
     return 2;
 }
 
+/* The problems of the chnt_bytes sweep: BatchNorm NHWC units (the whole
+ * batch) with outputs on both sides of the derived share, below nt_bytes
+ * where it allows (above it the whole-output rule streams them anyway). */
+static int chnt_problems(const bench_tune *t, problem_str *out)
+{
+    const int64_t d = t->derived.chnt_bytes;
+    nhwc(out[0], "bn", d / 2, 64, 28);
+    nhwc(out[1], "bn", 2 * d, 64, 28);
+    nhwc(out[2], "bn", 8 * d, 64, 28);
+    return 3;
+}
+
 /* The problems of the blocked-statistics sweeps: BatchNorm NHWC units
  * below and above chb_min; large units with narrow and wide rows. */
 static int chb_problems(const bench_tune *t, nb_tune_knob k, problem_str *out, const char **skipped)
@@ -156,6 +168,7 @@ static int knob_problems(const bench_tune *t, nb_tune_knob k, problem_str *out,
     switch (k) {
     case NB_TUNE_NT_BYTES:
     case NB_TUNE_PF_BYTES: return stream_problems(t, k, out, skipped);
+    case NB_TUNE_CHNT_BYTES: return chnt_problems(t, out);
     case NB_TUNE_CHB_MIN:
     case NB_TUNE_CHB_BYTES: return chb_problems(t, k, out, skipped);
     default: return split_problems(t, out);

@@ -217,8 +217,8 @@ static int parse_knobs(const char *s, unsigned *mask)
         while (k < NB_TUNE_KNOBS && strcmp(w, nb_tune_knob_at((nb_tune_knob)k)->name))
             k++;
         if (k == NB_TUNE_KNOBS)
-            return cli_error("bench: --knobs: unknown knob '%s' (nt_bytes, pf_bytes, chb_min, "
-                             "chb_bytes, split_groups)",
+            return cli_error("bench: --knobs: unknown knob '%s' (nt_bytes, chnt_bytes, pf_bytes, "
+                             "chb_min, chb_bytes, split_groups)",
                              w);
         *mask |= 1u << k;
     }

@@ -21,6 +21,7 @@
 typedef struct nb_tune {
     /* the knobs */
     int64_t nt_bytes;     /* outputs of at least this many bytes: non-temporal stores */
+    int64_t chnt_bytes;   /* across-channel units: a thread's share of y this large: streamed */
     int64_t pf_bytes;     /* x prefetched to L2 at least this far ahead; 0: none */
     int64_t chb_min;      /* across-channel twopass units over this many bytes: blocked */
     int64_t chb_bytes;    /* bytes of positions per block of the blocked statistics */
@@ -34,6 +35,7 @@ typedef struct nb_tune {
 
 typedef enum nb_tune_knob {
     NB_TUNE_NT_BYTES,
+    NB_TUNE_CHNT_BYTES,
     NB_TUNE_PF_BYTES,
     NB_TUNE_CHB_MIN,
     NB_TUNE_CHB_BYTES,

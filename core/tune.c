@@ -18,6 +18,9 @@
 static const nb_tune_knob_info knobs[NB_TUNE_KNOBS] = {
     [NB_TUNE_NT_BYTES] = {"nt_bytes", "outputs this large: non-temporal stores", "4 x L2", true,
                           false, 0, 1024 * TIB},
+    [NB_TUNE_CHNT_BYTES] = {"chnt_bytes",
+                            "NHWC units: a thread's share of y this large: non-temporal stores",
+                            "L2 / 4", true, false, 0, 1024 * TIB},
     [NB_TUNE_PF_BYTES] = {"pf_bytes", "prefetch (to L2) at least this far ahead",
                           "L1d / 4, rounded down to a power of 2", true, false, 0, 64 * MIB},
     [NB_TUNE_CHB_MIN] = {"chb_min", "NHWC twopass units over this: blocked statistics",
@@ -30,6 +33,7 @@ static const nb_tune_knob_info knobs[NB_TUNE_KNOBS] = {
 
 static const size_t knob_offset[NB_TUNE_KNOBS] = {
     [NB_TUNE_NT_BYTES] = offsetof(nb_tune, nt_bytes),
+    [NB_TUNE_CHNT_BYTES] = offsetof(nb_tune, chnt_bytes),
     [NB_TUNE_PF_BYTES] = offsetof(nb_tune, pf_bytes),
     [NB_TUNE_CHB_MIN] = offsetof(nb_tune, chb_min),
     [NB_TUNE_CHB_BYTES] = offsetof(nb_tune, chb_bytes),
@@ -82,6 +86,7 @@ void nb_tune_derive(const nb_caches *c, int logical_cpus, nb_tune *t)
     const int64_t l2 = c->l2_bytes > 0 ? c->l2_bytes : NB_CACHE_ASSUMED_L2;
     const int cpus = logical_cpus > 0 ? logical_cpus : 1;
     t->nt_bytes = clamp_knob(NB_TUNE_NT_BYTES, 4 * l2);
+    t->chnt_bytes = clamp_knob(NB_TUNE_CHNT_BYTES, l2 / 4);
     t->pf_bytes = clamp_knob(NB_TUNE_PF_BYTES, l1d >= 4 ? pow2_floor(l1d / 4) : 1);
     t->chb_min = clamp_knob(NB_TUNE_CHB_MIN, min64(l2 / 2, MIB));
     t->chb_bytes = clamp_knob(NB_TUNE_CHB_BYTES, min64(l2 / 2, 256 * KIB));

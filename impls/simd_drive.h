@@ -583,8 +583,11 @@ static int FN(ch_tp_blocked)(const FN(job) * jb, const FN(chunit) * u)
 /* y = (x - mean) (rstd gamma) + beta over the unit's rows: the product
  * rstd gamma is rounded once more than gamma (x - mean) rstd, a relative u
  * on |gamma z| that the bound's 4 u |gamma z| term covers. Streamed stores
- * when y is large and every row's vectors are aligned (C a multiple of W,
- * y aligned). */
+ * when every row's vectors are aligned (C a multiple of W, y aligned) and
+ * y is large: the whole unit's at least nt_bytes, or a thread's share of
+ * it at least chnt_bytes (then x and y together outgrow half the L2, and
+ * y's lines, allocated by plain stores, would push out the x lines the
+ * same pass is about to read a second time). */
 static void FN(ch_norm)(const FN(job) * jb, const FN(chunit) * u)
 {
     const int64_t C = u->C, cg = u->cg;
@@ -594,8 +597,15 @@ static void FN(ch_norm)(const FN(job) * jb, const FN(chunit) * u)
         cr[c] = jb->rstd[u->gbase + c / cg] * (jb->gamma ? jb->gamma[c] : (T)1);
         cb[c] = jb->beta ? jb->beta[c] : (T)0;
     }
-    const bool nt = nb_has_stream && u->npos * C * (int64_t)sizeof(T) >= jb->tune->nt_bytes &&
-                    C % W == 0 && (uintptr_t)u->y % (W * sizeof(T)) == 0;
+    const int64_t ybytes = u->npos * C * (int64_t)sizeof(T);
+    int64_t share = ybytes;
+#if NB_HAVE_OPENMP
+    if (u->split)
+        share /= omp_get_max_threads();
+#endif
+    const bool nt = nb_has_stream &&
+                    (ybytes >= jb->tune->nt_bytes || share >= jb->tune->chnt_bytes) && C % W == 0 &&
+                    (uintptr_t)u->y % (W * sizeof(T)) == 0;
     const FN(chcoef) coef = {cm, cr, cb};
     const bool par = u->split;
     NB_OMP_PAR(par)

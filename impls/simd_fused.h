@@ -107,6 +107,7 @@ static nb_status fused_add_run(const nb_kernel *k, const nb_problem *p, const nb
     nb_tune tune = *nb_tune_get();
     const bool big = nb_problem_numel(p) * (int64_t)nb_dtype_size(p->dtype) >= tune.nt_bytes;
     tune.nt_bytes = big ? 0 : INT64_MAX;
+    tune.chnt_bytes = tune.nt_bytes;
     const bool par = half_blocks_in_parallel(k, p, nb);
     nb_kernel serial = *k;
     serial.omp = !par && k->omp;

@@ -492,3 +492,53 @@ Test(kernels, large_outputs_streamed, .timeout = 900)
         nb_data_free(&d);
     }
 }
+
+/* Across-channel (NHWC) units stream y when a thread's share of it reaches
+ * chnt_bytes: with chnt_bytes 0 (and nt_bytes never) every SIMD kernel
+ * takes the streamed path on small units, channels a multiple of every
+ * vector width, and must give bitwise the y it gives with plain stores
+ * (chnt_bytes never), passing the error model either way. */
+Test(kernels, nhwc_units_streamed_by_share, .timeout = 300)
+{
+    static const char *const probs[] = {"bn:n3c32h17w19:nhwc:f32", "in:n2c48h9w11:nhwc:f32",
+                                        "gn:n2c64h7w9:g8:nhwc:f32", "bn:n3c32h17w19:nhwc:f64"};
+    nb_tune on = *nb_tune_get(), off = on;
+    on.nt_bytes = off.nt_bytes = off.chnt_bytes = (int64_t)1 << 50;
+    on.chnt_bytes = 0;
+    for (size_t pi = 0; pi < sizeof probs / sizeof probs[0]; pi++) {
+        nb_problem p;
+        cr_assert_eq(nb_problem_parse(probs[pi], &p, NULL, 0), NB_OK, "%s", probs[pi]);
+        nb_data d;
+        nb_ref r = {0};
+        cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+        cr_assert_eq(nb_ref_compute(&d, &r), NB_OK);
+        const size_t yb = (size_t)nb_problem_numel(&p) * nb_dtype_size(p.dtype);
+        void *y0 = malloc(yb);
+        cr_assert_not_null(y0);
+        size_t ran = 0;
+        for (size_t i = 0; i < nb_kernel_count(); i++) {
+            const nb_kernel *k = nb_kernel_at(i);
+            if (!nb_kernel_runs(k, &p) || k->isa == NB_ISA_NATIVE ||
+                (k->flags & NB_KF_NEGATIVE_CONTROL))
+                continue;
+            nb_check c;
+            nb_tune_use(&off);
+            nb_verify_one(k, &d, &r, &c);
+            memcpy(y0, d.y, yb);
+            if (c.verdict == NB_SKIP)
+                continue;
+            cr_expect_eq(c.verdict, NB_PASS, "%s on %s, plain: %s", k->name, probs[pi], c.reason);
+            nb_tune_use(&on);
+            nb_verify_one(k, &d, &r, &c);
+            cr_expect_eq(c.verdict, NB_PASS, "%s on %s, streamed: %s", k->name, probs[pi],
+                         c.reason);
+            cr_expect(!memcmp(y0, d.y, yb), "%s on %s: streamed y differs", k->name, probs[pi]);
+            ran++;
+        }
+        nb_tune_use(NULL);
+        cr_expect_gt(ran, 2, "%s", probs[pi]);
+        free(y0);
+        nb_ref_free(&r);
+        nb_data_free(&d);
+    }
+}

@@ -113,6 +113,7 @@ Test(tune, rules_reproduce_the_fitted_host)
 {
     const nb_tune t = derived(48 * KIB, 2 * MIB, 260 * MIB, 2);
     cr_expect_eq(t.nt_bytes, 8 * MIB);
+    cr_expect_eq(t.chnt_bytes, 512 * KIB);
     cr_expect_eq(t.pf_bytes, 8 * KIB);
     cr_expect_eq(t.chb_min, 1 * MIB);
     cr_expect_eq(t.chb_bytes, 256 * KIB);
@@ -126,12 +127,14 @@ Test(tune, rules_follow_the_caches)
 {
     nb_tune t = derived(32 * KIB, 512 * KIB, 32 * MIB, 2);
     cr_expect_eq(t.nt_bytes, 2 * MIB);
+    cr_expect_eq(t.chnt_bytes, 128 * KIB);
     cr_expect_eq(t.pf_bytes, 8 * KIB);
     cr_expect_eq(t.chb_min, 256 * KIB);
     cr_expect_eq(t.chb_bytes, 256 * KIB);
     cr_expect_eq(t.split_groups, 16);
     t = derived(64 * KIB, 4 * MIB, 128 * MIB, 64);
     cr_expect_eq(t.nt_bytes, 16 * MIB);
+    cr_expect_eq(t.chnt_bytes, 1 * MIB);
     cr_expect_eq(t.pf_bytes, 16 * KIB);
     cr_expect_eq(t.chb_min, 1 * MIB, "capped at 1 MiB");
     cr_expect_eq(t.chb_bytes, 256 * KIB, "capped at 256 KiB");
@@ -156,6 +159,7 @@ Test(tune, parse_sets_the_keys_given)
     cr_expect_eq(t.pf_bytes, 16 * KIB);
     cr_expect_eq(t.chb_min, 0);
     cr_expect_eq(t.chb_bytes, 256 * KIB, "not given: kept");
+    cr_expect_eq(t.chnt_bytes, 512 * KIB, "not given: kept");
     cr_expect_eq(t.split_groups, 7);
     cr_expect_eq(t.overridden, (1u << NB_TUNE_NT_BYTES) | (1u << NB_TUNE_PF_BYTES) |
                                    (1u << NB_TUNE_CHB_MIN) | (1u << NB_TUNE_SPLIT_GROUPS));
@@ -168,6 +172,9 @@ Test(tune, parse_sets_the_keys_given)
     cr_expect(t.overridden & (1u << NB_TUNE_SPLIT_GROUPS), "earlier overrides are kept");
     cr_expect_eq(nb_tune_parse("nt_bytes=2T", &t, NULL, 0), NB_OK);
     cr_expect_eq(t.nt_bytes, (int64_t)2 << 40);
+    cr_expect_eq(nb_tune_parse("chnt_bytes=0", &t, NULL, 0), NB_OK);
+    cr_expect_eq(t.chnt_bytes, 0);
+    cr_expect(t.overridden & (1u << NB_TUNE_CHNT_BYTES));
     const nb_tune before = t;
     cr_expect_eq(nb_tune_parse(NULL, &t, err, sizeof err), NB_OK);
     cr_expect_eq(nb_tune_parse("", &t, err, sizeof err), NB_OK);
@@ -188,7 +195,8 @@ static void refused(const char *spec, nb_status status, const char *want)
 
 Test(tune, parse_refuses_bad_specs)
 {
-    refused("foo=1", NB_ERR_PARSE, "unknown key 'foo' (keys: nt_bytes, pf_bytes, chb_min");
+    refused("foo=1", NB_ERR_PARSE,
+            "unknown key 'foo' (keys: nt_bytes, chnt_bytes, pf_bytes, chb_min");
     refused("nt_bytes=1M,NT_BYTES=2M", NB_ERR_PARSE, "unknown key 'NT_BYTES'");
     refused("nt_bytes", NB_ERR_PARSE, "'nt_bytes' is not key=value");
     refused("nt_bytes=1M,", NB_ERR_PARSE, "'' is not key=value");
@@ -229,7 +237,8 @@ Test(tune, printed_form_parses_back)
     cr_assert_eq(nb_tune_parse("nt_bytes=1000,pf_bytes=12K,split_groups=1024", &t, NULL, 0), NB_OK);
     char env[256];
     nb_tune_format(&t, env, sizeof env);
-    cr_expect_str_eq(env, "nt_bytes=1000,pf_bytes=12K,chb_min=1M,chb_bytes=256K,split_groups=1024");
+    cr_expect_str_eq(env, "nt_bytes=1000,chnt_bytes=512K,pf_bytes=12K,chb_min=1M,chb_bytes=256K,"
+                          "split_groups=1024");
     cr_assert_eq(nb_tune_parse(env, &back, NULL, 0), NB_OK);
     for (int k = 0; k < NB_TUNE_KNOBS; k++)
         cr_expect_eq(nb_tune_value(&back, (nb_tune_knob)k), nb_tune_value(&t, (nb_tune_knob)k),
