@@ -10,7 +10,11 @@
  * OpenMP (k->omp): groups are split among threads with a static schedule;
  * when a problem has fewer than split_groups groups (or units), each long
  * reduction is cut into fixed blocks (NB_BLK values or NB_BLKPOS positions)
- * whose partials are merged in a fixed pairwise order. The partition never
+ * whose partials are merged in a fixed pairwise order (NHWC: split from
+ * NB_SPLITPOS positions, 8 blocks or more, so a static schedule over 2
+ * threads is within one block of even, or from NB_SPLITVALS values over 2
+ * blocks or more, so a unit of wide rows does not leave every thread but
+ * one idle). The partition never
  * depends on the thread count, so the /omp kernels are bitwise reproducible
  * across thread counts and runs (NB_KF_DETERMINISTIC); block partials add at
  * most ceil(log2 blocks) to the depth, which the lanes bound absorbs since a
@@ -30,8 +34,11 @@
 #endif
 /* Fixed: the summation order of the /omp split reductions (the depth of
  * docs/DESIGN.md section 4.3 counts on blocks of at least 2L values). */
-#define NB_BLK 16384   /* values per block of a split contiguous group */
-#define NB_BLKPOS 1024 /* positions per block of a split NHWC reduction */
+#define NB_BLK 16384                    /* values per block of a split contiguous group */
+#define NB_BLKPOS 256                   /* positions per block of a split NHWC reduction */
+#define NB_SPLITPOS 2048                /* NHWC reductions split from this many positions, */
+#define NB_SPLITVALS (NB_SPLITPOS * 64) /* or this many values in 2 blocks or more */
+#define NB_CHBPOS 1024 /* at most this many positions per blocked-statistics block */
 /* OpenMP directives, nothing without OpenMP (no unknown-pragma warnings). */
 #if NB_HAVE_OPENMP
 #define NB_PRAGMA(x) _Pragma(#x)
@@ -370,37 +377,48 @@ static void FN(merge_chp)(const FN(chpass) * ps, FN(chp) * bl, int64_t lo, int64
 }
 
 /* One per-channel pass over npos positions: one range, or (split, long)
- * NB_BLKPOS blocks in parallel merged pairwise. Results in out (Cp each). */
+ * blocks of bpos positions in parallel merged pairwise, each thread's blocks run
+ * on its own accumulator rows. Results in out (Cp each). */
 static nb_status FN(ch_pass)(const FN(chpass) * ps, const FN(crows) * r, int64_t npos, bool split,
                              T *ws, FN(chp) * out)
 {
-    if (!split || npos < 2 * NB_BLKPOS) {
+    const int64_t bpos = NB_BLKPOS;
+    if (!split || npos < 2 * bpos || (npos < NB_SPLITPOS && npos * r->C < NB_SPLITVALS)) {
         ps->range(r, 0, npos, ws, out);
         return NB_OK;
     }
-    const int64_t nb = (npos + NB_BLKPOS - 1) / NB_BLKPOS, Cp = r->Cp;
+    const int64_t nb = (npos + bpos - 1) / bpos, Cp = r->Cp;
     T *buf = malloc((size_t)(nb * 2 * Cp) * sizeof(T));
-    T *wsb = malloc((size_t)(nb * 2 * NB_U * Cp) * sizeof(T));
     FN(chp) *bl = malloc((size_t)nb * sizeof *bl);
-    nb_status st = NB_ERR_NOMEM;
-    if (buf && wsb && bl) {
-        NB_OMP_FOR(1)
-        for (int64_t b = 0; b < nb; b++) {
-            bl[b].a = buf + b * 2 * Cp;
-            bl[b].b = bl[b].a + Cp;
-            const int64_t j1 = (b + 1) * NB_BLKPOS < npos ? (b + 1) * NB_BLKPOS : npos;
-            ps->range(r, b * NB_BLKPOS, j1, wsb + b * 2 * NB_U * Cp, &bl[b]);
+    int nomem = !buf || !bl;
+    if (!nomem) {
+        NB_OMP_PAR(1)
+        {
+            T *wst = malloc((size_t)(2 * NB_U * Cp) * sizeof(T));
+            if (!wst) {
+                NB_OMP_ATOMIC_W
+                nomem = 1;
+            }
+            NB_OMP_FOR_IN
+            for (int64_t b = 0; b < nb; b++) {
+                bl[b].a = buf + b * 2 * Cp;
+                bl[b].b = bl[b].a + Cp;
+                const int64_t j1 = (b + 1) * bpos < npos ? (b + 1) * bpos : npos;
+                if (wst)
+                    ps->range(r, b * bpos, j1, wst, &bl[b]);
+            }
+            free(wst);
         }
+    }
+    if (!nomem) {
         FN(merge_chp)(ps, bl, 0, nb, Cp);
         memcpy(out->a, bl[0].a, (size_t)Cp * sizeof(T));
         memcpy(out->b, bl[0].b, (size_t)Cp * sizeof(T));
         out->n = bl[0].n;
-        st = NB_OK;
     }
     free(buf);
-    free(wsb);
     free(bl);
-    return st;
+    return nomem ? NB_ERR_NOMEM : NB_OK;
 }
 
 /* One unit of the channel shape: npos rows of C at x, y (bn: all N*H*W
@@ -540,8 +558,8 @@ static int FN(ch_tp_blocked)(const FN(job) * jb, const FN(chunit) * u)
     if (u->npos * rowb <= jb->tune->chb_min)
         return 0;
     int64_t bp = jb->tune->chb_bytes / rowb;
-    if (bp > NB_BLKPOS)
-        bp = NB_BLKPOS;
+    if (bp > NB_CHBPOS)
+        bp = NB_CHBPOS;
     bp = bp / NB_U * NB_U;
     if (bp < 16 || u->npos < 4 * bp)
         return 0;

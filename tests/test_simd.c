@@ -222,6 +222,8 @@ Test(simd, long_reduction_split, .timeout = 600)
         "ln:rows1:cols40000:f32:data=offset1e3", "bn:n4c3h100w100:nchw:f32",
         "bn:n4c4h30w30:nhwc:f64", "gn:n1c4h100w100:g1:nchw:f32", "gn:n1c4h40w40:g1:nhwc:f32",
         "in:n1c3h40w40:nhwc:f64",
+        /* wide rows: 512 positions of 256 channels, split in 2 blocks */
+        "bn:n2c256h16w16:nhwc:f32:data=offset1e3", "bn:n2c256h16w16:nhwc:f64:bwd",
         /* twopass NHWC units over 1 MiB: blocked statistics (ch_tp_blocked),
          * near sqrt(FLT_MAX) (the three-pass fallback) and large offsets */
         "bn:n8c64h40w40:nhwc:f32:data=huge", "bn:n8c64h40w40:nhwc:f32:data=offset1e4",
