@@ -110,16 +110,25 @@ static int stream_problems(const bench_tune *t, nb_tune_knob k, problem_str *out
     return 2;
 }
 
-/* The problems of the chnt_bytes sweep: BatchNorm NHWC units (the whole
- * batch) with outputs on both sides of the derived share, below nt_bytes
- * where it allows (above it the whole-output rule streams them anyway). */
+/* BatchNorm NHWC over 64 f32 channels, one unit of about `bytes` of y. */
+static void bn_unit(problem_str s, int64_t bytes)
+{
+    snprintf(s, sizeof(problem_str), "bn:n1c64l%lld:nhwc:f32",
+             (long long)within(bytes / 256, 64, MAX_BYTES / 256));
+}
+
+/* The problems of the chnt_bytes sweep: BatchNorm NHWC units whose share
+ * of y per thread (the unit over the CPUs when split) lies on both sides
+ * of the derived value: D/2 (below at any thread count), 2D (above at one
+ * thread), 2D and 8D per CPU (above at every count). */
 static int chnt_problems(const bench_tune *t, problem_str *out)
 {
-    const int64_t d = t->derived.chnt_bytes;
-    nhwc(out[0], "bn", d / 2, 64, 28);
-    nhwc(out[1], "bn", 2 * d, 64, 28);
-    nhwc(out[2], "bn", 8 * d, 64, 28);
-    return 3;
+    const int64_t d = t->derived.chnt_bytes, cpus = t->derived.logical_cpus;
+    bn_unit(out[0], d / 2);
+    bn_unit(out[1], 2 * d);
+    bn_unit(out[2], 2 * d * cpus);
+    bn_unit(out[3], 8 * d * cpus);
+    return 4;
 }
 
 /* The problems of the blocked-statistics sweeps: BatchNorm NHWC units

@@ -23,8 +23,9 @@
  * The thresholds and distances (when to split, when to block the NHWC
  * statistics and in blocks of what size, when to stream y, how far to
  * prefetch) are the run-time tuning of core/tune.c (nb_tune.h), read once
- * per call; the block sizes NB_BLK and NB_BLKPOS define the summation order
- * and are fixed. */
+ * per call; the block sizes NB_BLK, NB_BLKPOS and NB_CHBPOS and the split
+ * sizes NB_SPLITPOS and NB_SPLITVALS define the summation order and are
+ * fixed. */
 
 #ifndef NB_SIMD_DRIVE_ONCE
 #define NB_SIMD_DRIVE_ONCE
@@ -603,9 +604,10 @@ static int FN(ch_tp_blocked)(const FN(job) * jb, const FN(chunit) * u)
  * on |gamma z| that the bound's 4 u |gamma z| term covers. Streamed stores
  * when every row's vectors are aligned (C a multiple of W, y aligned) and
  * y is large: the whole unit's at least nt_bytes, or a thread's share of
- * it at least chnt_bytes (then x and y together outgrow half the L2, and
- * y's lines, allocated by plain stores, would push out the x lines the
- * same pass is about to read a second time). */
+ * it at least chnt_bytes when the statistics were computed here (then x
+ * and y together outgrow half the L2, and y's lines, allocated by plain
+ * stores, would push out the x lines this pass is about to read a second
+ * time; BatchNorm inference reads x once). */
 static void FN(ch_norm)(const FN(job) * jb, const FN(chunit) * u)
 {
     const int64_t C = u->C, cg = u->cg;
@@ -622,7 +624,7 @@ static void FN(ch_norm)(const FN(job) * jb, const FN(chunit) * u)
         share /= omp_get_max_threads();
 #endif
     const bool nt = nb_has_stream &&
-                    (ybytes >= jb->tune->nt_bytes || share >= jb->tune->chnt_bytes) && C % W == 0 &&
+                    (ybytes >= jb->tune->nt_bytes || (!jb->infer && share >= jb->tune->chnt_bytes)) && C % W == 0 &&
                     (uintptr_t)u->y % (W * sizeof(T)) == 0;
     const FN(chcoef) coef = {cm, cr, cb};
     const bool par = u->split;

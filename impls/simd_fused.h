@@ -107,7 +107,6 @@ static nb_status fused_add_run(const nb_kernel *k, const nb_problem *p, const nb
     nb_tune tune = *nb_tune_get();
     const bool big = nb_problem_numel(p) * (int64_t)nb_dtype_size(p->dtype) >= tune.nt_bytes;
     tune.nt_bytes = big ? 0 : INT64_MAX;
-    tune.chnt_bytes = tune.nt_bytes;
     const bool par = half_blocks_in_parallel(k, p, nb);
     nb_kernel serial = *k;
     serial.omp = !par && k->omp;
@@ -178,6 +177,19 @@ static nb_status simd_run_plain(const nb_kernel *k, const nb_problem *p, const n
     return p->dtype == NB_F64 ? simd_run_f64(k, p, a) : simd_run_f32(k, p, a);
 }
 
+/* An f32/f64 forward pass whose activation nb_fused_run applies after it:
+ * no unit streams y by its share (chnt_bytes), as the activation reads y
+ * again at once; the whole-output rule (nt_bytes) still holds. */
+static nb_status simd_run_before_act(const nb_kernel *k, const nb_problem *p, const nb_args *a)
+{
+    if (nb_problem_is_backward(p))
+        return simd_run_plain(k, p, a);
+    nb_tune tune = *nb_tune_get();
+    tune.chnt_bytes = INT64_MAX;
+    return p->dtype == NB_F64 ? simd_run_tuned_f64(k, p, a, &tune)
+                              : simd_run_tuned_f32(k, p, a, &tune);
+}
+
 /* The entry of every ISA wrapper. */
 static nb_status simd_run_any(const nb_kernel *k, const nb_problem *p, const nb_args *a)
 {
@@ -186,6 +198,6 @@ static nb_status simd_run_any(const nb_kernel *k, const nb_problem *p, const nb_
     if (!nb_dtype_is_half(p->dtype) && p->add)
         return fused_add_run(k, p, a);
     if (!nb_dtype_is_half(p->dtype) && p->act != NB_ACT_NONE)
-        return nb_fused_run(k, p, a, simd_run_plain);
+        return nb_fused_run(k, p, a, simd_run_before_act);
     return simd_run_plain(k, p, a);
 }

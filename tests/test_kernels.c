@@ -518,7 +518,7 @@ Test(kernels, nhwc_units_streamed_by_share, .timeout = 300)
         size_t ran = 0;
         for (size_t i = 0; i < nb_kernel_count(); i++) {
             const nb_kernel *k = nb_kernel_at(i);
-            if (!nb_kernel_runs(k, &p) || k->isa == NB_ISA_NATIVE ||
+            if (!nb_kernel_runs(k, &p) || k->isa == NB_ISA_NATIVE || k->isa == NB_ISA_BLAS ||
                 (k->flags & NB_KF_NEGATIVE_CONTROL))
                 continue;
             nb_check c;

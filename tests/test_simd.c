@@ -385,11 +385,26 @@ Test(simd, twopass_overflow_fallback, .timeout = 600)
         }
 }
 
+/* The statistics outputs of d (mean, var, rstd), each stat_count values. */
+static void stats_of(const nb_data *d, void *out[3])
+{
+    out[0] = d->mean;
+    out[1] = d->var;
+    out[2] = d->rstd;
+}
+
 /* Run kernel k on d's problem (its data as it is now) under tuning t
- * (NULL: the derived one), its outputs poisoned first. */
+ * (NULL: the derived one), its outputs (y and the statistics) poisoned
+ * first. */
 static void run_poisoned(const nb_kernel *k, nb_data *d, const nb_tune *t)
 {
     memset(d->y, 0xff, (size_t)nb_problem_numel(&d->prob) * nb_dtype_size(d->prob.dtype));
+    void *st[3];
+    stats_of(d, st);
+    for (int s = 0; s < 3; s++) {
+        cr_assert_not_null(st[s]);
+        memset(st[s], 0xff, (size_t)nb_problem_stat_count(&d->prob) * nb_dtype_size(d->prob.dtype));
+    }
     nb_tune_use(t);
     nb_args a = nb_data_args(d);
     const nb_status st = nb_kernel_run(k, &d->prob, &a);
@@ -398,8 +413,9 @@ static void run_poisoned(const nb_kernel *k, nb_data *d, const nb_tune *t)
 }
 
 /* The f32/f64 twopass rows run software-pipelined (contig_pipe in
- * simd_drive.h) when three rows fit in half the L1 (12 R bytes <= L1d / 2
- * in f32), and one by one otherwise: each row must come out bit for bit
+ * simd_drive.h) when three rows fit in half the L1 (12 C bytes <= L1d / 2
+ * in f32, 24 C in f64), and one by one otherwise: each row (its y, mean,
+ * var and rstd) must come out bit for bit
  * the same either way, and as it does alone, whatever its place in the
  * pipeline and whichever thread takes it. LayerNorm and RMSNorm rows and
  * NCHW InstanceNorm planes of 771 values (a tail in every vector width),
@@ -436,8 +452,11 @@ Test(simd, row_pipeline_gives_each_row_its_own_bits, .timeout = 300)
                 else
                     ((float *)d.x)[4 * C + c] = (float)v;
             }
-            char *y0 = malloc(R * C * es);
-            cr_assert_not_null(y0);
+            char *y0 = malloc(R * C * es), *s0 = malloc(3 * R * es);
+            cr_assert(y0 && s0);
+            void *st[3], *st1[3];
+            stats_of(&d, st);
+            stats_of(&one, st1);
             for (size_t i = 0; i < nb_kernel_count(); i++) {
                 const nb_kernel *k = nb_kernel_at(i);
                 if (!nb_kernel_runs(k, &p) || !ours(k) || k->isa == NB_ISA_BLAS ||
@@ -447,9 +466,14 @@ Test(simd, row_pipeline_gives_each_row_its_own_bits, .timeout = 300)
                     nb_set_threads(th);
                     run_poisoned(k, &d, &big);
                     memcpy(y0, d.y, R * C * es);
+                    for (int s = 0; s < 3; s++)
+                        memcpy(s0 + s * R * es, st[s], R * es);
                     run_poisoned(k, &d, &small);
                     cr_assert(!memcmp(y0, d.y, R * C * es), "%s %s T=%d: pipelined != not", k->name,
                               ps, th);
+                    for (int s = 0; s < 3; s++)
+                        cr_assert(!memcmp(s0 + s * R * es, st[s], R * es),
+                                  "%s %s T=%d: statistic %d pipelined != not", k->name, ps, th, s);
                     for (int r = 0; r < R; r++) {
                         memcpy(one.x, (const char *)d.x + r * C * es, C * es);
                         if (d.gamma)
@@ -460,14 +484,73 @@ Test(simd, row_pipeline_gives_each_row_its_own_bits, .timeout = 300)
                         cr_assert(!memcmp(y0 + r * C * es, one.y, C * es),
                                   "%s %s T=%d: row %d differs in the batch and alone", k->name, ps,
                                   th, r);
+                        for (int s = 0; s < 3; s++)
+                            cr_assert(!memcmp(s0 + (s * R + r) * es, st1[s], es),
+                                      "%s %s T=%d: row %d statistic %d differs alone", k->name, ps,
+                                      th, r, s);
                     }
                     ran++;
                 }
             }
             nb_set_threads(0);
             free(y0);
+            free(s0);
             nb_data_free(&d);
             nb_data_free(&one);
         }
     cr_expect_geq(ran, 12, "%d kernel runs", ran);
+}
+
+/* y of kernel `name` on d into y (false: the kernel is missing or this CPU
+ * cannot run it). */
+static bool y_of(const char *name, nb_data *d, void *y)
+{
+    const nb_kernel *k = nb_kernel_find(name);
+    if (!k || !nb_kernel_available(k))
+        return false;
+    nb_args a = nb_data_args(d);
+    cr_assert_eq(nb_kernel_run(k, &d->prob, &a), NB_OK, "%s", name);
+    memcpy(y, d->y, (size_t)nb_problem_numel(&d->prob) * nb_dtype_size(d->prob.dtype));
+    return true;
+}
+
+/* The /omp BatchNorm NHWC statistics split a unit of fewer than 2048
+ * positions when its rows are wide (NB_SPLITVALS values over 2 blocks or
+ * more) and not when they are narrow: the split sums in another order, so
+ * X/omp differs bitwise from X on 512 positions of 256 channels (even at
+ * one thread: the partition never depends on it) and equals it on 512
+ * positions of 16. */
+Test(simd, wide_rows_split_narrow_do_not)
+{
+    static const char *const isas[] = {"avx2", "avx512", "neon"};
+    static const char *const ps[] = {"bn:n2c256h16w16:nhwc:f32:data=offset1e3",
+                                     "bn:n2c16h16w16:nhwc:f32:data=offset1e3"};
+    int compared = 0;
+    nb_set_threads(1);
+    for (int pi = 0; pi < 2; pi++) {
+        nb_problem p;
+        cr_assert_eq(nb_problem_parse(ps[pi], &p, NULL, 0), NB_OK, "%s", ps[pi]);
+        nb_data d;
+        cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+        const size_t yb = (size_t)nb_problem_numel(&p) * sizeof(float);
+        void *ys = malloc(yb), *yo = malloc(yb);
+        cr_assert(ys && yo);
+        for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+            char serial[64], omp[64];
+            snprintf(serial, sizeof serial, "batchnorm/welford/%s", isas[i]);
+            snprintf(omp, sizeof omp, "batchnorm/welford/%s/omp", isas[i]);
+            if (!y_of(serial, &d, ys) || !y_of(omp, &d, yo))
+                continue;
+            const bool same = !memcmp(ys, yo, yb);
+            cr_expect(pi ? same : !same, "%s against %s on %s: %s", omp, serial, ps[pi],
+                      same ? "the same bits (not split)" : "different bits (split)");
+            compared++;
+        }
+        free(ys);
+        free(yo);
+        nb_data_free(&d);
+    }
+    nb_set_threads(0);
+    if (!compared)
+        cr_skip_test("no SIMD ISA of this CPU has a serial and an /omp kernel");
 }
