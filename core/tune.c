@@ -162,19 +162,30 @@ static nb_status parse_value(nb_tune_knob k, const char *s, size_t n, int64_t *v
     return NB_OK;
 }
 
+/* The knobs' keys, comma-separated, into buf. */
+static void key_list(char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < NB_TUNE_KNOBS && o < len; k++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", k ? ", " : "", knobs[k].name);
+}
+
 /* One "key=value" item of n characters at s applied to t. */
 static nb_status parse_item(const char *s, size_t n, nb_tune *t, char *err, size_t errlen)
 {
     const char *eq = memchr(s, '=', n);
     if (!n || !eq) {
-        snprintf(err, errlen, "'%.*s' is not key=value (keys: %s, %s, %s, %s, %s)", (int)n, s,
-                 knobs[0].name, knobs[1].name, knobs[2].name, knobs[3].name, knobs[4].name);
+        char keys[256];
+        key_list(keys, sizeof keys);
+        snprintf(err, errlen, "'%.*s' is not key=value (keys: %s)", (int)n, s, keys);
         return NB_ERR_PARSE;
     }
     const nb_tune_knob k = find_knob(s, (size_t)(eq - s));
     if (k == NB_TUNE_KNOBS) {
-        snprintf(err, errlen, "unknown key '%.*s' (keys: %s, %s, %s, %s, %s)", (int)(eq - s), s,
-                 knobs[0].name, knobs[1].name, knobs[2].name, knobs[3].name, knobs[4].name);
+        char keys[256];
+        key_list(keys, sizeof keys);
+        snprintf(err, errlen, "unknown key '%.*s' (keys: %s)", (int)(eq - s), s, keys);
         return NB_ERR_PARSE;
     }
     if (t->overridden & (1u << k)) {

@@ -623,9 +623,10 @@ static void FN(ch_norm)(const FN(job) * jb, const FN(chunit) * u)
     if (u->split)
         share /= omp_get_max_threads();
 #endif
-    const bool nt = nb_has_stream &&
-                    (ybytes >= jb->tune->nt_bytes || (!jb->infer && share >= jb->tune->chnt_bytes)) && C % W == 0 &&
-                    (uintptr_t)u->y % (W * sizeof(T)) == 0;
+    const bool nt =
+        nb_has_stream &&
+        (ybytes >= jb->tune->nt_bytes || (!jb->infer && share >= jb->tune->chnt_bytes)) &&
+        C % W == 0 && (uintptr_t)u->y % (W * sizeof(T)) == 0;
     const FN(chcoef) coef = {cm, cr, cb};
     const bool par = u->split;
     NB_OMP_PAR(par)

@@ -399,11 +399,12 @@ static void stats_of(const nb_data *d, void *out[3])
 static void run_poisoned(const nb_kernel *k, nb_data *d, const nb_tune *t)
 {
     memset(d->y, 0xff, (size_t)nb_problem_numel(&d->prob) * nb_dtype_size(d->prob.dtype));
-    void *st[3];
-    stats_of(d, st);
+    void *stats[3];
+    stats_of(d, stats);
     for (int s = 0; s < 3; s++) {
-        cr_assert_not_null(st[s]);
-        memset(st[s], 0xff, (size_t)nb_problem_stat_count(&d->prob) * nb_dtype_size(d->prob.dtype));
+        cr_assert_not_null(stats[s]);
+        memset(stats[s], 0xff,
+               (size_t)nb_problem_stat_count(&d->prob) * nb_dtype_size(d->prob.dtype));
     }
     nb_tune_use(t);
     nb_args a = nb_data_args(d);
