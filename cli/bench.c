@@ -216,10 +216,11 @@ static int parse_knobs(const char *s, unsigned *mask)
         int k = 0;
         while (k < NB_TUNE_KNOBS && strcmp(w, nb_tune_knob_at((nb_tune_knob)k)->name))
             k++;
-        if (k == NB_TUNE_KNOBS)
-            return cli_error("bench: --knobs: unknown knob '%s' (nt_bytes, chnt_bytes, pf_bytes, "
-                             "chb_min, chb_bytes, split_groups)",
-                             w);
+        if (k == NB_TUNE_KNOBS) {
+            char keys[256];
+            nb_tune_key_list(keys, sizeof keys);
+            return cli_error("bench: --knobs: unknown knob '%s' (%s)", w, keys);
+        }
         *mask |= 1u << k;
     }
     return *mask ? 0 : cli_error("bench: --knobs '%s' names no knob", s);

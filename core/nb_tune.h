@@ -53,6 +53,8 @@ typedef struct nb_tune_knob_info {
 } nb_tune_knob_info;
 
 const nb_tune_knob_info *nb_tune_knob_at(nb_tune_knob k);
+/* Every knob's key, comma-separated, into buf (len bytes, truncated). */
+void nb_tune_key_list(char *buf, size_t len);
 int64_t nb_tune_value(const nb_tune *t, nb_tune_knob k);
 void nb_tune_set_value(nb_tune *t, nb_tune_knob k, int64_t v);
 

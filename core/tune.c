@@ -162,8 +162,7 @@ static nb_status parse_value(nb_tune_knob k, const char *s, size_t n, int64_t *v
     return NB_OK;
 }
 
-/* The knobs' keys, comma-separated, into buf. */
-static void key_list(char *buf, size_t len)
+void nb_tune_key_list(char *buf, size_t len)
 {
     size_t o = 0;
     buf[0] = '\0';
@@ -177,14 +176,14 @@ static nb_status parse_item(const char *s, size_t n, nb_tune *t, char *err, size
     const char *eq = memchr(s, '=', n);
     if (!n || !eq) {
         char keys[256];
-        key_list(keys, sizeof keys);
+        nb_tune_key_list(keys, sizeof keys);
         snprintf(err, errlen, "'%.*s' is not key=value (keys: %s)", (int)n, s, keys);
         return NB_ERR_PARSE;
     }
     const nb_tune_knob k = find_knob(s, (size_t)(eq - s));
     if (k == NB_TUNE_KNOBS) {
         char keys[256];
-        key_list(keys, sizeof keys);
+        nb_tune_key_list(keys, sizeof keys);
         snprintf(err, errlen, "unknown key '%.*s' (keys: %s)", (int)(eq - s), s, keys);
         return NB_ERR_PARSE;
     }
