@@ -67,6 +67,23 @@ static inline void nb_omp_span(int64_t n, int64_t *lo, int64_t *hi)
     *lo = n * t / nt;
     *hi = n * (t + 1) / nt;
 }
+
+/* Groups between a group of gbytes and the one prefetched while it is
+ * worked on: at least pf_bytes ahead, at least one group (0: pf_bytes 0,
+ * no prefetch). */
+static inline int64_t nb_prefetch_ahead(int64_t gbytes, int64_t pf_bytes)
+{
+    return !pf_bytes ? 0 : gbytes >= pf_bytes ? 1 : (pf_bytes + gbytes - 1) / gbytes;
+}
+
+/* The tuning in use without the across-channel share rule (chnt_bytes):
+ * for a caller that reads y again at once. */
+static inline nb_tune nb_tune_no_share_stream(void)
+{
+    nb_tune t = *nb_tune_get();
+    t.chnt_bytes = INT64_MAX;
+    return t;
+}
 #endif
 
 /* One call: the kernel, the problem, its tensors and statistics buffers. */
@@ -208,6 +225,14 @@ static nb_status FN(cg_single_pass)(nb_algo algo, const nb_desc *d, const T *x, 
     return NB_OK;
 }
 
+/* Group gi's statistics o into the job's mean, var, rstd. */
+static inline void FN(stats_put)(const FN(job) * jb, int64_t gi, const FN(stats) * o)
+{
+    jb->mean[gi] = o->mean;
+    jb->var[gi] = o->var;
+    jb->rstd[gi] = o->rstd;
+}
+
 /* Statistics of group gi at x into the job's mean, var, rstd. */
 static nb_status FN(cg_stats)(const FN(job) * jb, const nb_desc *d, const T *x, int64_t gi,
                               bool split)
@@ -219,9 +244,7 @@ static nb_status FN(cg_stats)(const FN(job) * jb, const nb_desc *d, const T *x, 
                              : FN(cg_single_pass)(jb->k->algo, d, x, rms, jb->eps, split, &o);
     if (st)
         return st;
-    jb->mean[gi] = o.mean;
-    jb->var[gi] = o.var;
-    jb->rstd[gi] = o.rstd;
+    FN(stats_put)(jb, gi, &o);
     return NB_OK;
 }
 
@@ -254,16 +277,15 @@ static inline FN(gnorm)
  * needed; pf_bytes 0: none) is prefetched while this one is normalised. */
 static void FN(contig_groups)(const FN(job) * jb, const nb_desc *d, bool nt)
 {
-    const int64_t G = d->ngroups, m = d->m, pfb = jb->tune->pf_bytes;
-    const int64_t gbytes = m * (int64_t)sizeof(T);
-    const int64_t ahead = !pfb ? G : gbytes >= pfb ? 1 : (pfb + gbytes - 1) / gbytes;
+    const int64_t G = d->ngroups, m = d->m;
+    const int64_t ahead = nb_prefetch_ahead(m * (int64_t)sizeof(T), jb->tune->pf_bytes);
     const bool par = jb->k->omp;
     NB_OMP_PAR(par)
     {
         NB_OMP_FOR_IN
         for (int64_t g = 0; g < G; g++) {
             const int64_t off = FN(cg_offset)(d, g);
-            const int64_t pfd = g + ahead < G ? FN(cg_offset)(d, g + ahead) - off : 0;
+            const int64_t pfd = ahead && g + ahead < G ? FN(cg_offset)(d, g + ahead) - off : 0;
             const FN(cgroup) grp = {d, jb->x + off, 0, 0};
             if (!jb->infer)
                 (void)FN(cg_stats)(jb, d, grp.x, g, false);
@@ -293,9 +315,8 @@ static bool FN(pipe_fits)(const FN(job) * jb, const nb_desc *d)
  * past the one whose pass 1 reads memory. */
 static void FN(contig_pipe)(const FN(job) * jb, const nb_desc *d, bool nt)
 {
-    const int64_t G = d->ngroups, m = d->m, pfb = jb->tune->pf_bytes;
-    const int64_t gbytes = m * (int64_t)sizeof(T);
-    const int64_t ahead = !pfb ? 0 : gbytes >= pfb ? 1 : (pfb + gbytes - 1) / gbytes;
+    const int64_t G = d->ngroups, m = d->m;
+    const int64_t ahead = nb_prefetch_ahead(m * (int64_t)sizeof(T), jb->tune->pf_bytes);
     const bool rms = jb->p->layer == NB_RMS;
     NB_OMP_PAR(jb->k->omp)
     {
@@ -313,9 +334,7 @@ static void FN(contig_pipe)(const FN(job) * jb, const nb_desc *d, bool nt)
                 FN(stats) o;
                 (void)FN(cg_twopass)(d, jb->x + FN(cg_offset)(d, t), rms, jb->eps, false,
                                      &P[(t - lo) % 3], &o);
-                jb->mean[t] = o.mean;
-                jb->var[t] = o.var;
-                jb->rstd[t] = o.rstd;
+                FN(stats_put)(jb, t, &o);
             }
             if (u >= lo) {
                 const int64_t off = FN(cg_offset)(d, u);
@@ -378,17 +397,16 @@ static void FN(merge_chp)(const FN(chpass) * ps, FN(chp) * bl, int64_t lo, int64
 }
 
 /* One per-channel pass over npos positions: one range, or (split, long)
- * blocks of bpos positions in parallel merged pairwise, each thread's blocks run
+ * NB_BLKPOS blocks in parallel merged pairwise, each thread's blocks run
  * on its own accumulator rows. Results in out (Cp each). */
 static nb_status FN(ch_pass)(const FN(chpass) * ps, const FN(crows) * r, int64_t npos, bool split,
                              T *ws, FN(chp) * out)
 {
-    const int64_t bpos = NB_BLKPOS;
-    if (!split || npos < 2 * bpos || (npos < NB_SPLITPOS && npos * r->C < NB_SPLITVALS)) {
+    if (!split || npos < 2 * NB_BLKPOS || (npos < NB_SPLITPOS && npos * r->C < NB_SPLITVALS)) {
         ps->range(r, 0, npos, ws, out);
         return NB_OK;
     }
-    const int64_t nb = (npos + bpos - 1) / bpos, Cp = r->Cp;
+    const int64_t nb = (npos + NB_BLKPOS - 1) / NB_BLKPOS, Cp = r->Cp;
     T *buf = malloc((size_t)(nb * 2 * Cp) * sizeof(T));
     FN(chp) *bl = malloc((size_t)nb * sizeof *bl);
     int nomem = !buf || !bl;
@@ -404,9 +422,9 @@ static nb_status FN(ch_pass)(const FN(chpass) * ps, const FN(crows) * r, int64_t
             for (int64_t b = 0; b < nb; b++) {
                 bl[b].a = buf + b * 2 * Cp;
                 bl[b].b = bl[b].a + Cp;
-                const int64_t j1 = (b + 1) * bpos < npos ? (b + 1) * bpos : npos;
+                const int64_t j1 = (b + 1) * NB_BLKPOS < npos ? (b + 1) * NB_BLKPOS : npos;
                 if (wst)
-                    ps->range(r, b * bpos, j1, wst, &bl[b]);
+                    ps->range(r, b * NB_BLKPOS, j1, wst, &bl[b]);
             }
             free(wst);
         }

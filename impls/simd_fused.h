@@ -184,8 +184,7 @@ static nb_status simd_run_before_act(const nb_kernel *k, const nb_problem *p, co
 {
     if (nb_problem_is_backward(p))
         return simd_run_plain(k, p, a);
-    nb_tune tune = *nb_tune_get();
-    tune.chnt_bytes = INT64_MAX;
+    const nb_tune tune = nb_tune_no_share_stream();
     return p->dtype == NB_F64 ? simd_run_tuned_f64(k, p, a, &tune)
                               : simd_run_tuned_f32(k, p, a, &tune);
 }

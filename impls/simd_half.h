@@ -213,8 +213,7 @@ static nb_status half_block(const nb_kernel *k, const nb_problem *p, const nb_ar
     /* ys is read again by the narrowing: only the whole-output rule
      * (nt_bytes, on the block's f32 unit) streams it, never a unit's
      * share (chnt_bytes) */
-    nb_tune tune = *nb_tune_get();
-    tune.chnt_bytes = INT64_MAX;
+    const nb_tune tune = nb_tune_no_share_stream();
     const nb_status st = simd_run_tuned_f32(k, q, &f, &tune);
     if (st)
         return st;

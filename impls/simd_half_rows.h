@@ -292,9 +292,7 @@ static inline __attribute__((always_inline)) void half_stats(const half_rows *r,
     }
     stats_f32 o;
     (void)cg_twopass_f32(&r->d, buf, r->p->layer == NB_RMS, r->jb.eps, false, P, &o);
-    r->jb.mean[gi] = o.mean;
-    r->jb.var[gi] = o.var;
-    r->jb.rstd[gi] = o.rstd;
+    stats_put_f32(&r->jb, gi, &o);
 }
 
 /* Stage 3: each segment of group gi normalised from buf and narrowed
@@ -394,9 +392,9 @@ static nb_status half_rows_run(const nb_kernel *k, const nb_problem *p, const nb
     float *scratch;
     if (nb_stat_buffers_f32(a, r.d.ngroups, &r.jb.mean, &r.jb.var, &r.jb.rstd, &scratch))
         return NB_ERR_NOMEM;
-    const int64_t gbytes = r.d.m * (int64_t)sizeof(uint16_t), pfb = r.jb.tune->pf_bytes;
+    const int64_t gbytes = r.d.m * (int64_t)sizeof(uint16_t);
     r.stream = nb_problem_numel(p) * (int64_t)sizeof(uint16_t) >= r.jb.tune->nt_bytes;
-    r.ahead = !pfb ? 0 : gbytes >= pfb ? 1 : (pfb + gbytes - 1) / gbytes;
+    r.ahead = nb_prefetch_ahead(gbytes, r.jb.tune->pf_bytes);
     r.fused = k->algo == NB_ALGO_TWOPASS && r.d.nseg == 1;
     r.bstride = (r.d.m + 15) / 16 * 16;
     r.lag = 3 * r.bstride * (int64_t)sizeof(float) <= r.jb.tune->l1d_bytes / 2;
