@@ -72,6 +72,16 @@ static inline int CFN(scale_exp_j)(T a, int j)
     return e;
 }
 
+/* The smallest sum q of m squares the unscaled pass 2 (cg_twopass's fast
+ * form) may keep: m 2^(emin + p), 2^-102 m in f32 and 2^-969 m in f64. A
+ * square or partial sum that rounds in the subnormal range errs by at most
+ * half the subnormal spacing, 2^(emin - p); m of them, m 2^(emin - p), are
+ * at most u^2 q for any q this large, far below the bound of section 4.2. */
+static inline T CFN(sq_sum_min)(T m)
+{
+    return m * (sizeof(T) == 4 ? CFN(pow2)(-126 + 24) : CFN(pow2)(-1022 + 53));
+}
+
 /* rstd from the scaled mean square v = var 4^-k: 1/sqrt(var + eps) when
  * var is representable, else 2^-k / sqrt(v + eps 4^-k) (eps negligible). For
  * k >= 0, v 2^k 2^k is LDEXP(v, 2k) exactly: scaling up by a power of two

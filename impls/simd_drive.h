@@ -151,19 +151,16 @@ typedef struct FN(stats) {
     T mean, var, rstd;
 } FN(stats);
 
-/* Twopass: pass 1 around x0, pass 2 prescaled by 2^-k. p1: pass 1's
- * result when the caller ran it (simd_half_rows.h fuses it into the
- * widening; NULL: run here). */
-static nb_status FN(cg_twopass)(const nb_desc *d, const T *x, bool rms, T eps, bool split,
-                                const FN(part) * p1, FN(stats) * o)
+/* Twopass, prescaled form: pass 1 around x0 with the maximum a, pass 2
+ * prescaled by 2^-k, 2^k >= 2a (section 6.2 of docs/DESIGN.md). */
+static nb_status FN(cg_twopass_prescaled)(const nb_desc *d, const T *x, bool rms, T eps, bool split,
+                                          FN(stats) * o)
 {
     const T m = (T)d->m, x0 = rms ? 0 : x[0];
     FN(cgroup) g = {d, x, x0, 0};
     FN(part) P;
     nb_status st;
-    if (p1)
-        P = *p1;
-    else if ((st = FN(cg_pass)(&FN(cpass_tp1), &g, split, &P)))
+    if ((st = FN(cg_pass)(&FN(cpass_tp1), &g, split, &P)))
         return st;
     int j = 0; /* pass 1 ran on values scaled by 2^-j */
     if (!(P.a <= TMAX) || P.s - P.s != 0) {
@@ -190,6 +187,39 @@ static nb_status FN(cg_twopass)(const nb_desc *d, const T *x, bool rms, T eps, b
         return st;
     o->mean = mean;
     o->rstd = FN(rstd_scaled)(P.q / m, k, eps, &o->var);
+    return NB_OK;
+}
+
+/* Twopass: the fast form, pass 1 around x0 without the maximum (none for
+ * RMSNorm, whose mean is 0) and pass 2 unscaled, kept when its sum of
+ * squares q is finite and at least sq_sum_min(m); otherwise (x - x0 or the
+ * sum overflowed, q overflowed, or squares of this size may have rounded
+ * as subnormals) the prescaled form from the start. Where the fast form is
+ * kept it is the prescaled form's answer with 2^-k = 1: the scaling is
+ * exact away from overflow and underflow. p1: pass 1's sum when the caller
+ * ran it (contig_pipe; simd_half_rows.h fuses it into the widening; NULL:
+ * run here). */
+static nb_status FN(cg_twopass)(const nb_desc *d, const T *x, bool rms, T eps, bool split,
+                                const FN(part) * p1, FN(stats) * o)
+{
+    const T m = (T)d->m, x0 = rms ? 0 : x[0];
+    FN(cgroup) g = {d, x, x0, 1};
+    FN(part) P = {0, 0, 0, 0};
+    nb_status st;
+    if (!rms && p1)
+        P = *p1;
+    else if (!rms && (st = FN(cg_pass)(&FN(cpass_tp1sum), &g, split, &P)))
+        return st;
+    if (P.s - P.s != 0)
+        return FN(cg_twopass_prescaled)(d, x, rms, eps, split, o);
+    const T mean = rms ? 0 : x0 + P.s / m;
+    g.centre = mean;
+    if ((st = FN(cg_pass)(&FN(cpass_tp2), &g, split, &P)))
+        return st;
+    if (!(P.q <= TMAX) || P.q < FN(sq_sum_min)(m))
+        return FN(cg_twopass_prescaled)(d, x, rms, eps, split, o);
+    o->mean = mean;
+    o->rstd = FN(rstd_scaled)(P.q / m, 0, eps, &o->var);
     return NB_OK;
 }
 
@@ -306,12 +336,12 @@ static bool FN(pipe_fits)(const FN(job) * jb, const nb_desc *d)
 }
 
 /* contig_groups software-pipelined, each thread over one contiguous span
- * of groups: step s runs pass 1 of group s, pass 2 and the statistics of
- * group s - 1, and normalises group s - 2, so one group's dependent chain
- * (the sums, the division, the square root) overlaps the next groups'
- * passes instead of stalling them. Every group runs tp1_whole_row then
- * cg_twopass as contig_groups runs it (cg_pass takes the same row
- * function), so its values are the same. The prefetch runs `ahead` groups
+ * of groups: step s runs pass 1 of group s (none for RMSNorm), pass 2 and
+ * the statistics of group s - 1, and normalises group s - 2, so one
+ * group's dependent chain (the sums, the division, the square root)
+ * overlaps the next groups' passes instead of stalling them. Every group
+ * runs tp1sum_whole_row then cg_twopass as contig_groups runs it (cg_pass
+ * takes the same row function), so its values are the same. The prefetch runs `ahead` groups
  * past the one whose pass 1 reads memory. */
 static void FN(contig_pipe)(const FN(job) * jb, const nb_desc *d, bool nt)
 {
@@ -324,10 +354,10 @@ static void FN(contig_pipe)(const FN(job) * jb, const nb_desc *d, bool nt)
         nb_omp_span(G, &lo, &hi);
         FN(part) P[3] = {{0}};
         for (int64_t s = lo; s < hi + 2; s++) {
-            if (s < hi) {
+            if (s < hi && !rms) {
                 const T *x = jb->x + FN(cg_offset)(d, s);
-                const FN(cgroup) g = {d, x, rms ? (T)0 : x[0], 0};
-                P[(s - lo) % 3] = FN(tp1_whole_row)(&g);
+                const FN(cgroup) g = {d, x, x[0], 0};
+                P[(s - lo) % 3] = FN(tp1sum_whole_row)(&g);
             }
             const int64_t t = s - 1, u = s - 2;
             if (t >= lo && t < hi) {

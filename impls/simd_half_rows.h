@@ -141,16 +141,16 @@ half_prefetch(const uint16_t *x, const uint16_t *r, int64_t j, int64_t pfd, cons
 }
 
 /* The widening pass over a group's m values at x into buf, fused with
- * twopass pass 1 around x0s (tp1_row's chunks, accumulators and tail, so
- * its result bit for bit), prefetching pfd values on (pf). */
+ * twopass pass 1 around x0s, the sum only (tp1_row's chunks, accumulators
+ * and tail without the maximum, so its result bit for bit), prefetching
+ * pfd values on (pf). */
 static inline __attribute__((always_inline)) part_f32
 half_in_tp1(const int how, const uint16_t *x, const uint16_t *r, uint16_t *h, float *buf, int64_t m,
             float x0s, int64_t pfd, const bool add, const bool pf, const bool sh)
 {
     const nb_vec_f32 x0 = nb_vset1_f32(x0s);
-    nb_vec_f32 s[NB_U], a[NB_U];
+    nb_vec_f32 s[NB_U];
     zero_acc_f32(s);
-    zero_acc_f32(a);
     int64_t j = 0;
     for (; j + NB_U * nb_lanes_f32 <= m; j += NB_U * nb_lanes_f32) {
         if (pf)
@@ -161,15 +161,14 @@ half_in_tp1(const int how, const uint16_t *x, const uint16_t *r, uint16_t *h, fl
             nb_vstore_f32(buf + i, v);
             const nb_vec_f32 dv = nb_vsub_f32(v, x0);
             s[u] = nb_vadd_f32(s[u], dv);
-            a[u] = nb_vmax_f32(a[u], nb_vabs_f32(dv));
         }
     }
     if (j < m) {
         for (int64_t i = j; i < m; i++)
             buf[i] = half_in1(how != HALF_F16, x, add ? r : NULL, h, i);
-        tp1_last_f32(buf + j, m - j, x0s, x0, s, a);
+        tp1_last_f32(buf + j, m - j, x0s, x0, s, NULL, false);
     }
-    const part_f32 P = {0, vsum_f32(s), vmaxall_f32(a), 0};
+    const part_f32 P = {0, vsum_f32(s), 0, 0};
     return P;
 }
 

@@ -186,17 +186,22 @@ static inline int FN(lanes_in)(int64_t n, int u)
     return k <= 0 ? 0 : (k >= W ? W : (int)k);
 }
 
-/* Twopass pass 1: s += x - x0, a = max(a, |x - x0|). */
-static inline void FN(tp1_full)(const T *p, VEC x0, VEC *s, VEC *a)
+/* Twopass pass 1: s += x - x0 and, when amax (a compile-time constant of
+ * each always-inlined call), a = max(a, |x - x0|). The fast form
+ * (cg_twopass) needs only s; the prescaled form takes its scale from a. */
+static inline __attribute__((always_inline)) void FN(tp1_full)(const T *p, VEC x0, VEC *s, VEC *a,
+                                                               const bool amax)
 {
     for (int u = 0; u < NB_U; u++) {
         const VEC dv = V(sub)(V(load)(p + u * W), x0);
         s[u] = V(add)(s[u], dv);
-        a[u] = V(max)(a[u], V(abs)(dv));
+        if (amax)
+            a[u] = V(max)(a[u], V(abs)(dv));
     }
 }
 
-static inline void FN(tp1_last)(const T *p, int64_t n, T x0s, VEC x0, VEC *s, VEC *a)
+static inline __attribute__((always_inline)) void FN(tp1_last)(const T *p, int64_t n, T x0s, VEC x0,
+                                                               VEC *s, VEC *a, const bool amax)
 {
     for (int u = 0; u < NB_U; u++) {
         const int k = FN(lanes_in)(n, u);
@@ -204,7 +209,8 @@ static inline void FN(tp1_last)(const T *p, int64_t n, T x0s, VEC x0, VEC *s, VE
             break;
         const VEC dv = V(sub)(V(load_tail)(p + u * W, k, x0s), x0); /* filled lanes: exactly 0 */
         s[u] = V(add)(s[u], dv);
-        a[u] = V(max)(a[u], V(abs)(dv));
+        if (amax)
+            a[u] = V(max)(a[u], V(abs)(dv));
     }
 }
 
@@ -428,7 +434,8 @@ static inline void FN(zero_acc)(VEC *a)
  * the same chunks, tail and lane trees as the walk on a single segment (so
  * bitwise the same result), with the accumulators kept in registers and no
  * staging, for short rows where per-row overhead counts. */
-static inline __attribute__((always_inline)) FN(part) FN(tp1_row)(const T *x, int64_t n, T x0s)
+static inline __attribute__((always_inline)) FN(part)
+    FN(tp1_row)(const T *x, int64_t n, T x0s, const bool amax)
 {
     const VEC x0 = V(set1)(x0s);
     VEC s[NB_U], a[NB_U];
@@ -436,10 +443,10 @@ static inline __attribute__((always_inline)) FN(part) FN(tp1_row)(const T *x, in
     FN(zero_acc)(a);
     int64_t j = 0;
     for (; j + NB_L <= n; j += NB_L)
-        FN(tp1_full)(x + j, x0, s, a);
+        FN(tp1_full)(x + j, x0, s, a, amax);
     if (j < n)
-        FN(tp1_last)(x + j, n - j, x0s, x0, s, a);
-    FN(part) r = {0, FN(vsum)(s), FN(vmaxall)(a), 0};
+        FN(tp1_last)(x + j, n - j, x0s, x0, s, a, amax);
+    FN(part) r = {0, FN(vsum)(s), amax ? FN(vmaxall)(a) : 0, 0};
     return r;
 }
 
@@ -456,10 +463,16 @@ static inline __attribute__((always_inline)) T FN(tp2_row)(const T *x, int64_t n
     return FN(vsum)(q);
 }
 
-/* The two twopass passes over a whole one-segment group (a row). */
+/* The twopass passes over a whole one-segment group (a row): pass 1 with
+ * and without the maximum, and pass 2. */
 static inline __attribute__((always_inline)) FN(part) FN(tp1_whole_row)(const FN(cgroup) * g)
 {
-    return FN(tp1_row)(g->x, g->d->m, g->centre);
+    return FN(tp1_row)(g->x, g->d->m, g->centre, true);
+}
+
+static inline __attribute__((always_inline)) FN(part) FN(tp1sum_whole_row)(const FN(cgroup) * g)
+{
+    return FN(tp1_row)(g->x, g->d->m, g->centre, false);
 }
 
 static inline __attribute__((always_inline)) FN(part) FN(tp2_whole_row)(const FN(cgroup) * g)
@@ -468,11 +481,12 @@ static inline __attribute__((always_inline)) FN(part) FN(tp2_whole_row)(const FN
     return r;
 }
 
-/* Twopass pass 1 over [e0, e1): s and a around x0 = centre. */
-static FN(part) FN(tp1_range)(const FN(cgroup) * g, int64_t e0, int64_t e1)
+/* Twopass pass 1 over [e0, e1): s and (amax) a around x0 = centre. */
+static inline __attribute__((always_inline)) FN(part)
+    FN(tp1_walk)(const FN(cgroup) * g, int64_t e0, int64_t e1, const bool amax)
 {
     if (g->d->nseg == 1)
-        return FN(tp1_row)(g->x + e0, e1 - e0, g->centre);
+        return FN(tp1_row)(g->x + e0, e1 - e0, g->centre, amax);
     const VEC x0 = V(set1)(g->centre);
     VEC s[NB_U], a[NB_U];
     FN(zero_acc)(s);
@@ -483,12 +497,22 @@ static FN(part) FN(tp1_range)(const FN(cgroup) * g, int64_t e0, int64_t e1)
     FN(walk_init)(&w, stage, g->d, g->x, e0, e1);
     while (FN(walk_next)(&w, &sp)) {
         for (int64_t c = 0; c < sp.nfull; c++)
-            FN(tp1_full)(sp.p + c * NB_L, x0, s, a);
+            FN(tp1_full)(sp.p + c * NB_L, x0, s, a, amax);
         if (sp.ntail)
-            FN(tp1_last)(sp.p + sp.nfull * NB_L, sp.ntail, g->centre, x0, s, a);
+            FN(tp1_last)(sp.p + sp.nfull * NB_L, sp.ntail, g->centre, x0, s, a, amax);
     }
-    FN(part) r = {0, FN(vsum)(s), FN(vmaxall)(a), 0};
+    FN(part) r = {0, FN(vsum)(s), amax ? FN(vmaxall)(a) : 0, 0};
     return r;
+}
+
+static FN(part) FN(tp1_range)(const FN(cgroup) * g, int64_t e0, int64_t e1)
+{
+    return FN(tp1_walk)(g, e0, e1, true);
+}
+
+static FN(part) FN(tp1sum_range)(const FN(cgroup) * g, int64_t e0, int64_t e1)
+{
+    return FN(tp1_walk)(g, e0, e1, false);
 }
 
 /* Pass 1 on (x - x0) 2^-j, x0 = centre, 2^-j = scale (overflow fallback). */
@@ -615,6 +639,7 @@ typedef struct FN(cpass) {
 } FN(cpass);
 
 static const FN(cpass) FN(cpass_tp1) = {FN(tp1_range), FN(merge_sums), FN(tp1_whole_row)};
+static const FN(cpass) FN(cpass_tp1sum) = {FN(tp1sum_range), FN(merge_sums), FN(tp1sum_whole_row)};
 static const FN(cpass) FN(cpass_tp1s) = {FN(tp1s_range), FN(merge_sums), NULL};
 static const FN(cpass) FN(cpass_tp2) = {FN(tp2_range), FN(merge_sums), FN(tp2_whole_row)};
 static const FN(cpass) FN(cpass_op) = {FN(op_range), FN(merge_sums), NULL};

@@ -14,6 +14,7 @@
 
 #include <criterion/criterion.h>
 #include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -500,6 +501,93 @@ Test(simd, row_pipeline_gives_each_row_its_own_bits, .timeout = 300)
             nb_data_free(&one);
         }
     cr_expect_geq(ran, 12, "%d kernel runs", ran);
+}
+
+/* Each statistic of d (stat_count values) times 2^e for mean, 4^e for
+ * var and 2^-e for rstd: what scaling x by 2^e must give. */
+static void stats_scaled(const nb_data *d, int e, double *out)
+{
+    const int64_t G = nb_problem_stat_count(&d->prob);
+    void *st[3];
+    stats_of(d, st);
+    const int es[3] = {e, 2 * e, -e};
+    for (int s = 0; s < 3; s++)
+        for (int64_t g = 0; g < G; g++)
+            out[s * G + g] = d->prob.dtype == NB_F64
+                                 ? ldexp(((const double *)st[s])[g], es[s])
+                                 : (double)ldexpf(((const float *)st[s])[g], es[s]);
+}
+
+/* Scaling x by a power of two 2^e (eps 0, no affine) scales mean by 2^e,
+ * var by 4^e and rstd by 2^-e exactly and leaves y bit for bit, for a
+ * kernel whose rounding is the same at every scale. The twopass kernels'
+ * fast form (unscaled pass 2) rounds squares as subnormals or overflows
+ * far from the data's own scale, so there they must hand over to the
+ * prescaled form: at 2^e small enough that the mean square falls below
+ * 2^(emin+p) but var stays normal (f32: rms 2^-62, f64: 2^-510), and
+ * large enough that the sum of squares overflows while var does not (f32:
+ * 2^63, f64: 2^510). Rows (pipelined and not), a long row split over
+ * blocks, multi-segment groups and the channel shapes; 1 and 2 threads. */
+Test(simd, twopass_exact_under_power_of_two_scaling, .timeout = 300)
+{
+    static const char *const bases[] = {
+        "ln:rows5:cols771:noaffine",       "rms:rows5:cols771:noaffine",
+        "ln:rows2:cols40000:noaffine",     "gn:n2c6h5w7:g3:nchw:noaffine",
+        "bn:n3c4h5w7:nchw:train:noaffine", "in:n2c3h9w9:nhwc:noaffine"};
+    int ran = 0;
+    for (size_t b = 0; b < sizeof bases / sizeof bases[0]; b++)
+        for (int t = 0; t < 2; t++) {
+            char ps[128], err[256];
+            snprintf(ps, sizeof ps, "%s:eps0:seed7:%s", bases[b], t ? "f64" : "f32");
+            nb_problem p;
+            cr_assert_eq(nb_problem_parse(ps, &p, err, sizeof err), NB_OK, "%s: %s", ps, err);
+            nb_data d;
+            cr_assert_eq(nb_data_alloc(&d, &p), NB_OK);
+            const int64_t N = nb_problem_numel(&p), G = nb_problem_stat_count(&p);
+            const size_t es = t ? sizeof(double) : sizeof(float);
+            char *x0 = malloc(N * es), *y0 = malloc(N * es);
+            double *want = malloc(3 * G * sizeof *want), *got = malloc(3 * G * sizeof *got);
+            cr_assert(x0 && y0 && want && got);
+            memcpy(x0, d.x, N * es);
+            const int scales[2] = {t ? -510 : -62, t ? 510 : 63};
+            for (size_t i = 0; i < nb_kernel_count(); i++) {
+                const nb_kernel *k = nb_kernel_at(i);
+                if (!nb_kernel_runs(k, &p) || !ours(k) || k->isa == NB_ISA_BLAS ||
+                    k->algo != NB_ALGO_TWOPASS || (k->flags & NB_KF_NEGATIVE_CONTROL))
+                    continue;
+                for (int th = 1; th <= (k->omp ? 2 : 1); th++)
+                    for (int e = 0; e < 2; e++) {
+                        nb_set_threads(th);
+                        memcpy(d.x, x0, N * es);
+                        run_poisoned(k, &d, NULL);
+                        memcpy(y0, d.y, N * es);
+                        stats_scaled(&d, scales[e], want);
+                        for (int64_t j = 0; j < N; j++)
+                            if (t)
+                                ((double *)d.x)[j] = ldexp(((double *)x0)[j], scales[e]);
+                            else
+                                ((float *)d.x)[j] = ldexpf(((float *)x0)[j], scales[e]);
+                        run_poisoned(k, &d, NULL);
+                        stats_scaled(&d, 0, got);
+                        cr_expect(!memcmp(y0, d.y, N * es), "%s %s T=%d 2^%d: y differs", k->name,
+                                  ps, th, scales[e]);
+                        for (int64_t j = 0; j < 3 * G; j++)
+                            cr_expect(got[j] == want[j],
+                                      "%s %s T=%d 2^%d: statistic %d of group %lld: %.17g, want "
+                                      "%.17g",
+                                      k->name, ps, th, scales[e], (int)(j / G), (long long)(j % G),
+                                      got[j], want[j]);
+                        ran++;
+                    }
+            }
+            nb_set_threads(0);
+            free(x0);
+            free(y0);
+            free(want);
+            free(got);
+            nb_data_free(&d);
+        }
+    cr_expect_geq(ran, 24, "%d kernel runs", ran);
 }
 
 /* y of kernel `name` on d into y (false: the kernel is missing or this CPU
