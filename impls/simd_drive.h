@@ -341,8 +341,8 @@ static bool FN(pipe_fits)(const FN(job) * jb, const nb_desc *d)
  * group's dependent chain (the sums, the division, the square root)
  * overlaps the next groups' passes instead of stalling them. Every group
  * runs tp1sum_whole_row then cg_twopass as contig_groups runs it (cg_pass
- * takes the same row function), so its values are the same. The prefetch runs `ahead` groups
- * past the one whose pass 1 reads memory. */
+ * takes the same row function), so its values are the same. The prefetch
+ * runs `ahead` groups past the one whose pass 1 reads memory. */
 static void FN(contig_pipe)(const FN(job) * jb, const nb_desc *d, bool nt)
 {
     const int64_t G = d->ngroups, m = d->m;
