@@ -75,8 +75,9 @@ static inline int CFN(scale_exp_j)(T a, int j)
 /* The smallest sum q of m squares the unscaled pass 2 (cg_twopass's fast
  * form) may keep: m 2^(emin + p), 2^-102 m in f32 and 2^-969 m in f64. A
  * square or partial sum that rounds in the subnormal range errs by at most
- * half the subnormal spacing, 2^(emin - p); m of them, m 2^(emin - p), are
- * at most u^2 q for any q this large, far below the bound of section 4.2. */
+ * half the subnormal spacing, 2^(emin - p); at most 2m of them (the
+ * portable build rounds the product and the sum apart), 2m 2^(emin - p),
+ * are at most 2u^2 q for any q this large, far below the bound of 4.2. */
 static inline T CFN(sq_sum_min)(T m)
 {
     return m * (sizeof(T) == 4 ? CFN(pow2)(-126 + 24) : CFN(pow2)(-1022 + 53));
