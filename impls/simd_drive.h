@@ -190,6 +190,25 @@ static nb_status FN(cg_twopass_prescaled)(const nb_desc *d, const T *x, bool rms
     return NB_OK;
 }
 
+/* The fast form's mean: x0 + s/m around the first value x0 (0: RMSNorm). */
+static inline T FN(tp_mean)(const T *x, T s, T m, bool rms)
+{
+    return rms ? 0 : x[0] + s / m;
+}
+
+/* The fast form's end, given pass 2's sum of squares q around mean: the
+ * statistics, or the prescaled form from the start (see cg_twopass). */
+static nb_status FN(tp_fast_end)(const nb_desc *d, const T *x, bool rms, T eps, bool split, T mean,
+                                 T q, FN(stats) * o)
+{
+    const T m = (T)d->m;
+    if (!(q <= TMAX) || q < FN(sq_sum_min)(m))
+        return FN(cg_twopass_prescaled)(d, x, rms, eps, split, o);
+    o->mean = mean;
+    o->rstd = FN(rstd_scaled)(q / m, 0, eps, &o->var);
+    return NB_OK;
+}
+
 /* Twopass: the fast form, pass 1 around x0 without the maximum (none for
  * RMSNorm, whose mean is 0) and pass 2 unscaled, kept when its sum of
  * squares q is finite and at least sq_sum_min(m); otherwise (x - x0 or the
@@ -212,15 +231,11 @@ static nb_status FN(cg_twopass)(const nb_desc *d, const T *x, bool rms, T eps, b
         return st;
     if (P.s - P.s != 0)
         return FN(cg_twopass_prescaled)(d, x, rms, eps, split, o);
-    const T mean = rms ? 0 : x0 + P.s / m;
+    const T mean = FN(tp_mean)(x, P.s, m, rms);
     g.centre = mean;
     if ((st = FN(cg_pass)(&FN(cpass_tp2), &g, split, &P)))
         return st;
-    if (!(P.q <= TMAX) || P.q < FN(sq_sum_min)(m))
-        return FN(cg_twopass_prescaled)(d, x, rms, eps, split, o);
-    o->mean = mean;
-    o->rstd = FN(rstd_scaled)(P.q / m, 0, eps, &o->var);
-    return NB_OK;
+    return FN(tp_fast_end)(d, x, rms, eps, split, mean, P.q, o);
 }
 
 /* Welford (rms: the mean of squares) or onepass (the negative control). */
@@ -335,14 +350,56 @@ static bool FN(pipe_fits)(const FN(job) * jb, const nb_desc *d)
            3 * d->m * (int64_t)sizeof(T) <= jb->tune->l1d_bytes / 2;
 }
 
+/* Step s of contig_pipe in its steady state (lo + 2 <= s < hi) as one
+ * fused loop (fstep_run, simd_passes.h): pass 1 of group s, pass 2 and the
+ * statistics of group s - 1 and the normalisation of group s - 2, with the
+ * values of the three stages run one after the other. Declines (false,
+ * nothing done) when group s - 1's pass-1 sum is not finite (its
+ * statistics take the prescaled form) or when y is streamed and group
+ * s - 2's y is not aligned to the vector size (norm_run's masked head). */
+static bool FN(pipe_step_fused)(const FN(job) * jb, const nb_desc *d, int64_t s, int64_t lo,
+                                int64_t ahead, bool nt, FN(part) * P)
+{
+    const bool rms = jb->p->layer == NB_RMS, stream = nb_has_stream && nt;
+    const int64_t t = s - 1, u = s - 2, ou = FN(cg_offset)(d, u);
+    const FN(part) pt = P[(t - lo) % 3];
+    if (pt.s - pt.s != 0 || (stream && (uintptr_t)(jb->y + ou) % (W * sizeof(T))))
+        return false;
+    FN(fstep) f = {.xs = jb->x + FN(cg_offset)(d, s),
+                   .xt = jb->x + FN(cg_offset)(d, t),
+                   .xu = jb->x + ou,
+                   .xa = s + ahead < d->ngroups ? jb->x + FN(cg_offset)(d, s + ahead) : NULL,
+                   .yu = jb->y + ou,
+                   .m = d->m};
+    f.x0 = rms ? 0 : f.xs[0];
+    f.mean = FN(tp_mean)(f.xt, pt.s, (T)d->m, rms);
+    const FN(gnorm) n = FN(gnorm_of)(jb, d, u, ou, nt, 0);
+    const FN(ncoef) c = FN(gnorm_coef)(d, &n, n.pbase);
+    VEC sa[NB_U], qa[NB_U];
+    FN(zero_acc)(sa);
+    FN(zero_acc)(qa);
+    FN(fstep_run)(&f, &c, sa, qa, stream, !rms);
+    if (!rms) {
+        const FN(part) ps = {0, FN(vsum)(sa), 0, 0};
+        P[(s - lo) % 3] = ps;
+    }
+    FN(stats) o;
+    (void)FN(tp_fast_end)(d, f.xt, rms, jb->eps, false, f.mean, FN(vsum)(qa), &o);
+    FN(stats_put)(jb, t, &o);
+    return true;
+}
+
 /* contig_groups software-pipelined, each thread over one contiguous span
  * of groups: step s runs pass 1 of group s (none for RMSNorm), pass 2 and
  * the statistics of group s - 1, and normalises group s - 2, so one
  * group's dependent chain (the sums, the division, the square root)
- * overlaps the next groups' passes instead of stalling them. Every group
+ * overlaps the next groups' passes instead of stalling them. In the
+ * steady state the three stages run as one fused loop (pipe_step_fused);
+ * at the ends, and where it declines, one after the other. Every group
  * runs tp1sum_whole_row then cg_twopass as contig_groups runs it (cg_pass
- * takes the same row function), so its values are the same. The prefetch
- * runs `ahead` groups past the one whose pass 1 reads memory. */
+ * takes the same row function), or the fused loop's same operations in
+ * the same order, so its values are the same. The prefetch runs `ahead`
+ * groups past the one whose pass 1 reads memory. */
 static void FN(contig_pipe)(const FN(job) * jb, const nb_desc *d, bool nt)
 {
     const int64_t G = d->ngroups, m = d->m;
@@ -354,6 +411,8 @@ static void FN(contig_pipe)(const FN(job) * jb, const nb_desc *d, bool nt)
         nb_omp_span(G, &lo, &hi);
         FN(part) P[3] = {{0}};
         for (int64_t s = lo; s < hi + 2; s++) {
+            if (s >= lo + 2 && s < hi && FN(pipe_step_fused)(jb, d, s, lo, ahead, nt, P))
+                continue;
             if (s < hi && !rms) {
                 const T *x = jb->x + FN(cg_offset)(d, s);
                 const FN(cgroup) g = {d, x, x[0], 0};

@@ -783,6 +783,13 @@ typedef struct FN(gnorm) {
     int64_t pfd;
 } FN(gnorm);
 
+/* The coefficients of a run of n's group whose first parameter is pb. */
+static inline FN(ncoef) FN(gnorm_coef)(const nb_desc *d, const FN(gnorm) * n, int64_t pb)
+{
+    return FN(ncoef_make)(n->mean, n->rstd, n->gamma ? n->gamma + pb : NULL,
+                          n->gamma && n->beta ? n->beta + pb : NULL, d->pelem != 0);
+}
+
 /* Normalise the flat values [e0, e1) of group g, segment by segment. */
 static void FN(cg_norm)(const FN(cgroup) * g, const FN(gnorm) * n, int64_t e0, int64_t e1)
 {
@@ -792,16 +799,94 @@ static void FN(cg_norm)(const FN(cgroup) * g, const FN(gnorm) * n, int64_t e0, i
         int64_t len = d->seglen - i;
         if (len > left)
             len = left;
-        const int64_t pb = n->pbase + s * d->pseg + i * d->pelem;
-        const FN(ncoef) c =
-            FN(ncoef_make)(n->mean, n->rstd, n->gamma ? n->gamma + pb : NULL,
-                           n->gamma && n->beta ? n->beta + pb : NULL, d->pelem != 0);
+        const FN(ncoef) c = FN(gnorm_coef)(d, n, n->pbase + s * d->pseg + i * d->pelem);
         const int64_t at = s * d->seg_stride + i;
         FN(norm_run)(&c, g->x + at, n->y + at, len, n->nt, n->pfd);
         left -= len;
         s++;
         i = 0;
     }
+}
+
+/* ---- shape 1, the fused step of the row pipeline ---------------------- */
+
+/* One step of contig_pipe (simd_drive.h) over three rows of m values:
+ * pass 1 of row xs (around x0; none for RMSNorm), pass 2 of row xt (around
+ * mean, unscaled: the fast form) and the normalisation of row xu into yu,
+ * in one loop over chunks of NB_L values, so that the first row's loads,
+ * the second's arithmetic and the third's stores are in flight together
+ * (three loops one after the other leave each one's bottleneck alone).
+ * Each row's sums take their values in the order tp1_row and tp2_row take
+ * them, so they are bitwise theirs; normalising is elementwise. xa: a
+ * later row, prefetched at the positions normalised (NULL: none). */
+typedef struct FN(fstep) {
+    const T *xs, *xt, *xu, *xa;
+    T *yu;
+    T x0, mean;
+    int64_t m;
+} FN(fstep);
+
+static inline __attribute__((always_inline)) void FN(fstep_loop)(const FN(fstep) * f,
+                                                                 const FN(ncoef) * cf, VEC *sa,
+                                                                 VEC *qa, const int kind,
+                                                                 const bool stream, const bool p1)
+{
+    const FN(ncoef) c = FN(ncoef_fields)(cf);
+    const VEC x0 = V(set1)(f->x0), nms = V(set1)(-(f->mean * (T)1)), one = V(set1)((T)1);
+    const int64_t m = f->m;
+    int64_t j = 0;
+    for (; j + NB_L <= m; j += NB_L) {
+        if (p1)
+            FN(tp1_full)(f->xs + j, x0, sa, NULL, false);
+        FN(tp2_full)(f->xt + j, nms, one, qa);
+        for (int u = 0; u < NB_U; u++) {
+            const int64_t i = j + u * W;
+            if (f->xa)
+                __builtin_prefetch(f->xa + i, 0, 2);
+            const VEC v = FN(norm_vec)(&c, f->xu, i, kind);
+            if (stream)
+                V(stream)(f->yu + i, v);
+            else
+                V(store)(f->yu + i, v);
+        }
+    }
+    if (j == m)
+        return;
+    if (p1)
+        FN(tp1_last)(f->xs + j, m - j, f->x0, x0, sa, NULL, false);
+    FN(tp2_last)(f->xt + j, m - j, f->mean, nms, one, qa);
+    j = FN(norm_loop)(&c, f->xu, f->yu, j, m, 0, kind, stream);
+    if (j < m)
+        FN(norm_part)(&c, f->xu, f->yu, j, (int)(m - j));
+}
+
+/* fstep_loop for the affine kind of cf (stream, p1: compile-time). */
+static inline __attribute__((always_inline)) void FN(fstep_kind)(const FN(fstep) * f,
+                                                                 const FN(ncoef) * cf, VEC *sa,
+                                                                 VEC *qa, const bool stream,
+                                                                 const bool p1)
+{
+    switch (cf->kind) {
+    case NB_AFF_ELEM: FN(fstep_loop)(f, cf, sa, qa, NB_AFF_ELEM, stream, p1); break;
+    case NB_AFF_ELEM_GAMMA: FN(fstep_loop)(f, cf, sa, qa, NB_AFF_ELEM_GAMMA, stream, p1); break;
+    case NB_AFF_RUN: FN(fstep_loop)(f, cf, sa, qa, NB_AFF_RUN, stream, p1); break;
+    default: FN(fstep_loop)(f, cf, sa, qa, NB_AFF_NONE, stream, p1); break;
+    }
+}
+
+/* The fused step: sa (pass 1 of xs, when p1) and qa (pass 2 of xt) start
+ * at zero; stream: yu is aligned to the vector size and the ISA streams. */
+static void FN(fstep_run)(const FN(fstep) * f, const FN(ncoef) * cf, VEC *sa, VEC *qa, bool stream,
+                          bool p1)
+{
+    if (stream && p1)
+        FN(fstep_kind)(f, cf, sa, qa, true, true);
+    else if (stream)
+        FN(fstep_kind)(f, cf, sa, qa, true, false);
+    else if (p1)
+        FN(fstep_kind)(f, cf, sa, qa, false, true);
+    else
+        FN(fstep_kind)(f, cf, sa, qa, false, false);
 }
 
 /* ---- shape 2: across channels (NHWC) ---------------------------------- */

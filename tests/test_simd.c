@@ -415,24 +415,24 @@ static void run_poisoned(const nb_kernel *k, nb_data *d, const nb_tune *t)
 }
 
 /* The f32/f64 twopass rows run software-pipelined (contig_pipe in
- * simd_drive.h) when three rows fit in half the L1 (12 C bytes <= L1d / 2
- * in f32, 24 C in f64), and one by one otherwise: each row (its y, mean,
- * var and rstd) must come out bit for bit
- * the same either way, and as it does alone, whatever its place in the
+ * simd_drive.h, its steady state as one fused loop) when three rows fit in
+ * half the L1 (12 C bytes <= L1d / 2 in f32, 24 C in f64), and one by one
+ * otherwise: each row (its y, mean, var and rstd) must come out bit for
+ * bit the same either way, and as it does alone, whatever its place in the
  * pipeline and whichever thread takes it. LayerNorm and RMSNorm rows and
- * NCHW InstanceNorm planes of 771 values (a tail in every vector width),
- * one row holding +-max/4 (the overflow fallback inside the pipeline),
- * every twopass kernel of ours, 1 and 2 threads, with the L1 size the rule
- * reads set to 64 KiB (pipelined) and to 1 KiB (not), and row by row. */
-Test(simd, row_pipeline_gives_each_row_its_own_bits, .timeout = 300)
+ * NCHW InstanceNorm planes of C values, one row holding +-max/4 (the
+ * overflow fallback inside the pipeline), every twopass kernel of ours, 1
+ * and 2 threads, with the L1 size the rule reads set to 64 KiB (pipelined)
+ * and to 1 KiB (not), and row by row; nt_bytes as the tuning says
+ * (stream: 0, every y streamed). Returns the number of kernel runs. */
+static int pipeline_rows_case(int C, const char *forms[3][2], bool stream)
 {
-    enum { R = 9, C = 771 };
+    enum { R = 9 };
     nb_tune big = *nb_tune_get(), small = big;
     big.l1d_bytes = 65536;
     small.l1d_bytes = 1024;
-    const char *forms[][2] = {{"ln:rows9:cols771:%s", "ln:rows1:cols771:%s"},
-                              {"rms:rows9:cols771:%s", "rms:rows1:cols771:%s"},
-                              {"in:n3c3h3w257:nchw:%s", "in:n1c1h3w257:nchw:%s"}};
+    if (stream)
+        big.nt_bytes = small.nt_bytes = 0;
     int ran = 0;
     for (int ti = 0; ti < 2; ti++)
         for (int fi = 0; fi < 3; fi++) {
@@ -482,7 +482,7 @@ Test(simd, row_pipeline_gives_each_row_its_own_bits, .timeout = 300)
                             memcpy(one.gamma, d.gamma, nb_problem_param_count(&q) * es);
                         if (d.beta)
                             memcpy(one.beta, d.beta, nb_problem_param_count(&q) * es);
-                        run_poisoned(k, &one, NULL);
+                        run_poisoned(k, &one, stream ? &small : NULL);
                         cr_assert(!memcmp(y0 + r * C * es, one.y, C * es),
                                   "%s %s T=%d: row %d differs in the batch and alone", k->name, ps,
                                   th, r);
@@ -500,7 +500,27 @@ Test(simd, row_pipeline_gives_each_row_its_own_bits, .timeout = 300)
             nb_data_free(&d);
             nb_data_free(&one);
         }
-    cr_expect_geq(ran, 12, "%d kernel runs", ran);
+    return ran;
+}
+
+/* Rows of 771 values: a tail in every vector width, rows not aligned. */
+Test(simd, row_pipeline_gives_each_row_its_own_bits, .timeout = 300)
+{
+    const char *forms[3][2] = {{"ln:rows9:cols771:%s", "ln:rows1:cols771:%s"},
+                               {"rms:rows9:cols771:%s", "rms:rows1:cols771:%s"},
+                               {"in:n3c3h3w257:nchw:%s", "in:n1c1h3w257:nchw:%s"}};
+    cr_expect_geq(pipeline_rows_case(771, forms, false), 12, "kernel runs");
+}
+
+/* Rows of 784 values (a multiple of 64 bytes in both dtypes, so the fused
+ * steady state streams y, and a partial chunk in the AVX2 and AVX-512
+ * widths) with every y streamed. */
+Test(simd, row_pipeline_streamed_gives_each_row_its_own_bits, .timeout = 300)
+{
+    const char *forms[3][2] = {{"ln:rows9:cols784:%s", "ln:rows1:cols784:%s"},
+                               {"rms:rows9:cols784:%s", "rms:rows1:cols784:%s"},
+                               {"in:n3c3h4w196:nchw:%s", "in:n1c1h4w196:nchw:%s"}};
+    cr_expect_geq(pipeline_rows_case(784, forms, true), 12, "kernel runs");
 }
 
 /* Each statistic of d (stat_count values) times 2^e for mean, 4^e for
