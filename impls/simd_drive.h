@@ -365,13 +365,13 @@ static bool FN(pipe_step_fused)(const FN(job) * jb, const nb_desc *d, int64_t s,
     const FN(part) pt = P[(t - lo) % 3];
     if (pt.s - pt.s != 0 || (stream && (uintptr_t)(jb->y + ou) % (W * sizeof(T))))
         return false;
-    FN(fstep)
-    f = {.xs = jb->x + FN(cg_offset)(d, s),
-         .xt = jb->x + FN(cg_offset)(d, t),
-         .xu = jb->x + ou,
-         .xa = s + ahead < d->ngroups ? jb->x + FN(cg_offset)(d, s + ahead) : NULL,
-         .yu = jb->y + ou,
-         .m = d->m};
+    FN(fstep) f;
+    f.xs = jb->x + FN(cg_offset)(d, s);
+    f.xt = jb->x + FN(cg_offset)(d, t);
+    f.xu = jb->x + ou;
+    f.xa = s + ahead < d->ngroups ? jb->x + FN(cg_offset)(d, s + ahead) : NULL;
+    f.yu = jb->y + ou;
+    f.m = d->m;
     f.x0 = rms ? 0 : f.xs[0];
     f.mean = FN(tp_mean)(f.xt, pt.s, (T)d->m, rms);
     const FN(gnorm) n = FN(gnorm_of)(jb, d, u, ou, nt, 0);
