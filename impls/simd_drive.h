@@ -390,13 +390,27 @@ static bool FN(pipe_step_fused)(const FN(job) * jb, const nb_desc *d, int64_t s,
     return true;
 }
 
+/* Whether contig_pipe fuses the steady state of a thread's span of groups
+ * [lo, hi): when y is streamed, or when the span's x and y fit in half the
+ * L2 (a warm call finds them there). Plain stores of rows from memory are
+ * left to the three loops: there the stores' reads for ownership also go
+ * to memory, and fused among pass 1's loads they cost more than the
+ * overlap gains (Emerald Rapids, LayerNorm 1024x768 cold, one thread, old
+ * and new builds alternated: 750 against 858 us). */
+static bool FN(pipe_fuses)(const FN(job) * jb, const nb_desc *d, bool nt, int64_t lo, int64_t hi)
+{
+    return (nb_has_stream && nt) ||
+           2 * (hi - lo) * d->m * (int64_t)sizeof(T) <= jb->tune->l2_bytes / 2;
+}
+
 /* contig_groups software-pipelined, each thread over one contiguous span
  * of groups: step s runs pass 1 of group s (none for RMSNorm), pass 2 and
  * the statistics of group s - 1, and normalises group s - 2, so one
  * group's dependent chain (the sums, the division, the square root)
  * overlaps the next groups' passes instead of stalling them. In the
- * steady state the three stages run as one fused loop (pipe_step_fused);
- * at the ends, and where it declines, one after the other. Every group
+ * steady state the three stages run as one fused loop (pipe_step_fused)
+ * where pipe_fuses says so; at the ends, and where it declines, one after
+ * the other. Every group
  * runs tp1sum_whole_row then cg_twopass as contig_groups runs it (cg_pass
  * takes the same row function), or the fused loop's same operations in
  * the same order, so its values are the same. The prefetch runs `ahead`
@@ -411,8 +425,9 @@ static void FN(contig_pipe)(const FN(job) * jb, const nb_desc *d, bool nt)
         int64_t lo, hi;
         nb_omp_span(G, &lo, &hi);
         FN(part) P[3] = {{0}};
+        const bool fuse = FN(pipe_fuses)(jb, d, nt, lo, hi);
         for (int64_t s = lo; s < hi + 2; s++) {
-            if (s >= lo + 2 && s < hi && FN(pipe_step_fused)(jb, d, s, lo, ahead, nt, P))
+            if (fuse && s >= lo + 2 && s < hi && FN(pipe_step_fused)(jb, d, s, lo, ahead, nt, P))
                 continue;
             if (s < hi && !rms) {
                 const T *x = jb->x + FN(cg_offset)(d, s);

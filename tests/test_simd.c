@@ -422,9 +422,11 @@ static void run_poisoned(const nb_kernel *k, nb_data *d, const nb_tune *t)
  * pipeline and whichever thread takes it. LayerNorm and RMSNorm rows and
  * NCHW InstanceNorm planes of C values, one row holding +-max/4 (the
  * overflow fallback inside the pipeline), every twopass kernel of ours, 1
- * and 2 threads, with the L1 size the rule reads set to 64 KiB (pipelined)
- * and to 1 KiB (not), and row by row; nt_bytes as the tuning says
- * (stream: 0, every y streamed). Returns the number of kernel runs. */
+ * and 2 threads, with the L1 size the rule reads set to 64 KiB (pipelined;
+ * fused with the L2 the tuning says, in three loops with an L2 of 0) and
+ * to 1 KiB (not), and row by row; nt_bytes as the tuning says (stream: 0,
+ * every y streamed, which fuses whatever the L2). Returns the number of
+ * kernel runs. */
 static int pipeline_rows_case(int C, const char *forms[3][2], bool stream)
 {
     enum { R = 9 };
@@ -433,6 +435,8 @@ static int pipeline_rows_case(int C, const char *forms[3][2], bool stream)
     small.l1d_bytes = 1024;
     if (stream)
         big.nt_bytes = small.nt_bytes = 0;
+    nb_tune unfused = big;
+    unfused.l2_bytes = 0;
     int ran = 0;
     for (int ti = 0; ti < 2; ti++)
         for (int fi = 0; fi < 3; fi++) {
@@ -470,12 +474,16 @@ static int pipeline_rows_case(int C, const char *forms[3][2], bool stream)
                     memcpy(y0, d.y, R * C * es);
                     for (int s = 0; s < 3; s++)
                         memcpy(s0 + s * R * es, st[s], R * es);
-                    run_poisoned(k, &d, &small);
-                    cr_assert(!memcmp(y0, d.y, R * C * es), "%s %s T=%d: pipelined != not", k->name,
-                              ps, th);
-                    for (int s = 0; s < 3; s++)
-                        cr_assert(!memcmp(s0 + s * R * es, st[s], R * es),
-                                  "%s %s T=%d: statistic %d pipelined != not", k->name, ps, th, s);
+                    for (int other = 0; other < 2; other++) {
+                        const char *how = other ? "in three loops" : "not";
+                        run_poisoned(k, &d, other ? &unfused : &small);
+                        cr_assert(!memcmp(y0, d.y, R * C * es), "%s %s T=%d: pipelined != %s",
+                                  k->name, ps, th, how);
+                        for (int s = 0; s < 3; s++)
+                            cr_assert(!memcmp(s0 + s * R * es, st[s], R * es),
+                                      "%s %s T=%d: statistic %d pipelined != %s", k->name, ps, th,
+                                      s, how);
+                    }
                     for (int r = 0; r < R; r++) {
                         memcpy(one.x, (const char *)d.x + r * C * es, C * es);
                         if (d.gamma)
