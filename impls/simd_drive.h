@@ -369,23 +369,23 @@ static bool FN(pipe_step_fused)(const FN(job) * jb, const nb_desc *d, int64_t s,
     f.xs = jb->x + FN(cg_offset)(d, s);
     f.xt = jb->x + FN(cg_offset)(d, t);
     f.xu = jb->x + ou;
-    f.xa = s + ahead < d->ngroups ? jb->x + FN(cg_offset)(d, s + ahead) : NULL;
+    f.xa = ahead && s + ahead < d->ngroups ? jb->x + FN(cg_offset)(d, s + ahead) : NULL;
     f.yu = jb->y + ou;
     f.m = d->m;
     f.x0 = rms ? 0 : f.xs[0];
     f.mean = FN(tp_mean)(f.xt, pt.s, (T)d->m, rms);
     const FN(gnorm) n = FN(gnorm_of)(jb, d, u, ou, nt, 0);
     const FN(ncoef) c = FN(gnorm_coef)(d, &n, n.pbase);
-    VEC sa[NB_U], qa[NB_U];
-    FN(zero_acc)(sa);
-    FN(zero_acc)(qa);
-    FN(fstep_run)(&f, &c, sa, qa, stream, !rms);
+    VEC sum_acc[NB_U], sq_acc[NB_U];
+    FN(zero_acc)(sum_acc);
+    FN(zero_acc)(sq_acc);
+    FN(fstep_run)(&f, &c, sum_acc, sq_acc, stream, !rms);
     if (!rms) {
-        const FN(part) ps = {0, FN(vsum)(sa), 0, 0};
+        const FN(part) ps = {0, FN(vsum)(sum_acc), 0, 0};
         P[(s - lo) % 3] = ps;
     }
     FN(stats) o;
-    (void)FN(tp_fast_end)(d, f.xt, rms, jb->eps, false, f.mean, FN(vsum)(qa), &o);
+    (void)FN(tp_fast_end)(d, f.xt, rms, jb->eps, false, f.mean, FN(vsum)(sq_acc), &o);
     FN(stats_put)(jb, t, &o);
     return true;
 }

@@ -35,7 +35,10 @@
  *    depth is C = ceil(m / L) + ceil(log2 min(m, L)), the NB_RED_LANES shape
  *    with block L (kernels.def declares the smaller f64 L, an upper bound).
  *    A group is reduced, then normalised at once, so a BatchNorm NCHW
- *    channel (N slices of H*W) is re-read from cache, not memory.
+ *    channel (N slices of H*W) is re-read from cache, not memory. Short
+ *    rows are pipelined three deep (simd_drive.h, contig_pipe); the fused
+ *    step here (fstep_loop) runs pass 1, pass 2 and the normalisation of
+ *    three rows in one chunk loop, in each sum's own order.
  *
  * 2. Across channels (bn/in/gn NHWC): W adjacent channels sit in one
  *    vector, each lane is one channel; positions are dealt round-robin to
@@ -827,8 +830,8 @@ typedef struct FN(fstep) {
 } FN(fstep);
 
 static inline __attribute__((always_inline)) void FN(fstep_loop)(const FN(fstep) * f,
-                                                                 const FN(ncoef) * cf, VEC *sa,
-                                                                 VEC *qa, const int kind,
+                                                                 const FN(ncoef) * cf, VEC *sum_acc,
+                                                                 VEC *sq_acc, const int kind,
                                                                  const bool stream, const bool p1)
 {
     const FN(ncoef) c = FN(ncoef_fields)(cf);
@@ -837,8 +840,8 @@ static inline __attribute__((always_inline)) void FN(fstep_loop)(const FN(fstep)
     int64_t j = 0;
     for (; j + NB_L <= m; j += NB_L) {
         if (p1)
-            FN(tp1_full)(f->xs + j, x0, sa, NULL, false);
-        FN(tp2_full)(f->xt + j, nms, one, qa);
+            FN(tp1_full)(f->xs + j, x0, sum_acc, NULL, false);
+        FN(tp2_full)(f->xt + j, nms, one, sq_acc);
         for (int u = 0; u < NB_U; u++) {
             const int64_t i = j + u * W;
             if (f->xa)
@@ -853,8 +856,8 @@ static inline __attribute__((always_inline)) void FN(fstep_loop)(const FN(fstep)
     if (j == m)
         return;
     if (p1)
-        FN(tp1_last)(f->xs + j, m - j, f->x0, x0, sa, NULL, false);
-    FN(tp2_last)(f->xt + j, m - j, f->mean, nms, one, qa);
+        FN(tp1_last)(f->xs + j, m - j, f->x0, x0, sum_acc, NULL, false);
+    FN(tp2_last)(f->xt + j, m - j, f->mean, nms, one, sq_acc);
     j = FN(norm_loop)(&c, f->xu, f->yu, j, m, 0, kind, stream);
     if (j < m)
         FN(norm_part)(&c, f->xu, f->yu, j, (int)(m - j));
@@ -862,31 +865,33 @@ static inline __attribute__((always_inline)) void FN(fstep_loop)(const FN(fstep)
 
 /* fstep_loop for the affine kind of cf (stream, p1: compile-time). */
 static inline __attribute__((always_inline)) void FN(fstep_kind)(const FN(fstep) * f,
-                                                                 const FN(ncoef) * cf, VEC *sa,
-                                                                 VEC *qa, const bool stream,
+                                                                 const FN(ncoef) * cf, VEC *sum_acc,
+                                                                 VEC *sq_acc, const bool stream,
                                                                  const bool p1)
 {
     switch (cf->kind) {
-    case NB_AFF_ELEM: FN(fstep_loop)(f, cf, sa, qa, NB_AFF_ELEM, stream, p1); break;
-    case NB_AFF_ELEM_GAMMA: FN(fstep_loop)(f, cf, sa, qa, NB_AFF_ELEM_GAMMA, stream, p1); break;
-    case NB_AFF_RUN: FN(fstep_loop)(f, cf, sa, qa, NB_AFF_RUN, stream, p1); break;
-    default: FN(fstep_loop)(f, cf, sa, qa, NB_AFF_NONE, stream, p1); break;
+    case NB_AFF_ELEM: FN(fstep_loop)(f, cf, sum_acc, sq_acc, NB_AFF_ELEM, stream, p1); break;
+    case NB_AFF_ELEM_GAMMA:
+        FN(fstep_loop)(f, cf, sum_acc, sq_acc, NB_AFF_ELEM_GAMMA, stream, p1);
+        break;
+    case NB_AFF_RUN: FN(fstep_loop)(f, cf, sum_acc, sq_acc, NB_AFF_RUN, stream, p1); break;
+    default: FN(fstep_loop)(f, cf, sum_acc, sq_acc, NB_AFF_NONE, stream, p1); break;
     }
 }
 
-/* The fused step: sa (pass 1 of xs, when p1) and qa (pass 2 of xt) start
+/* The fused step: sum_acc (pass 1 of xs, when p1) and sq_acc (pass 2 of xt) start
  * at zero; stream: yu is aligned to the vector size and the ISA streams. */
-static void FN(fstep_run)(const FN(fstep) * f, const FN(ncoef) * cf, VEC *sa, VEC *qa, bool stream,
-                          bool p1)
+static void FN(fstep_run)(const FN(fstep) * f, const FN(ncoef) * cf, VEC *sum_acc, VEC *sq_acc,
+                          bool stream, bool p1)
 {
     if (stream && p1)
-        FN(fstep_kind)(f, cf, sa, qa, true, true);
+        FN(fstep_kind)(f, cf, sum_acc, sq_acc, true, true);
     else if (stream)
-        FN(fstep_kind)(f, cf, sa, qa, true, false);
+        FN(fstep_kind)(f, cf, sum_acc, sq_acc, true, false);
     else if (p1)
-        FN(fstep_kind)(f, cf, sa, qa, false, true);
+        FN(fstep_kind)(f, cf, sum_acc, sq_acc, false, true);
     else
-        FN(fstep_kind)(f, cf, sa, qa, false, false);
+        FN(fstep_kind)(f, cf, sum_acc, sq_acc, false, false);
 }
 
 /* ---- shape 2: across channels (NHWC) ---------------------------------- */

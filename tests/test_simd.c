@@ -423,20 +423,21 @@ static void run_poisoned(const nb_kernel *k, nb_data *d, const nb_tune *t)
  * NCHW InstanceNorm planes of C values, one row holding +-max/4 (the
  * overflow fallback inside the pipeline), every twopass kernel of ours, 1
  * and 2 threads, with the L1 size the rule reads set to 64 KiB (pipelined;
- * fused with the L2 the tuning says, in three loops with an L2 of 0) and
- * to 1 KiB (not), and row by row; nt_bytes as the tuning says (stream: 0,
- * every y streamed, which fuses whatever the L2). Returns the number of
- * kernel runs. */
+ * fused with an L2 of 1 GiB, in three loops with an L2 of 0) and to 1 KiB
+ * (not), and row by row; y streamed (nt_bytes 0, which fuses whatever the
+ * L2, where the ISA streams) or not (nt_bytes at its maximum). Returns the
+ * number of kernel runs. */
 static int pipeline_rows_case(int C, const char *forms[3][2], bool stream)
 {
     enum { R = 9 };
     nb_tune big = *nb_tune_get(), small = big;
     big.l1d_bytes = 65536;
+    big.l2_bytes = (long long)1 << 30;
     small.l1d_bytes = 1024;
-    if (stream)
-        big.nt_bytes = small.nt_bytes = 0;
+    big.nt_bytes = small.nt_bytes = stream ? 0 : nb_tune_knob_at(NB_TUNE_NT_BYTES)->max;
     nb_tune unfused = big;
     unfused.l2_bytes = 0;
+    const int others = stream ? 1 : 2; /* streamed rows fuse with any L2 */
     int ran = 0;
     for (int ti = 0; ti < 2; ti++)
         for (int fi = 0; fi < 3; fi++) {
@@ -474,7 +475,7 @@ static int pipeline_rows_case(int C, const char *forms[3][2], bool stream)
                     memcpy(y0, d.y, R * C * es);
                     for (int s = 0; s < 3; s++)
                         memcpy(s0 + s * R * es, st[s], R * es);
-                    for (int other = 0; other < 2; other++) {
+                    for (int other = 0; other < others; other++) {
                         const char *how = other ? "in three loops" : "not";
                         run_poisoned(k, &d, other ? &unfused : &small);
                         cr_assert(!memcmp(y0, d.y, R * C * es), "%s %s T=%d: pipelined != %s",
@@ -520,15 +521,21 @@ Test(simd, row_pipeline_gives_each_row_its_own_bits, .timeout = 300)
     cr_expect_geq(pipeline_rows_case(771, forms, false), 12, "kernel runs");
 }
 
-/* Rows of 784 values (a multiple of 64 bytes in both dtypes, so the fused
- * steady state streams y, and a partial chunk in the AVX2 and AVX-512
- * widths) with every y streamed. */
+/* Every y streamed. Rows of 784 values: a multiple of 64 bytes in both
+ * dtypes, so every fused step streams (a partial chunk of whole vectors
+ * in AVX-512 and in AVX2 f32); rows of 771: only steps whose row of y
+ * starts on a vector boundary fuse, the others decline to the three
+ * loops (norm_run's masked head). */
 Test(simd, row_pipeline_streamed_gives_each_row_its_own_bits, .timeout = 300)
 {
     const char *forms[3][2] = {{"ln:rows9:cols784:%s", "ln:rows1:cols784:%s"},
                                {"rms:rows9:cols784:%s", "rms:rows1:cols784:%s"},
                                {"in:n3c3h4w196:nchw:%s", "in:n1c1h4w196:nchw:%s"}};
     cr_expect_geq(pipeline_rows_case(784, forms, true), 12, "kernel runs");
+    const char *odd[3][2] = {{"ln:rows9:cols771:%s", "ln:rows1:cols771:%s"},
+                             {"rms:rows9:cols771:%s", "rms:rows1:cols771:%s"},
+                             {"in:n3c3h3w257:nchw:%s", "in:n1c1h3w257:nchw:%s"}};
+    cr_expect_geq(pipeline_rows_case(771, odd, true), 12, "kernel runs");
 }
 
 /* Each statistic of d (stat_count values) times 2^e for mean, 4^e for
