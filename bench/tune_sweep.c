@@ -29,14 +29,19 @@ static int cmp_i64(const void *a, const void *b)
 }
 
 /* Knob k's candidates around its derived value d (and the value in use):
- * clamped to the knob's range, ascending, without repeats. */
-static void choose_candidates(bench_tune_knob *kn)
+ * clamped to the knob's range, ascending, without repeats; l2: the L2
+ * size the values were derived from. */
+static void choose_candidates(bench_tune_knob *kn, int64_t l2)
 {
     const int64_t d = kn->derived;
     int64_t c[BENCH_TUNE_MAX_CAND + 2];
     int n = 0;
     switch (kn->knob) {
+    case NB_TUNE_FUSE_BYTES: /* the rule is "always": never, then spans around the L2 */
+        c[n++] = 0, c[n++] = l2 / 8, c[n++] = l2 / 2, c[n++] = 2 * l2, c[n++] = d;
+        break;
     case NB_TUNE_PF_BYTES: /* 0: no prefetch */
+    case NB_TUNE_PFY_BYTES:
         c[n++] = 0, c[n++] = d / 4, c[n++] = d / 2, c[n++] = d, c[n++] = 2 * d, c[n++] = 4 * d;
         break;
     case NB_TUNE_CHB_BYTES:
@@ -171,6 +176,49 @@ static int split_problems(const bench_tune *t, problem_str *out)
     return 5;
 }
 
+/* The problems of the pipe_bytes sweep: LayerNorm and RMSNorm rows of
+ * which three take D/2 (pipelined by the rule) and LayerNorm rows of which
+ * three take 2D (not), about a quarter of the L2 of output each, so a warm
+ * call runs from the caches, where the pipeline's overlap counts. */
+static int pipe_problems(const bench_tune *t, problem_str *out)
+{
+    const int64_t d = t->derived.pipe_bytes, l2 = t->derived.l2_bytes;
+    const int64_t narrow = within(d / 24, 16, 1 << 20), wide = within(d / 6, 16, 1 << 20);
+    ln_rows(out[0], "ln", l2 / 4, narrow);
+    ln_rows(out[1], "rms", l2 / 4, narrow);
+    ln_rows(out[2], "ln", l2 / 4, wide);
+    return 3;
+}
+
+/* The problems of the fuse_bytes and pfy_bytes sweeps: pipelined
+ * LayerNorm rows (768 values, fewer when three of those outgrow pipe_bytes
+ * in use) whose x and y take L2/4, L2 and 4 L2 at one thread, plain stores
+ * by the rules (2 L2 of y against nt_bytes = 4 L2), RMSNorm rows of L2,
+ * and for fuse_bytes LayerNorm rows streamed (outputs of twice nt_bytes in
+ * use). */
+static int fuse_problems(const bench_tune *t, nb_tune_knob k, problem_str *out,
+                         const char **skipped)
+{
+    const int64_t l2 = t->derived.l2_bytes, nt = t->in_use.nt_bytes;
+    const int64_t cols = t->in_use.pipe_bytes / 12 < 768 ? t->in_use.pipe_bytes / 12 : 768;
+    if (cols < 16) {
+        *skipped = "pipe_bytes in use pipelines no rows of 16 values or more: nothing fuses";
+        return 0;
+    }
+    if (k == NB_TUNE_PFY_BYTES && t->in_use.fuse_bytes == 0) {
+        *skipped = "fuse_bytes in use is 0: no step fuses, so y is not fetched ahead";
+        return 0;
+    }
+    ln_rows(out[0], "ln", l2 / 8, cols);
+    ln_rows(out[1], "ln", l2 / 2, cols);
+    ln_rows(out[2], "ln", 2 * l2, cols);
+    ln_rows(out[3], "rms", l2 / 2, cols);
+    if (k == NB_TUNE_PFY_BYTES || nt > MAX_BYTES / 2)
+        return 4;
+    ln_rows(out[4], "ln", 2 * nt, cols);
+    return 5;
+}
+
 static int knob_problems(const bench_tune *t, nb_tune_knob k, problem_str *out,
                          const char **skipped)
 {
@@ -180,6 +228,9 @@ static int knob_problems(const bench_tune *t, nb_tune_knob k, problem_str *out,
     case NB_TUNE_CHNT_BYTES: return chnt_problems(t, out);
     case NB_TUNE_CHB_MIN:
     case NB_TUNE_CHB_BYTES: return chb_problems(t, k, out, skipped);
+    case NB_TUNE_PIPE_BYTES: return pipe_problems(t, out);
+    case NB_TUNE_FUSE_BYTES:
+    case NB_TUNE_PFY_BYTES: return fuse_problems(t, k, out, skipped);
     default: return split_problems(t, out);
     }
 }
@@ -458,7 +509,7 @@ int bench_tune_sweep(bench_tune *t)
         kn->knob = (nb_tune_knob)k;
         kn->derived = nb_tune_value(&t->derived, kn->knob);
         kn->in_use = nb_tune_value(&t->in_use, kn->knob);
-        choose_candidates(kn);
+        choose_candidates(kn, t->derived.l2_bytes);
         if (t->knobs & (1u << k))
             rc = sweep_knob(t, kn, &rotation);
     }

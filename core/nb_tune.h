@@ -26,6 +26,9 @@ typedef struct nb_tune {
     int64_t chb_min;      /* across-channel twopass units over this many bytes: blocked */
     int64_t chb_bytes;    /* bytes of positions per block of the blocked statistics */
     int64_t split_groups; /* /omp: fewer groups (NHWC: samples) than this: split reductions */
+    int64_t pipe_bytes;   /* rows: three of them this small together: software pipeline */
+    int64_t fuse_bytes;   /* pipeline: a thread's x and y this small: one fused loop per step */
+    int64_t pfy_bytes;    /* fused steps, plain stores: y fetched to L1 this far ahead; 0: not */
     unsigned overridden;  /* bit k: knob k was given (NORMBENCH_TUNE, nb_tune_parse) */
     /* what they were derived from */
     long long l1d_bytes, l2_bytes, llc_bytes;
@@ -40,6 +43,9 @@ typedef enum nb_tune_knob {
     NB_TUNE_CHB_MIN,
     NB_TUNE_CHB_BYTES,
     NB_TUNE_SPLIT_GROUPS,
+    NB_TUNE_PIPE_BYTES,
+    NB_TUNE_FUSE_BYTES,
+    NB_TUNE_PFY_BYTES,
     NB_TUNE_KNOBS
 } nb_tune_knob;
 

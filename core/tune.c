@@ -29,6 +29,15 @@ static const nb_tune_knob_info knobs[NB_TUNE_KNOBS] = {
                            "L2 / 2, at most 256K", true, true, 4 * KIB, 64 * MIB},
     [NB_TUNE_SPLIT_GROUPS] = {"split_groups", "/omp: fewer groups than this: split reductions",
                               "2 x logical CPUs, at least 16", false, true, 1, 1000000},
+    [NB_TUNE_PIPE_BYTES] = {"pipe_bytes",
+                            "rows: three of at most this many bytes: software pipeline",
+                            "L1d / 2", true, false, 0, 1024 * TIB},
+    [NB_TUNE_FUSE_BYTES] = {"fuse_bytes",
+                            "pipelined rows: a thread's x and y this small: fused steps",
+                            "always", true, false, 0, 1024 * TIB},
+    [NB_TUNE_PFY_BYTES] = {"pfy_bytes",
+                           "fused steps, plain stores: y fetched to L1 this far ahead",
+                           "L1d / 16", true, false, 0, 64 * MIB},
 };
 
 static const size_t knob_offset[NB_TUNE_KNOBS] = {
@@ -38,6 +47,9 @@ static const size_t knob_offset[NB_TUNE_KNOBS] = {
     [NB_TUNE_CHB_MIN] = offsetof(nb_tune, chb_min),
     [NB_TUNE_CHB_BYTES] = offsetof(nb_tune, chb_bytes),
     [NB_TUNE_SPLIT_GROUPS] = offsetof(nb_tune, split_groups),
+    [NB_TUNE_PIPE_BYTES] = offsetof(nb_tune, pipe_bytes),
+    [NB_TUNE_FUSE_BYTES] = offsetof(nb_tune, fuse_bytes),
+    [NB_TUNE_PFY_BYTES] = offsetof(nb_tune, pfy_bytes),
 };
 
 const nb_tune_knob_info *nb_tune_knob_at(nb_tune_knob k)
@@ -91,6 +103,9 @@ void nb_tune_derive(const nb_caches *c, int logical_cpus, nb_tune *t)
     t->chb_min = clamp_knob(NB_TUNE_CHB_MIN, min64(l2 / 2, MIB));
     t->chb_bytes = clamp_knob(NB_TUNE_CHB_BYTES, min64(l2 / 2, 256 * KIB));
     t->split_groups = clamp_knob(NB_TUNE_SPLIT_GROUPS, 2 * (int64_t)cpus > 16 ? 2 * cpus : 16);
+    t->pipe_bytes = clamp_knob(NB_TUNE_PIPE_BYTES, l1d / 2);
+    t->fuse_bytes = knobs[NB_TUNE_FUSE_BYTES].max;
+    t->pfy_bytes = clamp_knob(NB_TUNE_PFY_BYTES, l1d / 16);
     t->l1d_bytes = l1d;
     t->l2_bytes = l2;
     t->llc_bytes = c->llc_bytes;

@@ -342,12 +342,13 @@ static void FN(contig_groups)(const FN(job) * jb, const nb_desc *d, bool nt)
 }
 
 /* Whether contig_groups can run as contig_pipe: twopass statistics of
- * one-segment groups (rows) each whole on one thread, three of which fit
- * in half the L1 (as the bf16/f16 row path's rule, simd_half_rows.h). */
+ * one-segment groups (rows) each whole on one thread, three of which take
+ * at most pipe_bytes (the rule: half the L1d; the bf16/f16 row path,
+ * simd_half_rows.h, applies it to its f32 rows). */
 static bool FN(pipe_fits)(const FN(job) * jb, const nb_desc *d)
 {
     return !jb->infer && jb->k->algo == NB_ALGO_TWOPASS && d->nseg == 1 &&
-           3 * d->m * (int64_t)sizeof(T) <= jb->tune->l1d_bytes / 2;
+           3 * d->m * (int64_t)sizeof(T) <= jb->tune->pipe_bytes;
 }
 
 /* Step s of contig_pipe in its steady state (lo + 2 <= s < hi) as one
@@ -371,6 +372,8 @@ static bool FN(pipe_step_fused)(const FN(job) * jb, const nb_desc *d, int64_t s,
     f.xu = jb->x + ou;
     f.xa = ahead && s + ahead < d->ngroups ? jb->x + FN(cg_offset)(d, s + ahead) : NULL;
     f.yu = jb->y + ou;
+    f.ypd = stream ? 0 : jb->tune->pfy_bytes / (int64_t)sizeof(T);
+    f.yroom = nb_problem_numel(jb->p) - ou;
     f.m = d->m;
     f.x0 = rms ? 0 : f.xs[0];
     f.mean = FN(tp_mean)(f.xt, pt.s, (T)d->m, rms);
@@ -391,16 +394,17 @@ static bool FN(pipe_step_fused)(const FN(job) * jb, const nb_desc *d, int64_t s,
 }
 
 /* Whether contig_pipe fuses the steady state of a thread's span of groups
- * [lo, hi): when y is streamed, or when the span's x and y fit in half the
- * L2 (a warm call finds them there). Plain stores of rows from memory are
- * left to the three loops: there the stores' reads for ownership also go
- * to memory, and fused among pass 1's loads they cost more than the
- * overlap gains (Emerald Rapids, LayerNorm 1024x768 cold, one thread, old
- * and new builds alternated: 750 against 858 us). */
+ * [lo, hi): never when fuse_bytes is 0; else when y is streamed, or when
+ * the span's x and y take at most fuse_bytes (the rule: always). Fused
+ * among pass 1's loads, plain stores of rows from memory wait on their
+ * reads for ownership: without the fetch of y pfy_bytes ahead the fused
+ * loop lost to the three loops there (Emerald Rapids, LayerNorm 64x768
+ * cold, one thread: 0.77 against 0.97 of oneDNN in the same process), with
+ * it the fused loop wins warm and cold (DESIGN 6.5). */
 static bool FN(pipe_fuses)(const FN(job) * jb, const nb_desc *d, bool nt, int64_t lo, int64_t hi)
 {
-    return (nb_has_stream && nt) ||
-           2 * (hi - lo) * d->m * (int64_t)sizeof(T) <= jb->tune->l2_bytes / 2;
+    const int64_t span = 2 * (hi - lo) * d->m * (int64_t)sizeof(T);
+    return jb->tune->fuse_bytes > 0 && ((nb_has_stream && nt) || span <= jb->tune->fuse_bytes);
 }
 
 /* contig_groups software-pipelined, each thread over one contiguous span

@@ -92,7 +92,7 @@ typedef struct half_rows {
     int64_t ahead;   /* groups between a group and the one prefetched (0: none) */
     bool stream;     /* y (and h) by non-temporal stores */
     bool fused;      /* twopass over one segment: pass 1 fused into the widening */
-    int64_t lag;     /* pipeline lag of half_span: 1 when three buffers fit in half the L1 */
+    int64_t lag;     /* pipeline lag of half_span: 1 when three buffers take <= pipe_bytes */
     int64_t bstride; /* floats per buffer (a multiple of 16) */
 } half_rows;
 
@@ -396,7 +396,7 @@ static nb_status half_rows_run(const nb_kernel *k, const nb_problem *p, const nb
     r.ahead = nb_prefetch_ahead(gbytes, r.jb.tune->pf_bytes);
     r.fused = k->algo == NB_ALGO_TWOPASS && r.d.nseg == 1;
     r.bstride = (r.d.m + 15) / 16 * 16;
-    r.lag = 3 * r.bstride * (int64_t)sizeof(float) <= r.jb.tune->l1d_bytes / 2;
+    r.lag = 3 * r.bstride * (int64_t)sizeof(float) <= r.jb.tune->pipe_bytes;
     void (*span)(const half_rows *, float *, int64_t, int64_t) =
         p->dtype == NB_F16 ? half_span_f16 : half_span_bf16;
 #ifdef NB_HAVE_BF16_INSN

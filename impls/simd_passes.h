@@ -825,6 +825,7 @@ static void FN(cg_norm)(const FN(cgroup) * g, const FN(gnorm) * n, int64_t e0, i
 typedef struct FN(fstep) {
     const T *xs, *xt, *xu, *xa;
     T *yu;
+    int64_t ypd, yroom; /* y fetched ypd values ahead (0: not), within yroom values of yu */
     T x0, mean;
     int64_t m;
 } FN(fstep);
@@ -846,6 +847,8 @@ static inline __attribute__((always_inline)) void FN(fstep_loop)(const FN(fstep)
             const int64_t i = j + u * W;
             if (f->xa)
                 __builtin_prefetch(f->xa + i, 0, 2);
+            if (f->ypd && i + f->ypd < f->yroom)
+                __builtin_prefetch(f->yu + i + f->ypd, 0, 3);
             const VEC v = FN(norm_vec)(&c, f->xu, i, kind);
             if (stream)
                 V(stream)(f->yu + i, v);

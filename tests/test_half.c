@@ -600,14 +600,14 @@ static void run_tuned(const nb_kernel *k, hand *h, const nb_tune *t)
  * way, and as it does alone, whatever its place in the pipeline and
  * whichever thread takes it. LayerNorm (with and without the fused add,
  * y and h compared) and RMSNorm, 9 rows of 771 values (a tail in every
- * vector width), every bf16/f16 kernel: with the L1 size the rule reads
- * set to 64 KiB (pipelined) and to 4 KiB (not), and row by row. */
+ * vector width), every bf16/f16 kernel: with pipe_bytes 32 KiB
+ * (pipelined) and 2 KiB (not), and row by row. */
 Test(half, row_pipeline_gives_each_row_its_own_bits)
 {
     enum { R = 9, C = 771 };
     nb_tune big = *nb_tune_get(), small = big;
-    big.l1d_bytes = 65536;  /* 3 x 784 floats fit in half: pipelined */
-    small.l1d_bytes = 4096; /* they do not: one group at a time */
+    big.pipe_bytes = 32768;  /* 3 x 784 floats fit: pipelined */
+    small.pipe_bytes = 2048; /* they do not: one group at a time */
     const char *forms[] = {"ln:rows%d:cols%d:%s", "ln:rows%d:cols%d:add:%s",
                            "rms:rows%d:cols%d:%s"};
     size_t ran = 0;

@@ -415,29 +415,28 @@ static void run_poisoned(const nb_kernel *k, nb_data *d, const nb_tune *t)
 }
 
 /* The f32/f64 twopass rows run software-pipelined (contig_pipe in
- * simd_drive.h, its steady state as one fused loop) when three rows fit in
- * half the L1 (12 C bytes <= L1d / 2 in f32, 24 C in f64), and one by one
+ * simd_drive.h, its steady state as one fused loop) when three rows take
+ * at most pipe_bytes (12 C bytes in f32, 24 C in f64), and one by one
  * otherwise: each row (its y, mean, var and rstd) must come out bit for
  * bit the same either way, and as it does alone, whatever its place in the
  * pipeline and whichever thread takes it. LayerNorm and RMSNorm rows and
  * NCHW InstanceNorm planes of C values, one row holding +-max/4 (the
  * overflow fallback inside the pipeline), every twopass kernel of ours, 1
- * and 2 threads, with the L1 size the rule reads set to 64 KiB (pipelined;
- * fused with an L2 of 1 GiB, in three loops with an L2 of 0) and to 1 KiB
- * (not), and row by row; y streamed (nt_bytes 0, which fuses whatever the
- * L2, where the ISA streams) or not (nt_bytes at its maximum). Returns the
- * number of kernel runs. */
+ * and 2 threads, with pipe_bytes 32 KiB (pipelined: three rows of up to
+ * 784 f64 take 18.4 KiB; fused with fuse_bytes at its maximum, in three
+ * loops with fuse_bytes 0) and 512 (not pipelined), and row by row; y
+ * streamed (nt_bytes 0, where the ISA streams) or not (nt_bytes at its
+ * maximum). Returns the number of kernel runs. */
 static int pipeline_rows_case(int C, const char *forms[3][2], bool stream)
 {
     enum { R = 9 };
     nb_tune big = *nb_tune_get(), small = big;
-    big.l1d_bytes = 65536;
-    big.l2_bytes = (long long)1 << 30;
-    small.l1d_bytes = 1024;
+    big.pipe_bytes = 32768;
+    big.fuse_bytes = nb_tune_knob_at(NB_TUNE_FUSE_BYTES)->max;
+    small.pipe_bytes = 512;
     big.nt_bytes = small.nt_bytes = stream ? 0 : nb_tune_knob_at(NB_TUNE_NT_BYTES)->max;
     nb_tune unfused = big;
-    unfused.l2_bytes = 0;
-    const int others = stream ? 1 : 2; /* streamed rows fuse with any L2 */
+    unfused.fuse_bytes = 0;
     int ran = 0;
     for (int ti = 0; ti < 2; ti++)
         for (int fi = 0; fi < 3; fi++) {
@@ -475,7 +474,7 @@ static int pipeline_rows_case(int C, const char *forms[3][2], bool stream)
                     memcpy(y0, d.y, R * C * es);
                     for (int s = 0; s < 3; s++)
                         memcpy(s0 + s * R * es, st[s], R * es);
-                    for (int other = 0; other < others; other++) {
+                    for (int other = 0; other < 2; other++) {
                         const char *how = other ? "in three loops" : "not";
                         run_poisoned(k, &d, other ? &unfused : &small);
                         cr_assert(!memcmp(y0, d.y, R * C * es), "%s %s T=%d: pipelined != %s",

@@ -118,6 +118,9 @@ Test(tune, rules_reproduce_the_fitted_host)
     cr_expect_eq(t.chb_min, 1 * MIB);
     cr_expect_eq(t.chb_bytes, 256 * KIB);
     cr_expect_eq(t.split_groups, 16);
+    cr_expect_eq(t.pipe_bytes, 24 * KIB);
+    cr_expect_eq(t.fuse_bytes, nb_tune_knob_at(NB_TUNE_FUSE_BYTES)->max, "always");
+    cr_expect_eq(t.pfy_bytes, 3 * KIB);
     cr_expect_eq(t.overridden, 0u);
 }
 
@@ -132,6 +135,8 @@ Test(tune, rules_follow_the_caches)
     cr_expect_eq(t.chb_min, 256 * KIB);
     cr_expect_eq(t.chb_bytes, 256 * KIB);
     cr_expect_eq(t.split_groups, 16);
+    cr_expect_eq(t.pipe_bytes, 16 * KIB);
+    cr_expect_eq(t.pfy_bytes, 2 * KIB);
     t = derived(64 * KIB, 4 * MIB, 128 * MIB, 64);
     cr_expect_eq(t.nt_bytes, 16 * MIB);
     cr_expect_eq(t.chnt_bytes, 1 * MIB);
@@ -139,6 +144,8 @@ Test(tune, rules_follow_the_caches)
     cr_expect_eq(t.chb_min, 1 * MIB, "capped at 1 MiB");
     cr_expect_eq(t.chb_bytes, 256 * KIB, "capped at 256 KiB");
     cr_expect_eq(t.split_groups, 128);
+    cr_expect_eq(t.pipe_bytes, 32 * KIB);
+    cr_expect_eq(t.pfy_bytes, 4 * KIB);
     t = derived(32 * KIB, 256 * KIB, 8 * MIB, 4);
     cr_expect_eq(t.chb_min, 128 * KIB);
     cr_expect_eq(t.chb_bytes, 128 * KIB);
@@ -146,6 +153,8 @@ Test(tune, rules_follow_the_caches)
     cr_expect_eq(t.nt_bytes, 4 * MIB);
     cr_expect_eq(t.pf_bytes, 8 * KIB);
     cr_expect_eq(t.split_groups, 16);
+    cr_expect_eq(t.pipe_bytes, 16 * KIB);
+    cr_expect_eq(t.pfy_bytes, 2 * KIB);
 }
 
 Test(tune, parse_sets_the_keys_given)
@@ -238,7 +247,7 @@ Test(tune, printed_form_parses_back)
     char env[256];
     nb_tune_format(&t, env, sizeof env);
     cr_expect_str_eq(env, "nt_bytes=1000,chnt_bytes=512K,pf_bytes=12K,chb_min=1M,chb_bytes=256K,"
-                          "split_groups=1024");
+                          "split_groups=1024,pipe_bytes=24K,fuse_bytes=1024T,pfy_bytes=3K");
     cr_assert_eq(nb_tune_parse(env, &back, NULL, 0), NB_OK);
     for (int k = 0; k < NB_TUNE_KNOBS; k++)
         cr_expect_eq(nb_tune_value(&back, (nb_tune_knob)k), nb_tune_value(&t, (nb_tune_knob)k),
