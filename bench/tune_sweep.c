@@ -195,7 +195,9 @@ static int pipe_problems(const bench_tune *t, problem_str *out)
  * in use) whose x and y take L2/4, L2 and 4 L2 at one thread, plain stores
  * by the rules (2 L2 of y against nt_bytes = 4 L2), RMSNorm rows of L2,
  * and for fuse_bytes LayerNorm rows streamed (outputs of twice nt_bytes in
- * use). */
+ * use, at least 4 MiB). The pfy_bytes sweep keeps only the rows that the
+ * values in use fuse with plain stores (a span within fuse_bytes, an
+ * output below nt_bytes): on the others y is not fetched ahead. */
 static int fuse_problems(const bench_tune *t, nb_tune_knob k, problem_str *out,
                          const char **skipped)
 {
@@ -205,18 +207,21 @@ static int fuse_problems(const bench_tune *t, nb_tune_knob k, problem_str *out,
         *skipped = "pipe_bytes in use pipelines no rows of 16 values or more: nothing fuses";
         return 0;
     }
-    if (k == NB_TUNE_PFY_BYTES && t->in_use.fuse_bytes == 0) {
-        *skipped = "fuse_bytes in use is 0: no step fuses, so y is not fetched ahead";
-        return 0;
+    const char *layer[4] = {"ln", "ln", "ln", "rms"};
+    const int64_t bytes[4] = {l2 / 8, l2 / 2, 2 * l2, l2 / 2}; /* of output: x and y twice that */
+    int n = 0;
+    for (int i = 0; i < 4; i++)
+        if (k != NB_TUNE_PFY_BYTES || (bytes[i] < nt && 2 * bytes[i] <= t->in_use.fuse_bytes))
+            ln_rows(out[n++], layer[i], bytes[i], cols);
+    if (k == NB_TUNE_PFY_BYTES) {
+        if (!n)
+            *skipped = "nt_bytes or fuse_bytes in use leave none of the sweep's rows fused with "
+                       "plain stores: y is not fetched ahead";
+        return n;
     }
-    ln_rows(out[0], "ln", l2 / 8, cols);
-    ln_rows(out[1], "ln", l2 / 2, cols);
-    ln_rows(out[2], "ln", 2 * l2, cols);
-    ln_rows(out[3], "rms", l2 / 2, cols);
-    if (k == NB_TUNE_PFY_BYTES || nt > MAX_BYTES / 2)
-        return 4;
-    ln_rows(out[4], "ln", 2 * nt, cols);
-    return 5;
+    if (nt <= MAX_BYTES / 2)
+        ln_rows(out[n++], "ln", 2 * nt > 4 * MIB ? 2 * nt : 4 * MIB, cols);
+    return n;
 }
 
 static int knob_problems(const bench_tune *t, nb_tune_knob k, problem_str *out,

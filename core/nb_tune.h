@@ -27,7 +27,7 @@ typedef struct nb_tune {
     int64_t chb_bytes;    /* bytes of positions per block of the blocked statistics */
     int64_t split_groups; /* /omp: fewer groups (NHWC: samples) than this: split reductions */
     int64_t pipe_bytes;   /* rows: three of them this small together: software pipeline */
-    int64_t fuse_bytes;   /* pipeline: a thread's x and y this small: one fused loop per step */
+    int64_t fuse_bytes;   /* pipeline: a thread's x and y this small (or y streamed): fused steps */
     int64_t pfy_bytes;    /* fused steps, plain stores: y fetched to L1 this far ahead; 0: not */
     unsigned overridden;  /* bit k: knob k was given (NORMBENCH_TUNE, nb_tune_parse) */
     /* what they were derived from */

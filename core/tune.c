@@ -32,9 +32,9 @@ static const nb_tune_knob_info knobs[NB_TUNE_KNOBS] = {
     [NB_TUNE_PIPE_BYTES] = {"pipe_bytes",
                             "rows: three of at most this many bytes: software pipeline", "L1d / 2",
                             true, false, 0, 1024 * TIB},
-    [NB_TUNE_FUSE_BYTES] = {"fuse_bytes",
-                            "pipelined rows: a thread's x and y this small: fused steps", "always",
-                            true, false, 0, 1024 * TIB},
+    [NB_TUNE_FUSE_BYTES] =
+        {"fuse_bytes", "pipelined rows: a thread's x and y this small, or y streamed: fused steps",
+         "always", true, false, 0, 1024 * TIB},
     [NB_TUNE_PFY_BYTES] = {"pfy_bytes", "fused steps, plain stores: y fetched to L1 this far ahead",
                            "L1d / 16", true, false, 0, 64 * MIB},
 };

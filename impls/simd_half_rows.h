@@ -9,7 +9,7 @@
  * statistics run on the buffer (cg_twopass_f32 after the fused pass 1,
  * cg_stats_f32 otherwise, unsplit, as the f32 drivers run a group this
  * short), and the normalisation reads the buffer and narrows each vector
- * straight into y. When three buffers fit in half the L1 the three stages
+ * straight into y. When three buffers take at most pipe_bytes the three stages
  * are pipelined over consecutive groups (half_span), so one group's
  * dependent chain overlaps the next groups' passes. x is read once from memory and y written once,
  * with no f32 block going through memory between the passes; the values are those of the block path

@@ -594,8 +594,8 @@ static void run_tuned(const nb_kernel *k, hand *h, const nb_tune *t)
     cr_assert_eq(st, NB_OK, "%s", k->name);
 }
 
-/* The row path pipelines a thread's groups when three row buffers fit in
- * half the L1 (rows of R values: 12 R bytes <= L1d / 2), and runs them one
+/* The row path pipelines a thread's groups when three row buffers take at
+ * most pipe_bytes (rows of C values: 12 C bytes, C rounded up to 16), and runs them one
  * by one otherwise: each row must come out bit for bit the same either
  * way, and as it does alone, whatever its place in the pipeline and
  * whichever thread takes it. LayerNorm (with and without the fused add,
